@@ -1,0 +1,35 @@
+# One cargo profile (release) and one target directory for demo, tests and benchmarks,
+# so RocksDB's C++ is compiled once. CI may point CARGO_TARGET_DIR at a shared cache.
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+export CARGO_TARGET_DIR
+BIN := $(CARGO_TARGET_DIR)/release/stellamirror
+export STELLAMIRROR_BIN := $(BIN)
+N ?= 100000
+
+.PHONY: deps build demo test lint bench bench-scale clean
+
+deps:
+	@bash tests/scripts/install-deps.sh
+
+build: deps
+	cargo build --release --workspace --bins
+
+demo: build
+	@bash tests/scripts/demo.sh
+
+test: build
+	cargo test --release --workspace --no-fail-fast
+
+lint: deps
+	cargo fmt --all -- --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+
+bench: build
+	cargo bench -p stellamirror-benches
+
+bench-scale: build
+	@bash tests/scripts/install-deps.sh restic b3sum time
+	$(CARGO_TARGET_DIR)/release/smscale --n $(N) --bin $(BIN) --docs docs/benchmarks.md
+
+clean:
+	cargo clean

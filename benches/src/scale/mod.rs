@@ -1,0 +1,1 @@
+//! Large-scale benchmark harness internals (see `smscale`).

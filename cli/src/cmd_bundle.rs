@@ -1,0 +1,426 @@
+//! Bundle commands: keygen, export, verify, import, rebuild, log.
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+use stellamirror_engine::audit::{AuditSink, StoreAuditLog};
+use stellamirror_engine::bundle::archive::Limits;
+use stellamirror_engine::bundle::error::BundleError;
+use stellamirror_engine::bundle::signing::{self, SignKey, TrustedKey};
+use stellamirror_engine::encryption::{BundleSealer, EncryptionMode, Identities, Recipients};
+use stellamirror_engine::export::{self, BaseSpec, EncryptSettings, ExportSettings};
+use stellamirror_engine::import::{self, rebuild, verify_store, ImportSettings};
+use stellamirror_engine::store::catalog::Selectors;
+use stellamirror_engine::store::Store;
+
+use crate::failure::{Failure, EXIT_VERIFY_FAILED};
+
+pub fn bundle_failure(e: BundleError) -> Failure {
+    let detail = json!({"path": e.subject()});
+    Failure::new(e.code(), e.to_string(), e.hint()).with_detail(detail)
+}
+
+#[derive(Args)]
+pub struct KeygenArgs {
+    /// Output name: writes NAME.pem (private, 0600) and NAME.pub.pem; with --age,
+    /// NAME.age (identity, 0600) and NAME.age.pub (recipient).
+    #[arg(long)]
+    out: PathBuf,
+    /// Generate an age X25519 identity instead of an Ed25519 signing key.
+    #[arg(long)]
+    age: bool,
+}
+
+pub fn keygen(a: KeygenArgs, json: bool) -> Result<i32, Failure> {
+    if a.age {
+        let (identity, recipient) = crate::cmd_keys::age_keygen(&a.out)?;
+        if json {
+            println!("{}", json!({"identity": identity, "recipient": recipient}));
+        } else {
+            println!("identity  {}", identity.display());
+            println!("recipient {recipient}");
+        }
+        return Ok(0);
+    }
+    let (private, public, key_id) = signing::keygen(&a.out).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
+    if json {
+        println!("{}", json!({"private": private, "public": public, "keyId": key_id}));
+    } else {
+        println!("private key {}", private.display());
+        println!("public key  {}", public.display());
+        println!("key id      {key_id}");
+    }
+    Ok(0)
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum EncryptArg {
+    Age,
+    AesGcm,
+}
+
+#[derive(Args)]
+pub struct CommonExport {
+    #[arg(long)]
+    store: PathBuf,
+    #[arg(long)]
+    tenant: String,
+    /// Folder the bundle is written to.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    run_id: Option<String>,
+    /// RFC 3339 creation time (fixes the bundle bytes; default now).
+    #[arg(long)]
+    created_at: Option<String>,
+    /// Subject glob selecting products/packages/artifacts (repeatable).
+    #[arg(long = "product")]
+    products: Vec<String>,
+    /// Records modified at or after this RFC 3339 time.
+    #[arg(long)]
+    from: Option<String>,
+    /// Records modified before this RFC 3339 time.
+    #[arg(long)]
+    to: Option<String>,
+    /// Cron expression recorded in the manifest (schedule.cron).
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Ed25519 PKCS#8 PEM key (default: the store's own key, created on first use).
+    #[arg(long)]
+    sign_key: Option<PathBuf>,
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    zstd_level: i32,
+    /// Encrypt the bundle.
+    #[arg(long, value_enum)]
+    encrypt: Option<EncryptArg>,
+    /// age recipient (age1…), repeatable.
+    #[arg(long = "recipient")]
+    recipients: Vec<String>,
+    /// File of age recipients, one per line.
+    #[arg(long)]
+    recipients_file: Option<PathBuf>,
+    /// Encrypt everything except manifest.yaml, export.json and signatures/.
+    #[arg(long, requires = "encrypt")]
+    strict: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ExportCmd {
+    /// A complete snapshot (mirror:full).
+    Full {
+        #[command(flatten)]
+        common: CommonExport,
+        /// Regenerate a past export from its retained snapshot.
+        #[arg(long)]
+        rerun: Option<String>,
+    },
+    /// Only what changed since a base export (mirror:delta).
+    Delta {
+        #[command(flatten)]
+        common: CommonExport,
+        /// Base export run id, or `latest`.
+        #[arg(long)]
+        base: String,
+        /// Carry the complete state and tell importers to drop theirs first.
+        #[arg(long)]
+        reset_baseline: bool,
+    },
+}
+
+fn store_key(store: &Path) -> Result<PathBuf, Failure> {
+    let dir = store.join("keys");
+    let base = dir.join("export-signing");
+    let private = PathBuf::from(format!("{}.pem", base.display()));
+    if !private.exists() {
+        std::fs::create_dir_all(&dir).map_err(|e| Failure::new("ERR_IO", format!("{}: {e}", dir.display()), "check permissions"))?;
+        signing::keygen(&base).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
+        eprintln!("note: created the store's signing key {} (public key {}.pub.pem)", private.display(), base.display());
+    }
+    Ok(private)
+}
+
+fn settings(c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
+    let tenant = crate::tenant(&c.tenant)?;
+    let store = Store::open_existing(&c.store)?;
+    let key_path = match c.sign_key {
+        Some(k) => k,
+        None => store_key(&c.store)?,
+    };
+    let sign_key = SignKey::load(&key_path).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
+    let encryption = match c.encrypt {
+        None => {
+            if !c.recipients.is_empty() || c.recipients_file.is_some() {
+                return Err(Failure::new("ERR_USAGE", "--recipient needs --encrypt age|aes-gcm", "add --encrypt"));
+            }
+            None
+        }
+        Some(mode) => {
+            let mut r = Recipients::parse(&c.recipients).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
+            if let Some(f) = &c.recipients_file {
+                r.merge(&Recipients::from_file(f).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?);
+            }
+            let mode = if mode == EncryptArg::Age { EncryptionMode::Age } else { EncryptionMode::AesGcm };
+            let sealer = BundleSealer::new(mode, r).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
+            Some(EncryptSettings { sealer, strict: c.strict })
+        }
+    };
+    let selectors_given = !c.products.is_empty() || c.from.is_some() || c.to.is_some();
+    Ok((
+        store,
+        ExportSettings {
+            tenant,
+            out_dir: c.out,
+            run_id: c.run_id,
+            created_at: c.created_at,
+            selectors: Selectors { products: c.products, from: c.from, to: c.to },
+            selectors_given,
+            schedule: c.schedule,
+            zstd_level: c.zstd_level,
+            sign_key,
+            encryption,
+        },
+    ))
+}
+
+pub fn export(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
+    let ex = |e: export::ExportError| Failure::new(e.code(), e.to_string(), e.hint());
+    let report = match cmd {
+        ExportCmd::Full { common, rerun } => {
+            let (store, s) = settings(common)?;
+            let audit = StoreAuditLog::new(store.path());
+            match rerun {
+                Some(id) => export::rerun(&store, &s, &id).map_err(ex)?,
+                None => export::export_full(&store, &s, &audit).map_err(ex)?,
+            }
+        }
+        ExportCmd::Delta { common, base, reset_baseline } => {
+            let (store, s) = settings(common)?;
+            let audit = StoreAuditLog::new(store.path());
+            let base = if base == "latest" { BaseSpec::Latest } else { BaseSpec::RunId(base) };
+            export::export_delta(&store, &s, &base, reset_baseline, &audit).map_err(ex)?
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        println!("{} {} → {}", report.profile, report.run_id, report.bundle.display());
+        println!("  {} bytes, manifest {}", report.bytes, report.manifest_digest);
+        println!("  state root {}", report.state_root);
+        if let Some(d) = &report.diff {
+            println!("  base {}: added {:?} changed {:?} removed {:?}", d.base_export_id, d.added, d.changed, d.removed);
+        }
+        if let Some(same) = report.identical_to_original {
+            println!("  identical to the original: {same}");
+        }
+    }
+    Ok(match report.identical_to_original {
+        Some(false) => EXIT_VERIFY_FAILED,
+        _ => 0,
+    })
+}
+
+fn load_trust(paths: &[PathBuf]) -> Result<Vec<TrustedKey>, Failure> {
+    paths
+        .iter()
+        .map(|p| TrustedKey::load(p).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint())))
+        .collect()
+}
+
+fn load_identities(paths: &[PathBuf]) -> Result<Identities, Failure> {
+    Identities::from_files(paths).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Bundle archives (or extracted folders); several are checked as a chain.
+    bundles: Vec<PathBuf>,
+    /// Trusted producer public key(s) (SPKI PEM).
+    #[arg(long)]
+    trust: Vec<PathBuf>,
+    /// age identity to check the data of encrypted bundles.
+    #[arg(long)]
+    identity: Vec<PathBuf>,
+    /// Verify a store instead of bundles.
+    #[arg(long, conflicts_with = "bundles")]
+    store: Option<PathBuf>,
+}
+
+pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
+    if let Some(dir) = &a.store {
+        let store = Store::open_existing(dir)?;
+        let r = verify_store::verify_store(&store).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()).with_exit(EXIT_VERIFY_FAILED))?;
+        StoreAuditLog::new(dir).record(&stellamirror_engine::audit::AuditEvent::new("mirror.store.verified", serde_json::to_value(&r).unwrap_or_default()));
+        if json {
+            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        } else {
+            println!("store OK: {} objects", r.objects);
+            for (t, c) in &r.tenants {
+                println!("  tenant {t}: {} records, state root {}", c.records, c.state_root);
+            }
+        }
+        return Ok(0);
+    }
+    if a.bundles.is_empty() {
+        return Err(Failure::new("ERR_USAGE", "name a bundle or --store DIR", "stellamirror verify BUNDLE --trust KEY.pub.pem"));
+    }
+    if a.trust.is_empty() {
+        return Err(Failure::new("ERR_USAGE", "verify needs --trust PUB.pem", "pass the producer's public key"));
+    }
+    let trust = load_trust(&a.trust)?;
+    let identities = load_identities(&a.identity)?;
+    let tmp = tempfile::tempdir().map_err(|e| Failure::new("ERR_IO", e.to_string(), "check TMPDIR"))?;
+    let mut results = Vec::new();
+    let mut prev: Option<(String, String)> = None;
+    for (i, b) in a.bundles.iter().enumerate() {
+        let staging = tmp.path().join(i.to_string());
+        std::fs::create_dir_all(&staging).ok();
+        let vf = |e: BundleError| {
+            let mut f = bundle_failure(e).with_exit(EXIT_VERIFY_FAILED);
+            f.message = format!("{}: {}", b.display(), f.message);
+            f
+        };
+        let (_, v, _) = import::stage_and_verify(b, &staging, &trust, &identities, &Limits::default(), true).map_err(vf)?;
+        if let (Some((pid, proot)), Some(d)) = (&prev, &v.diff) {
+            if !d.reset_baseline && (&d.base_export_id != pid || &d.base_state_root != proot) {
+                return Err(Failure::new(
+                    "ERR_DELTA_OUT_OF_ORDER",
+                    format!("{}: base {} does not follow {pid}", b.display(), d.base_export_id),
+                    "give the bundles in chain order: full, delta1, delta2, …",
+                )
+                .with_exit(EXIT_VERIFY_FAILED));
+            }
+        }
+        let target = v.diff.as_ref().map_or(v.manifest.state_root.clone(), |d| d.target_state_root.clone());
+        prev = Some((v.manifest.run_id.clone(), target));
+        results.push(json!({"bundle": b, "runId": v.manifest.run_id, "profile": v.manifest.profile, "manifestDigest": v.manifest_digest, "stateRoot": v.manifest.state_root, "dataChecked": v.data_checked, "recordsChecked": v.records_checked, "ok": true}));
+    }
+    if json {
+        println!("{}", json!({"ok": true, "bundles": results}));
+    } else {
+        for r in &results {
+            println!(
+                "OK {} ({} {}): signatures, digests{}",
+                r["bundle"].as_str().unwrap_or_default(),
+                r["profile"].as_str().unwrap_or_default(),
+                r["runId"].as_str().unwrap_or_default(),
+                if r["dataChecked"] == json!(true) { format!(", {} records and Merkle roots", r["recordsChecked"]) } else { " (data encrypted: pass --identity to check records)".into() }
+            );
+        }
+    }
+    Ok(0)
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    bundle: PathBuf,
+    #[arg(long)]
+    store: PathBuf,
+    #[arg(long, required = true)]
+    trust: Vec<PathBuf>,
+    /// age identity file(s) for encrypted bundles.
+    #[arg(long)]
+    identity: Vec<PathBuf>,
+    /// Refuse bundles of any other tenant.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Rewrite the tenant's published mirror tree here after applying.
+    #[arg(long)]
+    publish: Option<PathBuf>,
+}
+
+fn import_settings(trust: &[PathBuf], identity: &[PathBuf], tenant: Option<&str>) -> Result<ImportSettings, Failure> {
+    Ok(ImportSettings {
+        trust: load_trust(trust)?,
+        identities: load_identities(identity)?,
+        limits: Limits::default(),
+        expect_tenant: tenant.map(crate::tenant).transpose()?,
+    })
+}
+
+pub fn import_cmd(a: ImportArgs, json: bool) -> Result<i32, Failure> {
+    let s = import_settings(&a.trust, &a.identity, a.tenant.as_deref())?;
+    let store = Store::open(&a.store)?;
+    let audit = StoreAuditLog::new(&a.store);
+    let r = import::import(&store, &a.bundle, &s, &audit).map_err(|e| {
+        let f = Failure::new(e.code(), format!("{}: {e}", a.bundle.display()), e.hint());
+        match e {
+            import::ImportError::Bundle(b) => f.with_detail(json!({"path": b.subject()})),
+            _ => f,
+        }
+    })?;
+    if let Some(dir) = &a.publish {
+        let t = crate::tenant(&r.tenant)?;
+        crate::cmd_keys::publish(&store, &t, dir)?;
+    }
+    if json {
+        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+    } else if r.outcome == "already-applied" {
+        println!("{} {} was already applied; nothing to do", r.profile, r.run_id);
+    } else {
+        println!("applied {} {} to tenant {}", r.profile, r.run_id, r.tenant);
+        for (c, n) in &r.counts {
+            println!("  {:<22} +{} ~{} -{}", c.name(), n.added, n.changed, n.removed);
+        }
+        println!("state root {}", r.state_root);
+    }
+    Ok(0)
+}
+
+#[derive(Args)]
+pub struct RebuildArgs {
+    #[arg(long)]
+    bundles: PathBuf,
+    #[arg(long)]
+    store: PathBuf,
+    #[arg(long, required = true)]
+    trust: Vec<PathBuf>,
+    #[arg(long)]
+    identity: Vec<PathBuf>,
+}
+
+pub fn rebuild_cmd(a: RebuildArgs, json: bool) -> Result<i32, Failure> {
+    let s = import_settings(&a.trust, &a.identity, None)?;
+    let store = Store::open(&a.store)?;
+    let audit = StoreAuditLog::new(&a.store);
+    let r = rebuild::rebuild(&store, &a.bundles, &s, &audit).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
+    if json {
+        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+    } else {
+        println!("rebuilt from {}", r.chain.join(" → "));
+        for i in &r.ignored {
+            println!("  ignored {i} (not part of the chain from the newest full bundle)");
+        }
+        println!("state root {}; store verified", r.state_root);
+    }
+    Ok(0)
+}
+
+#[derive(Args)]
+pub struct LogArgs {
+    #[arg(long)]
+    store: PathBuf,
+}
+
+pub fn log(a: LogArgs, json: bool) -> Result<i32, Failure> {
+    let store = Store::open_existing(&a.store)?;
+    let exports = store.all_export_records()?;
+    let mut imports = Vec::new();
+    for t in store.tenants()? {
+        let h = store.import_history(&t)?;
+        for a in h.applied {
+            imports.push(json!({"tenant": t.as_str(), "runId": a.run_id, "profile": a.profile, "createdAt": a.created_at, "stateRoot": a.state_root.to_prefixed(), "base": a.base_export_id}));
+        }
+    }
+    if json {
+        println!("{}", json!({"exports": exports, "imports": imports}));
+    } else {
+        for e in &exports {
+            println!("export {} {} {} {} {} ({} bytes)", e.tenant, e.seq, e.run_id, e.profile, e.created_at, e.bytes);
+        }
+        for i in &imports {
+            println!("import {} {} {} {}", i["tenant"].as_str().unwrap_or_default(), i["runId"].as_str().unwrap_or_default(), i["profile"].as_str().unwrap_or_default(), i["createdAt"].as_str().unwrap_or_default());
+        }
+    }
+    Ok(0)
+}
+

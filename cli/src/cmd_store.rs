@@ -1,0 +1,194 @@
+//! Store commands: ingest, remove, status.
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+use stellamirror_engine::ingest::formats::{KindHint, ParseContext};
+use stellamirror_engine::ingest::{self, IngestOptions};
+use stellamirror_engine::model::Collection;
+use stellamirror_engine::store::Store;
+
+use crate::failure::{Failure, EXIT_PARTIAL};
+use crate::progress::Bar;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    /// Detect the format of each document.
+    Auto,
+    /// A policy snapshot (any JSON document, stored as received).
+    PolicySnapshot,
+    /// Policy evaluations as JSON Lines.
+    PolicyEvaluations,
+}
+
+#[derive(Args)]
+pub struct IngestArgs {
+    #[arg(long)]
+    store: PathBuf,
+    #[arg(long)]
+    tenant: String,
+    /// Upstream source name recorded on each record (needed by --complete).
+    #[arg(long, default_value = "")]
+    source: String,
+    /// The input is the source's complete current set: remove its records not in it.
+    #[arg(long, requires = "source")]
+    complete: bool,
+    /// Skip bad documents, ingest the rest and list every bad one (exit code 4).
+    #[arg(long)]
+    keep_going: bool,
+    /// Parse and plan, but commit nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// What the input is (default: detect per document).
+    #[arg(long, value_enum, default_value = "auto")]
+    kind: KindArg,
+    /// SBOM subject (artifact) overriding metadata.component.
+    #[arg(long)]
+    subject: Option<String>,
+    /// Files (JSON, JSON Lines) and directories.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
+    let tenant = crate::tenant(&a.tenant)?;
+    let store = Store::open(&a.store)?;
+    let opts = IngestOptions {
+        tenant,
+        source: a.source,
+        complete: a.complete,
+        keep_going: a.keep_going,
+        dry_run: a.dry_run,
+        ctx: ParseContext {
+            kind: match a.kind {
+                KindArg::Auto => KindHint::Auto,
+                KindArg::PolicySnapshot => KindHint::PolicySnapshot,
+                KindArg::PolicyEvaluations => KindHint::PolicyEvaluations,
+            },
+            subject_override: a.subject,
+        },
+    };
+    let bar = Bar::new(quiet || json);
+    let report = ingest::ingest(&store, &a.paths, &opts, &bar)?;
+    if json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        println!(
+            "ingested {} documents into tenant {}{}",
+            report.documents,
+            report.tenant,
+            if report.committed { "" } else if opts.dry_run { " (dry run: nothing committed)" } else { " (no changes)" }
+        );
+        for (c, n) in &report.counts {
+            println!("  {:<22} +{} ~{} -{}", c.name(), n.added, n.changed, n.removed);
+        }
+        println!("state root {}", report.state_root);
+        for bad in &report.skipped {
+            eprintln!("skipped[{}]: {bad}", bad.code());
+        }
+        if report.complete_withheld > 0 {
+            eprintln!(
+                "warning: {} records absent from the input were NOT removed (--complete) because documents were skipped",
+                report.complete_withheld
+            );
+        }
+    }
+    Ok(if report.skipped.is_empty() { 0 } else { EXIT_PARTIAL })
+}
+
+#[derive(Args)]
+pub struct RemoveArgs {
+    #[arg(long)]
+    store: PathBuf,
+    #[arg(long)]
+    tenant: String,
+    /// Only this kind (advisories, vex, sboms, policy, consensus); default: all.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Record ids (OSV id, OpenVEX @id, SBOM subject, ...).
+    #[arg(required = true)]
+    ids: Vec<String>,
+}
+
+pub fn remove(a: RemoveArgs, json: bool) -> Result<i32, Failure> {
+    let tenant = crate::tenant(&a.tenant)?;
+    let collections: Vec<Collection> = Collection::ALL
+        .into_iter()
+        .filter(|c| a.kind.as_deref().is_none_or(|k| c.kind() == k))
+        .collect();
+    if collections.is_empty() {
+        return Err(Failure::new(
+            "ERR_USAGE",
+            format!("unknown kind {:?}", a.kind.unwrap_or_default()),
+            "kinds: advisories, vex, sboms, policy, consensus",
+        ));
+    }
+    let store = Store::open_existing(&a.store)?;
+    let r = ingest::remove(&store, &tenant, &collections, &a.ids)?;
+    if json {
+        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+    } else {
+        for (c, n) in &r.removed {
+            println!("  {:<22} -{}", c.name(), n.removed);
+        }
+        println!("state root {}", r.state_root);
+    }
+    Ok(0)
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[arg(long)]
+    store: PathBuf,
+    /// Only this tenant (default: every tenant in the store).
+    #[arg(long)]
+    tenant: Option<String>,
+}
+
+pub fn status(a: StatusArgs, json: bool) -> Result<i32, Failure> {
+    let store = Store::open_existing(&a.store)?;
+    let tenants = match &a.tenant {
+        Some(t) => vec![crate::tenant(t)?],
+        None => store.tenants()?,
+    };
+    let mut out = Vec::new();
+    for t in &tenants {
+        let s = store.state(t)?;
+        let mut kinds = serde_json::Map::new();
+        for k in &s.kinds {
+            kinds.insert(
+                k.collection.name().to_string(),
+                json!({"records": k.records, "subjects": k.subjects, "root": k.root.to_prefixed()}),
+            );
+        }
+        let history = store.import_history(t)?;
+        out.push(json!({
+            "tenant": t.as_str(),
+            "stateRoot": s.root().to_prefixed(),
+            "records": s.kinds.iter().map(|k| k.records).sum::<u64>(),
+            "kinds": kinds,
+            "appliedExportIds": history.applied_export_ids,
+        }));
+    }
+    if json {
+        let v = if a.tenant.is_some() { out.pop().unwrap_or_default() } else { json!({"tenants": out}) };
+        println!("{v}");
+    } else {
+        for t in out {
+            println!("tenant {}", t["tenant"].as_str().unwrap_or_default());
+            println!("  state root {}", t["stateRoot"].as_str().unwrap_or_default());
+            if let Some(kinds) = t["kinds"].as_object() {
+                for (name, k) in kinds {
+                    println!(
+                        "  {:<22} {:>9} records {:>7} subjects  {}",
+                        name,
+                        k["records"],
+                        k["subjects"],
+                        k["root"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,394 @@
+//! The deterministic `tar.zst` container and its defensive reader.
+//!
+//! Writer invariants: entries are regular files only, in the order `manifest.yaml`,
+//! `signatures/manifest.sig`, `signatures/export.sig`, then every other path sorted
+//! bytewise; mode 0644, uid/gid 0, empty owner names, mtime = the run's `createdAt`;
+//! the outer zstd level is fixed. The same inputs therefore give the same bytes.
+//!
+//! Reader: because the signed manifest comes first, the reader verifies it (through
+//! the caller's gate) before accepting any other entry, then refuses unlisted entries
+//! and entries whose declared size differs from the manifest before reading their
+//! data. Decompressed bytes are bounded by the declared sizes (a zstd bomb is cut off).
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::error::{io_err, BundleError};
+use super::format::Artifact;
+use crate::ids::FileDigest;
+
+/// Outer compression level. The data files inside are compressed already.
+pub const OUTER_ZSTD_LEVEL: i32 = 1;
+
+pub const MANIFEST: &str = "manifest.yaml";
+pub const EXPORT: &str = "export.json";
+pub const MANIFEST_SIG: &str = "signatures/manifest.sig";
+pub const EXPORT_SIG: &str = "signatures/export.sig";
+
+pub enum EntrySource {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+pub struct Entry {
+    /// Path below the top folder.
+    pub path: String,
+    pub source: EntrySource,
+}
+
+fn rank(path: &str) -> (u8, &str) {
+    match path {
+        MANIFEST => (0, path),
+        MANIFEST_SIG => (1, path),
+        EXPORT_SIG => (2, path),
+        _ => (3, path),
+    }
+}
+
+/// Write the archive to `dest` atomically (temp file, fsync, rename). Returns its size.
+pub fn write_archive(dest: &Path, top: &str, mut entries: Vec<Entry>, mtime: u64) -> Result<u64, BundleError> {
+    entries.sort_by(|a, b| rank(&a.path).cmp(&rank(&b.path)));
+    let tmp = dest.with_extension(format!("partial-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let file = File::create(&tmp)?;
+        let enc = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, file), OUTER_ZSTD_LEVEL)?;
+        let mut tar = tar::Builder::new(enc);
+        tar.mode(tar::HeaderMode::Deterministic);
+        for e in &entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(mtime);
+            h.set_entry_type(tar::EntryType::Regular);
+            let name = format!("{top}/{}", e.path);
+            match &e.source {
+                EntrySource::Bytes(b) => {
+                    h.set_size(b.len() as u64);
+                    tar.append_data(&mut h, &name, b.as_slice())?;
+                }
+                EntrySource::File(p) => {
+                    let f = File::open(p)?;
+                    h.set_size(f.metadata()?.len());
+                    tar.append_data(&mut h, &name, f)?;
+                }
+            }
+        }
+        let enc = tar.into_inner()?;
+        let mut w = enc.finish()?;
+        w.flush()?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(dest, e));
+    }
+    std::fs::rename(&tmp, dest).map_err(|e| io_err(dest, e))?;
+    if let Some(dir) = dest.parent() {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(std::fs::metadata(dest).map_err(|e| io_err(dest, e))?.len())
+}
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Decompressed bytes allowed before the manifest is verified, and in total when
+    /// the archive does not start with its manifest.
+    pub max_total_bytes: u64,
+    pub max_entries: u64,
+    pub max_manifest_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_total_bytes: 64 << 30,
+            max_entries: 1_000_000,
+            max_manifest_bytes: 256 << 20,
+        }
+    }
+}
+
+/// A file as staged: where it is, its digest and size.
+#[derive(Clone, Debug)]
+pub struct StagedFile {
+    pub digest: FileDigest,
+    pub bytes: u64,
+}
+
+/// A bundle laid out in a directory (extracted or given), with every file's digest.
+#[derive(Clone, Debug)]
+pub struct Staged {
+    pub root: PathBuf,
+    pub top: String,
+    pub files: BTreeMap<String, StagedFile>,
+}
+
+impl Staged {
+    pub fn read(&self, rel: &str) -> Result<Vec<u8>, BundleError> {
+        let p = self.root.join(rel);
+        std::fs::read(&p).map_err(|_| BundleError::MissingFile { path: rel.to_string() })
+    }
+}
+
+/// Decompressed-byte counter with a limit that can be raised once the manifest is known.
+struct Bounded<R> {
+    inner: R,
+    read: u64,
+    limit: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limit.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("decompressed size limit exceeded"));
+        }
+        Ok(n)
+    }
+}
+
+/// Validate a tar path: relative, only normal components, under one top folder.
+fn split_entry_path(raw: &[u8]) -> Result<(String, String), String> {
+    let s = std::str::from_utf8(raw).map_err(|_| "path is not UTF-8".to_string())?;
+    if s.starts_with('/') {
+        return Err("absolute path".into());
+    }
+    let mut parts = Vec::new();
+    for c in Path::new(s).components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().to_string()),
+            Component::ParentDir => return Err("path contains '..'".into()),
+            Component::CurDir => return Err("path contains '.'".into()),
+            _ => return Err("absolute path".into()),
+        }
+    }
+    if parts.len() < 2 {
+        return Err("entry outside the bundle's top folder".into());
+    }
+    let top = parts.remove(0);
+    Ok((top, parts.join("/")))
+}
+
+/// What the reader hands the gate: the manifest and its signature, unparsed.
+pub struct GateInput<'a> {
+    pub manifest: &'a [u8],
+    pub manifest_sig: &'a [u8],
+}
+
+/// Stream `archive` into `staging`, refusing unsafe entries. `gate` verifies the
+/// manifest signature and returns the listed artifacts; it runs as soon as the manifest
+/// and its signature have been read (before any other entry is accepted).
+pub fn stage_archive(
+    archive: &Path,
+    staging: &Path,
+    limits: &Limits,
+    gate: &mut dyn FnMut(&GateInput<'_>) -> Result<Vec<Artifact>, BundleError>,
+) -> Result<Staged, BundleError> {
+    let arc_name = archive.display().to_string();
+    let malformed = |reason: String| BundleError::Malformed {
+        path: arc_name.clone(),
+        reason,
+    };
+    let file = File::open(archive).map_err(|e| io_err(archive, e))?;
+    let dec = zstd::Decoder::new(file).map_err(|e| malformed(format!("not zstd: {e}")))?;
+    let limit = Arc::new(AtomicU64::new(limits.max_manifest_bytes + (1 << 20)));
+    let bounded = Bounded {
+        inner: dec,
+        read: 0,
+        limit: limit.clone(),
+    };
+    let mut ar = tar::Archive::new(bounded);
+    let mut top: Option<String> = None;
+    let mut files: BTreeMap<String, StagedFile> = BTreeMap::new();
+    let mut listed: Option<BTreeMap<String, u64>> = None;
+    let mut manifest: Option<Vec<u8>> = None;
+    let mut manifest_sig: Option<Vec<u8>> = None;
+    let mut count = 0u64;
+    let entries = ar.entries().map_err(|e| malformed(format!("not a tar archive: {e}")))?;
+    for entry in entries {
+        let mut e = entry.map_err(|e| classify_read_error(&arc_name, e, limits))?;
+        count += 1;
+        if count > limits.max_entries {
+            return Err(BundleError::TooLarge {
+                what: "entry count".into(),
+                limit: limits.max_entries,
+            });
+        }
+        let raw_path = e.path_bytes().to_vec();
+        let shown = String::from_utf8_lossy(&raw_path).to_string();
+        let kind = e.header().entry_type();
+        if kind != tar::EntryType::Regular && kind != tar::EntryType::Continuous {
+            return Err(BundleError::UnsafeEntry {
+                entry: shown,
+                reason: format!("{kind:?} entries are not allowed (regular files only)"),
+            });
+        }
+        let (t, rel) = split_entry_path(&raw_path).map_err(|reason| BundleError::UnsafeEntry {
+            entry: shown.clone(),
+            reason,
+        })?;
+        if t != "mirror" && t != "delta" {
+            return Err(BundleError::UnsafeEntry {
+                entry: shown,
+                reason: "top folder must be mirror/ or delta/".into(),
+            });
+        }
+        match &top {
+            None => top = Some(t.clone()),
+            Some(prev) if *prev != t => {
+                return Err(BundleError::UnsafeEntry {
+                    entry: shown,
+                    reason: format!("second top folder (first was {prev}/)"),
+                })
+            }
+            _ => {}
+        }
+        if files.contains_key(&rel) {
+            return Err(BundleError::UnsafeEntry {
+                entry: shown,
+                reason: "duplicate entry".into(),
+            });
+        }
+        let size = e.header().size().map_err(|err| malformed(format!("{shown}: bad size: {err}")))?;
+        let is_meta = rel == MANIFEST || rel == MANIFEST_SIG || rel == EXPORT_SIG;
+        if let Some(l) = &listed {
+            if !is_meta {
+                match l.get(&rel) {
+                    None => return Err(BundleError::UnlistedFile { path: rel }),
+                    Some(b) if *b != size => {
+                        return Err(BundleError::DigestMismatch {
+                            path: rel,
+                            what: "size".into(),
+                            expected: b.to_string(),
+                            actual: size.to_string(),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+        } else if size > limits.max_manifest_bytes && (is_meta || manifest.is_none()) {
+            return Err(BundleError::TooLarge {
+                what: format!("{rel} size"),
+                limit: limits.max_manifest_bytes,
+            });
+        }
+        let dest = staging.join(&t).join(&rel);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|err| io_err(parent, err))?;
+        }
+        let keep = is_meta && listed.is_none();
+        let (digest, kept) = copy_hashing(&mut e, &dest, keep).map_err(|err| classify_read_error(&arc_name, err, limits))?;
+        files.insert(rel.clone(), StagedFile { digest, bytes: size });
+        if rel == MANIFEST {
+            manifest = kept;
+        } else if rel == MANIFEST_SIG {
+            manifest_sig = kept;
+        }
+        if listed.is_none() {
+            if let (Some(m), Some(s)) = (&manifest, &manifest_sig) {
+                let artifacts = gate(&GateInput {
+                    manifest: m,
+                    manifest_sig: s,
+                })?;
+                // Every listed file, plus tar headers and padding, plus the signatures.
+                let total: u64 = artifacts.iter().map(|a| a.bytes + 2048).sum::<u64>() + (4 << 20) + limits.max_manifest_bytes;
+                limit.store(total.min(limits.max_total_bytes), Ordering::Relaxed);
+                listed = Some(artifacts.into_iter().map(|a| (a.path, a.bytes)).collect());
+            } else if files.len() >= 3 {
+                // The manifest did not come first: fall back to the global bound and
+                // let the verifier check the listing after staging.
+                limit.store(limits.max_total_bytes, Ordering::Relaxed);
+            }
+        }
+    }
+    let top = top.ok_or_else(|| malformed("empty archive".into()))?;
+    Ok(Staged {
+        root: staging.join(&top),
+        top,
+        files,
+    })
+}
+
+fn classify_read_error(arc: &str, e: std::io::Error, limits: &Limits) -> BundleError {
+    if e.to_string().contains("decompressed size limit exceeded") {
+        BundleError::TooLarge {
+            what: "decompressed size".into(),
+            limit: limits.max_total_bytes,
+        }
+    } else {
+        BundleError::Malformed {
+            path: arc.to_string(),
+            reason: format!("corrupt or truncated archive: {e}"),
+        }
+    }
+}
+
+fn copy_hashing(r: &mut impl Read, dest: &Path, keep: bool) -> std::io::Result<(FileDigest, Option<Vec<u8>>)> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(dest)?);
+    let mut kept = keep.then(Vec::new);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        if let Some(k) = kept.as_mut() {
+            k.extend_from_slice(&buf[..n]);
+        }
+    }
+    out.flush()?;
+    Ok((FileDigest(h.finalize().into()), kept))
+}
+
+/// A bundle already extracted to a folder (`verify DIR`): digests of every file;
+/// symlinks and special files are refused.
+pub fn scan_folder(dir: &Path) -> Result<Staged, BundleError> {
+    let top = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let mut files = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name().follow_links(false) {
+        let entry = entry.map_err(|e| BundleError::Io {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .unwrap_or(entry.path())
+            .to_string_lossy()
+            .replace('\\', "/");
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        if !ft.is_file() {
+            return Err(BundleError::UnsafeEntry {
+                entry: rel,
+                reason: "symlinks and special files are not allowed".into(),
+            });
+        }
+        let mut f = File::open(entry.path()).map_err(|e| io_err(entry.path(), e))?;
+        let (digest, _) = copy_hashing(&mut f, Path::new("/dev/null"), false).map_err(|e| io_err(entry.path(), e))?;
+        let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        files.insert(rel, StagedFile { digest, bytes });
+    }
+    Ok(Staged {
+        root: dir.to_path_buf(),
+        top,
+        files,
+    })
+}

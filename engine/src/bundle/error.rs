@@ -1,0 +1,116 @@
+//! Refusals of bundle reading and verification. Every variant names the entry or file.
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// A tar entry that is absolute, contains `..`, is a link/device/directory, or
+    /// repeats a path.
+    #[error("unsafe archive entry {entry:?}: {reason}")]
+    UnsafeEntry { entry: String, reason: String },
+    /// A file present in the bundle that `manifest.yaml` does not list.
+    #[error("file {path} is not listed in manifest.yaml")]
+    UnlistedFile { path: String },
+    /// A file `manifest.yaml` lists that the bundle lacks.
+    #[error("file {path} listed in manifest.yaml is missing")]
+    MissingFile { path: String },
+    /// A file's sha256 or size differs from `manifest.yaml`, or a record's hash differs
+    /// from its bytes.
+    #[error("{path}: {what} mismatch (expected {expected}, found {actual})")]
+    DigestMismatch {
+        path: String,
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    /// A signature does not verify with the trusted key.
+    #[error("signature {path} does not verify against the trusted key")]
+    SignatureInvalid { path: String },
+    /// The bundle was signed by a key that is not trusted.
+    #[error("bundle is signed by key {key_id}, which is not among the trusted keys ({trusted})")]
+    SignatureUntrusted { key_id: String, trusted: String },
+    /// A Merkle root recomputed from the data differs from the one recorded.
+    #[error("{what}: Merkle root mismatch (recorded {expected}, recomputed {actual})")]
+    RootMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    /// Not a readable bundle: corrupt or truncated compression/tar, bad YAML/JSON.
+    #[error("{path}: {reason}")]
+    Malformed { path: String, reason: String },
+    /// Decompressed size or entry count beyond the limits.
+    #[error("bundle exceeds the {what} limit of {limit}")]
+    TooLarge { what: String, limit: u64 },
+    /// An encrypted file cannot be decrypted.
+    #[error("cannot decrypt {path}: {reason}")]
+    Decrypt { path: String, reason: String },
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+}
+
+impl BundleError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            BundleError::UnsafeEntry { .. } => "ERR_BUNDLE_UNSAFE_ENTRY",
+            BundleError::UnlistedFile { .. } => "ERR_BUNDLE_UNLISTED_FILE",
+            BundleError::MissingFile { .. } => "ERR_BUNDLE_MISSING_FILE",
+            BundleError::DigestMismatch { .. } => "ERR_DIGEST_MISMATCH",
+            BundleError::SignatureInvalid { .. } => "ERR_SIGNATURE_INVALID",
+            BundleError::SignatureUntrusted { .. } => "ERR_SIGNATURE_UNTRUSTED",
+            BundleError::RootMismatch { .. } => "ERR_STATE_ROOT_MISMATCH",
+            BundleError::Malformed { .. } => "ERR_BUNDLE_MALFORMED",
+            BundleError::TooLarge { .. } => "ERR_BUNDLE_TOO_LARGE",
+            BundleError::Decrypt { .. } => "ERR_DECRYPT_FAILED",
+            BundleError::Io { .. } => "ERR_IO",
+        }
+    }
+
+    pub fn hint(&self) -> String {
+        match self {
+            BundleError::UnsafeEntry { .. } | BundleError::UnlistedFile { .. } => {
+                "the archive was not produced by stellamirror or was altered; do not extract it by hand; obtain the bundle again from its producer".into()
+            }
+            BundleError::MissingFile { .. } | BundleError::DigestMismatch { .. } | BundleError::Malformed { .. } => {
+                "the bundle is damaged or was tampered with in transit; copy it again and compare its sha256 with the producer's".into()
+            }
+            BundleError::SignatureInvalid { .. } => {
+                "the signed file was altered, or --trust names the wrong key; obtain the bundle and the producer's public key again".into()
+            }
+            BundleError::SignatureUntrusted { .. } => {
+                "pass the producer's public key with --trust (check its key id out of band)".into()
+            }
+            BundleError::RootMismatch { .. } => {
+                "the data does not match its signed Merkle roots; do not import it; report it to the producer".into()
+            }
+            BundleError::TooLarge { .. } => {
+                "the archive decompresses beyond its declared sizes (possible decompression bomb); obtain it again".into()
+            }
+            BundleError::Decrypt { .. } => {
+                "pass the age identity of one of the bundle's recipients with --identity".into()
+            }
+            BundleError::Io { .. } => "check the path, free space and permissions".into(),
+        }
+    }
+
+    /// The offending path or entry, for `--json` output.
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            BundleError::UnsafeEntry { entry, .. } => Some(entry),
+            BundleError::UnlistedFile { path }
+            | BundleError::MissingFile { path }
+            | BundleError::DigestMismatch { path, .. }
+            | BundleError::SignatureInvalid { path }
+            | BundleError::Malformed { path, .. }
+            | BundleError::Decrypt { path, .. }
+            | BundleError::Io { path, .. } => Some(path),
+            BundleError::RootMismatch { what, .. } => Some(what),
+            _ => None,
+        }
+    }
+}
+
+pub fn io_err(path: &std::path::Path, e: std::io::Error) -> BundleError {
+    BundleError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}

@@ -1,0 +1,8 @@
+//! Mirror bundles: format types, layout, the archive container, signing, verification.
+pub mod archive;
+pub mod error;
+pub mod format;
+pub mod layout;
+pub mod records;
+pub mod signing;
+pub mod verify;

@@ -1,0 +1,191 @@
+//! Reading records back out of a staged bundle (verify and import share this).
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use serde::Deserialize;
+
+use super::archive::Staged;
+use super::error::BundleError;
+use super::format::RecordLine;
+use super::layout::{layout, shard_path, unsafe_name, FileLayout};
+use crate::ids::ObjectId;
+use crate::model::{shard_of, Collection, Leaf};
+
+/// Upper bound on one data file's decompressed size.
+pub const MAX_FILE_BYTES: u64 = 16 << 30;
+
+#[derive(Debug, Deserialize)]
+pub struct IndexRecord {
+    pub hash: String,
+    pub modified: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IndexSubject {
+    pub shard: String,
+    pub root: Option<String>,
+    pub file: String,
+    pub records: BTreeMap<String, IndexRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IndexCollection {
+    pub root: Option<String>,
+    pub records: u64,
+    pub subjects: BTreeMap<String, IndexSubject>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexFile {
+    pub format_version: u32,
+    pub collections: BTreeMap<String, IndexCollection>,
+}
+
+/// Decrypts a shipped file when its path is encrypted (identity otherwise).
+pub type Opener<'a> = &'a dyn Fn(&str, Vec<u8>) -> Result<Vec<u8>, BundleError>;
+
+pub fn read_plain(staged: &Staged, path: &str, open: Opener<'_>) -> Result<Vec<u8>, BundleError> {
+    open(path, staged.read(path)?)
+}
+
+pub fn read_index(staged: &Staged, path: &str, open: Opener<'_>) -> Result<IndexFile, BundleError> {
+    let bytes = read_plain(staged, path, open)?;
+    serde_json::from_slice(&bytes).map_err(|e| BundleError::Malformed {
+        path: path.into(),
+        reason: format!("index does not parse: {e}"),
+    })
+}
+
+fn decompress(path: &str, bytes: &[u8]) -> Result<Vec<u8>, BundleError> {
+    let mut out = Vec::new();
+    let dec = zstd::stream::read::Decoder::new(bytes).map_err(|e| BundleError::Malformed {
+        path: path.into(),
+        reason: format!("not zstd: {e}"),
+    })?;
+    dec.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| BundleError::Malformed {
+            path: path.into(),
+            reason: format!("zstd stream is corrupt: {e}"),
+        })?;
+    if out.len() as u64 > MAX_FILE_BYTES {
+        return Err(BundleError::TooLarge {
+            what: format!("{path} decompressed size"),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    Ok(out)
+}
+
+fn mismatch(path: &str, what: &str, expected: impl ToString, actual: impl ToString) -> BundleError {
+    BundleError::DigestMismatch {
+        path: path.into(),
+        what: what.into(),
+        expected: expected.to_string(),
+        actual: actual.to_string(),
+    }
+}
+
+/// Visit every record of collection `c` stored under `prefix` (`""` or `"changed/"`),
+/// checking that each document hashes to its recorded id and sits in the right file.
+/// `index` supplies id/modified for one-file-per-subject layouts.
+pub fn for_each_record(
+    staged: &Staged,
+    prefix: &str,
+    c: Collection,
+    index: Option<&IndexCollection>,
+    open: Opener<'_>,
+    f: &mut dyn FnMut(&str, Leaf, &[u8]) -> Result<(), BundleError>,
+) -> Result<(), BundleError> {
+    let files: Vec<String> = match layout(c) {
+        FileLayout::Sharded(dir) => (0..=255u8)
+            .map(|s| format!("{prefix}{}", shard_path(dir, s)))
+            .filter(|p| staged.files.contains_key(p))
+            .collect(),
+        FileLayout::Single(p) => {
+            let p = format!("{prefix}{p}");
+            if staged.files.contains_key(&p) {
+                vec![p]
+            } else {
+                vec![]
+            }
+        }
+        FileLayout::PerSubject(dir, name) => {
+            let start = format!("{prefix}{dir}/");
+            for (path, _) in staged.files.range(start.clone()..) {
+                if !path.starts_with(&start) {
+                    break;
+                }
+                let rest = &path[start.len()..];
+                let (safe, file) = rest.split_once('/').unwrap_or((rest, ""));
+                if file != name {
+                    return Err(BundleError::UnsafeEntry {
+                        entry: path.clone(),
+                        reason: format!("expected {start}<subject>/{name}"),
+                    });
+                }
+                let subject = unsafe_name(safe).ok_or_else(|| BundleError::Malformed {
+                    path: path.clone(),
+                    reason: "subject folder name does not decode".into(),
+                })?;
+                let rec = index
+                    .and_then(|i| i.subjects.get(&subject))
+                    .and_then(|s| s.records.iter().next())
+                    .ok_or_else(|| BundleError::Malformed {
+                        path: path.clone(),
+                        reason: format!("subject {subject:?} is not in the index"),
+                    })?;
+                let doc = read_plain(staged, path, open)?;
+                let id = ObjectId::of(&doc);
+                if id.to_prefixed() != rec.1.hash {
+                    return Err(mismatch(path, "record hash", &rec.1.hash, id.to_prefixed()));
+                }
+                let leaf = Leaf {
+                    id: rec.0.clone(),
+                    object: id,
+                    modified: rec.1.modified,
+                };
+                f(&subject, leaf, &doc)?;
+            }
+            return Ok(());
+        }
+    };
+    for path in files {
+        let data = decompress(&path, &read_plain(staged, &path, open)?)?;
+        let shard = match layout(c) {
+            FileLayout::Sharded(_) => u8::from_str_radix(&path[path.len() - 12..path.len() - 10], 16).ok(),
+            _ => None,
+        };
+        for (n, line) in data.split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let at = format!("{path}:{}", n + 1);
+            let rec: RecordLine<'_> = serde_json::from_slice(line).map_err(|e| BundleError::Malformed {
+                path: at.clone(),
+                reason: format!("record line does not parse: {e}"),
+            })?;
+            if rec.kind != c.name() {
+                return Err(mismatch(&at, "record kind", c.name(), &rec.kind));
+            }
+            if let Some(s) = shard {
+                if shard_of(&rec.subject) != s {
+                    return Err(mismatch(&at, "shard", format!("{s:02x}"), format!("{:02x}", shard_of(&rec.subject))));
+                }
+            }
+            let doc = rec.doc.get().as_bytes();
+            let id = ObjectId::of(doc);
+            if id.to_prefixed() != rec.hash {
+                return Err(mismatch(&at, "record hash", &rec.hash, id.to_prefixed()));
+            }
+            let leaf = Leaf {
+                id: rec.id,
+                object: id,
+                modified: rec.modified,
+            };
+            f(&rec.subject, leaf, doc)?;
+        }
+    }
+    Ok(())
+}

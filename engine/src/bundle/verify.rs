@@ -1,0 +1,262 @@
+//! Bundle verification: signatures first, then digests and the listing, then (when the
+//! data is readable) every record hash and every Merkle root.
+use std::collections::BTreeMap;
+
+use super::archive::{GateInput, Staged, EXPORT, EXPORT_SIG, MANIFEST, MANIFEST_SIG};
+use super::error::BundleError;
+use super::format::{Artifact, DiffManifest, ExportDoc, Manifest, PROFILE_DELTA, PROFILE_FULL};
+use super::layout::INDEX_FILES;
+use super::records::{for_each_record, read_index, IndexFile, Opener};
+use super::signing::TrustedKey;
+use crate::ids::{FileDigest, NodeHash};
+use crate::merkle::{empty_shard_root, kind_root, shard_root, state_root, subject_root, KindRef, SubjectRef};
+use crate::model::{shard_of, Collection, Leaf};
+
+/// A verified bundle: its parsed documents.
+#[derive(Debug)]
+pub struct Verified {
+    pub manifest: Manifest,
+    pub manifest_digest: FileDigest,
+    pub export: ExportDoc,
+    pub diff: Option<DiffManifest>,
+    /// Whether records and Merkle roots were recomputed (false when the data is
+    /// encrypted and no identity was given).
+    pub data_checked: bool,
+    pub records_checked: u64,
+}
+
+fn check_signature(trust: &[TrustedKey], bytes: &[u8], sig: &[u8], sig_path: &str, claimed_key: Option<String>) -> Result<(), BundleError> {
+    if trust.iter().any(|k| k.verify(bytes, sig)) {
+        return Ok(());
+    }
+    let trusted: Vec<String> = trust.iter().map(|k| k.key_id()).collect();
+    match claimed_key {
+        Some(k) if !trusted.contains(&k) => Err(BundleError::SignatureUntrusted {
+            key_id: k,
+            trusted: trusted.join(", "),
+        }),
+        _ => Err(BundleError::SignatureInvalid { path: sig_path.into() }),
+    }
+}
+
+/// Parse `manifest.yaml` only to name the key that claims to have signed it (for the
+/// error message after a signature failed; nothing is trusted from it).
+fn claimed_key_id(manifest: &[u8]) -> Option<String> {
+    let m: serde_norway::Value = serde_norway::from_slice(manifest).ok()?;
+    m.get("signing")?.get("keyId")?.as_str().map(str::to_string)
+}
+
+pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
+    let m: Manifest = serde_norway::from_slice(bytes).map_err(|e| BundleError::Malformed {
+        path: MANIFEST.into(),
+        reason: format!("does not parse: {e}"),
+    })?;
+    if m.profile != PROFILE_FULL && m.profile != PROFILE_DELTA {
+        return Err(BundleError::Malformed {
+            path: MANIFEST.into(),
+            reason: format!("unknown profile {:?}", m.profile),
+        });
+    }
+    Ok(m)
+}
+
+/// The archive reader's gate: verify the manifest signature, then parse the manifest.
+pub fn gate(trust: &[TrustedKey], input: &GateInput<'_>) -> Result<Vec<Artifact>, BundleError> {
+    check_signature(trust, input.manifest, input.manifest_sig, MANIFEST_SIG, claimed_key_id(input.manifest))?;
+    Ok(parse_manifest(input.manifest)?.artifacts)
+}
+
+/// Verify a staged bundle. `open` decrypts encrypted paths; `None` skips the data
+/// checks of encrypted bundles (signatures and digests are always checked).
+pub fn verify_staged(
+    staged: &Staged,
+    trust: &[TrustedKey],
+    open: Option<Opener<'_>>,
+    check_records: bool,
+) -> Result<Verified, BundleError> {
+    let manifest_bytes = staged.read(MANIFEST)?;
+    let msig = staged.read(MANIFEST_SIG)?;
+    check_signature(trust, &manifest_bytes, &msig, MANIFEST_SIG, claimed_key_id(&manifest_bytes))?;
+    let manifest = parse_manifest(&manifest_bytes)?;
+    let export_bytes = staged.read(EXPORT)?;
+    let esig = staged.read(EXPORT_SIG)?;
+    check_signature(trust, &export_bytes, &esig, EXPORT_SIG, Some(manifest.signing.key_id.clone()))?;
+
+    // Listing: every artifact present with its digest and size, nothing else.
+    let mut listed: BTreeMap<&str, &Artifact> = BTreeMap::new();
+    for a in &manifest.artifacts {
+        if a.path == MANIFEST || a.path.starts_with("signatures/") || listed.insert(&a.path, a).is_some() {
+            return Err(BundleError::Malformed {
+                path: MANIFEST.into(),
+                reason: format!("artifact {} listed twice or not listable", a.path),
+            });
+        }
+    }
+    for (path, a) in &listed {
+        let f = staged.files.get(*path).ok_or_else(|| BundleError::MissingFile { path: path.to_string() })?;
+        if f.bytes != a.bytes {
+            return Err(BundleError::DigestMismatch {
+                path: path.to_string(),
+                what: "size".into(),
+                expected: a.bytes.to_string(),
+                actual: f.bytes.to_string(),
+            });
+        }
+        if f.digest != a.sha256 {
+            return Err(BundleError::DigestMismatch {
+                path: path.to_string(),
+                what: "sha256".into(),
+                expected: a.sha256.to_prefixed(),
+                actual: f.digest.to_prefixed(),
+            });
+        }
+    }
+    for path in staged.files.keys() {
+        let meta = path == MANIFEST || path == MANIFEST_SIG || path == EXPORT_SIG;
+        if !meta && !listed.contains_key(path.as_str()) {
+            return Err(BundleError::UnlistedFile { path: path.clone() });
+        }
+    }
+
+    let export: ExportDoc = serde_json::from_slice(&export_bytes).map_err(|e| BundleError::Malformed {
+        path: EXPORT.into(),
+        reason: format!("does not parse: {e}"),
+    })?;
+    let same = export.run_id == manifest.run_id
+        && export.tenant == manifest.tenant
+        && export.profile == manifest.profile
+        && export.state_root == manifest.state_root
+        && export.signing_key_id == manifest.signing.key_id;
+    if !same {
+        return Err(BundleError::Malformed {
+            path: EXPORT.into(),
+            reason: "runId, tenant, profile, stateRoot or signing key differ from manifest.yaml".into(),
+        });
+    }
+
+    let encrypted: std::collections::BTreeSet<&str> = manifest.encryption.encrypted_paths.iter().map(String::as_str).collect();
+    let identity = |_: &str, b: Vec<u8>| -> Result<Vec<u8>, BundleError> { Ok(b) };
+    let opener: Opener<'_> = match open {
+        Some(o) => o,
+        None if encrypted.is_empty() => &identity,
+        None => {
+            return Ok(Verified {
+                manifest_digest: FileDigest::of(&manifest_bytes),
+                diff: None,
+                manifest,
+                export,
+                data_checked: false,
+                records_checked: 0,
+            })
+        }
+    };
+    let diff = if manifest.profile == PROFILE_DELTA {
+        let b = super::records::read_plain(staged, "manifest.diff.json", opener)?;
+        Some(serde_json::from_slice::<DiffManifest>(&b).map_err(|e| BundleError::Malformed {
+            path: "manifest.diff.json".into(),
+            reason: format!("does not parse: {e}"),
+        })?)
+    } else {
+        None
+    };
+    let records_checked = if check_records {
+        check_data(staged, &manifest, diff.as_ref(), opener)?
+    } else {
+        0
+    };
+    Ok(Verified {
+        manifest_digest: FileDigest::of(&manifest_bytes),
+        manifest,
+        export,
+        diff,
+        data_checked: check_records,
+        records_checked,
+    })
+}
+
+fn root_mismatch(what: String, expected: &str, actual: NodeHash) -> BundleError {
+    BundleError::RootMismatch {
+        what,
+        expected: expected.into(),
+        actual: actual.to_prefixed(),
+    }
+}
+
+/// Recompute record hashes, subject, shard, kind and state roots from the data files.
+fn check_data(staged: &Staged, m: &Manifest, diff: Option<&DiffManifest>, open: Opener<'_>) -> Result<u64, BundleError> {
+    let is_delta = diff.is_some();
+    let prefix = if is_delta { "changed/" } else { "" };
+    let mut kinds = Vec::new();
+    let mut total = 0u64;
+    for index_path in INDEX_FILES {
+        let index: IndexFile = read_index(staged, index_path, open)?;
+        for c in Collection::ALL.into_iter().filter(|c| super::layout::index_of(*c) == index_path) {
+            let ic = index.collections.get(c.name());
+            let mut subjects: BTreeMap<String, Vec<Leaf>> = BTreeMap::new();
+            for_each_record(staged, prefix, c, ic, open, &mut |s, leaf, _| {
+                subjects.entry(s.to_string()).or_default().push(leaf);
+                Ok(())
+            })?;
+            let mut shards: BTreeMap<u8, Vec<SubjectRef>> = BTreeMap::new();
+            let mut records = 0u64;
+            for (s, mut leaves) in subjects {
+                leaves.sort_by(|a, b| a.id.cmp(&b.id));
+                records += leaves.len() as u64;
+                let root = subject_root(&s, &leaves);
+                let entry = ic.and_then(|i| i.subjects.get(&s)).ok_or_else(|| BundleError::Malformed {
+                    path: index_path.into(),
+                    reason: format!("{} subject {s:?} is missing from the index", c.name()),
+                })?;
+                if entry.records.len() != leaves.len()
+                    || leaves.iter().any(|l| entry.records.get(&l.id).is_none_or(|r| r.hash != l.object.to_prefixed()))
+                {
+                    return Err(BundleError::Malformed {
+                        path: index_path.into(),
+                        reason: format!("{} subject {s:?}: index records differ from the data", c.name()),
+                    });
+                }
+                if !is_delta && entry.root.as_deref() != Some(root.to_prefixed().as_str()) {
+                    return Err(root_mismatch(format!("{index_path} {} subject {s:?}", c.name()), entry.root.as_deref().unwrap_or("null"), root));
+                }
+                shards.entry(shard_of(&s)).or_default().push(SubjectRef { subject: s, root, records: leaves.len() as u64 });
+            }
+            let indexed: usize = ic.map(|i| i.subjects.values().filter(|s| !s.records.is_empty()).count()).unwrap_or(0);
+            let found: usize = shards.values().map(Vec::len).sum();
+            if indexed != found {
+                return Err(BundleError::Malformed {
+                    path: index_path.into(),
+                    reason: format!("{}: index lists {indexed} subjects with records, data holds {found}", c.name()),
+                });
+            }
+            total += records;
+            if is_delta {
+                continue;
+            }
+            let roots: Vec<NodeHash> = (0..=255u8)
+                .map(|i| shards.get(&i).map_or_else(|| empty_shard_root(i), |s| shard_root(i, s)))
+                .collect();
+            let kr = kind_root(c, &roots);
+            let recorded = m.kind_roots.get(c.name()).map(String::as_str).unwrap_or("missing");
+            if recorded != kr.to_prefixed() {
+                return Err(root_mismatch(format!("manifest.yaml kindRoots.{}", c.name()), recorded, kr));
+            }
+            if m.counts.get(c.name()).copied().unwrap_or(0) != records {
+                return Err(BundleError::DigestMismatch {
+                    path: MANIFEST.into(),
+                    what: format!("counts.{}", c.name()),
+                    expected: m.counts.get(c.name()).copied().unwrap_or(0).to_string(),
+                    actual: records.to_string(),
+                });
+            }
+            kinds.push(KindRef { collection: c, root: kr, records, subjects: found as u64 });
+        }
+    }
+    if !is_delta {
+        kinds.sort_by_key(|k| Collection::ALL.iter().position(|c| *c == k.collection));
+        let sr = state_root(&m.tenant, &kinds);
+        if m.state_root != sr.to_prefixed() {
+            return Err(root_mismatch("manifest.yaml stateRoot".into(), &m.state_root, sr));
+        }
+    }
+    Ok(total)
+}

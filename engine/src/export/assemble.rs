@@ -1,0 +1,238 @@
+//! Turning materialised files into a signed bundle: README, provenance, export.json,
+//! manifest.yaml, signatures, and the deterministic archive.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::bundle::archive::{write_archive, Entry, EntrySource, EXPORT, EXPORT_SIG, MANIFEST, MANIFEST_SIG};
+use crate::bundle::format::{
+    Artifact, BaseRef, Compression, EncryptionInfo, ExportDoc, Manifest, Schedule, Signing, FORMAT_VERSION,
+};
+use crate::bundle::signing::SignKey;
+use crate::ids::FileDigest;
+use crate::store::catalog::Selectors;
+
+use super::units::digest_file;
+use super::ExportError;
+
+/// Everything about the run that goes into the documents.
+pub struct RunInfo<'a> {
+    pub profile: &'a str,
+    pub top: &'a str,
+    pub run_id: &'a str,
+    pub tenant: &'a str,
+    pub created_at: &'a str,
+    pub mtime: u64,
+    pub selectors: &'a Selectors,
+    pub schedule: Option<&'a str>,
+    pub counts: BTreeMap<String, u64>,
+    pub state_root: String,
+    pub kind_roots: BTreeMap<String, String>,
+    pub zstd_level: i32,
+    pub base: Option<BaseRef>,
+    pub base_state_root: Option<String>,
+    pub sources: Vec<serde_json::Value>,
+}
+
+/// Encryption of the shipped files, as seen by the assembler.
+pub struct Sealing<'a> {
+    pub info: EncryptionInfo,
+    pub wrapped_keys: Vec<serde_json::Value>,
+    pub seal: super::units::Sealer<'a>,
+}
+
+/// A file to ship: bundle path and where its (plaintext for docs, already sealed for
+/// data) bytes are.
+pub enum Shipped {
+    /// Already sealed where needed (data files written by units).
+    Staged(PathBuf),
+    /// A document produced here; sealed by the assembler when its path is encrypted.
+    Doc(Vec<u8>),
+}
+
+pub fn is_encrypted_path(path: &str, strict: bool) -> bool {
+    if strict {
+        !(path == MANIFEST || path == EXPORT || path.starts_with("signatures/"))
+    } else {
+        path.starts_with("data/") || path.starts_with("changed/data/")
+    }
+}
+
+fn readme(info: &RunInfo<'_>, enc: &EncryptionInfo, key_id: &str) -> Vec<u8> {
+    let kind = if info.profile == crate::bundle::format::PROFILE_DELTA { "delta" } else { "full" };
+    let base = info
+        .base
+        .as_ref()
+        .map(|b| format!("\nBase export: `{}` (manifest {}). Import it only on a mirror whose last applied export is that base.\n", b.export_id, b.manifest_digest))
+        .unwrap_or_default();
+    format!(
+        "# stellamirror {kind} bundle `{run}`\n\n\
+Tenant `{tenant}`, created {created}, profile `{profile}`.\n\
+State root after applying: `{root}`.\n{base}\n\
+Encryption: `{mode}`{strict}.\n\n\
+## Verify\n\n\
+```\nstellamirror verify {run}-{kind}.tar.zst --trust producer.pub.pem\n```\n\n\
+or by hand, after `zstd -d < {run}-{kind}.tar.zst | tar -x`:\n\n\
+```\nopenssl pkeyutl -verify -pubin -inkey producer.pub.pem -rawin -in {top}/manifest.yaml -sigfile {top}/signatures/manifest.sig\n\
+openssl pkeyutl -verify -pubin -inkey producer.pub.pem -rawin -in {top}/export.json -sigfile {top}/signatures/export.sig\n```\n\n\
+then compare each file's sha256 with `artifacts` in manifest.yaml. Signing key id: `{key_id}`.\n\n\
+## Import\n\n\
+```\nstellamirror import {run}-{kind}.tar.zst --store /var/lib/stellamirror --trust producer.pub.pem\n```\n\n\
+Deltas apply in order; see `manifest.diff.json` for the base they need.\n",
+        run = info.run_id,
+        tenant = info.tenant,
+        created = info.created_at,
+        profile = info.profile,
+        root = info.state_root,
+        top = info.top,
+        mode = enc.mode,
+        strict = if enc.strict { " (strict)" } else { "" },
+    )
+    .into_bytes()
+}
+
+/// Write the bundle for `files` (bundle path → shipped bytes) and return
+/// (archive path, archive size, manifest digest).
+pub fn assemble(
+    out_dir: &Path,
+    staging: &Path,
+    info: &RunInfo<'_>,
+    mut files: BTreeMap<String, Shipped>,
+    key: &SignKey,
+    sealing: &Sealing<'_>,
+) -> Result<(PathBuf, u64, FileDigest), ExportError> {
+    let key_id = key.key_id();
+    let enc = &sealing.info;
+    let strict = enc.strict;
+    let encrypting = enc.mode != "none";
+    files.insert("README.md".into(), Shipped::Doc(readme(info, enc, &key_id)));
+
+    // Provenance: in-toto style statement over the data and index files.
+    let mut subjects = Vec::new();
+    let mut shipped: BTreeMap<String, (FileDigest, u64, EntrySource)> = BTreeMap::new();
+    let ship = |path: &str, s: Shipped| -> Result<(FileDigest, u64, EntrySource), ExportError> {
+        Ok(match s {
+            Shipped::Staged(p) => {
+                let (d, n) = digest_file(&p)?;
+                (d, n, EntrySource::File(p))
+            }
+            Shipped::Doc(bytes) => {
+                let bytes = if encrypting && is_encrypted_path(path, strict) {
+                    (sealing.seal)(path, bytes)?
+                } else {
+                    bytes
+                };
+                (FileDigest::of(&bytes), bytes.len() as u64, EntrySource::Bytes(bytes))
+            }
+        })
+    };
+    for (path, s) in std::mem::take(&mut files) {
+        let (d, n, src) = ship(&path, s)?;
+        if path.starts_with("data/") || path.starts_with("changed/") || path.starts_with("indexes/") {
+            subjects.push(json!({"name": path, "digest": {"sha256": hex::encode(d.0)}}));
+        }
+        shipped.insert(path, (d, n, src));
+    }
+    let mut encryption = json!({"mode": enc.mode, "strict": strict, "recipients": enc.recipients});
+    if !strict && !sealing.wrapped_keys.is_empty() {
+        encryption["recipients"] = json!(sealing.wrapped_keys);
+    }
+    let provenance = json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": subjects,
+        "predicateType": "https://stellamirror.dev/provenance/v1",
+        "predicate": {
+            "builder": {"id": format!("stellamirror/{}", env!("CARGO_PKG_VERSION"))},
+            "buildType": info.profile,
+            "runId": info.run_id,
+            "tenant": info.tenant,
+            "createdAt": info.created_at,
+            "materials": info.sources,
+            "signingKeyId": key_id,
+            "encryption": encryption,
+        }
+    });
+    let prov = ship("provenance.json", Shipped::Doc(serde_json::to_vec_pretty(&provenance).expect("json")))?;
+    shipped.insert("provenance.json".into(), prov);
+
+    let export_doc = ExportDoc {
+        format_version: FORMAT_VERSION,
+        profile: info.profile.into(),
+        run_id: info.run_id.into(),
+        tenant: info.tenant.into(),
+        created_at: info.created_at.into(),
+        selectors: info.selectors.clone(),
+        schedule: info.schedule.map(|c| Schedule { cron: c.into() }),
+        counts: info.counts.clone(),
+        state_root: info.state_root.clone(),
+        kind_roots: info.kind_roots.clone(),
+        base_export_id: info.base.as_ref().map(|b| b.export_id.clone()),
+        base_state_root: info.base_state_root.clone(),
+        signing_key_id: key_id.clone(),
+        encryption: enc.clone(),
+        wrapped_keys: if strict { sealing.wrapped_keys.clone() } else { Vec::new() },
+        generator: format!("stellamirror {}", env!("CARGO_PKG_VERSION")),
+    };
+    let export_bytes = serde_json::to_vec_pretty(&export_doc).expect("json");
+    shipped.insert(
+        EXPORT.into(),
+        (FileDigest::of(&export_bytes), export_bytes.len() as u64, EntrySource::Bytes(export_bytes.clone())),
+    );
+
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        profile: info.profile.into(),
+        run_id: info.run_id.into(),
+        tenant: info.tenant.into(),
+        created_at: info.created_at.into(),
+        selectors: info.selectors.clone(),
+        schedule: info.schedule.map(|c| Schedule { cron: c.into() }),
+        counts: info.counts.clone(),
+        state_root: info.state_root.clone(),
+        kind_roots: info.kind_roots.clone(),
+        compression: Compression {
+            algorithm: "zstd".into(),
+            level: info.zstd_level,
+        },
+        encryption: enc.clone(),
+        signing: Signing {
+            algorithm: "ed25519".into(),
+            key_id: key_id.clone(),
+        },
+        base: info.base.clone(),
+        artifacts: shipped
+            .iter()
+            .map(|(p, (d, n, _))| Artifact {
+                path: p.clone(),
+                sha256: *d,
+                bytes: *n,
+            })
+            .collect(),
+    };
+    let manifest_bytes = serde_norway::to_string(&manifest)
+        .map_err(|e| ExportError::Layout(format!("manifest.yaml: {e}")))?
+        .into_bytes();
+    let digest = FileDigest::of(&manifest_bytes);
+    let mut entries: Vec<Entry> = shipped
+        .into_iter()
+        .map(|(path, (_, _, source))| Entry { path, source })
+        .collect();
+    entries.push(Entry {
+        path: MANIFEST_SIG.into(),
+        source: EntrySource::Bytes(key.sign(&manifest_bytes).to_vec()),
+    });
+    entries.push(Entry {
+        path: EXPORT_SIG.into(),
+        source: EntrySource::Bytes(key.sign(&export_bytes).to_vec()),
+    });
+    entries.push(Entry {
+        path: MANIFEST.into(),
+        source: EntrySource::Bytes(manifest_bytes),
+    });
+    let kind = if info.top == "delta" { "delta" } else { "full" };
+    let dest = out_dir.join(format!("{}-{kind}.tar.zst", info.run_id));
+    let _ = staging;
+    let size = write_archive(&dest, info.top, entries, info.mtime).map_err(ExportError::Bundle)?;
+    Ok((dest, size, digest))
+}

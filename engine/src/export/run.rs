@@ -1,0 +1,679 @@
+//! The export jobs: choose records, materialise them in parallel, assemble, record.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+use serde_json::json;
+
+use super::assemble::{assemble, is_encrypted_path, RunInfo, Sealing, Shipped};
+use super::diff::diff;
+use super::select::{normalize, Filter};
+use super::units::{build_indexes, finish_single, load_unit, run_unit, unit_shard_root, UnitContext, UnitInput, UnitOutput};
+use super::{BaseSpec, ExportError, ExportReport, ExportSettings};
+use crate::audit::{AuditEvent, AuditSink};
+use crate::bundle::format::{BaseRef, DiffManifest, EncryptionInfo, RemovedLine, PROFILE_DELTA, PROFILE_FULL};
+use crate::ids::NodeHash;
+use crate::merkle::{empty_shard_root, kind_root, state_root, KindRef, StateNode};
+use crate::model::{format_time, parse_time, shard_of, Collection, Leaf, Tenant};
+use crate::store::catalog::{export_key, ExportRecord, Selectors};
+use crate::store::{Store, CF_META};
+
+const KINDS: [&str; 5] = ["advisories", "vex", "sboms", "policy", "consensus"];
+
+/// Removes the staging directory however the export ends.
+struct StagingDir(PathBuf);
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn valid_run_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Run id and createdAt, validated and normalised.
+fn run_identity(s: &ExportSettings, suffix: &str) -> Result<(String, String, u64), ExportError> {
+    let created_at = match &s.created_at {
+        Some(c) => {
+            let secs = parse_time(c).ok_or_else(|| ExportError::Usage(format!("--created-at {c:?} is not RFC 3339")))?;
+            format_time(secs)
+        }
+        None => crate::audit::now_rfc3339(),
+    };
+    let secs = parse_time(&created_at).unwrap_or(0);
+    let run_id = match &s.run_id {
+        Some(r) => r.clone(),
+        None => format!("{}-{}-{}", s.tenant, created_at.replace([':', '-'], ""), suffix),
+    };
+    if !valid_run_id(&run_id) {
+        return Err(ExportError::Usage(format!(
+            "run id {run_id:?} must be 1-128 characters of A-Z a-z 0-9 . _ -"
+        )));
+    }
+    Ok((run_id, created_at, secs.max(0) as u64))
+}
+
+/// The exported (filtered) view of a snapshot: roots and counts.
+struct View {
+    root: NodeHash,
+    kind_roots: BTreeMap<Collection, NodeHash>,
+    counts: BTreeMap<Collection, u64>,
+}
+
+fn view_from_units(tenant: &Tenant, outputs: &[UnitOutput]) -> View {
+    let mut shards: BTreeMap<Collection, Vec<NodeHash>> = Collection::ALL
+        .iter()
+        .map(|c| (*c, (0..=255u8).map(empty_shard_root).collect()))
+        .collect();
+    let mut counts: BTreeMap<Collection, u64> = Collection::ALL.iter().map(|c| (*c, 0)).collect();
+    let mut subjects: BTreeMap<Collection, u64> = BTreeMap::new();
+    for o in outputs {
+        if !o.subjects.is_empty() {
+            shards.get_mut(&o.collection).expect("all")[o.shard as usize] = unit_shard_root(o);
+            *counts.get_mut(&o.collection).expect("all") += o.records;
+            *subjects.entry(o.collection).or_default() += o.subjects.len() as u64;
+        }
+    }
+    let kind_roots: BTreeMap<Collection, NodeHash> = shards.iter().map(|(c, s)| (*c, kind_root(*c, s))).collect();
+    let kinds: Vec<KindRef> = Collection::ALL
+        .iter()
+        .map(|c| KindRef {
+            collection: *c,
+            root: kind_roots[c],
+            records: counts[c],
+            subjects: subjects.get(c).copied().unwrap_or(0),
+        })
+        .collect();
+    View {
+        root: state_root(tenant.as_str(), &kinds),
+        kind_roots,
+        counts,
+    }
+}
+
+/// Load (and filter) every non-empty shard of a snapshot as units.
+fn snapshot_units(store: &Store, state: &StateNode) -> Result<Vec<(Collection, u8, NodeHash)>, ExportError> {
+    let mut jobs = Vec::new();
+    for c in Collection::ALL {
+        let kind = store.kind_node(state.kind(c))?;
+        for (i, root) in kind.shards.iter().enumerate() {
+            if *root != empty_shard_root(i as u8) {
+                jobs.push((c, i as u8, *root));
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+fn sealing_for<'a>(
+    s: &'a ExportSettings,
+    seal: super::units::Sealer<'a>,
+) -> Sealing<'a> {
+    match &s.encryption {
+        None => Sealing {
+            info: EncryptionInfo {
+                mode: "none".into(),
+                ..Default::default()
+            },
+            wrapped_keys: Vec::new(),
+            seal,
+        },
+        Some(e) => Sealing {
+            info: EncryptionInfo {
+                mode: match e.sealer.mode() {
+                    crate::encryption::EncryptionMode::Age => "age".into(),
+                    crate::encryption::EncryptionMode::AesGcm => "aes-gcm".into(),
+                },
+                strict: e.strict,
+                recipients: e.sealer.recipients(),
+                encrypted_paths: Vec::new(),
+            },
+            wrapped_keys: e
+                .sealer
+                .wrapped_keys()
+                .into_iter()
+                .map(|w| serde_json::to_value(w).expect("json"))
+                .collect(),
+            seal,
+        },
+    }
+}
+
+/// What a job materialises.
+enum Job<'a> {
+    Full,
+    Delta {
+        base: &'a ExportRecord,
+        base_state: StateNode,
+        reset: bool,
+    },
+}
+
+struct Produced {
+    report: ExportReport,
+    record: ExportRecord,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn produce(
+    store: &Store,
+    s: &ExportSettings,
+    job: Job<'_>,
+    state: &StateNode,
+    selectors: Selectors,
+    run_id: String,
+    created_at: String,
+    mtime: u64,
+) -> Result<Produced, ExportError> {
+    let filter = Filter::new(&selectors).map_err(ExportError::Usage)?;
+    std::fs::create_dir_all(&s.out_dir).map_err(|e| ExportError::io(&s.out_dir, e))?;
+    let staging = StagingDir(s.out_dir.join(format!(".stellamirror-staging-{run_id}-{}", std::process::id())));
+    let strict = s.encryption.as_ref().is_some_and(|e| e.strict);
+    let seal_fn = |path: &str, bytes: Vec<u8>| -> Result<Vec<u8>, ExportError> {
+        match &s.encryption {
+            Some(e) if is_encrypted_path(path, strict) => e
+                .sealer
+                .seal(path, &bytes)
+                .map_err(|err| ExportError::Encrypt(err.to_string())),
+            _ => Ok(bytes),
+        }
+    };
+    let is_delta = matches!(job, Job::Delta { .. });
+    let ctx = UnitContext {
+        store,
+        staging: &staging.0,
+        prefix: if is_delta { "changed/" } else { "" },
+        zstd_level: s.zstd_level,
+        seal: &seal_fn,
+    };
+
+    // The target view (filtered snapshot) — materialised for full bundles and reset
+    // baselines, only measured for deltas.
+    let jobs = snapshot_units(store, state)?;
+    let full_materialise = matches!(job, Job::Full | Job::Delta { reset: true, .. });
+    let mut outputs: Vec<UnitOutput> = if full_materialise || !filter.selects_all() {
+        jobs.par_iter()
+            .map(|(c, shard, root)| {
+                let input = load_unit(store, *c, *shard, root, &filter)?;
+                if full_materialise {
+                    run_unit(&ctx, input)
+                } else {
+                    Ok(measure_unit(input))
+                }
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
+    let view = if outputs.is_empty() && !full_materialise {
+        View {
+            root: state.root(),
+            kind_roots: state.kinds.iter().map(|k| (k.collection, k.root)).collect(),
+            counts: state.kinds.iter().map(|k| (k.collection, k.records)).collect(),
+        }
+    } else {
+        view_from_units(&s.tenant, &outputs)
+    };
+    if filter.selects_all() && view.root != state.root() {
+        return Err(ExportError::RootMismatch {
+            computed: view.root,
+            stored: state.root(),
+        });
+    }
+
+    let mut files: BTreeMap<String, Shipped> = BTreeMap::new();
+    let mut diff_manifest = None;
+    let mut base_ref = None;
+    let mut base_state_root = None;
+    match &job {
+        Job::Full => {}
+        Job::Delta { base, base_state, reset } => {
+            let (added, changed, removed, units, removed_lines) = if *reset {
+                let mut added = BTreeMap::new();
+                for (c, n) in &view.counts {
+                    if *n > 0 {
+                        added.insert(*c, *n);
+                    }
+                }
+                (added, BTreeMap::new(), BTreeMap::new(), Vec::new(), Vec::new())
+            } else {
+                delta_sets(store, base_state, state, &filter)?
+            };
+            if !*reset {
+                outputs = units
+                    .into_par_iter()
+                    .map(|u| run_unit(&ctx, u))
+                    .collect::<Result<_, _>>()?;
+                fix_delta_index(store, state, &filter, &mut outputs, &removed_lines)?;
+            }
+            let by_kind = |m: &BTreeMap<Collection, u64>| -> BTreeMap<String, u64> {
+                let mut out: BTreeMap<String, u64> = KINDS.iter().map(|k| (k.to_string(), 0)).collect();
+                for (c, n) in m {
+                    if c.is_primary() {
+                        *out.entry(c.kind().to_string()).or_default() += n;
+                    }
+                }
+                out
+            };
+            let mut by_collection = serde_json::Map::new();
+            for c in Collection::ALL {
+                by_collection.insert(
+                    c.name().into(),
+                    json!({"added": added.get(&c).copied().unwrap_or(0), "changed": changed.get(&c).copied().unwrap_or(0), "removed": removed.get(&c).copied().unwrap_or(0)}),
+                );
+            }
+            let dm = DiffManifest {
+                base_export_id: base.run_id.clone(),
+                base_manifest_digest: base.manifest_digest,
+                reset_baseline: *reset,
+                added: by_kind(&added),
+                changed: by_kind(&changed),
+                removed: by_kind(&removed),
+                base_state_root: base.state_root.to_prefixed(),
+                target_state_root: view.root.to_prefixed(),
+            };
+            let mut dm_json = serde_json::to_value(&dm).expect("json");
+            dm_json["byCollection"] = serde_json::Value::Object(by_collection);
+            files.insert("manifest.diff.json".into(), Shipped::Doc(serde_json::to_vec_pretty(&dm_json).expect("json")));
+            for k in KINDS {
+                let mut body = Vec::new();
+                for l in removed_lines.iter().filter(|l| Collection::from_name(&l.kind).is_some_and(|c| c.kind() == k)) {
+                    body.extend_from_slice(&serde_json::to_vec(l).expect("json"));
+                    body.push(b'\n');
+                }
+                files.insert(format!("removed/{k}.jsonl"), Shipped::Doc(body));
+            }
+            base_ref = Some(BaseRef {
+                export_id: base.run_id.clone(),
+                manifest_digest: base.manifest_digest,
+                state_root: base.state_root.to_prefixed(),
+                reset_baseline: *reset,
+            });
+            base_state_root = Some(base.state_root.to_prefixed());
+            diff_manifest = Some(dm);
+        }
+    }
+
+    // Data files, single-file collections, indexes.
+    for o in &outputs {
+        for (p, f) in &o.files {
+            files.insert(p.clone(), Shipped::Staged(f.clone()));
+        }
+    }
+    for c in Collection::ALL {
+        let mut mine: Vec<UnitOutput> = Vec::new();
+        let mut rest = Vec::new();
+        for o in outputs.drain(..) {
+            if o.collection == c {
+                mine.push(o)
+            } else {
+                rest.push(o)
+            }
+        }
+        if let Some((p, f)) = finish_single(&ctx, c, &mut mine)? {
+            files.insert(p, Shipped::Staged(f));
+        }
+        rest.extend(mine);
+        outputs = rest;
+    }
+    outputs.sort_by_key(|o| (o.collection, o.shard));
+    for (path, bytes) in build_indexes(&outputs, &view.kind_roots) {
+        files.insert(path.to_string(), Shipped::Doc(bytes));
+    }
+
+    let counts: BTreeMap<String, u64> = view.counts.iter().map(|(c, n)| (c.name().to_string(), *n)).collect();
+    let sources = source_materials(store, &s.tenant)?;
+    let profile = if is_delta { PROFILE_DELTA } else { PROFILE_FULL };
+    let info = RunInfo {
+        profile,
+        top: if is_delta { "delta" } else { "mirror" },
+        run_id: &run_id,
+        tenant: s.tenant.as_str(),
+        created_at: &created_at,
+        mtime,
+        selectors: &selectors,
+        schedule: s.schedule.as_deref(),
+        counts: counts.clone(),
+        state_root: view.root.to_prefixed(),
+        kind_roots: view.kind_roots.iter().map(|(c, r)| (c.name().to_string(), r.to_prefixed())).collect(),
+        zstd_level: s.zstd_level,
+        base: base_ref,
+        base_state_root,
+        sources,
+    };
+    let sealing = sealing_for(s, &seal_fn);
+    let (bundle, bytes, digest) = assemble(&s.out_dir, &staging.0, &info, files, &s.sign_key, &sealing)?;
+    let (reset, base_id) = match &job {
+        Job::Full => (false, None),
+        Job::Delta { base, reset, .. } => (*reset, Some(base.run_id.clone())),
+    };
+    let record = ExportRecord {
+        run_id: run_id.clone(),
+        profile: profile.into(),
+        tenant: s.tenant.clone(),
+        created_at: created_at.clone(),
+        selectors,
+        source_root: state.root(),
+        state_root: view.root,
+        manifest_digest: digest,
+        base_export_id: base_id,
+        bundle_file: bundle.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+        bytes,
+        options: json!({"zstdLevel": s.zstd_level, "schedule": s.schedule, "resetBaseline": reset, "encrypted": s.encryption.is_some(), "signingKeyId": s.sign_key.key_id()}),
+        seq: 0,
+    };
+    Ok(Produced {
+        report: ExportReport {
+            run_id,
+            profile: profile.into(),
+            tenant: s.tenant.to_string(),
+            bundle,
+            bytes,
+            manifest_digest: digest,
+            state_root: view.root.to_prefixed(),
+            counts,
+            diff: diff_manifest,
+            identical_to_original: None,
+        },
+        record,
+    })
+}
+
+/// A unit that is only measured (roots and counts), not written.
+fn measure_unit(input: UnitInput) -> UnitOutput {
+    let subjects = input
+        .subjects
+        .iter()
+        .map(|(s, leaves)| crate::merkle::SubjectRef {
+            subject: s.clone(),
+            root: crate::merkle::subject_root(s, leaves),
+            records: leaves.len() as u64,
+        })
+        .collect::<Vec<_>>();
+    UnitOutput {
+        collection: input.collection,
+        shard: input.shard,
+        files: Vec::new(),
+        lines: Vec::new(),
+        records: subjects.iter().map(|s| s.records).sum(),
+        subjects,
+        index: Vec::new(),
+    }
+}
+
+type DeltaSets = (
+    BTreeMap<Collection, u64>,
+    BTreeMap<Collection, u64>,
+    BTreeMap<Collection, u64>,
+    Vec<UnitInput>,
+    Vec<RemovedLine>,
+);
+
+/// Classify the Merkle diff under the selectors and group upserts into units.
+fn delta_sets(store: &Store, base: &StateNode, target: &StateNode, filter: &Filter) -> Result<DeltaSets, ExportError> {
+    let mut added = BTreeMap::new();
+    let mut changed = BTreeMap::new();
+    let mut removed = BTreeMap::new();
+    let mut upserts: BTreeMap<(Collection, u8), BTreeMap<String, Vec<Leaf>>> = BTreeMap::new();
+    let mut removed_lines = Vec::new();
+    let sel = |x: &Option<(String, Leaf)>| x.clone().filter(|(s, l)| filter.subject(s) && filter.leaf(l));
+    for ch in diff(store, base, target)? {
+        let (o, n) = (sel(&ch.old), sel(&ch.new));
+        match (&o, &n) {
+            (None, None) => continue,
+            (Some((os, _)), None) => {
+                *removed.entry(ch.collection).or_insert(0u64) += 1;
+                removed_lines.push(RemovedLine {
+                    kind: ch.collection.name().into(),
+                    subject: os.clone(),
+                    id: ch.id.clone(),
+                });
+                continue;
+            }
+            (None, Some(_)) => *added.entry(ch.collection).or_insert(0u64) += 1,
+            (Some((os, ol)), Some((ns, nl))) => {
+                if os == ns && ol.object == nl.object {
+                    continue;
+                }
+                *changed.entry(ch.collection).or_insert(0u64) += 1;
+            }
+        }
+        let (subject, leaf) = n.expect("upserts have a new side");
+        upserts
+            .entry((ch.collection, shard_of(&subject)))
+            .or_default()
+            .entry(subject)
+            .or_default()
+            .push(leaf);
+    }
+    removed_lines.sort();
+    let units = upserts
+        .into_iter()
+        .map(|((c, shard), subjects)| UnitInput {
+            collection: c,
+            shard,
+            subjects: subjects
+                .into_iter()
+                .map(|(s, mut l)| {
+                    l.sort_by(|a, b| a.id.cmp(&b.id));
+                    (s, l)
+                })
+                .collect(),
+        })
+        .collect();
+    Ok((added, changed, removed, units, removed_lines))
+}
+
+/// Delta indexes name each affected subject's root in the target (filtered) state,
+/// not the root of the changed records alone.
+fn fix_delta_index(
+    store: &Store,
+    target: &StateNode,
+    filter: &Filter,
+    outputs: &mut [UnitOutput],
+    removed: &[RemovedLine],
+) -> Result<(), ExportError> {
+    let mut affected: BTreeSet<(Collection, String)> = BTreeSet::new();
+    for o in outputs.iter() {
+        for s in &o.subjects {
+            affected.insert((o.collection, s.subject.clone()));
+        }
+    }
+    for r in removed {
+        if let Some(c) = Collection::from_name(&r.kind) {
+            affected.insert((c, r.subject.clone()));
+        }
+    }
+    let mut roots: BTreeMap<(Collection, String), Option<NodeHash>> = BTreeMap::new();
+    for (c, subject) in affected {
+        let kind = store.kind_node(target.kind(c))?;
+        let shard = shard_of(&subject);
+        let node = store.shard_node(shard, &kind.shards[shard as usize])?;
+        let root = match node.subjects.iter().find(|s| s.subject == subject) {
+            None => None,
+            Some(r) => {
+                let leaves: Vec<Leaf> = store.subject_node(&r.root)?.leaves.into_iter().filter(|l| filter.leaf(l)).collect();
+                (!leaves.is_empty() && filter.subject(&subject)).then(|| crate::merkle::subject_root(&subject, &leaves))
+            }
+        };
+        roots.insert((c, subject), root);
+    }
+    for o in outputs.iter_mut() {
+        for (s, v) in o.index.iter_mut() {
+            if let Some(r) = roots.get(&(o.collection, s.clone())) {
+                v["root"] = json!(r.map(|h| h.to_prefixed()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sources and record counts, for provenance materials.
+fn source_materials(store: &Store, tenant: &Tenant) -> Result<Vec<serde_json::Value>, ExportError> {
+    let prefix = format!("{}\0", tenant.as_str()).into_bytes();
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for kv in store.scan_prefix(crate::store::CF_SOURCES, &prefix) {
+        let (k, _) = kv?;
+        let rest = &k[prefix.len()..];
+        let name = rest.split(|b| *b == 0).next().unwrap_or_default();
+        *counts.entry(String::from_utf8_lossy(name).to_string()).or_default() += 1;
+    }
+    Ok(counts
+        .into_iter()
+        .map(|(s, n)| json!({"source": if s.is_empty() { "unnamed".to_string() } else { s }, "records": n}))
+        .collect())
+}
+
+fn register(store: &Store, mut record: ExportRecord, audit: &dyn AuditSink) -> Result<(), ExportError> {
+    record.seq = store.export_records(&record.tenant)?.last().map_or(1, |r| r.seq + 1);
+    let mut b = store.new_batch();
+    store.batch_put(
+        &mut b,
+        CF_META,
+        &export_key(record.tenant.as_str(), &record.run_id),
+        &serde_json::to_vec(&record).expect("json"),
+    );
+    store.commit(b)?;
+    audit.record(&AuditEvent::new(
+        "mirror.bundle.created",
+        json!({"runId": record.run_id, "profile": record.profile, "tenant": record.tenant, "manifestDigest": record.manifest_digest, "bytes": record.bytes, "stateRoot": record.state_root.to_prefixed(), "bundle": record.bundle_file}),
+    ));
+    if record.options["encrypted"] == json!(true) {
+        audit.record(&AuditEvent::new(
+            "mirror.encryption.enabled",
+            json!({"runId": record.run_id, "tenant": record.tenant}),
+        ));
+    }
+    Ok(())
+}
+
+pub fn export_full(store: &Store, s: &ExportSettings, audit: &dyn AuditSink) -> Result<ExportReport, ExportError> {
+    let (run_id, created_at, mtime) = run_identity(s, "full")?;
+    if store.export_record(&s.tenant, &run_id)?.is_some() {
+        return Err(ExportError::RunExists(run_id));
+    }
+    let selectors = normalize(s.selectors.clone()).map_err(ExportError::Usage)?;
+    let state = store.state(&s.tenant)?;
+    let p = produce(store, s, Job::Full, &state, selectors, run_id, created_at, mtime)?;
+    register(store, p.record, audit)?;
+    Ok(p.report)
+}
+
+fn base_missing(base: &str, tenant: &Tenant, reason: impl Into<String>) -> ExportError {
+    ExportError::BaseMissing {
+        base: base.into(),
+        tenant: tenant.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn load_base_state(store: &Store, base: &ExportRecord) -> Result<StateNode, ExportError> {
+    let missing = |r: &str| base_missing(&base.run_id, &base.tenant, r);
+    let st = match store.node_opt(&base.source_root)? {
+        Some(crate::merkle::Node::State(s)) => s,
+        _ => return Err(missing("its snapshot's nodes are not in the store")),
+    };
+    for k in &st.kinds {
+        store.kind_node(k).map_err(|_| missing("its snapshot's nodes are not in the store"))?;
+    }
+    Ok(st)
+}
+
+pub fn export_delta(
+    store: &Store,
+    s: &ExportSettings,
+    base: &BaseSpec,
+    reset: bool,
+    audit: &dyn AuditSink,
+) -> Result<ExportReport, ExportError> {
+    let (run_id, created_at, mtime) = run_identity(s, "delta")?;
+    if store.export_record(&s.tenant, &run_id)?.is_some() {
+        return Err(ExportError::RunExists(run_id));
+    }
+    let base_rec = match base {
+        BaseSpec::Latest => store
+            .export_records(&s.tenant)?
+            .pop()
+            .ok_or_else(|| base_missing("latest", &s.tenant, "this tenant has no exports yet"))?,
+        BaseSpec::RunId(id) => store
+            .export_record(&s.tenant, id)?
+            .ok_or_else(|| base_missing(id, &s.tenant, "it is not in this store's export catalog"))?,
+    };
+    let base_state = load_base_state(store, &base_rec)?;
+    let selectors = if s.selectors_given {
+        let given = normalize(s.selectors.clone()).map_err(ExportError::Usage)?;
+        if given != base_rec.selectors {
+            return Err(ExportError::SelectorMismatch {
+                given: serde_json::to_string(&given).unwrap_or_default(),
+                base: serde_json::to_string(&base_rec.selectors).unwrap_or_default(),
+            });
+        }
+        given
+    } else {
+        base_rec.selectors.clone()
+    };
+    let state = store.state(&s.tenant)?;
+    let job = Job::Delta {
+        base: &base_rec,
+        base_state,
+        reset,
+    };
+    let p = produce(store, s, job, &state, selectors, run_id, created_at, mtime)?;
+    register(store, p.record, audit)?;
+    Ok(p.report)
+}
+
+/// Regenerate a past export from its snapshot. Not recorded again; the report says
+/// whether the manifest (and so the bundle) is identical to the original.
+pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportReport, ExportError> {
+    let rec = store
+        .export_record(&s.tenant, run_id)?
+        .ok_or_else(|| ExportError::UnknownRun(run_id.into()))?;
+    if rec.options["encrypted"] == json!(true) {
+        return Err(ExportError::Usage(
+            "encrypted bundles use fresh keys each run and cannot be regenerated byte for byte; export a new bundle".into(),
+        ));
+    }
+    let state = match store.node_opt(&rec.source_root)? {
+        Some(crate::merkle::Node::State(st)) => st,
+        _ => return Err(base_missing(run_id, &s.tenant, "its snapshot's nodes are not in the store")),
+    };
+    let mut settings = ExportSettings {
+        tenant: s.tenant.clone(),
+        out_dir: s.out_dir.clone(),
+        run_id: Some(rec.run_id.clone()),
+        created_at: Some(rec.created_at.clone()),
+        selectors: rec.selectors.clone(),
+        selectors_given: true,
+        schedule: rec.options["schedule"].as_str().map(str::to_string),
+        zstd_level: rec.options["zstdLevel"].as_i64().unwrap_or(3) as i32,
+        sign_key: s.sign_key.clone(),
+        encryption: None,
+    };
+    settings.selectors_given = true;
+    let mtime = parse_time(&rec.created_at).unwrap_or(0).max(0) as u64;
+    let base_rec;
+    let job = match &rec.base_export_id {
+        None => Job::Full,
+        Some(b) => {
+            base_rec = store
+                .export_record(&s.tenant, b)?
+                .ok_or_else(|| base_missing(b, &s.tenant, "it is not in this store's export catalog"))?;
+            Job::Delta {
+                base: &base_rec,
+                base_state: load_base_state(store, &base_rec)?,
+                reset: rec.options["resetBaseline"] == json!(true),
+            }
+        }
+    };
+    let p = produce(store, &settings, job, &state, rec.selectors.clone(), rec.run_id.clone(), rec.created_at.clone(), mtime)?;
+    let mut report = p.report;
+    report.identical_to_original = Some(report.manifest_digest == rec.manifest_digest);
+    Ok(report)
+}
+

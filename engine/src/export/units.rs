@@ -1,0 +1,279 @@
+//! Materialising records into bundle files, one (collection, shard) unit at a time,
+//! in parallel. Each unit reads only its own part of the tree and writes its file to
+//! the staging directory, so memory stays bounded by the largest shard.
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::bundle::archive::EntrySource;
+use crate::bundle::layout::{layout, safe_name, shard_path, FileLayout};
+use crate::ids::{FileDigest, NodeHash, ObjectId};
+use crate::merkle::{shard_root, subject_root, SubjectRef};
+use crate::model::{Collection, Leaf};
+use crate::store::{Store, StoreError};
+
+use super::select::Filter;
+use super::ExportError;
+
+/// The records of one unit: every subject of a shard with its (already filtered) leaves.
+pub struct UnitInput {
+    pub collection: Collection,
+    pub shard: u8,
+    pub subjects: Vec<(String, Vec<Leaf>)>,
+}
+
+/// What a unit produced.
+pub struct UnitOutput {
+    pub collection: Collection,
+    pub shard: u8,
+    /// Files written (path in bundle, staged file).
+    pub files: Vec<(String, PathBuf)>,
+    /// For single-file collections: the unit's lines, concatenated later.
+    pub lines: Vec<u8>,
+    /// Subject roots of the exported (filtered) records.
+    pub subjects: Vec<SubjectRef>,
+    /// JSON index entries: subject → {shard, root, file, records}.
+    pub index: Vec<(String, serde_json::Value)>,
+    pub records: u64,
+}
+
+/// Read a shard from the tree and filter it.
+pub fn load_unit(store: &Store, c: Collection, shard: u8, root: &NodeHash, filter: &Filter) -> Result<UnitInput, StoreError> {
+    let node = store.shard_node(shard, root)?;
+    let mut subjects = Vec::with_capacity(node.subjects.len());
+    for s in node.subjects {
+        if !filter.subject(&s.subject) {
+            continue;
+        }
+        let leaves: Vec<Leaf> = store
+            .subject_node(&s.root)?
+            .leaves
+            .into_iter()
+            .filter(|l| filter.leaf(l))
+            .collect();
+        if !leaves.is_empty() {
+            subjects.push((s.subject, leaves));
+        }
+    }
+    Ok(UnitInput {
+        collection: c,
+        shard,
+        subjects,
+    })
+}
+
+fn fetch_objects(store: &Store, leaves: &[&Leaf]) -> Result<Vec<Vec<u8>>, ExportError> {
+    leaves
+        .iter()
+        .map(|l| {
+            store.object(&l.object)?.ok_or_else(|| ExportError::ObjectMissing {
+                id: l.id.clone(),
+                object: l.object,
+            })
+        })
+        .collect()
+}
+
+/// A record line: `{"kind","subject","id","hash","modified","doc"}` with `doc` verbatim.
+pub fn record_line(out: &mut Vec<u8>, c: Collection, subject: &str, leaf: &Leaf, doc: &[u8]) {
+    let head = json!({
+        "kind": c.name(),
+        "subject": subject,
+        "id": leaf.id,
+        "hash": leaf.object.to_prefixed(),
+        "modified": leaf.modified,
+    });
+    let mut h = serde_json::to_vec(&head).expect("json");
+    h.pop(); // reopen the object to append the verbatim document
+    out.extend_from_slice(&h);
+    out.extend_from_slice(b",\"doc\":");
+    out.extend_from_slice(doc);
+    out.extend_from_slice(b"}\n");
+}
+
+/// Seals a file's shipped bytes (encryption) — identity when the bundle is not encrypted.
+pub type Sealer<'a> = &'a (dyn Fn(&str, Vec<u8>) -> Result<Vec<u8>, ExportError> + Sync);
+
+pub struct UnitContext<'a> {
+    pub store: &'a Store,
+    pub staging: &'a Path,
+    /// Prefix of data paths: `""` for full bundles, `"changed/"` for deltas.
+    pub prefix: &'a str,
+    pub zstd_level: i32,
+    pub seal: Sealer<'a>,
+}
+
+pub fn write_staged(ctx: &UnitContext<'_>, path: &str, bytes: Vec<u8>) -> Result<PathBuf, ExportError> {
+    let sealed = (ctx.seal)(path, bytes)?;
+    let dest = ctx.staging.join(path);
+    if let Some(p) = dest.parent() {
+        std::fs::create_dir_all(p).map_err(|e| ExportError::io(p, e))?;
+    }
+    let mut f = std::fs::File::create(&dest).map_err(|e| ExportError::io(&dest, e))?;
+    f.write_all(&sealed).map_err(|e| ExportError::io(&dest, e))?;
+    Ok(dest)
+}
+
+pub fn compress(bytes: &[u8], level: i32) -> Result<Vec<u8>, ExportError> {
+    zstd::bulk::compress(bytes, level).map_err(|e| ExportError::io(Path::new("zstd"), e))
+}
+
+pub fn run_unit(ctx: &UnitContext<'_>, input: UnitInput) -> Result<UnitOutput, ExportError> {
+    let c = input.collection;
+    let mut out = UnitOutput {
+        collection: c,
+        shard: input.shard,
+        files: Vec::new(),
+        lines: Vec::new(),
+        subjects: Vec::new(),
+        index: Vec::new(),
+        records: 0,
+    };
+    let mut lines = Vec::new();
+    let file_for = |subject: &str| -> String {
+        match layout(c) {
+            FileLayout::Sharded(dir) => format!("{}{}", ctx.prefix, shard_path(dir, input.shard)),
+            FileLayout::Single(p) => format!("{}{p}", ctx.prefix),
+            FileLayout::PerSubject(dir, name) => format!("{}{dir}/{}/{name}", ctx.prefix, safe_name(subject)),
+        }
+    };
+    for (subject, leaves) in &input.subjects {
+        let refs: Vec<&Leaf> = leaves.iter().collect();
+        let docs = fetch_objects(ctx.store, &refs)?;
+        let file = file_for(subject);
+        let mut recs = serde_json::Map::new();
+        for (leaf, doc) in leaves.iter().zip(&docs) {
+            if ObjectId::of(doc) != leaf.object {
+                return Err(ExportError::ObjectCorrupt { id: leaf.id.clone(), object: leaf.object });
+            }
+            recs.insert(leaf.id.clone(), json!({"hash": leaf.object.to_prefixed(), "modified": leaf.modified}));
+        }
+        match layout(c) {
+            FileLayout::PerSubject(..) => {
+                if docs.len() != 1 {
+                    return Err(ExportError::Layout(format!(
+                        "{} subject {subject:?} holds {} records; one file per subject needs exactly one",
+                        c.name(),
+                        docs.len()
+                    )));
+                }
+                let path = write_staged(ctx, &file, docs[0].clone())?;
+                out.files.push((file.clone(), path));
+            }
+            _ => {
+                for (leaf, doc) in leaves.iter().zip(&docs) {
+                    record_line(&mut lines, c, subject, leaf, doc);
+                }
+            }
+        }
+        let root = subject_root(subject, leaves);
+        out.records += leaves.len() as u64;
+        out.subjects.push(SubjectRef {
+            subject: subject.clone(),
+            root,
+            records: leaves.len() as u64,
+        });
+        out.index.push((
+            subject.clone(),
+            json!({"shard": format!("{:02x}", input.shard), "root": root.to_prefixed(), "file": file, "records": recs}),
+        ));
+    }
+    match layout(c) {
+        FileLayout::Sharded(_) if !lines.is_empty() => {
+            let file = file_for("");
+            let path = write_staged(ctx, &file, compress(&lines, ctx.zstd_level)?)?;
+            out.files.push((file, path));
+        }
+        FileLayout::Single(_) => out.lines = lines,
+        _ => {}
+    }
+    Ok(out)
+}
+
+/// Shard root of a unit's exported subjects.
+pub fn unit_shard_root(o: &UnitOutput) -> NodeHash {
+    shard_root(o.shard, &o.subjects)
+}
+
+/// Assemble single-file collections from their units' lines, sorted by (subject, id).
+pub fn finish_single(ctx: &UnitContext<'_>, c: Collection, outputs: &mut [UnitOutput]) -> Result<Option<(String, PathBuf)>, ExportError> {
+    let FileLayout::Single(p) = layout(c) else { return Ok(None) };
+    let mut all: Vec<&[u8]> = Vec::new();
+    for o in outputs.iter() {
+        all.extend(o.lines.split_inclusive(|b| *b == b'\n'));
+    }
+    if all.is_empty() {
+        return Ok(None);
+    }
+    // Lines start with {"kind":..,"subject":..,"id":..}: bytewise order is (subject, id)
+    // order within one collection up to JSON escaping, and is deterministic either way.
+    all.sort_unstable();
+    let mut joined = Vec::with_capacity(all.iter().map(|l| l.len()).sum());
+    for l in all {
+        joined.extend_from_slice(l);
+    }
+    let file = format!("{}{p}", ctx.prefix);
+    let path = write_staged(ctx, &file, compress(&joined, ctx.zstd_level)?)?;
+    Ok(Some((file, path)))
+}
+
+/// Build the four index files from unit outputs.
+pub fn build_indexes(
+    outputs: &[UnitOutput],
+    kind_roots: &BTreeMap<Collection, NodeHash>,
+) -> BTreeMap<&'static str, Vec<u8>> {
+    let mut per_file: BTreeMap<&'static str, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    for f in crate::bundle::layout::INDEX_FILES {
+        per_file.insert(f, serde_json::Map::new());
+    }
+    let mut by_c: BTreeMap<Collection, Vec<&UnitOutput>> = BTreeMap::new();
+    for o in outputs {
+        by_c.entry(o.collection).or_default().push(o);
+    }
+    for (c, units) in by_c {
+        let mut subjects = serde_json::Map::new();
+        let mut shards = serde_json::Map::new();
+        let mut records = 0;
+        for u in &units {
+            if u.subjects.is_empty() {
+                continue;
+            }
+            records += u.records;
+            shards.insert(
+                format!("{:02x}", u.shard),
+                json!({"root": unit_shard_root(u).to_prefixed(), "records": u.records}),
+            );
+            for (s, v) in &u.index {
+                subjects.insert(s.clone(), v.clone());
+            }
+        }
+        let entry = json!({
+            "root": kind_roots.get(&c).map(|r| r.to_prefixed()),
+            "records": records,
+            "shards": shards,
+            "subjects": subjects,
+        });
+        per_file
+            .get_mut(crate::bundle::layout::index_of(c))
+            .expect("every collection has an index file")
+            .insert(c.name().to_string(), entry);
+    }
+    per_file
+        .into_iter()
+        .map(|(f, m)| {
+            let doc = json!({"formatVersion": crate::bundle::format::FORMAT_VERSION, "collections": m});
+            (f, serde_json::to_vec_pretty(&doc).expect("json"))
+        })
+        .collect()
+}
+
+pub fn staged_entry(path: String, file: PathBuf) -> (String, EntrySource) {
+    (path, EntrySource::File(file))
+}
+
+pub fn digest_file(p: &Path) -> Result<(FileDigest, u64), ExportError> {
+    let b = std::fs::read(p).map_err(|e| ExportError::io(p, e))?;
+    Ok((FileDigest::of(&b), b.len() as u64))
+}

@@ -1,0 +1,127 @@
+//! `verify --store`: every object hashes to its key, every record points at a stored
+//! object, and every tenant's Merkle tree recomputes and matches the live records.
+use std::collections::BTreeMap;
+
+use crate::ids::ObjectId;
+use crate::merkle::{kind_root, shard_root, state_root, subject_root, KindRef, Node};
+use crate::model::Collection;
+use crate::store::{RecordEntry, Store, StoreError, CF_OBJECTS, CF_RECORDS};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreVerifyError {
+    /// An object's bytes do not hash to its key.
+    #[error("object {0} is corrupt: its bytes hash to {1}")]
+    ObjectCorrupt(String, String),
+    /// A record or leaf refers to an object that is not stored.
+    #[error("{0} points at missing object {1}")]
+    ObjectMissing(String, String),
+    /// A Merkle node does not hash to its key, or roots do not recompute.
+    #[error("tenant {tenant}: {what}")]
+    TreeMismatch { tenant: String, what: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StoreVerifyError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreVerifyError::ObjectCorrupt(..) => "ERR_STORE_OBJECT_CORRUPT",
+            StoreVerifyError::ObjectMissing(..) => "ERR_STORE_OBJECT_MISSING",
+            StoreVerifyError::TreeMismatch { .. } => "ERR_STATE_ROOT_MISMATCH",
+            StoreVerifyError::Store(e) => e.code(),
+        }
+    }
+    pub fn hint(&self) -> String {
+        "the store is damaged: rebuild it from bundles with `stellamirror rebuild --bundles DIR --store NEW`".into()
+    }
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreReport {
+    pub objects: u64,
+    pub tenants: BTreeMap<String, TenantCheck>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantCheck {
+    pub state_root: String,
+    pub records: u64,
+}
+
+pub fn verify_store(store: &Store) -> Result<StoreReport, StoreVerifyError> {
+    let mut report = StoreReport::default();
+    for kv in store.iter_cf(CF_OBJECTS) {
+        let (k, v) = kv?;
+        let actual = ObjectId::of(&v);
+        if actual.as_bytes()[..] != k[..] {
+            return Err(StoreVerifyError::ObjectCorrupt(hex::encode(&k), actual.to_prefixed()));
+        }
+        report.objects += 1;
+    }
+    for tenant in store.tenants()? {
+        let t = tenant.as_str().to_string();
+        let mismatch = |what: String| StoreVerifyError::TreeMismatch { tenant: t.clone(), what };
+        let head = store.head(&tenant)?.ok_or_else(|| mismatch("no head".into()))?;
+        let state = store.state_at(&head)?;
+        let mut kinds = Vec::new();
+        let mut leaves_seen: BTreeMap<(Collection, String), (String, ObjectId)> = BTreeMap::new();
+        for k in &state.kinds {
+            let kind = store.kind_node(k)?;
+            let mut shard_roots = Vec::with_capacity(256);
+            for (i, sr) in kind.shards.iter().enumerate() {
+                let shard = store.shard_node(i as u8, sr)?;
+                for s in &shard.subjects {
+                    let node = match store.node(&s.root)? {
+                        Node::Subject(n) => n,
+                        _ => return Err(mismatch(format!("{} is not a subject node", s.root))),
+                    };
+                    let r = subject_root(&node.subject, &node.leaves);
+                    if r != s.root || node.subject != s.subject {
+                        return Err(mismatch(format!("{} subject {:?} does not recompute", k.collection.name(), s.subject)));
+                    }
+                    for l in &node.leaves {
+                        if !store.has_object(&l.object)? {
+                            return Err(StoreVerifyError::ObjectMissing(format!("{} record {:?}", k.collection.name(), l.id), l.object.to_prefixed()));
+                        }
+                        leaves_seen.insert((k.collection, l.id.clone()), (s.subject.clone(), l.object));
+                    }
+                }
+                let root = shard_root(i as u8, &shard.subjects);
+                if root != *sr {
+                    return Err(mismatch(format!("{} shard {i:02x} does not recompute", k.collection.name())));
+                }
+                shard_roots.push(root);
+            }
+            let kr = kind_root(k.collection, &shard_roots);
+            if kr != k.root {
+                return Err(mismatch(format!("{} kind root does not recompute", k.collection.name())));
+            }
+            kinds.push(KindRef { root: kr, ..k.clone() });
+        }
+        let sr = state_root(tenant.as_str(), &kinds);
+        if sr != head {
+            return Err(mismatch(format!("state root recomputes to {sr}, head is {head}")));
+        }
+        // The live records must be exactly the tree's leaves.
+        let prefix = format!("{t}\0").into_bytes();
+        let mut live = 0u64;
+        for kv in store.scan_prefix(CF_RECORDS, &prefix) {
+            let (k, v) = kv?;
+            let rest = String::from_utf8_lossy(&k[prefix.len()..]).to_string();
+            let (cname, id) = rest.split_once('\0').unwrap_or((&rest, ""));
+            let c = Collection::from_name(cname).ok_or_else(|| mismatch(format!("record key with unknown kind {cname:?}")))?;
+            let e: RecordEntry = postcard::from_bytes(&v).map_err(|_| mismatch(format!("record {cname}/{id} does not decode")))?;
+            match leaves_seen.get(&(c, id.to_string())) {
+                Some((s, o)) if *s == e.subject && *o == e.object => live += 1,
+                _ => return Err(mismatch(format!("live record {cname}/{id} is not in the Merkle tree as recorded"))),
+            }
+        }
+        if live != leaves_seen.len() as u64 {
+            return Err(mismatch(format!("{} leaves in the tree but {live} live records", leaves_seen.len())));
+        }
+        report.tenants.insert(t, TenantCheck { state_root: head.to_prefixed(), records: live });
+    }
+    Ok(report)
+}

@@ -1,0 +1,100 @@
+use std::path::PathBuf;
+
+use crate::store::StoreError;
+
+/// Where a bad document is: the file, the JSONL line and a JSON pointer into it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct InputLocation {
+    pub file: PathBuf,
+    /// 1-based line number for JSON Lines input.
+    pub line: Option<usize>,
+    /// JSON pointer (RFC 6901) of the offending value, when known.
+    pub pointer: Option<String>,
+}
+
+impl std::fmt::Display for InputLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(p) = &self.pointer {
+            write!(f, " at {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a document was refused.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum BadInputKind {
+    /// Not JSON, or a recognised format missing or mistyping a required field.
+    Invalid,
+    /// Valid JSON of no format stellamirror knows.
+    Unrecognized,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BadInput {
+    pub kind: BadInputKind,
+    pub at: InputLocation,
+    pub reason: String,
+}
+
+impl BadInput {
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            BadInputKind::Invalid => "ERR_INPUT_INVALID",
+            BadInputKind::Unrecognized => "ERR_INPUT_UNRECOGNIZED",
+        }
+    }
+}
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.at, self.reason)
+    }
+}
+
+/// Failures of `ingest` and `remove`. Nothing is committed when one is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A document is malformed or of an unknown format (without `--keep-going`).
+    #[error("{0}")]
+    BadInput(BadInput),
+    /// An input path cannot be read.
+    #[error("cannot read {path}: {message}")]
+    Io { path: PathBuf, message: String },
+    /// `--complete` needs `--source` to know which records the input replaces.
+    #[error("--complete needs --source NAME")]
+    CompleteWithoutSource,
+    /// No document was found in the given paths.
+    #[error("no documents found in the given paths")]
+    NoInput,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IngestError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            IngestError::BadInput(b) => b.code(),
+            IngestError::Io { .. } => "ERR_INPUT_IO",
+            IngestError::CompleteWithoutSource => "ERR_USAGE",
+            IngestError::NoInput => "ERR_INPUT_UNRECOGNIZED",
+            IngestError::Store(e) => e.code(),
+        }
+    }
+    pub fn hint(&self) -> String {
+        match self {
+            IngestError::BadInput(b) => match b.kind {
+                BadInputKind::Invalid => "fix or drop the document and rerun; `--keep-going` ingests the rest and lists every bad document (nothing from this run was stored)".into(),
+                BadInputKind::Unrecognized => "supported: OSV, OpenVEX, CSAF 2.0/2.1, CycloneDX (SBOM and VEX), SPDX 2.x JSON, policy snapshots/evaluations (--kind); nothing from this run was stored".into(),
+            },
+            IngestError::Io { .. } => "check the path exists and is readable".into(),
+            IngestError::CompleteWithoutSource => "name the source whose complete set this input is, e.g. --source osv-pypa".into(),
+            IngestError::NoInput => "pass .json/.jsonl files or directories holding them".into(),
+            IngestError::Store(e) => e.hint(),
+        }
+    }
+}

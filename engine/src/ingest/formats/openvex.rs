@@ -1,0 +1,121 @@
+//! OpenVEX documents: raw document + one normalized statement per vulnerability ×
+//! product. Statement id: `<vulnerability>|<product>|<document id>`, so the statements
+//! about one (vulnerability, product) pair are adjacent in the store (consensus reads
+//! them by prefix). Subject: the product purl without version.
+//!
+//! Document id: the file's name relative to the ingested directory when it came from a
+//! file, else `@id`. OpenVEX `@id`s are not stable identities in practice: the Rancher
+//! VEX Hub reuses 120 `@id`s across its 972 documents and changes a document's `@id`
+//! whenever its content changes, so keying by `@id` would merge distinct documents and
+//! turn every update into remove + add.
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::{compact, invalid, optional_time, purl, required_key_str, DocError, NewRecord, ParsedDoc};
+use crate::model::{valid_key_text, Collection};
+
+pub const STATUSES: [&str; 4] = ["not_affected", "affected", "fixed", "under_investigation"];
+
+/// `{"@id": ...}` objects or bare strings (OpenVEX 0.0.x).
+fn id_of(v: &Value) -> Option<&str> {
+    match v {
+        Value::String(s) => Some(s),
+        Value::Object(_) => v.get("@id").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
+    let at_id = required_key_str(&v, "@id", "/@id")?.to_string();
+    let doc_id = match name {
+        Some(n) if valid_key_text(n) => n.to_string(),
+        _ => at_id.clone(),
+    };
+    let doc_time = optional_time(&v, "timestamp", "/timestamp")?;
+    let author = v.get("author").cloned().unwrap_or(Value::Null);
+    let statements = match v.get("statements") {
+        Some(Value::Array(a)) => a,
+        _ => return Err(invalid("/statements", "`statements` must be an array")),
+    };
+    let mut derived: BTreeMap<String, NewRecord> = BTreeMap::new();
+    let mut doc_modified = doc_time;
+    let mut first_subject = None;
+    for (i, s) in statements.iter().enumerate() {
+        let p = format!("/statements/{i}");
+        let vuln = s
+            .get("vulnerability")
+            .and_then(|x| match x {
+                Value::String(s) => Some(s.as_str()),
+                Value::Object(_) => x.get("name").or_else(|| x.get("@id")).and_then(Value::as_str),
+                _ => None,
+            })
+            .filter(|s| valid_key_text(s))
+            .ok_or_else(|| invalid(&format!("{p}/vulnerability"), "statement needs a vulnerability name"))?;
+        let status = s
+            .get("status")
+            .and_then(Value::as_str)
+            .filter(|st| STATUSES.contains(st))
+            .ok_or_else(|| invalid(&format!("{p}/status"), format!("status must be one of {STATUSES:?}")))?;
+        let ts = optional_time(s, "timestamp", &format!("{p}/timestamp"))?.or(doc_time);
+        if let Some(t) = ts {
+            doc_modified = Some(doc_modified.map_or(t, |d: i64| d.max(t)));
+        }
+        let products = match s.get("products") {
+            Some(Value::Array(a)) if !a.is_empty() => a,
+            _ => return Err(invalid(&format!("{p}/products"), "statement needs a non-empty `products` array")),
+        };
+        let aliases = s.get("vulnerability").and_then(|x| x.get("aliases")).cloned().unwrap_or(json!([]));
+        for (j, prod) in products.iter().enumerate() {
+            let pid = id_of(prod)
+                .filter(|x| valid_key_text(x))
+                .ok_or_else(|| invalid(&format!("{p}/products/{j}"), "product needs an `@id`"))?;
+            let subject = purl::strip_version(pid);
+            first_subject.get_or_insert_with(|| subject.clone());
+            let subcomponents: Vec<&str> = prod
+                .get("subcomponents")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(id_of).collect())
+                .unwrap_or_default();
+            let id = format!("{vuln}|{pid}|{doc_id}");
+            let n = json!({
+                "schema": "stellamirror.vex.v1",
+                "format": "openvex",
+                "document": doc_id,
+                "documentId": at_id,
+                "author": author,
+                "vulnerability": vuln,
+                "aliases": aliases,
+                "product": pid,
+                "subcomponents": subcomponents,
+                "status": status,
+                "justification": s.get("justification"),
+                "impactStatement": s.get("impact_statement"),
+                "actionStatement": s.get("action_statement"),
+                "timestamp": ts.map(crate::model::format_time),
+            });
+            // A later statement about the same pair in the same document supersedes.
+            derived.insert(
+                id.clone(),
+                NewRecord {
+                    collection: Collection::VexNormalized,
+                    subject,
+                    id,
+                    bytes: compact(&n),
+                    modified: ts,
+                },
+            );
+        }
+    }
+    let subject = first_subject.unwrap_or_else(|| format!("vex-document:{doc_id}"));
+    Ok(ParsedDoc {
+        primary: NewRecord {
+            collection: Collection::VexRaw,
+            subject,
+            id: doc_id,
+            bytes: compact(&v),
+            modified: doc_modified,
+        },
+        derived: derived.into_values().collect(),
+    })
+}
