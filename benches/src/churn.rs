@@ -113,6 +113,9 @@ fn line_id(line: &[u8]) -> Result<String> {
     Ok(serde_json::from_slice::<IdOnly>(line)?.id)
 }
 
+/// Per VEX document: (product id, its subcomponent purls), for new policy evaluations.
+type DocIndex = Vec<(String, Vec<String>)>;
+
 /// A vulnerability that new VEX statements and evaluations can name: (name, aliases).
 type Vuln = (String, Vec<String>);
 
@@ -273,7 +276,7 @@ fn file_name(p: &Path) -> String {
 #[allow(clippy::too_many_arguments)]
 fn churn_vex(
     prev: &Path, out: &Path, sink: &FileSink, rng: &mut Rng, frac: f64, p: &Params, pool: &[Vuln], gen: u64,
-) -> Result<(KindChurn, Vec<(String, Vec<String>)>)> {
+) -> Result<(KindChurn, DocIndex)> {
     let paths = files_in(&prev.join(g::VEX_DIR))?;
     let mut docs: Vec<VexDoc> = Vec::with_capacity(paths.len());
     for path in &paths {

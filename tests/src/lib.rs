@@ -1,1 +1,138 @@
+//! Helpers for the end-to-end tests: run the real binary, find test data, compare state.
+#![forbid(unsafe_code)]
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The `stellamirror` binary: `$STELLAMIRROR_BIN`, else next to the test executable
+/// (`target/release/deps/<test>` → `target/release/stellamirror`).
+pub fn bin() -> PathBuf {
+    if let Ok(p) = std::env::var("STELLAMIRROR_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join("stellamirror");
+    assert!(p.exists(), "{} missing: run `make test` (it builds the binary first)", p.display());
+    p
+}
+
+/// The committed excerpts.
+pub fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)
+}
+
+/// The full corpora (`../shared/data`), when present.
+pub fn shared(rel: &str) -> Option<PathBuf> {
+    let root = std::env::var("STELLAMIRROR_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    let p = root.join(rel);
+    p.exists().then_some(p)
+}
+
+/// The result of one run of the binary.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+    /// Assert a refusal with this stable code (in `--json` output or on stderr).
+    #[track_caller]
+    pub fn fails_with(self, code: &str) -> Self {
+        assert_ne!(self.code, 0, "expected failure {code}\nstdout: {}", self.stdout);
+        assert!(
+            self.stdout.contains(code) || self.stderr.contains(code),
+            "expected {code}\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        assert!(self.stdout.contains("hint") || self.stderr.contains("hint"), "refusals carry a hint");
+        self
+    }
+}
+
+fn from_output(o: Output) -> Run {
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&o.stderr).to_string(),
+    }
+}
+
+/// Run `stellamirror ARGS` (always `--quiet`).
+pub fn sm<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let o = Command::new(bin()).arg("--quiet").args(args).output().expect("run stellamirror");
+    from_output(o)
+}
+
+/// Run any command (a third-party tool).
+pub fn tool(program: &str, args: &[&str], cwd: &Path) -> Run {
+    let o = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is required for this test (make test installs it): {e}"));
+    from_output(o)
+}
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// `status --json` of one tenant.
+pub fn status(store: &Path, tenant: &str) -> Value {
+    sm(["status", "--store", p(store), "--tenant", tenant, "--json"]).ok().json()
+}
+
+pub fn state_root(store: &Path, tenant: &str) -> String {
+    status(store, tenant)["stateRoot"].as_str().expect("stateRoot").to_string()
+}
+
+pub fn ingest(store: &Path, tenant: &str, extra: &[&str], paths: &[&Path]) -> Run {
+    let mut args: Vec<String> = vec!["ingest".into(), "--store".into(), p(store).into(), "--tenant".into(), tenant.into(), "--json".into()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(paths.iter().map(|x| p(x).to_string()));
+    sm(args)
+}
+
+/// A fresh signing key pair in `dir`: (private, public).
+pub fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let base = dir.join(name);
+    sm(["keygen", "--out", p(&base)]).ok();
+    (dir.join(format!("{name}.pem")), dir.join(format!("{name}.pub.pem")))
+}
+
+/// Every regular file below `dir`, relative, sorted.
+pub fn files_below(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).expect("below").to_string_lossy().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}

@@ -169,6 +169,7 @@ fn produce(
     run_id: String,
     created_at: String,
     mtime: u64,
+    materials: Option<Vec<serde_json::Value>>,
 ) -> Result<Produced, ExportError> {
     let filter = Filter::new(&selectors).map_err(ExportError::Usage)?;
     std::fs::create_dir_all(&s.out_dir).map_err(|e| ExportError::io(&s.out_dir, e))?;
@@ -327,7 +328,11 @@ fn produce(
     }
 
     let counts: BTreeMap<String, u64> = view.counts.iter().map(|(c, n)| (c.name().to_string(), *n)).collect();
-    let sources = source_materials(store, &s.tenant)?;
+    // Provenance materials are recorded with the export so that a rerun reproduces them.
+    let sources = match materials {
+        Some(m) => m,
+        None => source_materials(store, &s.tenant)?,
+    };
     let profile = if is_delta { PROFILE_DELTA } else { PROFILE_FULL };
     let info = RunInfo {
         profile,
@@ -344,7 +349,7 @@ fn produce(
         zstd_level: s.zstd_level,
         base: base_ref,
         base_state_root,
-        sources,
+        sources: sources.clone(),
     };
     let sealing = sealing_for(s, &seal_fn);
     let (bundle, bytes, digest) = assemble(&s.out_dir, &staging.0, &info, files, &s.sign_key, &sealing)?;
@@ -364,7 +369,7 @@ fn produce(
         base_export_id: base_id,
         bundle_file: bundle.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
         bytes,
-        options: json!({"zstdLevel": s.zstd_level, "schedule": s.schedule, "resetBaseline": reset, "encrypted": s.encryption.is_some(), "signingKeyId": s.sign_key.key_id()}),
+        options: json!({"zstdLevel": s.zstd_level, "schedule": s.schedule, "resetBaseline": reset, "encrypted": s.encryption.is_some(), "signingKeyId": s.sign_key.key_id(), "materials": sources}),
         seq: 0,
     };
     Ok(Produced {
@@ -559,7 +564,7 @@ pub fn export_full(store: &Store, s: &ExportSettings, audit: &dyn AuditSink) -> 
     }
     let selectors = normalize(s.selectors.clone()).map_err(ExportError::Usage)?;
     let state = store.state(&s.tenant)?;
-    let p = produce(store, s, Job::Full, &state, selectors, run_id, created_at, mtime)?;
+    let p = produce(store, s, Job::Full, &state, selectors, run_id, created_at, mtime, None)?;
     register(store, p.record, audit)?;
     Ok(p.report)
 }
@@ -623,7 +628,7 @@ pub fn export_delta(
         base_state,
         reset,
     };
-    let p = produce(store, s, job, &state, selectors, run_id, created_at, mtime)?;
+    let p = produce(store, s, job, &state, selectors, run_id, created_at, mtime, None)?;
     register(store, p.record, audit)?;
     Ok(p.report)
 }
@@ -671,7 +676,8 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
             }
         }
     };
-    let p = produce(store, &settings, job, &state, rec.selectors.clone(), rec.run_id.clone(), rec.created_at.clone(), mtime)?;
+    let materials = rec.options["materials"].as_array().cloned();
+    let p = produce(store, &settings, job, &state, rec.selectors.clone(), rec.run_id.clone(), rec.created_at.clone(), mtime, materials)?;
     let mut report = p.report;
     report.identical_to_original = Some(report.manifest_digest == rec.manifest_digest);
     Ok(report)

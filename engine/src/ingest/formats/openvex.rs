@@ -27,10 +27,11 @@ fn id_of(v: &Value) -> Option<&str> {
 }
 
 pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
-    let at_id = required_key_str(&v, "@id", "/@id")?.to_string();
+    // `@id` is required by the spec even though it is not used as the identity here.
+    let at_id = required_key_str(&v, "@id", "/@id")?;
     let doc_id = match name {
         Some(n) if valid_key_text(n) => n.to_string(),
-        _ => at_id.clone(),
+        _ => at_id.to_string(),
     };
     let doc_time = optional_time(&v, "timestamp", "/timestamp")?;
     let author = v.get("author").cloned().unwrap_or(Value::Null);
@@ -82,7 +83,6 @@ pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
                 "schema": "stellamirror.vex.v1",
                 "format": "openvex",
                 "document": doc_id,
-                "documentId": at_id,
                 "author": author,
                 "vulnerability": vuln,
                 "aliases": aliases,
