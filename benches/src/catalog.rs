@@ -103,10 +103,7 @@ pub fn package(seed: u64, p: u64) -> Package {
     let base = base_name(p) + *rng.pick(&SUFFIXES);
     let org = org_name(rng.next_u64());
     let (name, purl) = match ecosystem {
-        "npm" if rng.chance(0.2) => (
-            format!("@{org}/{base}"),
-            format!("pkg:npm/%40{org}/{base}"),
-        ),
+        "npm" if rng.chance(0.2) => (format!("@{org}/{base}"), format!("pkg:npm/%40{org}/{base}")),
         "npm" => (base.clone(), format!("pkg:npm/{base}")),
         "PyPI" => (base.clone(), format!("pkg:pypi/{base}")),
         "Maven" => (
@@ -117,7 +114,10 @@ pub fn package(seed: u64, p: u64) -> Package {
             format!("github.com/{org}/{base}"),
             format!("pkg:golang/github.com/{org}/{base}"),
         ),
-        "Packagist" => (format!("{org}/{base}"), format!("pkg:composer/{org}/{base}")),
+        "Packagist" => (
+            format!("{org}/{base}"),
+            format!("pkg:composer/{org}/{base}"),
+        ),
         "crates.io" => (base.clone(), format!("pkg:cargo/{base}")),
         "NuGet" => {
             let n = format!("{}.{}", capitalise(&org), capitalise(&base));

@@ -47,7 +47,13 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params { amount: Amount::Fraction(0.01), changed: 0.7, added: 0.2, removed: 0.1, seed: None }
+        Params {
+            amount: Amount::Fraction(0.01),
+            changed: 0.7,
+            added: 0.2,
+            removed: 0.1,
+            seed: None,
+        }
     }
 }
 
@@ -93,10 +99,16 @@ pub fn split(total: u64, p: &Params) -> (u64, u64, u64) {
 /// Chooses which of `n` items change and which are removed: index -> true if changed.
 fn choose(rng: &mut Rng, n: u64, changed: u64, removed: u64) -> Result<HashMap<u64, bool>> {
     if changed + removed > n {
-        return Err(Error(format!("cannot change {changed} and remove {removed} of {n} records")));
+        return Err(Error(format!(
+            "cannot change {changed} and remove {removed} of {n} records"
+        )));
     }
     let picks = sample_distinct(rng, n, changed + removed);
-    Ok(picks.into_iter().enumerate().map(|(i, x)| (x, (i as u64) < changed)).collect())
+    Ok(picks
+        .into_iter()
+        .enumerate()
+        .map(|(i, x)| (x, (i as u64) < changed))
+        .collect())
 }
 
 /// The id of an advisory line without a full parse: lines written by `osv` start with the
@@ -146,11 +158,17 @@ pub fn churn(prev: &Path, out: &Path, p: &Params) -> Result<(Manifest, Report)> 
     let t_gen = |off: u64| catalog::generation_time(gen, off);
 
     // ---- advisories: stream the previous JSONL, copying untouched lines verbatim.
-    let mut adv = KindChurn { before: n, ..KindChurn::default() };
+    let mut adv = KindChurn {
+        before: n,
+        ..KindChurn::default()
+    };
     let mut pool: Vec<Vuln> = Vec::new();
     let mut jsonl = BufWriter::with_capacity(1 << 20, fs::File::create(out.join(g::ADVISORIES))?);
     let src = prev.join(g::ADVISORIES);
-    let mut reader = BufReader::with_capacity(1 << 20, fs::File::open(&src).ctx(|| format!("opening {}", src.display()))?);
+    let mut reader = BufReader::with_capacity(
+        1 << 20,
+        fs::File::open(&src).ctx(|| format!("opening {}", src.display()))?,
+    );
     let mut line = Vec::with_capacity(4096);
     let mut i = 0u64;
     loop {
@@ -161,7 +179,8 @@ pub fn churn(prev: &Path, out: &Path, p: &Params) -> Result<(Manifest, Report)> 
         match role.get(&i) {
             Some(false) => adv.removed_ids.push(line_id(&line)?),
             Some(true) => {
-                let mut a: Advisory = serde_json::from_slice(&line).ctx(|| format!("{} line {}", src.display(), i + 1))?;
+                let mut a: Advisory = serde_json::from_slice(&line)
+                    .ctx(|| format!("{} line {}", src.display(), i + 1))?;
                 osv::edit(cseed, gen, hash64(a.id.as_bytes()), &mut a);
                 pool.push(vuln_of(&a));
                 g::emit_advisory(out, &mut jsonl, &sink, &a)?;
@@ -176,7 +195,10 @@ pub fn churn(prev: &Path, out: &Path, p: &Params) -> Result<(Manifest, Report)> 
         i += 1;
     }
     if i != n {
-        return Err(Error(format!("{} has {i} lines, gen.json says {n}", src.display())));
+        return Err(Error(format!(
+            "{} has {i} lines, gen.json says {n}",
+            src.display()
+        )));
     }
     let mut space = base.package_space;
     let mut new_pool = Vec::new();
@@ -190,7 +212,8 @@ pub fn churn(prev: &Path, out: &Path, p: &Params) -> Result<(Manifest, Report)> 
             catalog::assign_package(seed, serial, base.package_space)
         };
         let primary = catalog::package(seed, pkg);
-        let second = g::second_package(seed, serial, base.package_space, pkg).map(|q| catalog::package(seed, q));
+        let second = g::second_package(seed, serial, base.package_space, pkg)
+            .map(|q| catalog::package(seed, q));
         let mut a = osv::generate(seed, serial, &primary, second.as_ref());
         let at = catalog::rfc3339(t_gen(rng.next_u64()));
         a.published = at.clone();
@@ -212,7 +235,8 @@ pub fn churn(prev: &Path, out: &Path, p: &Params) -> Result<(Manifest, Report)> 
     adv.after = n - nr + na;
 
     let (vex, docs) = churn_vex(prev, out, &sink, &mut rng, frac, p, &pool, gen)?;
-    let (sboms, components_delta, next_subject) = churn_sboms(prev, out, &sink, &mut rng, frac, p, &base, gen)?;
+    let (sboms, components_delta, next_subject) =
+        churn_sboms(prev, out, &sink, &mut rng, frac, p, &base, gen)?;
     let policy = churn_policy(prev, out, &mut rng, frac, p, &pool, &docs, gen)?;
     sink.finish()?;
 
@@ -228,7 +252,11 @@ pub fn churn(prev: &Path, out: &Path, p: &Params) -> Result<(Manifest, Report)> 
         sboms,
         policy_evaluations: policy,
     };
-    for k in [&mut report.advisories, &mut report.vex_statements, &mut report.sboms] {
+    for k in [
+        &mut report.advisories,
+        &mut report.vex_statements,
+        &mut report.sboms,
+    ] {
         k.added_ids.sort();
         k.changed_ids.sort();
         k.removed_ids.sort();
@@ -267,7 +295,9 @@ fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// VEX: statements change status, disappear, or are added (about new/revised advisories) to
@@ -275,7 +305,14 @@ fn file_name(p: &Path) -> String {
 /// Returns the counts and, per document, (product id, subcomponent purls) for policy churn.
 #[allow(clippy::too_many_arguments)]
 fn churn_vex(
-    prev: &Path, out: &Path, sink: &FileSink, rng: &mut Rng, frac: f64, p: &Params, pool: &[Vuln], gen: u64,
+    prev: &Path,
+    out: &Path,
+    sink: &FileSink,
+    rng: &mut Rng,
+    frac: f64,
+    p: &Params,
+    pool: &[Vuln],
+    gen: u64,
 ) -> Result<(KindChurn, DocIndex)> {
     let paths = files_in(&prev.join(g::VEX_DIR))?;
     let mut docs: Vec<VexDoc> = Vec::with_capacity(paths.len());
@@ -320,24 +357,48 @@ fn churn_vex(
             let (name, aliases) = &pool[j as usize % pool.len()];
             let doc = &mut docs[di];
             let product = doc.statements.first().map(|s| s.products[0].id.clone());
-            let subs: Vec<String> = doc.statements.iter().flat_map(|s| s.products[0].subcomponents.iter().map(|c| c.id.clone())).collect();
-            let (Some(product), false) = (product, subs.is_empty()) else { continue };
+            let subs: Vec<String> = doc
+                .statements
+                .iter()
+                .flat_map(|s| s.products[0].subcomponents.iter().map(|c| c.id.clone()))
+                .collect();
+            let (Some(product), false) = (product, subs.is_empty()) else {
+                continue;
+            };
             let sub = rng.pick(&subs).clone();
-            let exists = doc.statements.iter().any(|s| s.vulnerability.name == *name && s.products[0].subcomponents.iter().any(|c| c.id == sub));
+            let exists = doc.statements.iter().any(|s| {
+                s.vulnerability.name == *name
+                    && s.products[0].subcomponents.iter().any(|c| c.id == sub)
+            });
             if exists {
                 continue;
             }
-            let ident = catalog::Identity { id: aliases.first().cloned().unwrap_or_else(|| name.clone()), cve: (!aliases.is_empty()).then(|| name.clone()), ghsa_alias: None, published: 0 };
+            let ident = catalog::Identity {
+                id: aliases.first().cloned().unwrap_or_else(|| name.clone()),
+                cve: (!aliases.is_empty()).then(|| name.clone()),
+                ghsa_alias: None,
+                published: 0,
+            };
             let at = catalog::generation_time(gen, rng.next_u64());
-            doc.statements.push(evidence::statement(rng, &product, &sub, &ident, at));
+            doc.statements
+                .push(evidence::statement(rng, &product, &sub, &ident, at));
             touched[di] = true;
             added += 1;
         }
     }
-    let mut kc = KindChurn { before, changed: nc, removed, added, after: before - removed + added, ..KindChurn::default() };
+    let mut kc = KindChurn {
+        before,
+        changed: nc,
+        removed,
+        added,
+        after: before - removed + added,
+        ..KindChurn::default()
+    };
     let mut index = Vec::with_capacity(docs.len());
     for ((path, doc), t) in paths.iter().zip(docs.iter_mut()).zip(&touched) {
-        let target = out.join(g::VEX_DIR).join(path.file_name().unwrap_or_default());
+        let target = out
+            .join(g::VEX_DIR)
+            .join(path.file_name().unwrap_or_default());
         if *t {
             doc.version += 1;
             doc.timestamp = catalog::rfc3339(catalog::generation_time(gen, 0));
@@ -346,8 +407,16 @@ fn churn_vex(
         } else {
             sink.link(path.clone(), target)?;
         }
-        let product = doc.statements.first().map(|s| s.products[0].id.clone()).unwrap_or_default();
-        let subs = doc.statements.iter().flat_map(|s| s.products[0].subcomponents.iter().map(|c| c.id.clone())).collect::<HashSet<_>>();
+        let product = doc
+            .statements
+            .first()
+            .map(|s| s.products[0].id.clone())
+            .unwrap_or_default();
+        let subs = doc
+            .statements
+            .iter()
+            .flat_map(|s| s.products[0].subcomponents.iter().map(|c| c.id.clone()))
+            .collect::<HashSet<_>>();
         let mut subs: Vec<String> = subs.into_iter().collect();
         subs.sort();
         index.push((product, subs));
@@ -359,13 +428,27 @@ fn churn_vex(
 /// serial number and `version + 1`; added subjects are new; removed subjects disappear.
 #[allow(clippy::too_many_arguments)]
 fn churn_sboms(
-    prev: &Path, out: &Path, sink: &FileSink, rng: &mut Rng, frac: f64, p: &Params, base: &Manifest, gen: u64,
+    prev: &Path,
+    out: &Path,
+    sink: &FileSink,
+    rng: &mut Rng,
+    frac: f64,
+    p: &Params,
+    base: &Manifest,
+    gen: u64,
 ) -> Result<(KindChurn, i64, u64)> {
     let dirs = files_in(&prev.join(g::SBOM_DIR))?;
     let before = dirs.len() as u64;
     let (nc, na, nr) = split((before as f64 * frac).round() as u64, p);
     let role = choose(rng, before, nc, nr)?;
-    let mut kc = KindChurn { before, changed: nc, added: na, removed: nr, after: before - nr + na, ..KindChurn::default() };
+    let mut kc = KindChurn {
+        before,
+        changed: nc,
+        added: na,
+        removed: nr,
+        after: before - nr + na,
+        ..KindChurn::default()
+    };
     let mut delta = 0i64;
     for (i, dir) in dirs.iter().enumerate() {
         let name = file_name(dir);
@@ -377,13 +460,18 @@ fn churn_sboms(
             }
             Some(true) => {
                 let src = dir.join("sbom.json");
-                let mut sbom: Sbom = serde_json::from_slice(&fs::read(&src)?).ctx(|| format!("parsing {}", src.display()))?;
+                let mut sbom: Sbom = serde_json::from_slice(&fs::read(&src)?)
+                    .ctx(|| format!("parsing {}", src.display()))?;
                 let before_len = sbom.components.len() as i64;
                 for _ in 0..rng.range(1, 5) {
                     let c = rng.below(sbom.components.len() as u64) as usize;
                     let comp = &mut sbom.components[c];
                     comp.version = bump_patch(&comp.version);
-                    let base_purl = comp.purl.rsplit_once('@').map(|x| x.0.to_string()).unwrap_or_default();
+                    let base_purl = comp
+                        .purl
+                        .rsplit_once('@')
+                        .map(|x| x.0.to_string())
+                        .unwrap_or_default();
                     comp.purl = format!("{base_purl}@{}", comp.version);
                     comp.bom_ref = comp.purl.clone();
                 }
@@ -391,7 +479,8 @@ fn churn_sboms(
                     let c = rng.below(sbom.components.len() as u64) as usize;
                     sbom.components.remove(c);
                 }
-                let pkg = catalog::package(base.seed, catalog::skewed_package(rng, base.package_space));
+                let pkg =
+                    catalog::package(base.seed, catalog::skewed_package(rng, base.package_space));
                 if !sbom.components.iter().any(|c| c.name == pkg.name) {
                     let v = rng.pick(&pkg.versions).clone();
                     sbom.components.push(evidence::component(rng, &pkg, &v));
@@ -399,7 +488,8 @@ fn churn_sboms(
                 delta += sbom.components.len() as i64 - before_len;
                 sbom.version += 1;
                 sbom.serial_number = evidence::uuid(rng);
-                sbom.metadata.timestamp = catalog::rfc3339(catalog::generation_time(gen, rng.next_u64()));
+                sbom.metadata.timestamp =
+                    catalog::rfc3339(catalog::generation_time(gen, rng.next_u64()));
                 fs::create_dir_all(&target)?;
                 sink.write(target.join("sbom.json"), g::json_pretty(&sbom)?)?;
                 kc.changed_ids.push(name);
@@ -436,7 +526,14 @@ fn bump_patch(v: &str) -> String {
 /// removed lines disappear, new lines evaluate new/revised advisories for existing subjects.
 #[allow(clippy::too_many_arguments)]
 fn churn_policy(
-    prev: &Path, out: &Path, rng: &mut Rng, frac: f64, p: &Params, pool: &[Vuln], docs: &[(String, Vec<String>)], gen: u64,
+    prev: &Path,
+    out: &Path,
+    rng: &mut Rng,
+    frac: f64,
+    p: &Params,
+    pool: &[Vuln],
+    docs: &[(String, Vec<String>)],
+    gen: u64,
 ) -> Result<KindChurn> {
     let src = prev.join(g::POLICY_FILE);
     let text = fs::read(&src).ctx(|| format!("reading {}", src.display()))?;
@@ -450,18 +547,24 @@ fn churn_policy(
         match role.get(&(i as u64)) {
             Some(false) => continue,
             Some(true) => {
-                let mut ev: Evaluation = serde_json::from_slice(line).ctx(|| format!("{} line {}", src.display(), i + 1))?;
+                let mut ev: Evaluation = serde_json::from_slice(line)
+                    .ctx(|| format!("{} line {}", src.display(), i + 1))?;
                 let old = ev.status.clone();
                 while ev.status == old {
                     evidence::set_verdict(rng, &mut ev);
                 }
                 ev.evaluated_at = catalog::rfc3339(catalog::generation_time(gen, rng.next_u64()));
-                seen.insert((ev.subject.clone(), ev.component_purl.clone(), ev.vulnerability.clone()));
+                seen.insert((
+                    ev.subject.clone(),
+                    ev.component_purl.clone(),
+                    ev.vulnerability.clone(),
+                ));
                 w.write_all(&g::json_line(&ev)?)?;
             }
             None => {
                 // Every kept line is indexed so an added evaluation never repeats a key.
-                let ev: Evaluation = serde_json::from_slice(line).ctx(|| format!("{} line {}", src.display(), i + 1))?;
+                let ev: Evaluation = serde_json::from_slice(line)
+                    .ctx(|| format!("{} line {}", src.display(), i + 1))?;
                 seen.insert((ev.subject, ev.component_purl, ev.vulnerability));
                 w.write_all(line)?
             }
@@ -478,10 +581,19 @@ fn churn_policy(
                 continue;
             }
             let at = catalog::generation_time(gen, rng.next_u64());
-            w.write_all(&g::json_line(&evidence::evaluation(rng, subject, comp, vuln, at))?)?;
+            w.write_all(&g::json_line(&evidence::evaluation(
+                rng, subject, comp, vuln, at,
+            ))?)?;
             added += 1;
         }
     }
     w.flush()?;
-    Ok(KindChurn { before, changed: nc, added, removed: nr, after: before - nr + added, ..KindChurn::default() })
+    Ok(KindChurn {
+        before,
+        changed: nc,
+        added,
+        removed: nr,
+        after: before - nr + added,
+        ..KindChurn::default()
+    })
 }

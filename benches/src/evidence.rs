@@ -12,10 +12,26 @@ use crate::catalog::{self, Package};
 use crate::rng::{stream, Rng};
 
 const SERVICES: [&str; 10] = [
-    "api", "web", "worker", "gateway", "auth", "billing", "search", "ingest", "console", "scheduler",
+    "api",
+    "web",
+    "worker",
+    "gateway",
+    "auth",
+    "billing",
+    "search",
+    "ingest",
+    "console",
+    "scheduler",
 ];
 pub const OPENVEX_CONTEXT: &str = "https://openvex.dev/ns/v0.2.0";
-const LICENSES: [&str; 6] = ["MIT", "Apache-2.0", "BSD-3-Clause", "ISC", "MPL-2.0", "GPL-3.0-only"];
+const LICENSES: [&str; 6] = [
+    "MIT",
+    "Apache-2.0",
+    "BSD-3-Clause",
+    "ISC",
+    "MPL-2.0",
+    "GPL-3.0-only",
+];
 
 // ---- CycloneDX ------------------------------------------------------------------------------
 
@@ -142,15 +158,27 @@ pub fn component(rng: &mut Rng, pkg: &Package, version: &str) -> Component {
         version: version.into(),
         purl,
         licenses: vec![LicenseChoice {
-            license: License { id: rng.pick(&LICENSES).to_string() },
+            license: License {
+                id: rng.pick(&LICENSES).to_string(),
+            },
         }],
-        hashes: vec![Hash { alg: "SHA-256".into(), content: rng.hex(64) }],
+        hashes: vec![Hash {
+            alg: "SHA-256".into(),
+            content: rng.hex(64),
+        }],
     }
 }
 
 pub fn uuid(rng: &mut Rng) -> String {
     let h = rng.hex(32);
-    format!("urn:uuid:{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    format!(
+        "urn:uuid:{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 /// The SBOM of subject `s`, plus the package index of each component (for VEX/policy).
@@ -180,9 +208,15 @@ pub fn sbom(seed: u64, s: u64, subj: &Subject, space: u64) -> (Sbom, Vec<u64>) {
         serial_number: uuid(&mut rng),
         version: 1,
         metadata: Metadata {
-            timestamp: catalog::rfc3339(catalog::GENERATION_EPOCH - 86_400 - rng.below(86_400 * 60) as i64),
+            timestamp: catalog::rfc3339(
+                catalog::GENERATION_EPOCH - 86_400 - rng.below(86_400 * 60) as i64,
+            ),
             tools: Tools {
-                components: vec![ToolComponent { kind: "application".into(), name: "smgen".into(), version: "1".into() }],
+                components: vec![ToolComponent {
+                    kind: "application".into(),
+                    name: "smgen".into(),
+                    version: "1".into(),
+                }],
             },
             component: Component {
                 kind: "container".into(),
@@ -271,7 +305,10 @@ pub fn set_status(rng: &mut Rng, st: &mut Statement, status: &str) {
             }
         }
         "affected" => {
-            st.action_statement = Some("Upgrade the component to a fixed version in the next release of this product".into());
+            st.action_statement = Some(
+                "Upgrade the component to a fixed version in the next release of this product"
+                    .into(),
+            );
         }
         _ => {}
     }
@@ -281,13 +318,28 @@ pub fn random_status(rng: &mut Rng) -> &'static str {
     ["not_affected", "affected", "fixed", "under_investigation"][rng.weighted(&[55, 15, 20, 10])]
 }
 
-pub fn statement(rng: &mut Rng, product: &str, component_purl: &str, vuln: &catalog::Identity, at: i64) -> Statement {
+pub fn statement(
+    rng: &mut Rng,
+    product: &str,
+    component_purl: &str,
+    vuln: &catalog::Identity,
+    at: i64,
+) -> Statement {
     let mut st = Statement {
         vulnerability: Vulnerability {
             name: vuln.vuln_name().into(),
-            aliases: if vuln.cve.is_some() { vec![vuln.id.clone()] } else { Vec::new() },
+            aliases: if vuln.cve.is_some() {
+                vec![vuln.id.clone()]
+            } else {
+                Vec::new()
+            },
         },
-        products: vec![Product { id: product.into(), subcomponents: vec![Sub { id: component_purl.into() }] }],
+        products: vec![Product {
+            id: product.into(),
+            subcomponents: vec![Sub {
+                id: component_purl.into(),
+            }],
+        }],
         status: String::new(),
         justification: None,
         impact_statement: None,
@@ -346,7 +398,13 @@ pub fn set_verdict(rng: &mut Rng, ev: &mut Evaluation) {
     };
 }
 
-pub fn evaluation(rng: &mut Rng, subject: &str, component_purl: &str, vuln: &str, at: i64) -> Evaluation {
+pub fn evaluation(
+    rng: &mut Rng,
+    subject: &str,
+    component_purl: &str,
+    vuln: &str,
+    at: i64,
+) -> Evaluation {
     let mut ev = Evaluation {
         subject: subject.into(),
         component_purl: component_purl.into(),

@@ -135,7 +135,9 @@ pub fn tree_bytes(root: &Path) -> Result<u64> {
 /// Removes `path` if it exists (file or directory).
 pub fn remove_any(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path).ctx(|| format!("removing {}", path.display())),
+        Ok(m) if m.is_dir() => {
+            fs::remove_dir_all(path).ctx(|| format!("removing {}", path.display()))
+        }
         Ok(_) => fs::remove_file(path).ctx(|| format!("removing {}", path.display())),
         Err(_) => Ok(()),
     }

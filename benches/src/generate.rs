@@ -103,9 +103,13 @@ impl Manifest {
     pub fn read(dir: &Path) -> Result<Manifest> {
         let p = dir.join(MANIFEST);
         let bytes = fs::read(&p).ctx(|| format!("reading {}", p.display()))?;
-        let m: Manifest = serde_json::from_slice(&bytes).ctx(|| format!("parsing {}", p.display()))?;
+        let m: Manifest =
+            serde_json::from_slice(&bytes).ctx(|| format!("parsing {}", p.display()))?;
         if !m.complete {
-            return Err(Error(format!("{} is not a complete dataset", dir.display())));
+            return Err(Error(format!(
+                "{} is not a complete dataset",
+                dir.display()
+            )));
         }
         Ok(m)
     }
@@ -120,7 +124,10 @@ impl Manifest {
 /// Where an advisory's own file lives: 256 shard folders keep directories small at 5M files.
 pub fn plain_path(dir: &Path, id: &str) -> PathBuf {
     let shard = format!("{:02x}", hash64(id.as_bytes()) & 0xff);
-    dir.join(PLAIN_DIR).join("advisories").join(shard).join(format!("{id}.json"))
+    dir.join(PLAIN_DIR)
+        .join("advisories")
+        .join(shard)
+        .join(format!("{id}.json"))
 }
 
 /// Creates the folder skeleton; refuses a non-empty target so stale files never mix in.
@@ -132,7 +139,11 @@ pub fn prepare_dir(dir: &Path) -> Result<()> {
         fs::create_dir_all(dir.join(sub)).ctx(|| format!("creating {}", dir.display()))?;
     }
     for shard in 0..256 {
-        fs::create_dir_all(dir.join(PLAIN_DIR).join("advisories").join(format!("{shard:02x}")))?;
+        fs::create_dir_all(
+            dir.join(PLAIN_DIR)
+                .join("advisories")
+                .join(format!("{shard:02x}")),
+        )?;
     }
     Ok(())
 }
@@ -173,7 +184,12 @@ pub fn emit_advisory(
 
 /// Picks up to `target` (component index, advisory serial) findings for one subject: visit the
 /// components in random order, take 1–3 advisories of each component's package.
-fn findings(rng: &mut Rng, comp_pkgs: &[u64], pkg_advs: &[Vec<u32>], target: usize) -> Vec<(usize, u64)> {
+fn findings(
+    rng: &mut Rng,
+    comp_pkgs: &[u64],
+    pkg_advs: &[Vec<u32>],
+    target: usize,
+) -> Vec<(usize, u64)> {
     let mut order: Vec<usize> = (0..comp_pkgs.len()).collect();
     for i in (1..order.len()).rev() {
         order.swap(i, rng.below(i as u64 + 1) as usize);
@@ -209,7 +225,9 @@ pub fn generate(out: &Path, n: u64, seed: u64) -> Result<Manifest> {
     prepare_dir(out)?;
     let space = catalog::package_space(n);
     // Assign every advisory to its package first: VEX and policy need package -> advisories.
-    let pkg_of: Vec<u64> = (0..n).map(|k| catalog::assign_package(seed, k, space)).collect();
+    let pkg_of: Vec<u64> = (0..n)
+        .map(|k| catalog::assign_package(seed, k, space))
+        .collect();
     let mut pkg_advs: Vec<Vec<u32>> = vec![Vec::new(); space as usize];
     for (k, p) in pkg_of.iter().enumerate() {
         pkg_advs[*p as usize].push(k as u32);
@@ -245,7 +263,11 @@ pub fn generate(out: &Path, n: u64, seed: u64) -> Result<Manifest> {
         fs::create_dir_all(&sdir)?;
         sink.write(sdir.join("sbom.json"), json_pretty(&sbom)?)?;
         let ident = |k: u64| -> Identity {
-            catalog::identity(seed, k, catalog::package(seed, pkg_of[k as usize]).ecosystem)
+            catalog::identity(
+                seed,
+                k,
+                catalog::package(seed, pkg_of[k as usize]).ecosystem,
+            )
         };
 
         let mut vrng = Rng::new(seed, stream::VEX, s);
@@ -254,19 +276,34 @@ pub fn generate(out: &Path, n: u64, seed: u64) -> Result<Manifest> {
         for (ci, k) in findings(&mut vrng, &comp_pkgs, &pkg_advs, target) {
             let at = catalog::GENERATION_EPOCH - 86_400 - vrng.below(86_400 * 90) as i64;
             let purl = &sbom.components[ci].purl;
-            statements.push(evidence::statement(&mut vrng, &subj.purl, purl, &ident(k), at));
+            statements.push(evidence::statement(
+                &mut vrng,
+                &subj.purl,
+                purl,
+                &ident(k),
+                at,
+            ));
         }
         counts.vex_statements += statements.len() as u64;
         let doc_at = catalog::GENERATION_EPOCH - 86_400;
         let doc = evidence::vex_doc(&mut vrng, statements, doc_at);
-        sink.write(out.join(VEX_DIR).join(format!("{}.openvex.json", subj.dir)), json_pretty(&doc)?)?;
+        sink.write(
+            out.join(VEX_DIR).join(format!("{}.openvex.json", subj.dir)),
+            json_pretty(&doc)?,
+        )?;
 
         let mut prng = Rng::new(seed, stream::POLICY, s);
         let target = (mean * (0.5 + prng.unit())).round() as usize;
         for (ci, k) in findings(&mut prng, &comp_pkgs, &pkg_advs, target) {
             let at = catalog::GENERATION_EPOCH - prng.below(86_400) as i64;
             let id = ident(k);
-            let ev = evidence::evaluation(&mut prng, &subj.purl, &sbom.components[ci].purl, id.vuln_name(), at);
+            let ev = evidence::evaluation(
+                &mut prng,
+                &subj.purl,
+                &sbom.components[ci].purl,
+                id.vuln_name(),
+                at,
+            );
             policy.write_all(&json_line(&ev)?)?;
             counts.policy_evaluations += 1;
         }

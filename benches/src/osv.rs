@@ -80,22 +80,102 @@ pub struct IdOnly {
 
 /// (name, CWE, what goes wrong, what an attacker gains).
 const CLASSES: [(&str, &str, &str, &str); 16] = [
-    ("Cross-site scripting", "CWE-79", "does not escape user-controlled input when rendering HTML", "inject arbitrary web script or HTML"),
-    ("SQL injection", "CWE-89", "builds SQL statements by concatenating untrusted parameters", "read or modify arbitrary database records"),
-    ("Path traversal", "CWE-22", "does not normalise archive entry names before joining them to the target directory", "write files outside of the intended directory"),
-    ("Denial of service", "CWE-400", "does not bound the amount of memory allocated for nested structures", "exhaust memory and crash the process"),
-    ("Regular expression denial of service", "CWE-1333", "uses a regular expression with catastrophic backtracking", "consume excessive CPU time"),
-    ("Server-side request forgery", "CWE-918", "follows redirects to internal addresses without validation", "reach services on the internal network"),
-    ("Improper certificate validation", "CWE-295", "skips hostname verification when a custom transport is configured", "intercept TLS connections"),
-    ("Prototype pollution", "CWE-1321", "merges untrusted objects into the global prototype chain", "alter application behaviour or escalate privileges"),
-    ("Deserialization of untrusted data", "CWE-502", "instantiates arbitrary classes named in the input stream", "execute arbitrary code"),
-    ("Open redirect", "CWE-601", "accepts absolute URLs in the redirect parameter", "redirect users to malicious sites"),
-    ("Authentication bypass", "CWE-287", "compares tokens in a way that accepts an empty value", "bypass authentication"),
-    ("Integer overflow", "CWE-190", "computes buffer lengths with unchecked arithmetic", "cause out-of-bounds memory access"),
-    ("XML external entity injection", "CWE-611", "resolves external entities by default", "read local files or perform network requests"),
-    ("Command injection", "CWE-78", "passes user input to a shell without quoting", "execute arbitrary commands"),
-    ("Information exposure", "CWE-200", "includes credentials in error messages and debug logs", "obtain sensitive information"),
-    ("HTTP request smuggling", "CWE-444", "accepts conflicting Content-Length and Transfer-Encoding headers", "smuggle requests past a front-end proxy"),
+    (
+        "Cross-site scripting",
+        "CWE-79",
+        "does not escape user-controlled input when rendering HTML",
+        "inject arbitrary web script or HTML",
+    ),
+    (
+        "SQL injection",
+        "CWE-89",
+        "builds SQL statements by concatenating untrusted parameters",
+        "read or modify arbitrary database records",
+    ),
+    (
+        "Path traversal",
+        "CWE-22",
+        "does not normalise archive entry names before joining them to the target directory",
+        "write files outside of the intended directory",
+    ),
+    (
+        "Denial of service",
+        "CWE-400",
+        "does not bound the amount of memory allocated for nested structures",
+        "exhaust memory and crash the process",
+    ),
+    (
+        "Regular expression denial of service",
+        "CWE-1333",
+        "uses a regular expression with catastrophic backtracking",
+        "consume excessive CPU time",
+    ),
+    (
+        "Server-side request forgery",
+        "CWE-918",
+        "follows redirects to internal addresses without validation",
+        "reach services on the internal network",
+    ),
+    (
+        "Improper certificate validation",
+        "CWE-295",
+        "skips hostname verification when a custom transport is configured",
+        "intercept TLS connections",
+    ),
+    (
+        "Prototype pollution",
+        "CWE-1321",
+        "merges untrusted objects into the global prototype chain",
+        "alter application behaviour or escalate privileges",
+    ),
+    (
+        "Deserialization of untrusted data",
+        "CWE-502",
+        "instantiates arbitrary classes named in the input stream",
+        "execute arbitrary code",
+    ),
+    (
+        "Open redirect",
+        "CWE-601",
+        "accepts absolute URLs in the redirect parameter",
+        "redirect users to malicious sites",
+    ),
+    (
+        "Authentication bypass",
+        "CWE-287",
+        "compares tokens in a way that accepts an empty value",
+        "bypass authentication",
+    ),
+    (
+        "Integer overflow",
+        "CWE-190",
+        "computes buffer lengths with unchecked arithmetic",
+        "cause out-of-bounds memory access",
+    ),
+    (
+        "XML external entity injection",
+        "CWE-611",
+        "resolves external entities by default",
+        "read local files or perform network requests",
+    ),
+    (
+        "Command injection",
+        "CWE-78",
+        "passes user input to a shell without quoting",
+        "execute arbitrary commands",
+    ),
+    (
+        "Information exposure",
+        "CWE-200",
+        "includes credentials in error messages and debug logs",
+        "obtain sensitive information",
+    ),
+    (
+        "HTTP request smuggling",
+        "CWE-444",
+        "accepts conflicting Content-Length and Transfer-Encoding headers",
+        "smuggle requests past a front-end proxy",
+    ),
 ];
 const VERBS: [&str; 12] = [
     "parse", "decode", "read", "render", "load", "handle", "resolve", "validate", "merge",
@@ -120,19 +200,33 @@ fn function_name(rng: &mut Rng) -> String {
 /// The range, affected-version list and fix of one package.
 fn affected_for(rng: &mut Rng, pkg: &Package) -> (Affected, Option<String>) {
     let n = pkg.versions.len();
-    let intro = if rng.chance(0.4) { 0 } else { rng.below(n as u64 / 2 + 1) as usize };
+    let intro = if rng.chance(0.4) {
+        0
+    } else {
+        rng.below(n as u64 / 2 + 1) as usize
+    };
     let mut events = vec![Event {
-        introduced: Some(if intro == 0 { "0".into() } else { pkg.versions[intro].clone() }),
+        introduced: Some(if intro == 0 {
+            "0".into()
+        } else {
+            pkg.versions[intro].clone()
+        }),
         ..Event::default()
     }];
     let roll = rng.below(10);
     let (end, fixed) = if roll < 7 && intro + 1 < n {
         let f = intro + 1 + rng.below((n - intro - 1) as u64) as usize;
-        events.push(Event { fixed: Some(pkg.versions[f].clone()), ..Event::default() });
+        events.push(Event {
+            fixed: Some(pkg.versions[f].clone()),
+            ..Event::default()
+        });
         (f, Some(pkg.versions[f].clone()))
     } else if roll < 8 {
         let l = intro + rng.below((n - intro) as u64) as usize;
-        events.push(Event { last_affected: Some(pkg.versions[l].clone()), ..Event::default() });
+        events.push(Event {
+            last_affected: Some(pkg.versions[l].clone()),
+            ..Event::default()
+        });
         (l + 1, None)
     } else {
         (n, None)
@@ -148,7 +242,10 @@ fn affected_for(rng: &mut Rng, pkg: &Package) -> (Affected, Option<String>) {
             name: pkg.name.clone(),
             purl: pkg.purl.clone(),
         },
-        ranges: vec![Range { kind: "SEMVER".into(), events }],
+        ranges: vec![Range {
+            kind: "SEMVER".into(),
+            events,
+        }],
         versions,
     };
     (affected, fixed)
@@ -163,7 +260,10 @@ fn registry_url(pkg: &Package) -> String {
         "NuGet" => format!("https://www.nuget.org/packages/{}", pkg.name),
         "RubyGems" => format!("https://rubygems.org/gems/{}", pkg.name),
         "Packagist" => format!("https://packagist.org/packages/{}", pkg.name),
-        _ => format!("https://central.sonatype.com/artifact/{}", pkg.name.replace(':', "/")),
+        _ => format!(
+            "https://central.sonatype.com/artifact/{}",
+            pkg.name.replace(':', "/")
+        ),
     }
 }
 
@@ -229,7 +329,10 @@ pub fn generate(seed: u64, serial: u64, primary: &Package, second: Option<&Packa
     }
     let mut references = Vec::new();
     if let Some(c) = &ident.cve {
-        references.push(Reference { kind: "ADVISORY".into(), url: format!("https://nvd.nist.gov/vuln/detail/{c}") });
+        references.push(Reference {
+            kind: "ADVISORY".into(),
+            url: format!("https://nvd.nist.gov/vuln/detail/{c}"),
+        });
     }
     if rng.chance(0.7) {
         references.push(Reference {
@@ -240,10 +343,17 @@ pub fn generate(seed: u64, serial: u64, primary: &Package, second: Option<&Packa
     if rng.chance(0.5) {
         references.push(Reference {
             kind: "REPORT".into(),
-            url: format!("https://github.com/{}/issues/{}", primary.repo, rng.range(2, 9_000)),
+            url: format!(
+                "https://github.com/{}/issues/{}",
+                primary.repo,
+                rng.range(2, 9_000)
+            ),
         });
     }
-    references.push(Reference { kind: "PACKAGE".into(), url: format!("https://github.com/{}", primary.repo) });
+    references.push(Reference {
+        kind: "PACKAGE".into(),
+        url: format!("https://github.com/{}", primary.repo),
+    });
     let (class_name, cwe, ..) = CLASSES[class];
     Advisory {
         schema_version: SCHEMA_VERSION.into(),
@@ -259,7 +369,10 @@ pub fn generate(seed: u64, serial: u64, primary: &Package, second: Option<&Packa
             severity: rng.pick(&SEVERITIES).to_string(),
             cwe_ids: vec![cwe.into()],
             github_reviewed: rng.chance(0.8),
-            nvd_published_at: ident.cve.as_ref().map(|_| catalog::rfc3339(ident.published + 3600)),
+            nvd_published_at: ident
+                .cve
+                .as_ref()
+                .map(|_| catalog::rfc3339(ident.published + 3600)),
         },
     }
 }
@@ -279,14 +392,27 @@ pub fn edit(seed: u64, generation: u64, serial_hint: u64, adv: &mut Advisory) {
                 let open = a.ranges[0].events.iter().all(|e| e.fixed.is_none());
                 if open {
                     let v = format!("{}.{}.{}", rng.range(1, 9), rng.below(20), rng.below(10));
-                    a.ranges[0].events.push(Event { fixed: Some(v), ..Event::default() });
+                    a.ranges[0].events.push(Event {
+                        fixed: Some(v),
+                        ..Event::default()
+                    });
                 } else {
-                    a.versions.push(format!("{}.{}.{}-rc.{}", rng.range(1, 9), rng.below(20), rng.below(10), generation));
+                    a.versions.push(format!(
+                        "{}.{}.{}-rc.{}",
+                        rng.range(1, 9),
+                        rng.below(20),
+                        rng.below(10),
+                        generation
+                    ));
                 }
             }
             1 => adv.references.push(Reference {
                 kind: "WEB".into(),
-                url: format!("https://security.example.org/notices/{}/{}", generation, rng.hex(12)),
+                url: format!(
+                    "https://security.example.org/notices/{}/{}",
+                    generation,
+                    rng.hex(12)
+                ),
             }),
             2 => adv.details.push_str(&format!(
                 "\n\nUpdate ({}): the advisory text was revised after further analysis of `{}`.",
@@ -295,7 +421,9 @@ pub fn edit(seed: u64, generation: u64, serial_hint: u64, adv: &mut Advisory) {
             )),
             3 => adv.database_specific.severity = rng.pick(&SEVERITIES).to_string(),
             _ => {
-                let cwe = CLASSES[rng.below(CLASSES.len() as u64) as usize].1.to_string();
+                let cwe = CLASSES[rng.below(CLASSES.len() as u64) as usize]
+                    .1
+                    .to_string();
                 if !adv.database_specific.cwe_ids.contains(&cwe) {
                     adv.database_specific.cwe_ids.push(cwe);
                 }

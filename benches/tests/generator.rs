@@ -14,7 +14,11 @@ use stellamirror_benches::scale::report::update_doc;
 /// tmpfs when there is one: the test creates thousands of small files.
 fn scratch(name: &str) -> PathBuf {
     let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
     let d = base.join(format!("smgen-test-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&d);
     fs::create_dir_all(&d).unwrap();
@@ -25,7 +29,12 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     walk_files(root)
         .unwrap()
         .into_iter()
-        .map(|(p, _)| (p.strip_prefix(root).unwrap().to_path_buf(), fs::read(&p).unwrap()))
+        .map(|(p, _)| {
+            (
+                p.strip_prefix(root).unwrap().to_path_buf(),
+                fs::read(&p).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -51,17 +60,34 @@ fn same_seed_gives_identical_bytes() {
     assert_eq!(ta.len(), tb.len());
     assert!(ta == tb, "trees differ");
     let c = generate::generate(&d.join("c"), 2000, 8).unwrap();
-    assert_ne!(fs::read(d.join("a/advisories.jsonl")).unwrap(), fs::read(d.join("c/advisories.jsonl")).unwrap());
+    assert_ne!(
+        fs::read(d.join("a/advisories.jsonl")).unwrap(),
+        fs::read(d.join("c/advisories.jsonl")).unwrap()
+    );
     // Ratios the docs promise: N advisories, N/1000 subjects, ~N/10 statements and evaluations.
     assert_eq!(a.counts.advisories, 2000);
     assert_eq!(a.counts.sboms, 2);
-    assert!((100..=300).contains(&a.counts.vex_statements), "{}", a.counts.vex_statements);
-    assert!((100..=300).contains(&a.counts.policy_evaluations), "{}", a.counts.policy_evaluations);
+    assert!(
+        (100..=300).contains(&a.counts.vex_statements),
+        "{}",
+        a.counts.vex_statements
+    );
+    assert!(
+        (100..=300).contains(&a.counts.policy_evaluations),
+        "{}",
+        a.counts.policy_evaluations
+    );
     let per_pkg = 2000.0 / a.counts.packages.unwrap() as f64;
-    assert!((3.0..=5.0).contains(&per_pkg), "{per_pkg} advisories per package");
+    assert!(
+        (3.0..=5.0).contains(&per_pkg),
+        "{per_pkg} advisories per package"
+    );
     // Each advisory's own file holds exactly its JSONL line; sizes are OSV-like.
     for (id, line) in lines(&d.join("a")) {
-        assert_eq!(fs::read_to_string(plain_path(&d.join("a"), &id)).unwrap(), line + "\n");
+        assert_eq!(
+            fs::read_to_string(plain_path(&d.join("a"), &id)).unwrap(),
+            line + "\n"
+        );
     }
     let avg = a.bytes.advisories as f64 / 2000.0;
     assert!((1000.0..=2000.0).contains(&avg), "{avg} bytes per advisory");
@@ -74,39 +100,76 @@ fn churn_is_deterministic_and_exact() {
     let d = scratch("churn");
     let v0 = d.join("v0");
     generate::generate(&v0, 2000, 11).unwrap();
-    let p = Params { amount: Amount::Fraction(0.05), ..Params::default() };
+    let p = Params {
+        amount: Amount::Fraction(0.05),
+        ..Params::default()
+    };
     let (m1, r1) = churn::churn(&v0, &d.join("v1"), &p).unwrap();
     let (m1b, r1b) = churn::churn(&v0, &d.join("v1b"), &p).unwrap();
     assert_eq!((&m1, &r1), (&m1b, &r1b));
-    assert!(tree(&d.join("v1")) == tree(&d.join("v1b")), "churn is not deterministic");
+    assert!(
+        tree(&d.join("v1")) == tree(&d.join("v1b")),
+        "churn is not deterministic"
+    );
 
     // 5% of 2000 = 100 touched: 70 changed, 20 added, 10 removed.
     let a = &r1.advisories;
     assert_eq!((a.changed, a.added, a.removed, a.after), (70, 20, 10, 2010));
     let (before, after) = (lines(&v0), lines(&d.join("v1")));
-    let removed: BTreeSet<String> = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
-    let added: BTreeSet<String> = after.keys().filter(|k| !before.contains_key(*k)).cloned().collect();
-    let changed: BTreeSet<String> = before.iter().filter(|(k, v)| after.get(*k).is_some_and(|w| w != *v)).map(|(k, _)| k.clone()).collect();
+    let removed: BTreeSet<String> = before
+        .keys()
+        .filter(|k| !after.contains_key(*k))
+        .cloned()
+        .collect();
+    let added: BTreeSet<String> = after
+        .keys()
+        .filter(|k| !before.contains_key(*k))
+        .cloned()
+        .collect();
+    let changed: BTreeSet<String> = before
+        .iter()
+        .filter(|(k, v)| after.get(*k).is_some_and(|w| w != *v))
+        .map(|(k, _)| k.clone())
+        .collect();
     assert_eq!(removed, a.removed_ids.iter().cloned().collect());
     assert_eq!(added, a.added_ids.iter().cloned().collect());
     assert_eq!(changed, a.changed_ids.iter().cloned().collect());
     assert_eq!(m1.counts.advisories, after.len() as u64);
 
     // Other kinds: counts in the report match the files.
-    let evals = fs::read_to_string(d.join("v1").join(generate::POLICY_FILE)).unwrap().lines().count() as u64;
+    let evals = fs::read_to_string(d.join("v1").join(generate::POLICY_FILE))
+        .unwrap()
+        .lines()
+        .count() as u64;
     assert_eq!(evals, r1.policy_evaluations.after);
     let statements: u64 = walk_files(&d.join("v1/vex"))
         .unwrap()
         .iter()
-        .map(|(p, _)| serde_json::from_slice::<serde_json::Value>(&fs::read(p).unwrap()).unwrap()["statements"].as_array().unwrap().len() as u64)
+        .map(|(p, _)| {
+            serde_json::from_slice::<serde_json::Value>(&fs::read(p).unwrap()).unwrap()
+                ["statements"]
+                .as_array()
+                .unwrap()
+                .len() as u64
+        })
         .sum();
     assert_eq!(statements, r1.vex_statements.after);
     assert_eq!(Manifest::read(&d.join("v1")).unwrap().generation, 1);
 
     // An absolute amount, and a second generation on top of the first.
-    let p = Params { amount: Amount::Records(10), ..Params::default() };
+    let p = Params {
+        amount: Amount::Records(10),
+        ..Params::default()
+    };
     let (m2, r2) = churn::churn(&d.join("v1"), &d.join("v2"), &p).unwrap();
-    assert_eq!((r2.advisories.changed, r2.advisories.added, r2.advisories.removed), (7, 2, 1));
+    assert_eq!(
+        (
+            r2.advisories.changed,
+            r2.advisories.added,
+            r2.advisories.removed
+        ),
+        (7, 2, 1)
+    );
     assert_eq!(m2.counts.advisories, 2011);
     assert_eq!(m2.next_serial, m1.next_serial + 2);
     fs::remove_dir_all(&d).unwrap();

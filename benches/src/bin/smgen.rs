@@ -43,7 +43,11 @@ fn run(args: Vec<String>) -> Result<(), String> {
             return Ok(());
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = |v: &str| v.replace('_', "").parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
+        let num = |v: &str| {
+            v.replace('_', "")
+                .parse::<u64>()
+                .map_err(|e| format!("{flag} {v}: {e}"))
+        };
         let frac = |v: &str| match v.parse::<f64>() {
             Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
             _ => Err(format!("{flag} {v}: expected a number in 0..=1")),
@@ -70,7 +74,10 @@ fn run(args: Vec<String>) -> Result<(), String> {
             let (m, r) = churn::churn(&prev, &out, &p).map_err(|e| e.to_string())?;
             (m, Some(r))
         }
-        (None, Some(n)) => (generate::generate(&out, n, seed.unwrap_or(1)).map_err(|e| e.to_string())?, None),
+        (None, Some(n)) => (
+            generate::generate(&out, n, seed.unwrap_or(1)).map_err(|e| e.to_string())?,
+            None,
+        ),
         (None, None) => return Err("--n (or --churn-from) is required".into()),
     };
     let c = &manifest.counts;
@@ -88,7 +95,10 @@ fn run(args: Vec<String>) -> Result<(), String> {
     );
     if let Some(r) = report {
         let a = &r.advisories;
-        eprintln!("smgen: advisories changed {} added {} removed {}", a.changed, a.added, a.removed);
+        eprintln!(
+            "smgen: advisories changed {} added {} removed {}",
+            a.changed, a.added, a.removed
+        );
     }
     Ok(())
 }

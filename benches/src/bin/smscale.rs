@@ -16,7 +16,8 @@ use std::process::ExitCode;
 use stellamirror_benches::scale::pipeline::{self, Options};
 use stellamirror_benches::scale::report;
 
-const USAGE: &str = "usage: smscale --n N [--seed 1] [--churn 0.01] [--work DIR] [--bin PATH] [--docs FILE]
+const USAGE: &str =
+    "usage: smscale --n N [--seed 1] [--churn 0.01] [--work DIR] [--bin PATH] [--docs FILE]
                [--scaling N1,N2|none] [--scaling-records 10000] [--tenant bench] [--keep]
   --work   data and scratch (default target/smscale); datasets are kept and reused
   --bin    stellamirror binary (default target/release/stellamirror)
@@ -42,7 +43,9 @@ fn run() -> Result<(), String> {
         churn: 0.01,
         work: PathBuf::from("target/smscale"),
         bin: PathBuf::from("target/release/stellamirror"),
-        smgen: std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("smgen"),
+        smgen: std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("smgen"),
         docs: None,
         scaling: Vec::new(),
         scaling_records: 10_000,
@@ -63,8 +66,14 @@ fn run() -> Result<(), String> {
             }
             _ => {}
         }
-        let v = it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let num = |v: &str| v.replace('_', "").parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
+        let v = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let num = |v: &str| {
+            v.replace('_', "")
+                .parse::<u64>()
+                .map_err(|e| format!("{flag} {v}: {e}"))
+        };
         match flag.as_str() {
             "--n" => n = Some(num(&v)?),
             "--seed" => o.seed = num(&v)?,
@@ -83,9 +92,17 @@ fn run() -> Result<(), String> {
         Some("none") | Some("") => Vec::new(),
         Some(list) => list
             .split(',')
-            .map(|x| x.trim().replace('_', "").parse::<u64>().map_err(|e| format!("--scaling {x}: {e}")))
+            .map(|x| {
+                x.trim()
+                    .replace('_', "")
+                    .parse::<u64>()
+                    .map_err(|e| format!("--scaling {x}: {e}"))
+            })
             .collect::<Result<_, _>>()?,
-        None => [100_000, 1_000_000].into_iter().filter(|x| *x <= o.n).collect(),
+        None => [100_000, 1_000_000]
+            .into_iter()
+            .filter(|x| *x <= o.n)
+            .collect(),
     };
     if !o.smgen.is_file() {
         return Err(format!("smgen not found beside smscale ({}); build with cargo build --release -p stellamirror-benches", o.smgen.display()));
@@ -113,13 +130,20 @@ fn run() -> Result<(), String> {
             "scaling: N={:>9} touched={} export delta: {} ({}), floor {:.2} s",
             p.n,
             p.churned,
-            if p.delta.outcome.is_ok() { format!("{:.2} s", p.delta.wall_s) } else { p.delta.outcome.label() },
-            p.delta_bytes.map(|b| format!("{:.1} MB", b as f64 / 1e6)).unwrap_or_else(|| "–".into()),
+            if p.delta.outcome.is_ok() {
+                format!("{:.2} s", p.delta.wall_s)
+            } else {
+                p.delta.outcome.label()
+            },
+            p.delta_bytes
+                .map(|b| format!("{:.1} MB", b as f64 / 1e6))
+                .unwrap_or_else(|| "–".into()),
             p.floor.wall_s
         );
     }
     if let Some(doc) = &o.docs {
-        report::update_doc(doc, o.n, &report::markdown(&rep)).map_err(|e| format!("{}: {e}", doc.display()))?;
+        report::update_doc(doc, o.n, &report::markdown(&rep))
+            .map_err(|e| format!("{}: {e}", doc.display()))?;
         println!("\nwrote the N={} section of {}", o.n, doc.display());
     }
     Ok(())

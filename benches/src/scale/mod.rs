@@ -8,3 +8,4 @@ pub mod pipeline;
 pub mod product;
 pub mod report;
 pub mod run;
+pub mod summary;

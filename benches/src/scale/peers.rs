@@ -22,21 +22,32 @@ fn peer_args() -> String {
 
 /// `find | xargs TOOL`: read and hash every record file once.
 pub fn hash_floor(r: &mut Runner, tool: &str, data: &Path) -> Measured {
-    let script = format!("find {} -type f -print0 | xargs -0 -r {tool} > /dev/null", peer_args());
+    let script = format!(
+        "find {} -type f -print0 | xargs -0 -r {tool} > /dev/null",
+        peer_args()
+    );
     r.shell(&format!("peer-{tool}"), &script, Some(data))
 }
 
 /// `tar | zstd -T0 -3`: the compression floor for a full export (names sorted, like a
 /// deterministic bundle).
 pub fn compress_floor(r: &mut Runner, data: &Path, out: &Path) -> Measured {
-    let script = format!("tar --sort=name -cf - {} | zstd -T0 -3 -q -f -o {}", peer_args(), sh_path(out));
+    let script = format!(
+        "tar --sort=name -cf - {} | zstd -T0 -3 -q -f -o {}",
+        peer_args(),
+        sh_path(out)
+    );
     r.shell("peer-tar-zstd", &script, Some(data))
 }
 
 /// `zstd -d | tar -x` into a fresh directory: the extract floor for an import.
 pub fn extract_floor(r: &mut Runner, archive: &Path, into: &Path) -> Measured {
     let _ = fsio::remove_any(into);
-    let script = format!("mkdir -p {0} && zstd -d -q -c {1} | tar -xf - -C {0}", sh_path(into), sh_path(archive));
+    let script = format!(
+        "mkdir -p {0} && zstd -d -q -c {1} | tar -xf - -C {0}",
+        sh_path(into),
+        sh_path(archive)
+    );
     r.shell("peer-zstd-tar-x", &script, None)
 }
 
@@ -73,14 +84,24 @@ pub fn diff_trees(prev: &Path, next: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf
 }
 
 /// `tar | zstd` of only the changed files of `next`: the floor for a delta export.
-pub fn delta_floor(r: &mut Runner, next: &Path, changed: &[PathBuf], list: &Path, out: &Path) -> Result<Measured> {
+pub fn delta_floor(
+    r: &mut Runner,
+    next: &Path,
+    changed: &[PathBuf],
+    list: &Path,
+    out: &Path,
+) -> Result<Measured> {
     let mut bytes = Vec::new();
     for c in changed {
         bytes.extend_from_slice(c.to_string_lossy().as_bytes());
         bytes.push(0);
     }
     fs::write(list, bytes).ctx(|| format!("writing {}", list.display()))?;
-    let script = format!("tar --sort=name --null -cf - -T {} | zstd -T0 -3 -q -f -o {}", sh_path(list), sh_path(out));
+    let script = format!(
+        "tar --sort=name --null -cf - -T {} | zstd -T0 -3 -q -f -o {}",
+        sh_path(list),
+        sh_path(out)
+    );
     Ok(r.shell("peer-delta-tar-zstd", &script, Some(next)))
 }
 
@@ -91,7 +112,10 @@ pub fn make_live(data: &Path, live: &Path) -> Result<()> {
     fsio::remove_any(live)?;
     for sub in PEER_PATHS {
         for (p, _) in walk_files(&data.join(sub))? {
-            let rel = p.strip_prefix(data).map(Path::to_path_buf).unwrap_or_else(|_| p.clone());
+            let rel = p
+                .strip_prefix(data)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| p.clone());
             let target = live.join(rel);
             if let Some(dir) = target.parent() {
                 fs::create_dir_all(dir)?;
@@ -132,7 +156,10 @@ impl Restic {
     pub fn new(r: &mut Runner, program: PathBuf, peer: &Path) -> Restic {
         let repo = peer.join("restic-repo");
         r.set_env("RESTIC_REPOSITORY", &repo.to_string_lossy());
-        r.set_env("RESTIC_CACHE_DIR", &peer.join("restic-cache").to_string_lossy());
+        r.set_env(
+            "RESTIC_CACHE_DIR",
+            &peer.join("restic-cache").to_string_lossy(),
+        );
         Restic { repo, program }
     }
 
@@ -142,18 +169,33 @@ impl Restic {
 
     pub fn init(&self, r: &mut Runner) -> Measured {
         let _ = fsio::remove_any(&self.repo);
-        r.run("restic-init", &self.program, &Self::args(&["init", "-q"]), None)
+        r.run(
+            "restic-init",
+            &self.program,
+            &Self::args(&["init", "-q"]),
+            None,
+        )
     }
 
     /// `--host` is fixed so the second backup finds the first as its parent.
     pub fn backup(&self, r: &mut Runner, label: &str, live: &Path) -> Measured {
         let live = live.to_string_lossy();
-        r.run(label, &self.program, &Self::args(&["backup", "-q", "--host", "smscale", &live]), None)
+        r.run(
+            label,
+            &self.program,
+            &Self::args(&["backup", "-q", "--host", "smscale", &live]),
+            None,
+        )
     }
 
     pub fn restore(&self, r: &mut Runner, target: &Path) -> Measured {
         let _ = fsio::remove_any(target);
         let t = target.to_string_lossy();
-        r.run("restic-restore", &self.program, &Self::args(&["restore", "-q", "latest", "--target", &t]), None)
+        r.run(
+            "restic-restore",
+            &self.program,
+            &Self::args(&["restore", "-q", "latest", "--target", &t]),
+            None,
+        )
     }
 }

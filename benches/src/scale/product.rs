@@ -28,7 +28,12 @@ fn s(x: &Path) -> String {
 
 impl Stellamirror {
     pub fn new(bin: &Path, tenant: &str, key: &Path) -> Stellamirror {
-        Stellamirror { bin: bin.to_path_buf(), tenant: tenant.into(), key: key.to_path_buf(), available: HashMap::new() }
+        Stellamirror {
+            bin: bin.to_path_buf(),
+            tenant: tenant.into(),
+            key: key.to_path_buf(),
+            available: HashMap::new(),
+        }
     }
 
     pub fn private_key(&self) -> PathBuf {
@@ -56,7 +61,13 @@ impl Stellamirror {
         let verdict = if !self.bin.is_file() {
             Some(format!("no binary at {}", self.bin.display()))
         } else {
-            match Command::new(&self.bin).args(sub).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+            match Command::new(&self.bin)
+                .args(sub)
+                .arg("--help")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+            {
                 Ok(st) if st.success() => None,
                 Ok(_) => Some(format!("`stellamirror {key}` not implemented")),
                 Err(e) => Some(format!("cannot run {}: {e}", self.bin.display())),
@@ -77,22 +88,69 @@ impl Stellamirror {
     }
 
     pub fn keygen(&mut self, r: &mut Runner) -> Measured {
-        self.cmd(r, "sm-keygen", &["keygen"], vec!["--out".into(), s(&self.key)])
+        self.cmd(
+            r,
+            "sm-keygen",
+            &["keygen"],
+            vec!["--out".into(), s(&self.key)],
+        )
     }
 
     fn store_args(&self, store: &Path) -> Vec<String> {
-        vec!["--store".into(), s(store), "--tenant".into(), self.tenant.clone()]
+        vec![
+            "--store".into(),
+            s(store),
+            "--tenant".into(),
+            self.tenant.clone(),
+        ]
     }
 
     /// All four kinds of one dataset generation, as one job. Advisories must succeed; a later
     /// kind that fails (e.g. not supported by this build yet) does not stop the run: it is
     /// returned by name with its outcome so the row can say what the timing leaves out.
-    pub fn ingest_all(&mut self, r: &mut Runner, label: &str, store: &Path, data: &Path) -> (Measured, Vec<String>) {
+    pub fn ingest_all(
+        &mut self,
+        r: &mut Runner,
+        label: &str,
+        store: &Path,
+        data: &Path,
+    ) -> (Measured, Vec<String>) {
         let sources: [(&str, Vec<String>); 4] = [
-            ("advisories", vec!["--source".into(), "osv".into(), "--complete".into(), s(&data.join(ADVISORIES))]),
-            ("vex", vec!["--source".into(), "openvex".into(), "--complete".into(), s(&data.join(VEX_DIR))]),
-            ("sboms", vec!["--source".into(), "cyclonedx".into(), "--complete".into(), s(&data.join(SBOM_DIR))]),
-            ("policy", vec!["--kind".into(), "policy-evaluations".into(), s(&data.join(POLICY_FILE))]),
+            (
+                "advisories",
+                vec![
+                    "--source".into(),
+                    "osv".into(),
+                    "--complete".into(),
+                    s(&data.join(ADVISORIES)),
+                ],
+            ),
+            (
+                "vex",
+                vec![
+                    "--source".into(),
+                    "openvex".into(),
+                    "--complete".into(),
+                    s(&data.join(VEX_DIR)),
+                ],
+            ),
+            (
+                "sboms",
+                vec![
+                    "--source".into(),
+                    "cyclonedx".into(),
+                    "--complete".into(),
+                    s(&data.join(SBOM_DIR)),
+                ],
+            ),
+            (
+                "policy",
+                vec![
+                    "--kind".into(),
+                    "policy-evaluations".into(),
+                    s(&data.join(POLICY_FILE)),
+                ],
+            ),
         ];
         let mut parts = Vec::new();
         let mut left_out = Vec::new();
@@ -113,15 +171,30 @@ impl Stellamirror {
 
     pub fn export_full(&mut self, r: &mut Runner, store: &Path, out: &Path) -> Measured {
         let mut args = self.store_args(store);
-        args.extend(["--out".into(), s(out), "--run-id".into(), FULL_RUN_ID.into()]);
-        args.extend(["--created-at".into(), FULL_CREATED_AT.into(), "--sign-key".into(), s(&self.private_key())]);
+        args.extend([
+            "--out".into(),
+            s(out),
+            "--run-id".into(),
+            FULL_RUN_ID.into(),
+        ]);
+        args.extend([
+            "--created-at".into(),
+            FULL_CREATED_AT.into(),
+            "--sign-key".into(),
+            s(&self.private_key()),
+        ]);
         self.cmd(r, "sm-export-full", &["export", "full"], args)
     }
 
     pub fn export_delta(&mut self, r: &mut Runner, store: &Path, out: &Path) -> Measured {
         let mut args = self.store_args(store);
         args.extend(["--base".into(), FULL_RUN_ID.into(), "--out".into(), s(out)]);
-        args.extend(["--run-id".into(), DELTA_RUN_ID.into(), "--created-at".into(), DELTA_CREATED_AT.into()]);
+        args.extend([
+            "--run-id".into(),
+            DELTA_RUN_ID.into(),
+            "--created-at".into(),
+            DELTA_CREATED_AT.into(),
+        ]);
         args.extend(["--sign-key".into(), s(&self.private_key())]);
         self.cmd(r, "sm-export-delta", &["export", "delta"], args)
     }
@@ -132,21 +205,41 @@ impl Stellamirror {
     }
 
     pub fn import(&mut self, r: &mut Runner, label: &str, bundle: &Path, store: &Path) -> Measured {
-        let args = vec![s(bundle), "--store".into(), s(store), "--trust".into(), s(&self.public_key())];
+        let args = vec![
+            s(bundle),
+            "--store".into(),
+            s(store),
+            "--trust".into(),
+            s(&self.public_key()),
+        ];
         self.cmd(r, label, &["import"], args)
     }
 
     pub fn rebuild(&mut self, r: &mut Runner, bundles: &Path, store: &Path) -> Measured {
-        let args = vec!["--bundles".into(), s(bundles), "--store".into(), s(store), "--trust".into(), s(&self.public_key())];
+        let args = vec![
+            "--bundles".into(),
+            s(bundles),
+            "--store".into(),
+            s(store),
+            "--trust".into(),
+            s(&self.public_key()),
+        ];
         self.cmd(r, "sm-rebuild", &["rebuild"], args)
     }
 
     /// `status --json`; returns the step and the `stateRoot` it printed (searched at any depth).
-    pub fn state_root(&mut self, r: &mut Runner, label: &str, store: &Path) -> (Measured, Option<String>) {
+    pub fn state_root(
+        &mut self,
+        r: &mut Runner,
+        label: &str,
+        store: &Path,
+    ) -> (Measured, Option<String>) {
         let mut args = self.store_args(store);
         args.push("--json".into());
         let m = self.cmd(r, label, &["status"], args);
-        let root = serde_json::from_str::<serde_json::Value>(&m.stdout).ok().and_then(|v| find_key(&v, "stateRoot"));
+        let root = serde_json::from_str::<serde_json::Value>(&m.stdout)
+            .ok()
+            .and_then(|v| find_key(&v, "stateRoot"));
         (m, root)
     }
 }

@@ -22,9 +22,22 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(job: &str, tool: &str, in_bytes: Option<u64>, m: Measured, out_bytes: Option<u64>) -> Row {
+    pub fn new(
+        job: &str,
+        tool: &str,
+        in_bytes: Option<u64>,
+        m: Measured,
+        out_bytes: Option<u64>,
+    ) -> Row {
         let out_bytes = if m.outcome.is_ok() { out_bytes } else { None };
-        Row { job: job.into(), tool: tool.into(), in_bytes, m, out_bytes, note: String::new() }
+        Row {
+            job: job.into(),
+            tool: tool.into(),
+            in_bytes,
+            m,
+            out_bytes,
+            note: String::new(),
+        }
     }
 
     pub fn ok(&self) -> bool {
@@ -72,7 +85,8 @@ pub struct Report {
 }
 
 fn mb(b: Option<u64>) -> String {
-    b.map(|b| format!("{:.1}", b as f64 / 1e6)).unwrap_or_else(|| "–".into())
+    b.map(|b| format!("{:.1}", b as f64 / 1e6))
+        .unwrap_or_else(|| "–".into())
 }
 
 fn secs(m: &Measured) -> String {
@@ -91,23 +105,42 @@ fn rss(m: &Measured) -> String {
 }
 
 fn row_cells(r: &Row) -> Vec<String> {
-    let note = if r.ok() { r.note.clone() } else { r.m.outcome.label() };
+    let note = if r.ok() {
+        r.note.clone()
+    } else {
+        r.m.outcome.label()
+    };
     vec![
         r.job.clone(),
         r.tool.clone(),
         mb(r.in_bytes),
         secs(&r.m),
-        r.mb_per_s().map(|x| format!("{x:.1}")).unwrap_or_else(|| "–".into()),
+        r.mb_per_s()
+            .map(|x| format!("{x:.1}"))
+            .unwrap_or_else(|| "–".into()),
         mb(r.out_bytes),
         rss(&r.m),
         note,
     ]
 }
 
-const HEADER: [&str; 8] = ["job", "tool", "in MB", "wall s", "MB/s", "out MB", "peak RSS MiB", "vs floor / note"];
+const HEADER: [&str; 8] = [
+    "job",
+    "tool",
+    "in MB",
+    "wall s",
+    "MB/s",
+    "out MB",
+    "peak RSS MiB",
+    "vs floor / note",
+];
 
 fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut s = format!("| {} |\n|{}\n", header.join(" | "), " --- |".repeat(header.len()));
+    let mut s = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        " --- |".repeat(header.len())
+    );
     for r in rows {
         let cells: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
         let _ = writeln!(s, "| {} |", cells.join(" | "));
@@ -163,7 +196,10 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(s, "## {} — {}\n", r.title, r.date);
     let _ = writeln!(s, "{}\n", r.machine.trim_end());
     let _ = writeln!(s, "{}\n", r.dataset.trim_end());
-    s.push_str(&md_table(&HEADER, &r.rows.iter().map(row_cells).collect::<Vec<_>>()));
+    s.push_str(&md_table(
+        &HEADER,
+        &r.rows.iter().map(row_cells).collect::<Vec<_>>(),
+    ));
     s.push_str("\nTargets:\n\n");
     let trows: Vec<Vec<String>> = r
         .targets
@@ -181,7 +217,11 @@ pub fn markdown(r: &Report) -> String {
                     p.n.to_string(),
                     p.churned.to_string(),
                     secs(&p.ingest),
-                    if p.delta.outcome.is_ok() { secs(&p.delta) } else { p.delta.outcome.label() },
+                    if p.delta.outcome.is_ok() {
+                        secs(&p.delta)
+                    } else {
+                        p.delta.outcome.label()
+                    },
                     mb(p.delta_bytes),
                     secs(&p.floor),
                     mb(p.floor_bytes),
@@ -189,7 +229,15 @@ pub fn markdown(r: &Report) -> String {
             })
             .collect();
         s.push_str(&md_table(
-            &["N", "records touched", "ingest churn s", "export delta s", "delta MB", "floor: tar|zstd changed files s", "floor MB"],
+            &[
+                "N",
+                "records touched",
+                "ingest churn s",
+                "export delta s",
+                "delta MB",
+                "floor: tar|zstd changed files s",
+                "floor MB",
+            ],
             &srows,
         ));
     }
@@ -212,7 +260,11 @@ pub fn update_doc(path: &Path, n: u64, section: &str) -> std::io::Result<()> {
     let new = match (old.find(&begin), old.find(&end)) {
         (Some(b), Some(e)) if e > b => {
             let after = old[e + end.len()..].trim_start_matches('\n');
-            format!("{}{block}{}{after}", &old[..b], if after.is_empty() { "" } else { "\n" })
+            format!(
+                "{}{block}{}{after}",
+                &old[..b],
+                if after.is_empty() { "" } else { "\n" }
+            )
         }
         _ => format!("{}\n\n{block}", old.trim_end()),
     };
@@ -226,8 +278,17 @@ pub fn update_doc(path: &Path, n: u64, section: &str) -> std::io::Result<()> {
 pub fn capture(program: &str, args: &[&str]) -> String {
     match Command::new(program).args(args).output() {
         Ok(o) => {
-            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
-            String::from_utf8_lossy(&text).lines().next().unwrap_or("").trim().to_string()
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
         }
         Err(_) => "not installed".into(),
     }
@@ -259,7 +320,9 @@ pub fn machine(work: &Path) -> String {
         .and_then(|k| k.parse::<f64>().ok())
         .map(|k| k / 1024.0 / 1024.0)
         .unwrap_or(0.0);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let df = capture_all("df", &["-hT", &work.to_string_lossy()]);
     format!(
         "Machine: {model}, {cores} cores (`nproc` = {}), {mem_gib:.1} GiB memory, {}; work dir file system: `{}`.\n\n```\n$ free -g\n{}\n```",
@@ -274,8 +337,20 @@ pub fn machine(work: &Path) -> String {
 pub fn tool_versions(stellamirror: &Path) -> String {
     let sm = capture(&stellamirror.to_string_lossy(), &["--version"]);
     [
-        format!("stellamirror: `{}`", if sm.is_empty() { "unknown".into() } else { sm }),
+        format!(
+            "stellamirror: `{}`",
+            if sm.is_empty() { "unknown".into() } else { sm }
+        ),
         format!("smgen: `{}`", crate::generate::GENERATOR),
+        format!(
+            "workspace commit: `{}`{}",
+            capture("git", &["rev-parse", "--short", "HEAD"]),
+            if capture("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+                ""
+            } else {
+                " (with uncommitted changes)"
+            }
+        ),
         format!("tar: `{}`", capture("tar", &["--version"])),
         format!("zstd: `{}`", capture("zstd", &["--version"])),
         format!("b3sum: `{}`", capture("b3sum", &["--version"])),

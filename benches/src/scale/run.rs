@@ -43,13 +43,22 @@ pub struct Measured {
 
 impl Measured {
     pub fn not_run(outcome: Outcome) -> Measured {
-        Measured { wall_s: 0.0, rss_kib: None, outcome, stdout: String::new() }
+        Measured {
+            wall_s: 0.0,
+            rss_kib: None,
+            outcome,
+            stdout: String::new(),
+        }
     }
 
     /// Several commands as one job: walls add up, the peak is the largest peak, the first
     /// failure wins.
     pub fn combine(parts: &[Measured]) -> Measured {
-        let outcome = parts.iter().map(|m| m.outcome.clone()).find(|o| !o.is_ok()).unwrap_or(Outcome::Ok);
+        let outcome = parts
+            .iter()
+            .map(|m| m.outcome.clone())
+            .find(|o| !o.is_ok())
+            .unwrap_or(Outcome::Ok);
         Measured {
             wall_s: parts.iter().map(|m| m.wall_s).sum(),
             rss_kib: parts.iter().filter_map(|m| m.rss_kib).max(),
@@ -66,7 +75,9 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         return p.is_file().then_some(p);
     }
     std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file())
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
     })
 }
 
@@ -99,7 +110,12 @@ impl Runner {
                 .map(|s| s.success())
                 .unwrap_or(false)
         });
-        Ok(Runner { time_bin, log_dir: log_dir.to_path_buf(), env: Vec::new(), seq: 0 })
+        Ok(Runner {
+            time_bin,
+            log_dir: log_dir.to_path_buf(),
+            env: Vec::new(),
+            seq: 0,
+        })
     }
 
     pub fn has_time(&self) -> bool {
@@ -113,11 +129,24 @@ impl Runner {
 
     /// Runs `program args` in `cwd`; stdout is kept (for `status --json`), stderr goes to the
     /// step's log file.
-    pub fn run(&mut self, label: &str, program: &Path, args: &[String], cwd: Option<&Path>) -> Measured {
+    pub fn run(
+        &mut self,
+        label: &str,
+        program: &Path,
+        args: &[String],
+        cwd: Option<&Path>,
+    ) -> Measured {
         self.seq += 1;
-        let stem: String = label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let stem: String = label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
         let base = self.log_dir.join(format!("{:03}-{stem}", self.seq));
-        let (err_path, out_path, rss_path) = (base.with_extension("log"), base.with_extension("out"), base.with_extension("rss"));
+        let (err_path, out_path, rss_path) = (
+            base.with_extension("log"),
+            base.with_extension("out"),
+            base.with_extension("rss"),
+        );
         let mut cmd = match &self.time_bin {
             Some(t) => {
                 let mut c = Command::new(t);
@@ -136,9 +165,17 @@ impl Runner {
         let files = fs::File::create(&out_path).and_then(|o| Ok((o, fs::File::create(&err_path)?)));
         let (out_f, err_f) = match files {
             Ok(f) => f,
-            Err(e) => return Measured::not_run(Outcome::Failed(format!("cannot create log {}: {e}", err_path.display()))),
+            Err(e) => {
+                return Measured::not_run(Outcome::Failed(format!(
+                    "cannot create log {}: {e}",
+                    err_path.display()
+                )))
+            }
         };
-        let _ = fs::write(base.with_extension("cmd"), format!("{} {}\n", program.display(), args.join(" ")));
+        let _ = fs::write(
+            base.with_extension("cmd"),
+            format!("{} {}\n", program.display(), args.join(" ")),
+        );
         let started = Instant::now();
         let status = cmd.stdout(out_f).stderr(err_f).status();
         let wall_s = started.elapsed().as_secs_f64();
@@ -152,7 +189,12 @@ impl Runner {
             Ok(s) => Outcome::Failed(format!("{s}; log {}", err_path.display())),
             Err(e) => Outcome::Failed(format!("cannot start {}: {e}", program.display())),
         };
-        Measured { wall_s, rss_kib, outcome, stdout }
+        Measured {
+            wall_s,
+            rss_kib,
+            outcome,
+            stdout,
+        }
     }
 
     /// Runs a bash script with `pipefail`, so a failing stage of a pipeline fails the step.

@@ -54,7 +54,9 @@ pub fn write_archive(dest: &Path, top: &str, mut entries: Vec<Entry>, mtime: u64
     let tmp = dest.with_extension(format!("partial-{}", std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let file = File::create(&tmp)?;
-        let enc = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, file), OUTER_ZSTD_LEVEL)?;
+        let mut enc = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, file), OUTER_ZSTD_LEVEL)?;
+        // A frame checksum makes transport corruption a clear error even before digests.
+        enc.include_checksum(true)?;
         let mut tar = tar::Builder::new(enc);
         tar.mode(tar::HeaderMode::Deterministic);
         for e in &entries {

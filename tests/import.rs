@@ -1,0 +1,335 @@
+//! The far side: ordered import, refusals that change nothing, hostile archives,
+//! crash safety, disaster-recovery rebuild.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use stellamirror_tests::{data, files_below, ingest, keypair, p, shared, sm, state_root, status, tool};
+
+struct Chain {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    producer: PathBuf,
+    public: PathBuf,
+    bundles: Vec<PathBuf>,
+    /// Producer state root after each bundle.
+    roots: Vec<String>,
+}
+
+/// Ingest steps of real history; a full export after the first, a delta after each other.
+fn history_steps() -> Vec<Vec<(&'static str, PathBuf)>> {
+    if let (Some(p1), Some(p2), Some(p3), Some(g1), Some(g2), Some(g3)) = (
+        shared("history/pypa-2024-09-10.jsonl"),
+        shared("history/pypa-2024-10-03.jsonl"),
+        shared("advisories/pypa.jsonl"),
+        shared("history/go-2026-07-21.jsonl"),
+        shared("history/go-2026-08-14.jsonl"),
+        shared("advisories/go.jsonl"),
+    ) {
+        return vec![vec![("pypa", p1), ("go", g1)], vec![("pypa", p2)], vec![("go", g2)], vec![("pypa", p3), ("go", g3)]];
+    }
+    vec![
+        vec![("go", data("osv/go-old.jsonl")), ("vex", data("vex/rancher-old"))],
+        vec![("go", data("osv/go-new.jsonl"))],
+        vec![("vex", data("vex/rancher-new"))],
+        vec![("pypa", data("osv/pypa.jsonl"))],
+    ]
+}
+
+fn chain() -> Chain {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let (key, public) = keypair(&root, "producer");
+    let producer = root.join("producer");
+    let out = root.join("bundles");
+    let mut bundles = Vec::new();
+    let mut roots = Vec::new();
+    for (i, step) in history_steps().into_iter().enumerate() {
+        for (source, path) in step {
+            ingest(&producer, "acme", &["--source", source, "--complete"], &[&path]).ok();
+        }
+        let created = format!("2026-09-0{}T00:00:00Z", i + 1);
+        if i == 0 {
+            sm(["export", "full", "--store", p(&producer), "--tenant", "acme", "--out", p(&out), "--run-id", "f0", "--created-at", &created, "--sign-key", p(&key)]).ok();
+            bundles.push(out.join("f0-full.tar.zst"));
+        } else {
+            let run = format!("d{i}");
+            sm(["export", "delta", "--store", p(&producer), "--tenant", "acme", "--out", p(&out), "--base", "latest", "--run-id", &run, "--created-at", &created, "--sign-key", p(&key)]).ok();
+            bundles.push(out.join(format!("{run}-delta.tar.zst")));
+        }
+        roots.push(state_root(&producer, "acme"));
+    }
+    Chain { _dir: dir, root, producer, public, bundles, roots }
+}
+
+fn import(c: &Chain, bundle: &Path, store: &Path) -> stellamirror_tests::Run {
+    sm(["import", p(bundle), "--store", p(store), "--trust", p(&c.public), "--json"])
+}
+
+#[test]
+fn full_and_three_real_deltas_reproduce_the_exporters_state() {
+    let c = chain();
+    let mirror = c.root.join("mirror");
+    for (b, root) in c.bundles.iter().zip(&c.roots) {
+        let r = import(&c, b, &mirror).ok().json();
+        assert_eq!(r["outcome"], "applied");
+        assert_eq!(&r["stateRoot"], root);
+    }
+    let (mut a, mut b) = (status(&c.producer, "acme"), status(&mirror, "acme"));
+    assert_eq!(b["appliedExportIds"], serde_json::json!(["f0", "d1", "d2", "d3"]));
+    a.as_object_mut().unwrap().remove("appliedExportIds");
+    b.as_object_mut().unwrap().remove("appliedExportIds");
+    assert_eq!(a, b, "identical status on both sides");
+    sm(["verify", "--store", p(&mirror)]).ok();
+    let log = sm(["log", "--store", p(&mirror), "--json"]).ok().json();
+    assert_eq!(log["imports"].as_array().unwrap().len(), 4);
+    let audit = std::fs::read_to_string(mirror.join("audit.jsonl")).unwrap();
+    assert_eq!(audit.matches("\"mirror.delta.applied\"").count(), 3);
+    assert_eq!(audit.matches("\"mirror.bundle.imported\"").count(), 1);
+}
+
+#[test]
+fn out_of_order_skipped_repeated_and_foreign_tenant_imports_are_refused_or_no_ops() {
+    let c = chain();
+    let mirror = c.root.join("mirror");
+    import(&c, &c.bundles[0], &mirror).ok();
+    let before = state_root(&mirror, "acme");
+    // Skipping d1.
+    import(&c, &c.bundles[2], &mirror).fails_with("ERR_DELTA_OUT_OF_ORDER");
+    assert_eq!(state_root(&mirror, "acme"), before);
+    // Applying d1 twice: the second is a no-op that says so.
+    import(&c, &c.bundles[1], &mirror).ok();
+    let after = state_root(&mirror, "acme");
+    assert_eq!(import(&c, &c.bundles[1], &mirror).ok().json()["outcome"], "already-applied");
+    assert_eq!(state_root(&mirror, "acme"), after);
+    // Into another tenant.
+    sm(["import", p(&c.bundles[2]), "--store", p(&mirror), "--trust", p(&c.public), "--tenant", "other", "--json"]).fails_with("ERR_TENANT_MISMATCH");
+    assert_eq!(state_root(&mirror, "acme"), after);
+    // A mirror that diverged (local ingest) refuses the next delta.
+    ingest(&mirror, "acme", &[], &[&data("sboms")]).ok();
+    let diverged = state_root(&mirror, "acme");
+    import(&c, &c.bundles[2], &mirror).fails_with("ERR_STATE_ROOT_MISMATCH");
+    assert_eq!(state_root(&mirror, "acme"), diverged);
+}
+
+#[test]
+fn a_delta_into_an_empty_store_is_out_of_order() {
+    let c = chain();
+    let mirror = c.root.join("mirror");
+    import(&c, &c.bundles[1], &mirror).fails_with("ERR_DELTA_OUT_OF_ORDER");
+}
+
+/// Repack an extracted bundle with Python's tarfile (manifest and signatures first, as
+/// stellamirror writes them) plus `extra`, a Python snippet adding hostile entries.
+fn repack(c: &Chain, extra: &str, name: &str) -> PathBuf {
+    let x = c.root.join(format!("x-{name}"));
+    std::fs::create_dir_all(&x).unwrap();
+    assert_eq!(tool("sh", &["-c", &format!("zstd -dc '{}' | tar -xf -", c.bundles[0].display())], &x).code, 0);
+    let tar = c.root.join(format!("{name}.tar"));
+    let script = format!(
+        r#"
+import io, tarfile, os
+t = tarfile.open({tar:?}, "w", format=tarfile.GNU_FORMAT)
+def add_bytes(name, data, **kw):
+    ti = tarfile.TarInfo(name); ti.size = len(data)
+    for k, v in kw.items(): setattr(ti, k, v)
+    t.addfile(ti, io.BytesIO(data))
+first = ["mirror/manifest.yaml", "mirror/signatures/manifest.sig", "mirror/signatures/export.sig"]
+rest = sorted(os.path.join(d, f)[2:] for d, _, fs in os.walk(".") for f in fs)
+for n in first + [r for r in rest if r not in first]:
+    t.add(n, arcname=n)
+{extra}
+t.close()
+"#
+    );
+    let r = tool("python3", &["-c", &script], &x);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(tool("zstd", &["-q", "-f", p(&tar)], &c.root).code, 0);
+    c.root.join(format!("{name}.tar.zst"))
+}
+
+fn refused_and_nothing_written(c: &Chain, bundle: &Path, code: &str, canary: &Path) {
+    let mirror = c.root.join("mirror-hostile");
+    import(c, &c.bundles[0], &mirror).ok();
+    let before = state_root(&mirror, "acme");
+    let hist = status(&mirror, "acme")["appliedExportIds"].clone();
+    import(c, bundle, &mirror).fails_with(code);
+    assert_eq!(state_root(&mirror, "acme"), before);
+    assert_eq!(status(&mirror, "acme")["appliedExportIds"], hist);
+    assert!(!canary.exists(), "{} was written outside the staging area", canary.display());
+    let staging = mirror.join("staging");
+    assert!(!staging.exists() || files_below(&staging).is_empty(), "staging area cleaned up");
+}
+
+#[test]
+fn path_traversal_entry_is_refused() {
+    let c = chain();
+    let canary = c.root.join("evil-traversal.txt");
+    let b = repack(&c, r#"add_bytes("mirror/../../evil-traversal.txt", b"owned")"#, "traversal");
+    refused_and_nothing_written(&c, &b, "ERR_BUNDLE_UNSAFE_ENTRY", &canary);
+}
+
+#[test]
+fn absolute_entry_is_refused() {
+    let c = chain();
+    let canary = c.root.join("evil-absolute.txt");
+    let b = repack(&c, &format!("add_bytes({:?}, b\"owned\")", canary.display().to_string()), "absolute");
+    refused_and_nothing_written(&c, &b, "ERR_BUNDLE_UNSAFE_ENTRY", &canary);
+}
+
+#[test]
+fn symlink_entry_is_refused() {
+    let c = chain();
+    let canary = c.root.join("evil-symlink");
+    let b = repack(&c, &format!("add_bytes(\"mirror/data/link\", b\"\", type=tarfile.SYMTYPE, linkname={:?})", canary.display().to_string()), "symlink");
+    refused_and_nothing_written(&c, &b, "ERR_BUNDLE_UNSAFE_ENTRY", &canary);
+}
+
+#[test]
+fn hardlink_entry_is_refused() {
+    let c = chain();
+    let canary = c.root.join("evil-hardlink");
+    let b = repack(&c, r#"add_bytes("mirror/data/hard", b"", type=tarfile.LNKTYPE, linkname="mirror/export.json")"#, "hardlink");
+    refused_and_nothing_written(&c, &b, "ERR_BUNDLE_UNSAFE_ENTRY", &canary);
+}
+
+#[test]
+fn unlisted_entry_is_refused() {
+    let c = chain();
+    let canary = c.root.join("none");
+    let b = repack(&c, r#"add_bytes("mirror/data/extra.jsonl", b"{}\n")"#, "unlisted");
+    refused_and_nothing_written(&c, &b, "ERR_BUNDLE_UNLISTED_FILE", &canary);
+}
+
+#[test]
+fn duplicate_entry_is_refused() {
+    let c = chain();
+    let canary = c.root.join("none");
+    let b = repack(&c, r#"t.add("mirror/export.json", arcname="mirror/export.json")"#, "duplicate");
+    refused_and_nothing_written(&c, &b, "ERR_BUNDLE_UNSAFE_ENTRY", &canary);
+}
+
+#[test]
+fn zstd_bomb_is_refused_not_swallowed() {
+    let c = chain();
+    let canary = c.root.join("none");
+    // 1 GiB of zeros as the first entry (before any manifest), streamed straight into
+    // zstd: the archive is a few kilobytes.
+    let bomb_dir = c.root.join("bomb");
+    std::fs::create_dir_all(&bomb_dir).unwrap();
+    let script = "import tarfile, io, sys\nclass Z(io.RawIOBase):\n    def __init__(s, n): s.n = n\n    def readable(s): return True\n    def readinto(s, b):\n        k = min(len(b), s.n); b[:k] = bytes(k); s.n -= k; return k\nt = tarfile.open(fileobj=sys.stdout.buffer, mode='w|')\nti = tarfile.TarInfo('mirror/manifest.yaml'); ti.size = 1 << 30\nt.addfile(ti, io.BufferedReader(Z(1 << 30)))\nt.close()\n";
+    let r = tool("sh", &["-c", &format!("python3 -c \"{script}\" | zstd -q -1 -o bomb.tar.zst")], &bomb_dir);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let b = bomb_dir.join("bomb.tar.zst");
+    assert!(std::fs::metadata(&b).unwrap().len() < 1 << 20);
+    refused_and_nothing_written(&c, &b, "ERR_BUNDLE_TOO_LARGE", &canary);
+}
+
+#[test]
+fn truncated_archive_is_refused() {
+    let c = chain();
+    let bytes = std::fs::read(&c.bundles[0]).unwrap();
+    let b = c.root.join("truncated.tar.zst");
+    std::fs::write(&b, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let mirror = c.root.join("m");
+    import(&c, &b, &mirror).fails_with("ERR_BUNDLE_MALFORMED");
+    assert_eq!(status(&mirror, "acme")["records"], 0);
+}
+
+#[test]
+fn a_tampered_byte_anywhere_in_the_archive_is_refused() {
+    let c = chain();
+    let bytes = std::fs::read(&c.bundles[1]).unwrap();
+    let mirror = c.root.join("m");
+    import(&c, &c.bundles[0], &mirror).ok();
+    let before = state_root(&mirror, "acme");
+    for frac in [3usize, 2, 5] {
+        let mut t = bytes.clone();
+        let i = t.len() * (frac - 1) / frac;
+        t[i] ^= 0x40;
+        let b = c.root.join(format!("tampered{frac}.tar.zst"));
+        std::fs::write(&b, t).unwrap();
+        let r = import(&c, &b, &mirror);
+        assert_ne!(r.code, 0);
+        assert!(["ERR_BUNDLE_MALFORMED", "ERR_DIGEST_MISMATCH", "ERR_SIGNATURE_INVALID"].iter().any(|k| r.stdout.contains(k)), "{}", r.stdout);
+        assert_eq!(state_root(&mirror, "acme"), before);
+    }
+}
+
+#[test]
+fn sigkill_during_import_then_rerun_ends_at_the_right_root() {
+    let t = tempfile::tempdir().unwrap();
+    // A bundle big enough to kill mid-import: 300 distinct copies of the Go excerpt.
+    let src = std::fs::read_to_string(data("osv/go-new.jsonl")).unwrap();
+    let mut big = String::new();
+    for i in 0..300 {
+        for l in src.lines() {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["id"] = serde_json::Value::String(format!("{}-c{i}", v["id"].as_str().unwrap()));
+            big.push_str(&serde_json::to_string(&v).unwrap());
+            big.push('\n');
+        }
+    }
+    std::fs::write(t.path().join("big.jsonl"), big).unwrap();
+    let (key, public) = keypair(t.path(), "k");
+    let producer = t.path().join("producer");
+    ingest(&producer, "acme", &[], &[&t.path().join("big.jsonl")]).ok();
+    let out = t.path().join("out");
+    sm(["export", "full", "--store", p(&producer), "--tenant", "acme", "--out", p(&out), "--run-id", "big", "--created-at", "2026-09-01T00:00:00Z", "--sign-key", p(&key)]).ok();
+    let bundle = out.join("big-full.tar.zst");
+    let want = state_root(&producer, "acme");
+    let mut saw_before = false;
+    for (i, ms) in [20u64, 80, 200, 400, 700].into_iter().enumerate() {
+        let store = t.path().join(format!("m{i}"));
+        let mut child = Command::new(stellamirror_tests::bin())
+            .args(["--quiet", "import", p(&bundle), "--store", p(&store), "--trust", p(&public)])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let s = status(&store, "acme");
+        let root = s["stateRoot"].as_str().unwrap().to_string();
+        if root != want {
+            assert_eq!(s["records"], 0, "killed after {ms} ms: the store is either before or after, never between");
+            saw_before = true;
+        }
+        sm(["import", p(&bundle), "--store", p(&store), "--trust", p(&public)]).ok();
+        assert_eq!(state_root(&store, "acme"), want);
+        sm(["verify", "--store", p(&store)]).ok();
+    }
+    assert!(saw_before, "at least one kill must land before the commit for this test to mean anything");
+}
+
+#[test]
+fn rebuild_from_a_folder_of_bundles_reproduces_the_exporter() {
+    let c = chain();
+    let folder = c.root.join("bundles");
+    let rebuilt = c.root.join("rebuilt");
+    let r = sm(["rebuild", "--bundles", p(&folder), "--store", p(&rebuilt), "--trust", p(&c.public), "--json"]).ok().json();
+    assert_eq!(r["chain"], serde_json::json!(["f0", "d1", "d2", "d3"]));
+    assert_eq!(state_root(&rebuilt, "acme"), state_root(&c.producer, "acme"));
+    // A missing link in the chain is reported, naming what is missing.
+    std::fs::remove_file(&c.bundles[2]).unwrap();
+    let r = sm(["rebuild", "--bundles", p(&folder), "--store", p(&c.root.join("gap")), "--trust", p(&c.public), "--json"]).fails_with("ERR_REBUILD_CHAIN_GAP");
+    assert!(r.stdout.contains("d2"), "{}", r.stdout);
+}
+
+#[test]
+fn publish_writes_the_current_mirror_tree_and_reuses_unchanged_files() {
+    let c = chain();
+    let mirror = c.root.join("mirror");
+    let public_dir = c.root.join("published");
+    for b in &c.bundles[..2] {
+        sm(["import", p(b), "--store", p(&mirror), "--trust", p(&c.public), "--publish", p(&public_dir)]).ok();
+    }
+    let current = public_dir.join("acme/current");
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(current.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["stateRoot"].as_str().unwrap(), state_root(&mirror, "acme"));
+    let files = files_below(&current);
+    assert!(files.iter().any(|f| f.starts_with("data/raw/advisories/")));
+    assert!(files.iter().any(|f| f == "indexes/advisories.index.json"));
+    use std::os::unix::fs::MetadataExt;
+    let linked = files.iter().filter(|f| std::fs::metadata(current.join(f)).unwrap().nlink() > 1).count();
+    assert!(linked > 0, "files unchanged since the previous version are hard links to it");
+}
