@@ -160,7 +160,8 @@ pub(crate) fn seal_with_segment_size(
     let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + n * TAG_LEN);
     out.extend_from_slice(&header);
     for i in 0..n {
-        let chunk = &plaintext[(i * seg).min(plaintext.len())..((i + 1) * seg).min(plaintext.len())];
+        let chunk =
+            &plaintext[(i * seg).min(plaintext.len())..((i + 1) * seg).min(plaintext.len())];
         let counter = u32::try_from(i).expect("segment count checked above");
         let nonce = nonce(prefix, counter, i + 1 == n);
         let start = out.len();

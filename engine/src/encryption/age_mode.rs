@@ -29,9 +29,7 @@ fn encrypt_to(recipients: &[x25519::Recipient], plaintext: &[u8]) -> Result<Vec<
         age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
             .map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(age_ciphertext_estimate(plaintext.len(), recipients.len()));
-    let mut writer = encryptor
-        .wrap_output(&mut out)
-        .map_err(|e| e.to_string())?;
+    let mut writer = encryptor.wrap_output(&mut out).map_err(|e| e.to_string())?;
     writer.write_all(plaintext).map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())?;
     Ok(out)
@@ -68,7 +66,8 @@ pub(crate) fn open(
             detail: "file is empty",
         });
     }
-    let decryptor = age::Decryptor::new_buffered(ciphertext).map_err(|e| map_age_error(e, path()))?;
+    let decryptor =
+        age::Decryptor::new_buffered(ciphertext).map_err(|e| map_age_error(e, path()))?;
     if decryptor.is_scrypt() {
         return Err(DecryptError::Malformed {
             bundle_path: path(),
@@ -131,12 +130,13 @@ pub(crate) fn wrap_data_key(
     key: &DataKey,
 ) -> Result<WrappedKey, EncryptError> {
     let recipient_str = recipient.to_string();
-    let age_file = encrypt_to(std::slice::from_ref(recipient), key.as_bytes()).map_err(
-        |reason| EncryptError::KeyWrapFailed {
-            recipient: recipient_str.clone(),
-            reason,
-        },
-    )?;
+    let age_file =
+        encrypt_to(std::slice::from_ref(recipient), key.as_bytes()).map_err(|reason| {
+            EncryptError::KeyWrapFailed {
+                recipient: recipient_str.clone(),
+                reason,
+            }
+        })?;
     Ok(WrappedKey {
         recipient: recipient_str,
         wrapped_key: BASE64.encode(age_file),
@@ -178,8 +178,6 @@ pub(crate) fn unwrap_data_key(
         .map_err(|e| invalid(format!("payload failed to decrypt: {e}")))?;
     match DataKey::from_slice(&buf) {
         Some(key) => Ok(Some(key)),
-        None => Err(invalid(format!(
-            "payload is not a {DATA_KEY_LEN}-byte key"
-        ))),
+        None => Err(invalid(format!("payload is not a {DATA_KEY_LEN}-byte key"))),
     }
 }

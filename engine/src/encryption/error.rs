@@ -133,9 +133,9 @@ impl EncryptError {
             Self::SealFailed { .. } => "this is an internal or resource failure (memory, \
                 randomness source); retry, and report it if it persists"
                 .to_string(),
-            Self::KeyWrapFailed { recipient, .. } => format!(
-                "check the recipient {recipient}; retry, and report it if it persists"
-            ),
+            Self::KeyWrapFailed { recipient, .. } => {
+                format!("check the recipient {recipient}; retry, and report it if it persists")
+            }
         }
     }
 }
@@ -195,7 +195,9 @@ pub enum DecryptError {
     #[error("the bundle is AES-GCM encrypted but lists no wrapped data key")]
     MissingWrappedKeys,
     /// Age mode: the bundle lists wrapped data keys, which only exist in AES-GCM mode.
-    #[error("the bundle is age encrypted but lists wrapped data keys (mode and metadata disagree)")]
+    #[error(
+        "the bundle is age encrypted but lists wrapped data keys (mode and metadata disagree)"
+    )]
     UnexpectedWrappedKeys,
     /// A wrapped data key is malformed (bad base64, not an age file, wrong key length).
     #[error("the wrapped data key for recipient {recipient} is invalid: {reason}")]

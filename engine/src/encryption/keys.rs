@@ -30,12 +30,11 @@ impl Recipients {
         let mut out = Vec::with_capacity(list.len());
         for (i, raw) in list.iter().enumerate() {
             let s = raw.trim();
-            let recipient = x25519::Recipient::from_str(s).map_err(|_| {
-                EncryptError::InvalidRecipient {
+            let recipient =
+                x25519::Recipient::from_str(s).map_err(|_| EncryptError::InvalidRecipient {
                     position: i + 1,
                     reason: classify_bad_recipient(s),
-                }
-            })?;
+                })?;
             out.push(recipient);
         }
         Ok(Self::normalized(out))
@@ -64,13 +63,12 @@ impl Recipients {
             if s.is_empty() || s.starts_with('#') {
                 continue;
             }
-            let recipient = x25519::Recipient::from_str(s).map_err(|_| {
-                EncryptError::InvalidRecipientLine {
+            let recipient =
+                x25519::Recipient::from_str(s).map_err(|_| EncryptError::InvalidRecipientLine {
                     path: path.to_path_buf(),
                     line: i + 1,
                     reason: classify_bad_recipient(s),
-                }
-            })?;
+                })?;
             out.push(recipient);
         }
         if out.is_empty() {
@@ -210,14 +208,15 @@ fn read_identity_file(path: &Path) -> Result<Vec<x25519::Identity>, DecryptError
             "file is larger than 1 MiB, not an identity file".to_string(),
         ));
     }
-    if buf.starts_with(b"age-encryption.org/") || buf.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+    if buf.starts_with(b"age-encryption.org/")
+        || buf.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
     {
         return Err(DecryptError::IdentityFileEncrypted {
             path: path.to_path_buf(),
         });
     }
-    let text = std::str::from_utf8(&buf)
-        .map_err(|_| unreadable("file is not UTF-8 text".to_string()))?;
+    let text =
+        std::str::from_utf8(&buf).map_err(|_| unreadable("file is not UTF-8 text".to_string()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let s = line.trim();

@@ -22,8 +22,8 @@ mod tests;
 use std::fmt;
 
 pub use aes_gcm_segments::{
-    sealed_len as aes_gcm_sealed_len, HEADER_LEN as AES_GCM_HEADER_LEN,
-    MAGIC as AES_GCM_MAGIC, SEGMENT_SIZE as AES_GCM_SEGMENT_SIZE, TAG_LEN as AES_GCM_TAG_LEN,
+    sealed_len as aes_gcm_sealed_len, HEADER_LEN as AES_GCM_HEADER_LEN, MAGIC as AES_GCM_MAGIC,
+    SEGMENT_SIZE as AES_GCM_SEGMENT_SIZE, TAG_LEN as AES_GCM_TAG_LEN,
 };
 pub use error::{
     DecryptError, EncryptError, ERR_DECRYPT_FAILED, ERR_ENCRYPTION_RECIPIENT_INVALID,
