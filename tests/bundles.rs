@@ -62,7 +62,7 @@ fn full_bundle_is_readable_and_verifiable_with_standard_tools() {
         let line = manifest.lines().find(|l| l.trim_start().starts_with(&format!("{k}:"))).unwrap();
         line.split(':').nth(1).unwrap().trim().parse().unwrap()
     };
-    let in_jsonl = ["advisories.raw", "advisories.normalized", "vex.raw", "vex.normalized", "sboms.normalized"].iter().map(|k| yaml_count(k)).sum::<usize>();
+    let in_jsonl = ["advisories.raw", "advisories.normalized", "vex.raw", "vex.normalized", "sboms.normalized", "policy.evaluations", "consensus"].iter().map(|k| yaml_count(k)).sum::<usize>();
     assert_eq!(lines, in_jsonl);
     sm(["verify", p(&bundle), "--trust", p(&public)]).ok();
 }

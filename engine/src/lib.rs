@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod audit;
 pub mod bundle;
+pub mod consensus;
 pub mod encryption;
 pub mod export;
 pub mod ids;

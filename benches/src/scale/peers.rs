@@ -51,6 +51,12 @@ pub fn extract_floor(r: &mut Runner, archive: &Path, into: &Path) -> Measured {
     r.shell("peer-zstd-tar-x", &script, None)
 }
 
+/// `zstd -d` to nowhere: decompression alone (the stricter import floor).
+pub fn decompress_floor(r: &mut Runner, archive: &Path) -> Measured {
+    let script = format!("zstd -d -q -c {} > /dev/null", sh_path(archive));
+    r.shell("peer-zstd-d", &script, None)
+}
+
 /// Files of `next` that are new or differ from `prev` (relative paths), files of `prev` gone
 /// from `next`, and the bytes of the former. Unchanged records are hard links (same inode)
 /// by the generator's invariant, so no content is read.
@@ -177,13 +183,14 @@ impl Restic {
         )
     }
 
-    /// `--host` is fixed so the second backup finds the first as its parent.
+    /// `--host` is fixed so the second backup finds the first as its parent. Not quiet: the
+    /// summary ("Files: N new, N changed, N unmodified") shows the parent was used.
     pub fn backup(&self, r: &mut Runner, label: &str, live: &Path) -> Measured {
         let live = live.to_string_lossy();
         r.run(
             label,
             &self.program,
-            &Self::args(&["backup", "-q", "--host", "smscale", &live]),
+            &Self::args(&["backup", "--host", "smscale", &live]),
             None,
         )
     }
@@ -198,4 +205,12 @@ impl Restic {
             None,
         )
     }
+}
+
+/// restic's "Files: …" summary line from a backup's stdout.
+pub fn restic_files_line(stdout: &str) -> Option<String> {
+    stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("Files:"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
 }

@@ -86,6 +86,11 @@ fn gen_row(job: &str, m: Measured, out: u64) -> Row {
     row
 }
 
+fn loadavg() -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
 fn file_len(p: &Path) -> Option<u64> {
     std::fs::metadata(p).ok().map(|m| m.len())
 }
@@ -112,6 +117,7 @@ pub fn run(o: &Options) -> Result<Report> {
         Ok(_) => bin,
         Err(_) => o.bin.clone(),
     };
+    let load_start = loadavg();
     let missing = missing_tools();
     for m in &missing {
         eprintln!("smscale: missing: {m}");
@@ -206,6 +212,22 @@ pub fn run(o: &Options) -> Result<Report> {
     if !o.keep {
         fsio::remove_any(&extract_dir)?;
     }
+    // The extract floor is dominated by creating one file per record; decompressing alone is
+    // the stricter floor for an importer that writes no per-record files.
+    let m = if rows.last().is_some_and(Row::ok) {
+        peers::decompress_floor(&mut r, &archive)
+    } else {
+        skipped("no archive")
+    };
+    push(
+        &mut rows,
+        "decompress only (full)",
+        "zstd -d > /dev/null",
+        Some(d0),
+        m,
+        None,
+        "decompress floor",
+    );
     let delta_archive = peer.join("gen1-changed.tar.zst");
     let m = peers::delta_floor(
         &mut r,
@@ -273,6 +295,7 @@ pub fn run(o: &Options) -> Result<Report> {
         Some(repo0),
         "peer",
     );
+    let files1 = peers::restic_files_line(&rb1.stdout).unwrap_or_default();
     push(
         &mut rows,
         "backup gen 1 (incremental)",
@@ -280,7 +303,7 @@ pub fn run(o: &Options) -> Result<Report> {
         Some(changed_bytes),
         rb1,
         Some(repo1),
-        "peer (repo growth)",
+        &format!("peer (out = repo growth); {files1}"),
     );
     push(
         &mut rows,
@@ -471,7 +494,7 @@ pub fn run(o: &Options) -> Result<Report> {
     let mut notes = vec![
         "Warm page cache: the data was generated just before; nothing is dropped between steps. One step at a time.".to_string(),
         "MB = 10^6 bytes. `in MB` = logical evidence bytes the job covers: the whole generation for full jobs, the new and changed record files for delta jobs; MB/s = in MB / wall s.".into(),
-        "Peak RSS = GNU time `%M` of the step (for a pipeline, its largest process; for the 4-command ingest, the largest command).".into(),
+        "Peak RSS and CPU s (user + system) = GNU time `%M`, `%U + %S` of the step: for a pipeline, its largest process and the CPU of all its processes; for the 4-command ingest, the largest command and the sum. CPU s is the figure least distorted by other load on the machine.".into(),
         "Peers read `plain/` (one file per advisory, byte-identical to its JSONL line) plus `vex/`, `sboms/`, `policy/`: the same bytes stellamirror ingests. restic's incremental backup runs on a live tree updated in place (unchanged files keep path, inode and mtime).".into(),
     ];
     let root_line: Vec<String> = roots
@@ -489,6 +512,11 @@ pub fn run(o: &Options) -> Result<Report> {
     for m in &missing {
         notes.push(format!("Missing on this machine: {m}."));
     }
+    notes.push(format!(
+        "Load average (1, 5, 15 min) at start: {load_start}; at end: {}. Anything well above 0 at start means another job shared the {} cores.",
+        loadavg(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    ));
     notes.push(format!(
         "Logs and exact command lines: `{}`.",
         run_dir.join("logs").display()

@@ -115,6 +115,10 @@ fn row_cells(r: &Row) -> Vec<String> {
         r.tool.clone(),
         mb(r.in_bytes),
         secs(&r.m),
+        match (&r.m.outcome, r.m.cpu_s) {
+            (Outcome::Ok, Some(c)) => format!("{c:.2}"),
+            _ => "–".into(),
+        },
         r.mb_per_s()
             .map(|x| format!("{x:.1}"))
             .unwrap_or_else(|| "–".into()),
@@ -124,11 +128,12 @@ fn row_cells(r: &Row) -> Vec<String> {
     ]
 }
 
-const HEADER: [&str; 8] = [
+const HEADER: [&str; 9] = [
     "job",
     "tool",
     "in MB",
     "wall s",
+    "CPU s",
     "MB/s",
     "out MB",
     "peak RSS MiB",
@@ -138,7 +143,11 @@ const HEADER: [&str; 8] = [
 fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut s = format!(
         "| {} |\n|{}\n",
-        header.join(" | "),
+        header
+            .iter()
+            .map(|h| h.replace('|', "\\|"))
+            .collect::<Vec<_>>()
+            .join(" | "),
         " --- |".repeat(header.len())
     );
     for r in rows {
@@ -153,14 +162,14 @@ pub fn text_table(rows: &[Row]) -> String {
     let cells: Vec<Vec<String>> = rows.iter().map(row_cells).collect();
     let mut width: Vec<usize> = HEADER.iter().map(|h| h.len()).collect();
     for r in &cells {
-        for (i, c) in r.iter().enumerate().take(7) {
+        for (i, c) in r.iter().enumerate().take(HEADER.len() - 1) {
             width[i] = width[i].max(c.chars().count());
         }
     }
     let line = |r: &[String]| -> String {
         let mut s = String::new();
         for (i, c) in r.iter().enumerate() {
-            if i < 7 {
+            if i < HEADER.len() - 1 {
                 let pad = width[i].saturating_sub(c.chars().count());
                 if i >= 2 {
                     s.push_str(&" ".repeat(pad));
@@ -214,7 +223,7 @@ pub fn markdown(r: &Report) -> String {
             .iter()
             .map(|p| {
                 vec![
-                    p.n.to_string(),
+                    crate::scale::summary::group(p.n),
                     p.churned.to_string(),
                     secs(&p.ingest),
                     if p.delta.outcome.is_ok() {

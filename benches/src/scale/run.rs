@@ -1,6 +1,7 @@
 //! Running one measured child process: wall time from the parent's monotonic clock, peak RSS
-//! from GNU time's `%M` (the child's `wait4` rusage; for a `bash -c` pipeline that is the
-//! largest single process of the pipeline, not their sum).
+//! and CPU time from GNU time's `%M %U %S` (the child's `wait4` rusage, which includes the
+//! children it waited for: for a `bash -c` pipeline, peak RSS is its largest single process,
+//! CPU time the sum of all of them). CPU time is the figure that a busy machine distorts least.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,8 @@ impl Outcome {
 pub struct Measured {
     pub wall_s: f64,
     pub rss_kib: Option<u64>,
+    /// User + system CPU seconds.
+    pub cpu_s: Option<f64>,
     pub outcome: Outcome,
     pub stdout: String,
 }
@@ -46,6 +49,7 @@ impl Measured {
         Measured {
             wall_s: 0.0,
             rss_kib: None,
+            cpu_s: None,
             outcome,
             stdout: String::new(),
         }
@@ -62,6 +66,7 @@ impl Measured {
         Measured {
             wall_s: parts.iter().map(|m| m.wall_s).sum(),
             rss_kib: parts.iter().filter_map(|m| m.rss_kib).max(),
+            cpu_s: parts.iter().map(|m| m.cpu_s).sum(),
             outcome,
             stdout: parts.iter().map(|m| m.stdout.as_str()).collect(),
         }
@@ -150,7 +155,10 @@ impl Runner {
         let mut cmd = match &self.time_bin {
             Some(t) => {
                 let mut c = Command::new(t);
-                c.arg("-o").arg(&rss_path).args(["-f", "%M"]).arg(program);
+                c.arg("-o")
+                    .arg(&rss_path)
+                    .args(["-f", "%M %U %S"])
+                    .arg(program);
                 c
             }
             None => Command::new(program),
@@ -181,9 +189,21 @@ impl Runner {
         let wall_s = started.elapsed().as_secs_f64();
         let stdout = fs::read_to_string(&out_path).unwrap_or_default();
         // GNU time prefixes "Command exited with non-zero status N" when N != 0: take the last line.
-        let rss_kib = fs::read_to_string(&rss_path)
-            .ok()
-            .and_then(|s| s.lines().last().and_then(|l| l.trim().parse().ok()));
+        let rusage = fs::read_to_string(&rss_path).unwrap_or_default();
+        let fields: Vec<&str> = rusage
+            .lines()
+            .last()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let rss_kib = fields.first().and_then(|f| f.parse().ok());
+        let cpu_s = match (
+            fields.get(1).and_then(|f| f.parse::<f64>().ok()),
+            fields.get(2).and_then(|f| f.parse::<f64>().ok()),
+        ) {
+            (Some(u), Some(s)) => Some(u + s),
+            _ => None,
+        };
         let outcome = match status {
             Ok(s) if s.success() => Outcome::Ok,
             Ok(s) => Outcome::Failed(format!("{s}; log {}", err_path.display())),
@@ -192,6 +212,7 @@ impl Runner {
         Measured {
             wall_s,
             rss_kib,
+            cpu_s,
             outcome,
             stdout,
         }

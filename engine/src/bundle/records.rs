@@ -42,6 +42,9 @@ pub struct IndexFile {
     pub collections: BTreeMap<String, IndexCollection>,
 }
 
+/// Receives each record: subject, leaf, and the document's bytes.
+pub type RecordVisitor<'a> = &'a mut dyn FnMut(&str, Leaf, &[u8]) -> Result<(), BundleError>;
+
 /// Decrypts a shipped file when its path is encrypted (identity otherwise).
 pub type Opener<'a> = &'a dyn Fn(&str, Vec<u8>) -> Result<Vec<u8>, BundleError>;
 
@@ -96,7 +99,7 @@ pub fn for_each_record(
     c: Collection,
     index: Option<&IndexCollection>,
     open: Opener<'_>,
-    f: &mut dyn FnMut(&str, Leaf, &[u8]) -> Result<(), BundleError>,
+    f: RecordVisitor<'_>,
 ) -> Result<(), BundleError> {
     let files: Vec<String> = match layout(c) {
         FileLayout::Sharded(dir) => (0..=255u8)

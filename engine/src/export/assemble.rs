@@ -55,7 +55,7 @@ pub fn is_encrypted_path(path: &str, strict: bool) -> bool {
     if strict {
         !(path == MANIFEST || path == EXPORT || path.starts_with("signatures/"))
     } else {
-        path.starts_with("data/") || path.starts_with("changed/data/")
+        path.starts_with("data/") || path.starts_with("changed/") || path.starts_with("removed/")
     }
 }
 
@@ -103,10 +103,10 @@ pub fn assemble(
     sealing: &Sealing<'_>,
 ) -> Result<(PathBuf, u64, FileDigest), ExportError> {
     let key_id = key.key_id();
-    let enc = &sealing.info;
+    let mut enc = sealing.info.clone();
     let strict = enc.strict;
     let encrypting = enc.mode != "none";
-    files.insert("README.md".into(), Shipped::Doc(readme(info, enc, &key_id)));
+    files.insert("README.md".into(), Shipped::Doc(readme(info, &enc, &key_id)));
 
     // Provenance: in-toto style statement over the data and index files.
     let mut subjects = Vec::new();
@@ -155,6 +155,9 @@ pub fn assemble(
     });
     let prov = ship("provenance.json", Shipped::Doc(serde_json::to_vec_pretty(&provenance).expect("json")))?;
     shipped.insert("provenance.json".into(), prov);
+    if encrypting {
+        enc.encrypted_paths = shipped.keys().filter(|p| is_encrypted_path(p, strict)).cloned().collect();
+    }
 
     let export_doc = ExportDoc {
         format_version: FORMAT_VERSION,

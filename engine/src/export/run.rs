@@ -509,9 +509,9 @@ fn fix_delta_index(
         roots.insert((c, subject), root);
     }
     for o in outputs.iter_mut() {
-        for (s, v) in o.index.iter_mut() {
-            if let Some(r) = roots.get(&(o.collection, s.clone())) {
-                v["root"] = json!(r.map(|h| h.to_prefixed()));
+        for e in o.index.iter_mut() {
+            if let Some(r) = roots.get(&(o.collection, e.subject.clone())) {
+                e.root = *r;
             }
         }
     }

@@ -17,6 +17,17 @@ use crate::store::{Store, StoreError};
 use super::select::Filter;
 use super::ExportError;
 
+/// One subject's entry in an index file. `records` is the serialized JSON object
+/// `{id: {"hash", "modified"}}`, kept as text so that indexes of millions of records
+/// do not live in memory as JSON trees.
+pub struct IndexEntry {
+    pub subject: String,
+    pub shard: u8,
+    pub root: Option<NodeHash>,
+    pub file: String,
+    pub records: String,
+}
+
 /// The records of one unit: every subject of a shard with its (already filtered) leaves.
 pub struct UnitInput {
     pub collection: Collection,
@@ -34,8 +45,8 @@ pub struct UnitOutput {
     pub lines: Vec<u8>,
     /// Subject roots of the exported (filtered) records.
     pub subjects: Vec<SubjectRef>,
-    /// JSON index entries: subject → {shard, root, file, records}.
-    pub index: Vec<(String, serde_json::Value)>,
+    /// Index entries of the unit's subjects.
+    pub index: Vec<IndexEntry>,
     pub records: u64,
 }
 
@@ -143,13 +154,20 @@ pub fn run_unit(ctx: &UnitContext<'_>, input: UnitInput) -> Result<UnitOutput, E
         let refs: Vec<&Leaf> = leaves.iter().collect();
         let docs = fetch_objects(ctx.store, &refs)?;
         let file = file_for(subject);
-        let mut recs = serde_json::Map::new();
-        for (leaf, doc) in leaves.iter().zip(&docs) {
+        let mut recs = String::with_capacity(leaves.len() * 110);
+        recs.push('{');
+        for (i, (leaf, doc)) in leaves.iter().zip(&docs).enumerate() {
             if ObjectId::of(doc) != leaf.object {
                 return Err(ExportError::ObjectCorrupt { id: leaf.id.clone(), object: leaf.object });
             }
-            recs.insert(leaf.id.clone(), json!({"hash": leaf.object.to_prefixed(), "modified": leaf.modified}));
+            if i > 0 {
+                recs.push(',');
+            }
+            recs.push_str(&serde_json::to_string(&leaf.id).expect("json"));
+            recs.push(':');
+            recs.push_str(&json!({"hash": leaf.object.to_prefixed(), "modified": leaf.modified}).to_string());
         }
+        recs.push('}');
         match layout(c) {
             FileLayout::PerSubject(..) => {
                 if docs.len() != 1 {
@@ -175,10 +193,13 @@ pub fn run_unit(ctx: &UnitContext<'_>, input: UnitInput) -> Result<UnitOutput, E
             root,
             records: leaves.len() as u64,
         });
-        out.index.push((
-            subject.clone(),
-            json!({"shard": format!("{:02x}", input.shard), "root": root.to_prefixed(), "file": file, "records": recs}),
-        ));
+        out.index.push(IndexEntry {
+            subject: subject.clone(),
+            shard: input.shard,
+            root: Some(root),
+            file,
+            records: recs,
+        });
     }
     match layout(c) {
         FileLayout::Sharded(_) if !lines.is_empty() => {
@@ -219,54 +240,58 @@ pub fn finish_single(ctx: &UnitContext<'_>, c: Collection, outputs: &mut [UnitOu
     Ok(Some((file, path)))
 }
 
-/// Build the four index files from unit outputs.
-pub fn build_indexes(
-    outputs: &[UnitOutput],
-    kind_roots: &BTreeMap<Collection, NodeHash>,
-) -> BTreeMap<&'static str, Vec<u8>> {
-    let mut per_file: BTreeMap<&'static str, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
-    for f in crate::bundle::layout::INDEX_FILES {
-        per_file.insert(f, serde_json::Map::new());
-    }
+/// Build the four index files from unit outputs (compact JSON, written as text).
+pub fn build_indexes(outputs: &[UnitOutput], kind_roots: &BTreeMap<Collection, NodeHash>) -> BTreeMap<&'static str, Vec<u8>> {
     let mut by_c: BTreeMap<Collection, Vec<&UnitOutput>> = BTreeMap::new();
     for o in outputs {
         by_c.entry(o.collection).or_default().push(o);
     }
-    for (c, units) in by_c {
-        let mut subjects = serde_json::Map::new();
-        let mut shards = serde_json::Map::new();
-        let mut records = 0;
-        for u in &units {
-            if u.subjects.is_empty() {
-                continue;
+    let mut files = BTreeMap::new();
+    for f in crate::bundle::layout::INDEX_FILES {
+        let mut out = Vec::new();
+        out.extend_from_slice(format!("{{\"formatVersion\":{},\"collections\":{{", crate::bundle::format::FORMAT_VERSION).as_bytes());
+        let mut first_c = true;
+        for (c, units) in by_c.iter().filter(|(c, _)| crate::bundle::layout::index_of(**c) == f) {
+            let records: u64 = units.iter().map(|u| u.records).sum();
+            let mut shards = serde_json::Map::new();
+            for u in units.iter().filter(|u| !u.subjects.is_empty()) {
+                shards.insert(format!("{:02x}", u.shard), json!({"root": unit_shard_root(u).to_prefixed(), "records": u.records}));
             }
-            records += u.records;
-            shards.insert(
-                format!("{:02x}", u.shard),
-                json!({"root": unit_shard_root(u).to_prefixed(), "records": u.records}),
-            );
-            for (s, v) in &u.index {
-                subjects.insert(s.clone(), v.clone());
+            if !first_c {
+                out.push(b',');
             }
+            first_c = false;
+            let head = json!({"root": kind_roots.get(c).map(|r| r.to_prefixed()), "records": records, "shards": shards});
+            let mut head = serde_json::to_vec(&head).expect("json");
+            head.pop();
+            out.extend_from_slice(serde_json::to_string(c.name()).expect("json").as_bytes());
+            out.push(b':');
+            out.extend_from_slice(&head);
+            out.extend_from_slice(b",\"subjects\":{");
+            let mut first = true;
+            for u in units {
+                for e in &u.index {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    out.extend_from_slice(serde_json::to_string(&e.subject).expect("json").as_bytes());
+                    let meta = json!({"shard": format!("{:02x}", e.shard), "root": e.root.map(|r| r.to_prefixed()), "file": e.file});
+                    let mut meta = serde_json::to_vec(&meta).expect("json");
+                    meta.pop();
+                    out.push(b':');
+                    out.extend_from_slice(&meta);
+                    out.extend_from_slice(b",\"records\":");
+                    out.extend_from_slice(e.records.as_bytes());
+                    out.push(b'}');
+                }
+            }
+            out.extend_from_slice(b"}}");
         }
-        let entry = json!({
-            "root": kind_roots.get(&c).map(|r| r.to_prefixed()),
-            "records": records,
-            "shards": shards,
-            "subjects": subjects,
-        });
-        per_file
-            .get_mut(crate::bundle::layout::index_of(c))
-            .expect("every collection has an index file")
-            .insert(c.name().to_string(), entry);
+        out.extend_from_slice(b"}}\n");
+        files.insert(f, out);
     }
-    per_file
-        .into_iter()
-        .map(|(f, m)| {
-            let doc = json!({"formatVersion": crate::bundle::format::FORMAT_VERSION, "collections": m});
-            (f, serde_json::to_vec_pretty(&doc).expect("json"))
-        })
-        .collect()
+    files
 }
 
 pub fn staged_entry(path: String, file: PathBuf) -> (String, EntrySource) {

@@ -26,7 +26,7 @@ pub enum RebuildError {
     #[error("{path}: {source}")]
     Bundle { path: PathBuf, source: BundleError },
     #[error("{path}: {source}")]
-    Import { path: PathBuf, source: ImportError },
+    Import { path: PathBuf, source: Box<ImportError> },
     #[error(transparent)]
     Verify(#[from] super::verify_store::StoreVerifyError),
 }
@@ -166,7 +166,10 @@ pub fn rebuild(store: &Store, dir: &Path, s: &ImportSettings, audit: &dyn AuditS
         let (staged, v, opener) = stage_and_verify(path, &staging.0, &s.trust, &s.identities, &s.limits, false)
             .map_err(|e| RebuildError::Bundle { path: path.clone(), source: e })?;
         let r = apply_verified(store, &staged, &v, &opener, s.expect_tenant.as_ref(), audit)
-            .map_err(|e| RebuildError::Import { path: path.clone(), source: e })?;
+            .map_err(|e| RebuildError::Import {
+                path: path.clone(),
+                source: Box::new(e),
+            })?;
         applied.push(r);
     }
     super::verify_store::verify_store(store)?;

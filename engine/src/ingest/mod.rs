@@ -9,7 +9,7 @@ pub mod error;
 pub mod formats;
 pub mod input;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
 use rayon::prelude::*;
@@ -176,11 +176,14 @@ pub fn ingest(
                 );
                 for d in doc.derived {
                     let entry = entry_of(&d, &opts.source, Vec::new());
+                    // VEX statements stay in memory even for huge inputs: consensus
+                    // reads them before their objects are written (they are small).
+                    let keep = retain || d.collection == Collection::VexNormalized;
                     pending.insert(
                         (d.collection, d.id),
                         Pending {
                             entry,
-                            bytes: retain.then_some(d.bytes),
+                            bytes: keep.then_some(d.bytes),
                         },
                     );
                 }
@@ -229,6 +232,14 @@ pub fn ingest(
             complete_withheld = absent.len() as u64;
         }
     }
+    // VEX consensus (crate::consensus, docs/consensus.md): recompute the pairs whose
+    // statements this run adds, changes or removes.
+    let statement_bytes: HashMap<ObjectId, &[u8]> = pending
+        .iter()
+        .filter(|((c, _), _)| *c == Collection::VexNormalized)
+        .filter_map(|(_, p)| Some((p.entry.object, p.bytes.as_deref()?)))
+        .collect();
+    let consensus_objects = crate::consensus::extend(store, tenant, &mut m, &statement_bytes)?;
     let plan = apply::plan(store, tenant, &m)?;
     let mut report = IngestReport {
         tenant: tenant.to_string(),
@@ -277,6 +288,11 @@ pub fn ingest(
             Ok(())
         })?;
         progress.finish();
+    }
+    for (id, b) in &consensus_objects {
+        if needed.contains(id) {
+            writer.put(*id, b)?;
+        }
     }
     writer.flush()?;
     apply::commit(store, &plan, &[])?;
@@ -350,7 +366,16 @@ pub fn remove(
             return Err(RemoveError::NotFound { id: id.clone() });
         }
     }
+    // VEX consensus of the pairs whose statements go (docs/consensus.md).
+    let consensus_objects = crate::consensus::extend(store, tenant, &mut m, &HashMap::new())?;
     let plan = apply::plan(store, tenant, &m)?;
+    let mut batch = WriteBatch::default();
+    for (id, b) in &consensus_objects {
+        if !store.has_object(id)? {
+            store.batch_put(&mut batch, CF_OBJECTS, id.as_bytes(), b);
+        }
+    }
+    store.write_unreferenced(batch)?;
     apply::commit(store, &plan, &[])?;
     Ok(RemoveReport {
         removed: plan.counts.clone(),

@@ -46,6 +46,9 @@ pub struct RecordEntry {
     pub derived: Vec<(Collection, String)>,
 }
 
+/// One key/value pair read from RocksDB.
+pub type KvResult = Result<(Box<[u8]>, Box<[u8]>), StoreError>;
+
 pub struct Store {
     db: DB,
     path: PathBuf,
@@ -151,7 +154,7 @@ impl Store {
         &'a self,
         cf: &str,
         prefix: &'a [u8],
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), StoreError>> + 'a {
+    ) -> impl Iterator<Item = KvResult> + 'a {
         self.db
             .iterator_cf(self.cf(cf), IteratorMode::From(prefix, Direction::Forward))
             .map(|r| r.map_err(StoreError::from))
@@ -238,7 +241,7 @@ impl Store {
     pub fn iter_cf<'a>(
         &'a self,
         cf: &str,
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), StoreError>> + 'a {
+    ) -> impl Iterator<Item = KvResult> + 'a {
         self.db
             .iterator_cf(self.cf(cf), IteratorMode::Start)
             .map(|r| r.map_err(StoreError::from))

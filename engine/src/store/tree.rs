@@ -50,6 +50,11 @@ impl ChangeSet {
     }
 }
 
+/// The changes to one subject: id → new leaf, or `None` to remove it.
+type SubjectChanges = BTreeMap<String, Option<Leaf>>;
+/// Encoded nodes to write, keyed by hash.
+pub type NodeWrites = Vec<(NodeHash, Vec<u8>)>;
+
 /// The result of applying a change set: the new state and the nodes to write.
 pub struct TreeUpdate {
     pub state: StateNode,
@@ -109,11 +114,11 @@ impl Store {
         for (c, subjects) in &changes.by_collection {
             let kref = base.kind(*c).clone();
             let mut kind = self.kind_node(&kref)?;
-            let mut by_shard: BTreeMap<u8, Vec<(&String, &BTreeMap<String, Option<Leaf>>)>> = BTreeMap::new();
+            let mut by_shard: BTreeMap<u8, Vec<(&String, &SubjectChanges)>> = BTreeMap::new();
             for (subject, ids) in subjects {
                 by_shard.entry(shard_of(subject)).or_default().push((subject, ids));
             }
-            let results: Vec<Result<(u8, ShardNode, Vec<(NodeHash, Vec<u8>)>), StoreError>> = by_shard
+            let results: Vec<Result<(u8, ShardNode, NodeWrites), StoreError>> = by_shard
                 .into_par_iter()
                 .map(|(shard, dirty)| {
                     let old = self.shard_node(shard, &kind.shards[shard as usize])?;
@@ -151,12 +156,11 @@ impl Store {
         Ok(TreeUpdate { state, nodes })
     }
 
-    #[allow(clippy::type_complexity)]
     fn update_shard(
         &self,
         mut shard: ShardNode,
-        dirty: &[(&String, &BTreeMap<String, Option<Leaf>>)],
-    ) -> Result<(ShardNode, Vec<(NodeHash, Vec<u8>)>), StoreError> {
+        dirty: &[(&String, &SubjectChanges)],
+    ) -> Result<(ShardNode, NodeWrites), StoreError> {
         let mut written = Vec::new();
         let mut subjects: BTreeMap<String, SubjectRef> = std::mem::take(&mut shard.subjects)
             .into_iter()

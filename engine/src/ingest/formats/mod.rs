@@ -4,10 +4,14 @@
 //! (the document as received, compact JSON with key order and number text untouched)
 //! and the records derived from it (normalized advisories, VEX statements, SBOM
 //! package lists). Parsers are pure: no store access, no I/O.
+pub mod csaf;
 pub mod cyclonedx;
+pub mod cyclonedx_vex;
 pub mod openvex;
 pub mod osv;
+pub mod policy;
 pub mod purl;
+pub mod spdx;
 
 use serde_json::Value;
 
@@ -80,9 +84,15 @@ pub fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 pub fn required_key_str<'a>(v: &'a Value, key: &str, pointer: &str) -> Result<&'a str, DocError> {
     match v.get(key) {
         Some(Value::String(s)) if valid_key_text(s) => Ok(s),
-        Some(Value::String(_)) => Err(invalid(pointer, format!("`{key}` is empty, too long or contains NUL"))),
+        Some(Value::String(_)) => Err(invalid(
+            pointer,
+            format!("`{key}` is empty, too long or contains NUL"),
+        )),
         Some(_) => Err(invalid(pointer, format!("`{key}` must be a string"))),
-        None => Err(invalid(pointer, format!("required field `{key}` is missing"))),
+        None => Err(invalid(
+            pointer,
+            format!("required field `{key}` is missing"),
+        )),
     }
 }
 
@@ -99,26 +109,112 @@ pub fn optional_time(v: &Value, key: &str, pointer: &str) -> Result<Option<i64>,
 
 /// Recognise the document's format and parse it. `name` is the document's file name
 /// relative to the ingested directory (None for JSON Lines records).
-pub fn parse_document(v: Value, ctx: &ParseContext, name: Option<&str>) -> Result<ParsedDoc, DocError> {
-    if !v.is_object() {
-        return Err(DocError::Unrecognized("top-level JSON value is not an object".into()));
-    }
+///
+/// Detection order matters where formats overlap: `--kind` wins over everything (a policy
+/// snapshot may be any JSON); CycloneDX documents whose vulnerabilities carry an
+/// `analysis` are VEX, other CycloneDX documents are SBOMs; OSV is last because its
+/// marker (`id` + `modified`) is the weakest. See docs/formats.md.
+pub fn parse_document(
+    v: Value,
+    ctx: &ParseContext,
+    name: Option<&str>,
+) -> Result<ParsedDoc, DocError> {
     match ctx.kind {
-        KindHint::PolicySnapshot | KindHint::PolicyEvaluations => {
-            return Err(DocError::Unrecognized("policy documents are not supported by this build".into()))
-        }
+        KindHint::PolicySnapshot => return policy::parse_snapshot(v),
+        KindHint::PolicyEvaluations => return policy::parse_evaluation(v),
         KindHint::Auto => {}
     }
+    if !v.is_object() {
+        return Err(DocError::Unrecognized(
+            "top-level JSON value is not an object".into(),
+        ));
+    }
     if str_at(&v, "bomFormat") == Some("CycloneDX") {
+        if cyclonedx_vex::is_vex(&v) {
+            return cyclonedx_vex::parse(v, name);
+        }
         return cyclonedx::parse_sbom(v, ctx);
     }
-    if v.get("@context").and_then(Value::as_str).is_some_and(|c| c.contains("openvex")) {
-        return openvex::parse(v, name);
+    if v.get("document")
+        .and_then(|d| d.get("csaf_version"))
+        .is_some()
+    {
+        return csaf::parse(v);
+    }
+    if v.get("spdxVersion").is_some() {
+        return spdx::parse(v, ctx);
+    }
+    if let Some(c) = v.get("@context").and_then(Value::as_str) {
+        if c.contains("openvex") {
+            return openvex::parse(v, name);
+        }
+        if c.contains("spdx.org/rdf/3") {
+            return Err(DocError::Unrecognized(
+                "SPDX 3 JSON-LD is not supported: export the SBOM as SPDX 2.2/2.3 JSON or CycloneDX".into(),
+            ));
+        }
     }
     if v.get("id").is_some() && v.get("modified").is_some() {
         return osv::parse(v);
     }
     Err(DocError::Unrecognized(
-        "not OSV (id + modified), OpenVEX (@context openvex), or CycloneDX (bomFormat)".into(),
+        "not OSV (id + modified), OpenVEX (@context openvex), CSAF (document.csaf_version), \
+         CycloneDX (bomFormat) or SPDX 2.x (spdxVersion); policy documents need --kind"
+            .into(),
     ))
+}
+
+/// The VEX statuses every normalized statement (`stellamirror.vex.v1`) uses.
+pub const VEX_STATUSES: [&str; 4] = ["not_affected", "affected", "fixed", "under_investigation"];
+
+/// Insert a version into a product identifier: `pkg:t/n?q` + `1.2` → `pkg:t/n@1.2?q`;
+/// any other identifier gets `@version` appended.
+pub fn with_version(product: &str, version: &str) -> String {
+    if product.starts_with("pkg:") {
+        let end = product.find(['?', '#']).unwrap_or(product.len());
+        format!("{}@{version}{}", &product[..end], &product[end..])
+    } else {
+        format!("{product}@{version}")
+    }
+}
+
+/// Whether a purl names a version (an `@` after its last `/`, before qualifiers).
+pub fn purl_has_version(p: &str) -> bool {
+    let end = p.find(['?', '#']).unwrap_or(p.len());
+    let base = &p[..end];
+    let last_slash = base.rfind('/').map(|i| i + 1).unwrap_or(0);
+    base[last_slash..].contains('@')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_go_before_qualifiers() {
+        assert_eq!(
+            with_version("pkg:maven/g/a?type=jar", "2.4"),
+            "pkg:maven/g/a@2.4?type=jar"
+        );
+        assert_eq!(
+            with_version("ABC", "vers:generic/>=2.9|<=4.1"),
+            "ABC@vers:generic/>=2.9|<=4.1"
+        );
+        assert!(purl_has_version("pkg:maven/g/a@1?type=jar"));
+        assert!(!purl_has_version("pkg:npm/%40scope/a?x=@1"));
+    }
+
+    #[test]
+    fn policy_hints_override_detection() {
+        let ctx = ParseContext {
+            kind: KindHint::PolicySnapshot,
+            subject_override: None,
+        };
+        let d = parse_document(serde_json::json!([1, 2]), &ctx, Some("p.json"))
+            .expect("any JSON is a snapshot");
+        assert_eq!(
+            (d.primary.subject.as_str(), d.primary.id.as_str()),
+            ("policy", "snapshot")
+        );
+    }
 }
