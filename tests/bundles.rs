@@ -8,20 +8,52 @@ const CREATED: &str = "2026-08-14T00:00:00Z";
 /// A store with the Go excerpt, Rancher VEX and an SBOM for tenant `acme`.
 fn producer(dir: &Path) -> PathBuf {
     let store = dir.join("store");
-    ingest(&store, "acme", &["--source", "go", "--complete"], &[&data("osv/go-old.jsonl")]).ok();
-    ingest(&store, "acme", &["--source", "vex", "--complete"], &[&data("vex/rancher-old")]).ok();
+    ingest(
+        &store,
+        "acme",
+        &["--source", "go", "--complete"],
+        &[&data("osv/go-old.jsonl")],
+    )
+    .ok();
+    ingest(
+        &store,
+        "acme",
+        &["--source", "vex", "--complete"],
+        &[&data("vex/rancher-old")],
+    )
+    .ok();
     ingest(&store, "acme", &["--source", "sbom"], &[&data("sboms")]).ok();
     store
 }
 
 fn export_full(store: &Path, out: &Path, key: &Path, run: &str) -> PathBuf {
-    sm(["export", "full", "--store", p(store), "--tenant", "acme", "--out", p(out), "--run-id", run, "--created-at", CREATED, "--sign-key", p(key)]).ok();
+    sm([
+        "export",
+        "full",
+        "--store",
+        p(store),
+        "--tenant",
+        "acme",
+        "--out",
+        p(out),
+        "--run-id",
+        run,
+        "--created-at",
+        CREATED,
+        "--sign-key",
+        p(key),
+    ])
+    .ok();
     out.join(format!("{run}-full.tar.zst"))
 }
 
 fn extract(bundle: &Path, into: &Path) {
     std::fs::create_dir_all(into).unwrap();
-    let r = tool("sh", &["-c", &format!("zstd -dc '{}' | tar -xf -", bundle.display())], into);
+    let r = tool(
+        "sh",
+        &["-c", &format!("zstd -dc '{}' | tar -xf -", bundle.display())],
+        into,
+    );
     assert_eq!(r.code, 0, "GNU tar + zstd extract: {}", r.stderr);
 }
 
@@ -34,17 +66,50 @@ fn full_bundle_is_readable_and_verifiable_with_standard_tools() {
     let x = t.path().join("x");
     extract(&bundle, &x);
     let m = x.join("mirror");
-    for (file, sig) in [("manifest.yaml", "signatures/manifest.sig"), ("export.json", "signatures/export.sig")] {
-        let r = tool("openssl", &["pkeyutl", "-verify", "-pubin", "-inkey", p(&public), "-rawin", "-in", file, "-sigfile", sig], &m);
+    for (file, sig) in [
+        ("manifest.yaml", "signatures/manifest.sig"),
+        ("export.json", "signatures/export.sig"),
+    ] {
+        let r = tool(
+            "openssl",
+            &[
+                "pkeyutl",
+                "-verify",
+                "-pubin",
+                "-inkey",
+                p(&public),
+                "-rawin",
+                "-in",
+                file,
+                "-sigfile",
+                sig,
+            ],
+            &m,
+        );
         assert_eq!(r.code, 0, "openssl verifies {sig}: {}{}", r.stdout, r.stderr);
     }
     let files = files_below(&m);
-    for required in ["README.md", "export.json", "provenance.json", "indexes/advisories.index.json", "indexes/vex.index.json", "indexes/sbom.index.json", "indexes/findings.index.json"] {
-        assert!(files.contains(&required.to_string()), "{required} missing from {files:?}");
+    for required in [
+        "README.md",
+        "export.json",
+        "provenance.json",
+        "indexes/advisories.index.json",
+        "indexes/vex.index.json",
+        "indexes/sbom.index.json",
+        "indexes/findings.index.json",
+    ] {
+        assert!(
+            files.contains(&required.to_string()),
+            "{required} missing from {files:?}"
+        );
     }
-    assert!(files.iter().any(|f| f.starts_with("data/raw/advisories/") && f.ends_with(".jsonl.zst")));
+    assert!(files
+        .iter()
+        .any(|f| f.starts_with("data/raw/advisories/") && f.ends_with(".jsonl.zst")));
     assert!(files.iter().any(|f| f.starts_with("data/normalized/vex/")));
-    assert!(files.iter().any(|f| f.starts_with("data/raw/sboms/") && f.ends_with("/sbom.json")));
+    assert!(files
+        .iter()
+        .any(|f| f.starts_with("data/raw/sboms/") && f.ends_with("/sbom.json")));
     let mut lines = 0;
     for f in &files {
         if f.ends_with(".json") {
@@ -59,10 +124,24 @@ fn full_bundle_is_readable_and_verifiable_with_standard_tools() {
     // The manifest counts match what the files hold (raw + normalized advisories and VEX).
     let manifest = std::fs::read_to_string(m.join("manifest.yaml")).unwrap();
     let yaml_count = |k: &str| -> usize {
-        let line = manifest.lines().find(|l| l.trim_start().starts_with(&format!("{k}:"))).unwrap();
+        let line = manifest
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{k}:")))
+            .unwrap();
         line.split(':').nth(1).unwrap().trim().parse().unwrap()
     };
-    let in_jsonl = ["advisories.raw", "advisories.normalized", "vex.raw", "vex.normalized", "sboms.normalized", "policy.evaluations", "consensus"].iter().map(|k| yaml_count(k)).sum::<usize>();
+    let in_jsonl = [
+        "advisories.raw",
+        "advisories.normalized",
+        "vex.raw",
+        "vex.normalized",
+        "sboms.normalized",
+        "policy.evaluations",
+        "consensus",
+    ]
+    .iter()
+    .map(|k| yaml_count(k))
+    .sum::<usize>();
     assert_eq!(lines, in_jsonl);
     sm(["verify", p(&bundle), "--trust", p(&public)]).ok();
 }
@@ -77,11 +156,36 @@ fn two_exports_of_the_same_state_are_byte_identical() {
     let bb = export_full(&b, &t.path().join("ob"), &key, "same");
     assert_eq!(std::fs::read(&ba).unwrap(), std::fs::read(&bb).unwrap());
     // And `--rerun` regenerates it from the store's snapshot, even after new ingests.
-    ingest(&a, "acme", &["--source", "go", "--complete"], &[&data("osv/go-new.jsonl")]).ok();
+    ingest(
+        &a,
+        "acme",
+        &["--source", "go", "--complete"],
+        &[&data("osv/go-new.jsonl")],
+    )
+    .ok();
     let rerun_dir = t.path().join("rerun");
-    let r = sm(["export", "full", "--store", p(&a), "--tenant", "acme", "--out", p(&rerun_dir), "--rerun", "same", "--sign-key", p(&key), "--json"]).ok().json();
+    let r = sm([
+        "export",
+        "full",
+        "--store",
+        p(&a),
+        "--tenant",
+        "acme",
+        "--out",
+        p(&rerun_dir),
+        "--rerun",
+        "same",
+        "--sign-key",
+        p(&key),
+        "--json",
+    ])
+    .ok()
+    .json();
     assert_eq!(r["identicalToOriginal"], true);
-    assert_eq!(std::fs::read(rerun_dir.join("same-full.tar.zst")).unwrap(), std::fs::read(&ba).unwrap());
+    assert_eq!(
+        std::fs::read(rerun_dir.join("same-full.tar.zst")).unwrap(),
+        std::fs::read(&ba).unwrap()
+    );
 }
 
 fn tamper_case(name: &str, change: impl Fn(&Path), code: &str, names: &str) {
@@ -96,11 +200,18 @@ fn tamper_case(name: &str, change: impl Fn(&Path), code: &str, names: &str) {
     change(&m);
     let r = sm(["verify", p(&m), "--trust", p(&public), "--json"]).fails_with(code);
     assert_eq!(r.code, 3, "{name}: verify failures exit 3");
-    assert!(r.stdout.contains(names), "{name}: the error names {names}: {}", r.stdout);
+    assert!(
+        r.stdout.contains(names),
+        "{name}: the error names {names}: {}",
+        r.stdout
+    );
 }
 
 fn first_data_file(m: &Path) -> String {
-    files_below(m).into_iter().find(|f| f.starts_with("data/raw/advisories/")).unwrap()
+    files_below(m)
+        .into_iter()
+        .find(|f| f.starts_with("data/raw/advisories/"))
+        .unwrap()
 }
 
 #[test]
@@ -109,7 +220,11 @@ fn flipping_one_byte_of_any_file_fails_verify_naming_it() {
         tamper_case(
             target,
             |m| {
-                let f = if target == "data" { first_data_file(m) } else { target.to_string() };
+                let f = if target == "data" {
+                    first_data_file(m)
+                } else {
+                    target.to_string()
+                };
                 let path = m.join(&f);
                 let mut b = std::fs::read(&path).unwrap();
                 let i = b.len() / 2;
@@ -117,7 +232,11 @@ fn flipping_one_byte_of_any_file_fails_verify_naming_it() {
                 std::fs::write(&path, b).unwrap();
             },
             "ERR_DIGEST_MISMATCH",
-            if target == "data" { "data/raw/advisories/" } else { target },
+            if target == "data" {
+                "data/raw/advisories/"
+            } else {
+                target
+            },
         );
     }
 }
@@ -140,12 +259,22 @@ fn flipping_a_byte_of_the_manifest_or_export_json_fails_the_signature() {
 
 #[test]
 fn a_removed_file_fails_verify_naming_it() {
-    tamper_case("removed", |m| std::fs::remove_file(m.join("indexes/sbom.index.json")).unwrap(), "ERR_BUNDLE_MISSING_FILE", "indexes/sbom.index.json");
+    tamper_case(
+        "removed",
+        |m| std::fs::remove_file(m.join("indexes/sbom.index.json")).unwrap(),
+        "ERR_BUNDLE_MISSING_FILE",
+        "indexes/sbom.index.json",
+    );
 }
 
 #[test]
 fn an_added_file_fails_verify_naming_it() {
-    tamper_case("added", |m| std::fs::write(m.join("data/extra.jsonl"), "{}\n").unwrap(), "ERR_BUNDLE_UNLISTED_FILE", "data/extra.jsonl");
+    tamper_case(
+        "added",
+        |m| std::fs::write(m.join("data/extra.jsonl"), "{}\n").unwrap(),
+        "ERR_BUNDLE_UNLISTED_FILE",
+        "data/extra.jsonl",
+    );
 }
 
 #[test]
@@ -168,9 +297,19 @@ fn an_export_for_one_tenant_holds_nothing_of_another() {
     let bundle = export_full(&store, &t.path().join("out"), &key, "f1");
     let x = t.path().join("x");
     extract(&bundle, &x);
-    let r = tool("sh", &["-c", "for f in $(find . -name '*.zst'); do zstd -dc $f; done; cat $(find . -name '*.json' -o -name '*.yaml')"], &x);
+    let r = tool(
+        "sh",
+        &[
+            "-c",
+            "for f in $(find . -name '*.zst'); do zstd -dc $f; done; cat $(find . -name '*.json' -o -name '*.yaml')",
+        ],
+        &x,
+    );
     assert!(r.stdout.contains("GO-20"), "sanity: the tenant's own records are there");
-    assert!(!r.stdout.contains("PYSEC-"), "no record of tenant `other` in tenant acme's bundle");
+    assert!(
+        !r.stdout.contains("PYSEC-"),
+        "no record of tenant `other` in tenant acme's bundle"
+    );
 }
 
 #[test]
@@ -179,20 +318,59 @@ fn product_selectors_export_only_matching_subjects_and_are_recorded() {
     let (key, public) = keypair(t.path(), "k");
     let store = producer(t.path());
     let out = t.path().join("out");
-    sm(["export", "full", "--store", p(&store), "--tenant", "acme", "--out", p(&out), "--run-id", "sel", "--created-at", CREATED, "--sign-key", p(&key), "--product", "pkg:golang/github.com/**"]).ok();
+    sm([
+        "export",
+        "full",
+        "--store",
+        p(&store),
+        "--tenant",
+        "acme",
+        "--out",
+        p(&out),
+        "--run-id",
+        "sel",
+        "--created-at",
+        CREATED,
+        "--sign-key",
+        p(&key),
+        "--product",
+        "pkg:golang/github.com/**",
+    ])
+    .ok();
     let bundle = out.join("sel-full.tar.zst");
     sm(["verify", p(&bundle), "--trust", p(&public)]).ok();
     let x = t.path().join("x");
     extract(&bundle, &x);
-    let r = tool("sh", &["-c", "for f in $(find mirror/data -name '*.zst'); do zstd -dc $f; done | jq -r .subject | sort -u"], &x);
+    let r = tool(
+        "sh",
+        &[
+            "-c",
+            "for f in $(find mirror/data -name '*.zst'); do zstd -dc $f; done | jq -r .subject | sort -u",
+        ],
+        &x,
+    );
     assert!(!r.stdout.is_empty());
-    assert!(r.stdout.lines().all(|s| s.starts_with("pkg:golang/github.com/")), "{}", r.stdout);
+    assert!(
+        r.stdout.lines().all(|s| s.starts_with("pkg:golang/github.com/")),
+        "{}",
+        r.stdout
+    );
     let m = std::fs::read_to_string(x.join("mirror/manifest.yaml")).unwrap();
-    assert!(m.contains("pkg:golang/github.com/**"), "selectors recorded in the manifest");
+    assert!(
+        m.contains("pkg:golang/github.com/**"),
+        "selectors recorded in the manifest"
+    );
 }
 
 fn diff_json(bundle: &Path) -> serde_json::Value {
-    let r = tool("sh", &["-c", &format!("zstd -dc '{}' | tar -xOf - delta/manifest.diff.json", bundle.display())], Path::new("/"));
+    let r = tool(
+        "sh",
+        &[
+            "-c",
+            &format!("zstd -dc '{}' | tar -xOf - delta/manifest.diff.json", bundle.display()),
+        ],
+        Path::new("/"),
+    );
     serde_json::from_str(&r.stdout).unwrap()
 }
 
@@ -203,11 +381,42 @@ fn delta_of_real_churn_matches_the_expected_counts_and_records() {
     let store = producer(t.path());
     let out = t.path().join("out");
     let full = export_full(&store, &out, &key, "f1");
-    ingest(&store, "acme", &["--source", "go", "--complete"], &[&data("osv/go-new.jsonl")]).ok();
-    ingest(&store, "acme", &["--source", "vex", "--complete"], &[&data("vex/rancher-new")]).ok();
-    sm(["export", "delta", "--store", p(&store), "--tenant", "acme", "--out", p(&out), "--base", "f1", "--run-id", "d1", "--created-at", "2026-08-15T00:00:00Z", "--sign-key", p(&key)]).ok();
+    ingest(
+        &store,
+        "acme",
+        &["--source", "go", "--complete"],
+        &[&data("osv/go-new.jsonl")],
+    )
+    .ok();
+    ingest(
+        &store,
+        "acme",
+        &["--source", "vex", "--complete"],
+        &[&data("vex/rancher-new")],
+    )
+    .ok();
+    sm([
+        "export",
+        "delta",
+        "--store",
+        p(&store),
+        "--tenant",
+        "acme",
+        "--out",
+        p(&out),
+        "--base",
+        "f1",
+        "--run-id",
+        "d1",
+        "--created-at",
+        "2026-08-15T00:00:00Z",
+        "--sign-key",
+        p(&key),
+    ])
+    .ok();
     let delta = out.join("d1-delta.tar.zst");
-    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(data("expected.json")).unwrap()).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data("expected.json")).unwrap()).unwrap();
     let go = &expected["osv/go-old.jsonl -> osv/go-new.jsonl"];
     let vex = &expected["vex/rancher-old -> vex/rancher-new"];
     let d = diff_json(&delta);
@@ -222,10 +431,32 @@ fn delta_of_real_churn_matches_the_expected_counts_and_records() {
     // changed/ holds exactly the added + changed raw advisories; removed/ the removed ids.
     let x = t.path().join("x");
     extract(&delta, &x);
-    let ids = tool("sh", &["-c", "for f in delta/changed/data/raw/advisories/*.zst; do zstd -dc $f; done | jq -r .id | sort"], &x);
-    assert_eq!(ids.stdout.lines().count() as u64, go["added"].as_u64().unwrap() + go["changed"].as_u64().unwrap());
-    let removed = tool("sh", &["-c", "jq -r 'select(.kind==\"advisories.raw\") | .id' delta/removed/advisories.jsonl"], &x);
-    let mut want: Vec<String> = go["removed_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let ids = tool(
+        "sh",
+        &[
+            "-c",
+            "for f in delta/changed/data/raw/advisories/*.zst; do zstd -dc $f; done | jq -r .id | sort",
+        ],
+        &x,
+    );
+    assert_eq!(
+        ids.stdout.lines().count() as u64,
+        go["added"].as_u64().unwrap() + go["changed"].as_u64().unwrap()
+    );
+    let removed = tool(
+        "sh",
+        &[
+            "-c",
+            "jq -r 'select(.kind==\"advisories.raw\") | .id' delta/removed/advisories.jsonl",
+        ],
+        &x,
+    );
+    let mut want: Vec<String> = go["removed_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
     want.sort();
     let mut got: Vec<String> = removed.stdout.lines().map(str::to_string).collect();
     got.sort();
@@ -234,7 +465,25 @@ fn delta_of_real_churn_matches_the_expected_counts_and_records() {
     // Given in the wrong order, the chain check refuses.
     sm(["verify", p(&delta), p(&full), "--trust", p(&public), "--json"]).ok();
     let d2 = out.join("d2-delta.tar.zst");
-    sm(["export", "delta", "--store", p(&store), "--tenant", "acme", "--out", p(&out), "--base", "d1", "--run-id", "d2", "--created-at", "2026-08-16T00:00:00Z", "--sign-key", p(&key)]).ok();
+    sm([
+        "export",
+        "delta",
+        "--store",
+        p(&store),
+        "--tenant",
+        "acme",
+        "--out",
+        p(&out),
+        "--base",
+        "d1",
+        "--run-id",
+        "d2",
+        "--created-at",
+        "2026-08-16T00:00:00Z",
+        "--sign-key",
+        p(&key),
+    ])
+    .ok();
     sm(["verify", p(&full), p(&d2), "--trust", p(&public), "--json"]).fails_with("ERR_DELTA_OUT_OF_ORDER");
 }
 
@@ -245,7 +494,25 @@ fn an_empty_delta_is_a_valid_signed_bundle_with_zero_counts() {
     let store = producer(t.path());
     let out = t.path().join("out");
     export_full(&store, &out, &key, "f1");
-    sm(["export", "delta", "--store", p(&store), "--tenant", "acme", "--out", p(&out), "--base", "latest", "--run-id", "d0", "--created-at", CREATED, "--sign-key", p(&key)]).ok();
+    sm([
+        "export",
+        "delta",
+        "--store",
+        p(&store),
+        "--tenant",
+        "acme",
+        "--out",
+        p(&out),
+        "--base",
+        "latest",
+        "--run-id",
+        "d0",
+        "--created-at",
+        CREATED,
+        "--sign-key",
+        p(&key),
+    ])
+    .ok();
     let d = diff_json(&out.join("d0-delta.tar.zst"));
     for k in ["added", "changed", "removed"] {
         assert!(d[k].as_object().unwrap().values().all(|v| v == 0), "{k}: {d}");
@@ -261,9 +528,39 @@ fn a_delta_against_an_unknown_base_fails_and_writes_nothing() {
     let store = producer(t.path());
     let out = t.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    sm(["export", "delta", "--store", p(&store), "--tenant", "acme", "--out", p(&out), "--base", "nope", "--sign-key", p(&key), "--json"]).fails_with("ERR_EXPORT_BASE_MISSING");
+    sm([
+        "export",
+        "delta",
+        "--store",
+        p(&store),
+        "--tenant",
+        "acme",
+        "--out",
+        p(&out),
+        "--base",
+        "nope",
+        "--sign-key",
+        p(&key),
+        "--json",
+    ])
+    .fails_with("ERR_EXPORT_BASE_MISSING");
     assert!(files_below(&out).is_empty(), "nothing written: {:?}", files_below(&out));
-    sm(["export", "delta", "--store", p(&store), "--tenant", "acme", "--out", p(&out), "--base", "latest", "--sign-key", p(&key), "--json"]).fails_with("ERR_EXPORT_BASE_MISSING");
+    sm([
+        "export",
+        "delta",
+        "--store",
+        p(&store),
+        "--tenant",
+        "acme",
+        "--out",
+        p(&out),
+        "--base",
+        "latest",
+        "--sign-key",
+        p(&key),
+        "--json",
+    ])
+    .fails_with("ERR_EXPORT_BASE_MISSING");
 }
 
 #[test]
@@ -273,10 +570,35 @@ fn reset_baseline_delta_carries_the_complete_state() {
     let store = producer(t.path());
     let out = t.path().join("out");
     export_full(&store, &out, &key, "f1");
-    sm(["export", "delta", "--store", p(&store), "--tenant", "acme", "--out", p(&out), "--base", "f1", "--run-id", "r1", "--created-at", CREATED, "--sign-key", p(&key), "--reset-baseline"]).ok();
+    sm([
+        "export",
+        "delta",
+        "--store",
+        p(&store),
+        "--tenant",
+        "acme",
+        "--out",
+        p(&out),
+        "--base",
+        "f1",
+        "--run-id",
+        "r1",
+        "--created-at",
+        CREATED,
+        "--sign-key",
+        p(&key),
+        "--reset-baseline",
+    ])
+    .ok();
     let d = diff_json(&out.join("r1-delta.tar.zst"));
     assert_eq!(d["resetBaseline"], true);
-    assert_eq!(d["added"]["advisories"].as_u64().unwrap() as usize, std::fs::read_to_string(data("osv/go-old.jsonl")).unwrap().lines().count());
+    assert_eq!(
+        d["added"]["advisories"].as_u64().unwrap() as usize,
+        std::fs::read_to_string(data("osv/go-old.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    );
     sm(["verify", p(&out.join("r1-delta.tar.zst")), "--trust", p(&public)]).ok();
 }
 
@@ -292,13 +614,34 @@ fn deltas_of_the_full_history_corpora_match_deltas_json() {
     let t = tempfile::tempdir().unwrap();
     let (key, _) = keypair(t.path(), "k");
     for (i, d) in all.as_array().unwrap().iter().enumerate() {
-        let (old, new) = (shared(d["old"].as_str().unwrap()).unwrap(), shared(d["new"].as_str().unwrap()).unwrap());
+        let (old, new) = (
+            shared(d["old"].as_str().unwrap()).unwrap(),
+            shared(d["new"].as_str().unwrap()).unwrap(),
+        );
         let store = t.path().join(format!("s{i}"));
         let out = t.path().join(format!("o{i}"));
         ingest(&store, "acme", &["--source", "osv", "--complete"], &[&old]).ok();
         export_full(&store, &out, &key, "base");
         ingest(&store, "acme", &["--source", "osv", "--complete"], &[&new]).ok();
-        sm(["export", "delta", "--store", p(&store), "--tenant", "acme", "--out", p(&out), "--base", "base", "--run-id", "d", "--created-at", CREATED, "--sign-key", p(&key)]).ok();
+        sm([
+            "export",
+            "delta",
+            "--store",
+            p(&store),
+            "--tenant",
+            "acme",
+            "--out",
+            p(&out),
+            "--base",
+            "base",
+            "--run-id",
+            "d",
+            "--created-at",
+            CREATED,
+            "--sign-key",
+            p(&key),
+        ])
+        .ok();
         let got = diff_json(&out.join("d-delta.tar.zst"));
         for k in ["added", "changed", "removed"] {
             assert_eq!(got[k]["advisories"], d[k], "{} -> {}: {k}", d["old"], d["new"]);

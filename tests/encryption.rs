@@ -15,10 +15,27 @@ fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (key, public) = keypair(dir.path(), "k");
     let store = dir.path().join("store");
-    ingest(&store, "acme", &["--source", "go", "--complete"], &[&data("osv/go-old.jsonl")]).ok();
-    ingest(&store, "acme", &["--source", "vex", "--complete"], &[&data("vex/rancher-old")]).ok();
+    ingest(
+        &store,
+        "acme",
+        &["--source", "go", "--complete"],
+        &[&data("osv/go-old.jsonl")],
+    )
+    .ok();
+    ingest(
+        &store,
+        "acme",
+        &["--source", "vex", "--complete"],
+        &[&data("vex/rancher-old")],
+    )
+    .ok();
     ingest(&store, "acme", &["--source", "sbom"], &[&data("sboms")]).ok();
-    Setup { dir, store, key, public }
+    Setup {
+        dir,
+        store,
+        key,
+        public,
+    }
 }
 
 /// `stellamirror keygen --age`: identity (0600) and recipient.
@@ -32,7 +49,22 @@ fn age_identity(dir: &Path, name: &str) -> (PathBuf, String) {
 
 fn export(s: &Setup, run: &str, extra: &[&str]) -> PathBuf {
     let out = s.dir.path().join("out");
-    let mut args = vec!["export", "full", "--store", p(&s.store), "--tenant", "acme", "--out", p(&out), "--run-id", run, "--created-at", "2026-09-01T00:00:00Z", "--sign-key", p(&s.key)];
+    let mut args = vec![
+        "export",
+        "full",
+        "--store",
+        p(&s.store),
+        "--tenant",
+        "acme",
+        "--out",
+        p(&out),
+        "--run-id",
+        run,
+        "--created-at",
+        "2026-09-01T00:00:00Z",
+        "--sign-key",
+        p(&s.key),
+    ];
     args.extend_from_slice(extra);
     sm(args).ok();
     out.join(format!("{run}-full.tar.zst"))
@@ -40,8 +72,20 @@ fn export(s: &Setup, run: &str, extra: &[&str]) -> PathBuf {
 
 fn extract(bundle: &Path, into: &Path) -> PathBuf {
     std::fs::create_dir_all(into).unwrap();
-    assert_eq!(tool("sh", &["-c", &format!("zstd -dc '{}' | tar -xf -", bundle.display())], into).code, 0);
-    into.join(if bundle.to_string_lossy().ends_with("-delta.tar.zst") { "delta" } else { "mirror" })
+    assert_eq!(
+        tool(
+            "sh",
+            &["-c", &format!("zstd -dc '{}' | tar -xf -", bundle.display())],
+            into
+        )
+        .code,
+        0
+    );
+    into.join(if bundle.to_string_lossy().ends_with("-delta.tar.zst") {
+        "delta"
+    } else {
+        "mirror"
+    })
 }
 
 fn encrypted_paths(m: &Path) -> Vec<String> {
@@ -65,7 +109,15 @@ fn age_cli_decrypts_every_encrypted_file_with_a_stellamirror_identity() {
         let r = tool("age", &["-d", "-i", p(&identity), "-o", p(&out), f], &m);
         assert_eq!(r.code, 0, "age -d {f}: {}", r.stderr);
         if f.ends_with(".jsonl.zst") {
-            assert_eq!(tool("sh", &["-c", &format!("zstd -dc '{}' | jq -c .id >/dev/null", out.display())], &m).code, 0);
+            assert_eq!(
+                tool(
+                    "sh",
+                    &["-c", &format!("zstd -dc '{}' | jq -c .id >/dev/null", out.display())],
+                    &m
+                )
+                .code,
+                0
+            );
         }
     }
 }
@@ -76,10 +128,23 @@ fn an_age_keygen_recipient_works_for_export_and_import() {
     let id = s.dir.path().join("age-keygen.txt");
     let r = tool("age-keygen", &["-o", p(&id)], s.dir.path());
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let recipient = tool("age-keygen", &["-y", p(&id)], s.dir.path()).stdout.trim().to_string();
+    let recipient = tool("age-keygen", &["-y", p(&id)], s.dir.path())
+        .stdout
+        .trim()
+        .to_string();
     let b = export(&s, "a2", &["--encrypt", "age", "--recipient", &recipient]);
     let mirror = s.dir.path().join("mirror");
-    sm(["import", p(&b), "--store", p(&mirror), "--trust", p(&s.public), "--identity", p(&id)]).ok();
+    sm([
+        "import",
+        p(&b),
+        "--store",
+        p(&mirror),
+        "--trust",
+        p(&s.public),
+        "--identity",
+        p(&id),
+    ])
+    .ok();
     assert_eq!(state_root(&mirror, "acme"), state_root(&s.store, "acme"));
 }
 
@@ -88,15 +153,39 @@ fn aes_gcm_bundles_round_trip_and_verify_with_an_identity() {
     let s = setup();
     let (identity, recipient) = age_identity(s.dir.path(), "id");
     let b = export(&s, "g1", &["--encrypt", "aes-gcm", "--recipient", &recipient]);
-    let v = sm(["verify", p(&b), "--trust", p(&s.public), "--identity", p(&identity), "--json"]).ok().json();
+    let v = sm([
+        "verify",
+        p(&b),
+        "--trust",
+        p(&s.public),
+        "--identity",
+        p(&identity),
+        "--json",
+    ])
+    .ok()
+    .json();
     assert_eq!(v["bundles"][0]["dataChecked"], true);
     let v = sm(["verify", p(&b), "--trust", p(&s.public), "--json"]).ok().json();
-    assert_eq!(v["bundles"][0]["dataChecked"], false, "without an identity only signatures and digests are checked");
+    assert_eq!(
+        v["bundles"][0]["dataChecked"], false,
+        "without an identity only signatures and digests are checked"
+    );
     let mirror = s.dir.path().join("mirror");
-    sm(["import", p(&b), "--store", p(&mirror), "--trust", p(&s.public), "--identity", p(&identity)]).ok();
+    sm([
+        "import",
+        p(&b),
+        "--store",
+        p(&mirror),
+        "--trust",
+        p(&s.public),
+        "--identity",
+        p(&identity),
+    ])
+    .ok();
     assert_eq!(state_root(&mirror, "acme"), state_root(&s.store, "acme"));
     let m = extract(&b, &s.dir.path().join("x"));
-    let prov: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(m.join("provenance.json")).unwrap()).unwrap();
+    let prov: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(m.join("provenance.json")).unwrap()).unwrap();
     let wrapped = prov["predicate"]["encryption"]["recipients"].as_array().unwrap();
     assert_eq!(wrapped.len(), 1);
     assert_eq!(wrapped[0]["recipient"], recipient.as_str());
@@ -108,11 +197,35 @@ fn a_wrong_or_missing_identity_fails_with_decrypt_failed_and_applies_nothing() {
     let (_, recipient) = age_identity(s.dir.path(), "right");
     let (wrong, _) = age_identity(s.dir.path(), "wrong");
     for mode in ["age", "aes-gcm"] {
-        let b = export(&s, &format!("w-{mode}"), &["--encrypt", mode, "--recipient", &recipient]);
+        let b = export(
+            &s,
+            &format!("w-{mode}"),
+            &["--encrypt", mode, "--recipient", &recipient],
+        );
         let mirror = s.dir.path().join(format!("m-{mode}"));
-        let r = sm(["import", p(&b), "--store", p(&mirror), "--trust", p(&s.public), "--identity", p(&wrong), "--json"]).fails_with("ERR_DECRYPT_FAILED");
+        let r = sm([
+            "import",
+            p(&b),
+            "--store",
+            p(&mirror),
+            "--trust",
+            p(&s.public),
+            "--identity",
+            p(&wrong),
+            "--json",
+        ])
+        .fails_with("ERR_DECRYPT_FAILED");
         assert!(!r.stdout.contains("AGE-SECRET-KEY"), "no key material in errors");
-        sm(["import", p(&b), "--store", p(&mirror), "--trust", p(&s.public), "--json"]).fails_with("ERR_DECRYPT_FAILED");
+        sm([
+            "import",
+            p(&b),
+            "--store",
+            p(&mirror),
+            "--trust",
+            p(&s.public),
+            "--json",
+        ])
+        .fails_with("ERR_DECRYPT_FAILED");
         assert_eq!(stellamirror_tests::status(&mirror, "acme")["records"], 0);
     }
 }
@@ -126,11 +239,23 @@ fn default_and_strict_modes_encrypt_exactly_the_documented_paths() {
     let all = files_below(&m);
     let want: Vec<String> = all.iter().filter(|f| f.starts_with("data/")).cloned().collect();
     assert_eq!(encrypted_paths(&m), want, "default mode encrypts data/ only");
-    let b = export(&s, "s", &["--encrypt", "aes-gcm", "--recipient", &recipient, "--strict"]);
+    let b = export(
+        &s,
+        "s",
+        &["--encrypt", "aes-gcm", "--recipient", &recipient, "--strict"],
+    );
     let m = extract(&b, &s.dir.path().join("xs"));
     let all = files_below(&m);
-    let want: Vec<String> = all.iter().filter(|f| !(f.as_str() == "manifest.yaml" || f.as_str() == "export.json" || f.starts_with("signatures/"))).cloned().collect();
-    assert_eq!(encrypted_paths(&m), want, "strict mode encrypts all but manifest, export.json, signatures");
+    let want: Vec<String> = all
+        .iter()
+        .filter(|f| !(f.as_str() == "manifest.yaml" || f.as_str() == "export.json" || f.starts_with("signatures/")))
+        .cloned()
+        .collect();
+    assert_eq!(
+        encrypted_paths(&m),
+        want,
+        "strict mode encrypts all but manifest, export.json, signatures"
+    );
     // Strict: the wrapped data keys move to export.json (provenance is encrypted).
     let ex: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(m.join("export.json")).unwrap()).unwrap();
     assert_eq!(ex["wrappedKeys"].as_array().unwrap().len(), 1);
@@ -143,12 +268,54 @@ fn an_encrypted_delta_chain_imports_to_the_exporters_root() {
     let s = setup();
     let (identity, recipient) = age_identity(s.dir.path(), "id");
     let out = s.dir.path().join("out");
-    let full = export(&s, "f", &["--encrypt", "aes-gcm", "--recipient", &recipient, "--strict"]);
-    ingest(&s.store, "acme", &["--source", "go", "--complete"], &[&data("osv/go-new.jsonl")]).ok();
-    sm(["export", "delta", "--store", p(&s.store), "--tenant", "acme", "--out", p(&out), "--base", "f", "--run-id", "d", "--created-at", "2026-09-02T00:00:00Z", "--sign-key", p(&s.key), "--encrypt", "age", "--recipient", &recipient]).ok();
+    let full = export(
+        &s,
+        "f",
+        &["--encrypt", "aes-gcm", "--recipient", &recipient, "--strict"],
+    );
+    ingest(
+        &s.store,
+        "acme",
+        &["--source", "go", "--complete"],
+        &[&data("osv/go-new.jsonl")],
+    )
+    .ok();
+    sm([
+        "export",
+        "delta",
+        "--store",
+        p(&s.store),
+        "--tenant",
+        "acme",
+        "--out",
+        p(&out),
+        "--base",
+        "f",
+        "--run-id",
+        "d",
+        "--created-at",
+        "2026-09-02T00:00:00Z",
+        "--sign-key",
+        p(&s.key),
+        "--encrypt",
+        "age",
+        "--recipient",
+        &recipient,
+    ])
+    .ok();
     let mirror = s.dir.path().join("mirror");
     for b in [full, out.join("d-delta.tar.zst")] {
-        sm(["import", p(&b), "--store", p(&mirror), "--trust", p(&s.public), "--identity", p(&identity)]).ok();
+        sm([
+            "import",
+            p(&b),
+            "--store",
+            p(&mirror),
+            "--trust",
+            p(&s.public),
+            "--identity",
+            p(&identity),
+        ])
+        .ok();
     }
     assert_eq!(state_root(&mirror, "acme"), state_root(&s.store, "acme"));
 }

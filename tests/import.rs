@@ -26,7 +26,12 @@ fn history_steps() -> Vec<Vec<(&'static str, PathBuf)>> {
         shared("history/go-2026-08-14.jsonl"),
         shared("advisories/go.jsonl"),
     ) {
-        return vec![vec![("pypa", p1), ("go", g1)], vec![("pypa", p2)], vec![("go", g2)], vec![("pypa", p3), ("go", g3)]];
+        return vec![
+            vec![("pypa", p1), ("go", g1)],
+            vec![("pypa", p2)],
+            vec![("go", g2)],
+            vec![("pypa", p3), ("go", g3)],
+        ];
     }
     vec![
         vec![("go", data("osv/go-old.jsonl")), ("vex", data("vex/rancher-old"))],
@@ -50,20 +55,69 @@ fn chain() -> Chain {
         }
         let created = format!("2026-09-0{}T00:00:00Z", i + 1);
         if i == 0 {
-            sm(["export", "full", "--store", p(&producer), "--tenant", "acme", "--out", p(&out), "--run-id", "f0", "--created-at", &created, "--sign-key", p(&key)]).ok();
+            sm([
+                "export",
+                "full",
+                "--store",
+                p(&producer),
+                "--tenant",
+                "acme",
+                "--out",
+                p(&out),
+                "--run-id",
+                "f0",
+                "--created-at",
+                &created,
+                "--sign-key",
+                p(&key),
+            ])
+            .ok();
             bundles.push(out.join("f0-full.tar.zst"));
         } else {
             let run = format!("d{i}");
-            sm(["export", "delta", "--store", p(&producer), "--tenant", "acme", "--out", p(&out), "--base", "latest", "--run-id", &run, "--created-at", &created, "--sign-key", p(&key)]).ok();
+            sm([
+                "export",
+                "delta",
+                "--store",
+                p(&producer),
+                "--tenant",
+                "acme",
+                "--out",
+                p(&out),
+                "--base",
+                "latest",
+                "--run-id",
+                &run,
+                "--created-at",
+                &created,
+                "--sign-key",
+                p(&key),
+            ])
+            .ok();
             bundles.push(out.join(format!("{run}-delta.tar.zst")));
         }
         roots.push(state_root(&producer, "acme"));
     }
-    Chain { _dir: dir, root, producer, public, bundles, roots }
+    Chain {
+        _dir: dir,
+        root,
+        producer,
+        public,
+        bundles,
+        roots,
+    }
 }
 
 fn import(c: &Chain, bundle: &Path, store: &Path) -> stellamirror_tests::Run {
-    sm(["import", p(bundle), "--store", p(store), "--trust", p(&c.public), "--json"])
+    sm([
+        "import",
+        p(bundle),
+        "--store",
+        p(store),
+        "--trust",
+        p(&c.public),
+        "--json",
+    ])
 }
 
 #[test]
@@ -100,10 +154,24 @@ fn out_of_order_skipped_repeated_and_foreign_tenant_imports_are_refused_or_no_op
     // Applying d1 twice: the second is a no-op that says so.
     import(&c, &c.bundles[1], &mirror).ok();
     let after = state_root(&mirror, "acme");
-    assert_eq!(import(&c, &c.bundles[1], &mirror).ok().json()["outcome"], "already-applied");
+    assert_eq!(
+        import(&c, &c.bundles[1], &mirror).ok().json()["outcome"],
+        "already-applied"
+    );
     assert_eq!(state_root(&mirror, "acme"), after);
     // Into another tenant.
-    sm(["import", p(&c.bundles[2]), "--store", p(&mirror), "--trust", p(&c.public), "--tenant", "other", "--json"]).fails_with("ERR_TENANT_MISMATCH");
+    sm([
+        "import",
+        p(&c.bundles[2]),
+        "--store",
+        p(&mirror),
+        "--trust",
+        p(&c.public),
+        "--tenant",
+        "other",
+        "--json",
+    ])
+    .fails_with("ERR_TENANT_MISMATCH");
     assert_eq!(state_root(&mirror, "acme"), after);
     // A mirror that diverged (local ingest) refuses the next delta.
     ingest(&mirror, "acme", &[], &[&data("sboms")]).ok();
@@ -124,7 +192,15 @@ fn a_delta_into_an_empty_store_is_out_of_order() {
 fn repack(c: &Chain, extra: &str, name: &str) -> PathBuf {
     let x = c.root.join(format!("x-{name}"));
     std::fs::create_dir_all(&x).unwrap();
-    assert_eq!(tool("sh", &["-c", &format!("zstd -dc '{}' | tar -xf -", c.bundles[0].display())], &x).code, 0);
+    assert_eq!(
+        tool(
+            "sh",
+            &["-c", &format!("zstd -dc '{}' | tar -xf -", c.bundles[0].display())],
+            &x
+        )
+        .code,
+        0
+    );
     let tar = c.root.join(format!("{name}.tar"));
     let script = format!(
         r#"
@@ -156,16 +232,27 @@ fn refused_and_nothing_written(c: &Chain, bundle: &Path, code: &str, canary: &Pa
     import(c, bundle, &mirror).fails_with(code);
     assert_eq!(state_root(&mirror, "acme"), before);
     assert_eq!(status(&mirror, "acme")["appliedExportIds"], hist);
-    assert!(!canary.exists(), "{} was written outside the staging area", canary.display());
+    assert!(
+        !canary.exists(),
+        "{} was written outside the staging area",
+        canary.display()
+    );
     let staging = mirror.join("staging");
-    assert!(!staging.exists() || files_below(&staging).is_empty(), "staging area cleaned up");
+    assert!(
+        !staging.exists() || files_below(&staging).is_empty(),
+        "staging area cleaned up"
+    );
 }
 
 #[test]
 fn path_traversal_entry_is_refused() {
     let c = chain();
     let canary = c.root.join("evil-traversal.txt");
-    let b = repack(&c, r#"add_bytes("mirror/../../evil-traversal.txt", b"owned")"#, "traversal");
+    let b = repack(
+        &c,
+        r#"add_bytes("mirror/../../evil-traversal.txt", b"owned")"#,
+        "traversal",
+    );
     refused_and_nothing_written(&c, &b, "ERR_BUNDLE_UNSAFE_ENTRY", &canary);
 }
 
@@ -173,7 +260,11 @@ fn path_traversal_entry_is_refused() {
 fn absolute_entry_is_refused() {
     let c = chain();
     let canary = c.root.join("evil-absolute.txt");
-    let b = repack(&c, &format!("add_bytes({:?}, b\"owned\")", canary.display().to_string()), "absolute");
+    let b = repack(
+        &c,
+        &format!("add_bytes({:?}, b\"owned\")", canary.display().to_string()),
+        "absolute",
+    );
     refused_and_nothing_written(&c, &b, "ERR_BUNDLE_UNSAFE_ENTRY", &canary);
 }
 
@@ -181,7 +272,14 @@ fn absolute_entry_is_refused() {
 fn symlink_entry_is_refused() {
     let c = chain();
     let canary = c.root.join("evil-symlink");
-    let b = repack(&c, &format!("add_bytes(\"mirror/data/link\", b\"\", type=tarfile.SYMTYPE, linkname={:?})", canary.display().to_string()), "symlink");
+    let b = repack(
+        &c,
+        &format!(
+            "add_bytes(\"mirror/data/link\", b\"\", type=tarfile.SYMTYPE, linkname={:?})",
+            canary.display().to_string()
+        ),
+        "symlink",
+    );
     refused_and_nothing_written(&c, &b, "ERR_BUNDLE_UNSAFE_ENTRY", &canary);
 }
 
@@ -189,7 +287,11 @@ fn symlink_entry_is_refused() {
 fn hardlink_entry_is_refused() {
     let c = chain();
     let canary = c.root.join("evil-hardlink");
-    let b = repack(&c, r#"add_bytes("mirror/data/hard", b"", type=tarfile.LNKTYPE, linkname="mirror/export.json")"#, "hardlink");
+    let b = repack(
+        &c,
+        r#"add_bytes("mirror/data/hard", b"", type=tarfile.LNKTYPE, linkname="mirror/export.json")"#,
+        "hardlink",
+    );
     refused_and_nothing_written(&c, &b, "ERR_BUNDLE_UNSAFE_ENTRY", &canary);
 }
 
@@ -205,7 +307,11 @@ fn unlisted_entry_is_refused() {
 fn duplicate_entry_is_refused() {
     let c = chain();
     let canary = c.root.join("none");
-    let b = repack(&c, r#"t.add("mirror/export.json", arcname="mirror/export.json")"#, "duplicate");
+    let b = repack(
+        &c,
+        r#"t.add("mirror/export.json", arcname="mirror/export.json")"#,
+        "duplicate",
+    );
     refused_and_nothing_written(&c, &b, "ERR_BUNDLE_UNSAFE_ENTRY", &canary);
 }
 
@@ -218,7 +324,11 @@ fn zstd_bomb_is_refused_not_swallowed() {
     let bomb_dir = c.root.join("bomb");
     std::fs::create_dir_all(&bomb_dir).unwrap();
     let script = "import tarfile, io, sys\nclass Z(io.RawIOBase):\n    def __init__(s, n): s.n = n\n    def readable(s): return True\n    def readinto(s, b):\n        k = min(len(b), s.n); b[:k] = bytes(k); s.n -= k; return k\nt = tarfile.open(fileobj=sys.stdout.buffer, mode='w|')\nti = tarfile.TarInfo('mirror/manifest.yaml'); ti.size = 1 << 30\nt.addfile(ti, io.BufferedReader(Z(1 << 30)))\nt.close()\n";
-    let r = tool("sh", &["-c", &format!("python3 -c \"{script}\" | zstd -q -1 -o bomb.tar.zst")], &bomb_dir);
+    let r = tool(
+        "sh",
+        &["-c", &format!("python3 -c \"{script}\" | zstd -q -1 -o bomb.tar.zst")],
+        &bomb_dir,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let b = bomb_dir.join("bomb.tar.zst");
     assert!(std::fs::metadata(&b).unwrap().len() < 1 << 20);
@@ -251,7 +361,13 @@ fn a_tampered_byte_anywhere_in_the_archive_is_refused() {
         std::fs::write(&b, t).unwrap();
         let r = import(&c, &b, &mirror);
         assert_ne!(r.code, 0);
-        assert!(["ERR_BUNDLE_MALFORMED", "ERR_DIGEST_MISMATCH", "ERR_SIGNATURE_INVALID"].iter().any(|k| r.stdout.contains(k)), "{}", r.stdout);
+        assert!(
+            ["ERR_BUNDLE_MALFORMED", "ERR_DIGEST_MISMATCH", "ERR_SIGNATURE_INVALID"]
+                .iter()
+                .any(|k| r.stdout.contains(k)),
+            "{}",
+            r.stdout
+        );
         assert_eq!(state_root(&mirror, "acme"), before);
     }
 }
@@ -275,14 +391,38 @@ fn sigkill_during_import_then_rerun_ends_at_the_right_root() {
     let producer = t.path().join("producer");
     ingest(&producer, "acme", &[], &[&t.path().join("big.jsonl")]).ok();
     let out = t.path().join("out");
-    sm(["export", "full", "--store", p(&producer), "--tenant", "acme", "--out", p(&out), "--run-id", "big", "--created-at", "2026-09-01T00:00:00Z", "--sign-key", p(&key)]).ok();
+    sm([
+        "export",
+        "full",
+        "--store",
+        p(&producer),
+        "--tenant",
+        "acme",
+        "--out",
+        p(&out),
+        "--run-id",
+        "big",
+        "--created-at",
+        "2026-09-01T00:00:00Z",
+        "--sign-key",
+        p(&key),
+    ])
+    .ok();
     let bundle = out.join("big-full.tar.zst");
     let want = state_root(&producer, "acme");
     let mut saw_before = false;
     for (i, ms) in [20u64, 80, 200, 400, 700].into_iter().enumerate() {
         let store = t.path().join(format!("m{i}"));
         let mut child = Command::new(stellamirror_tests::bin())
-            .args(["--quiet", "import", p(&bundle), "--store", p(&store), "--trust", p(&public)])
+            .args([
+                "--quiet",
+                "import",
+                p(&bundle),
+                "--store",
+                p(&store),
+                "--trust",
+                p(&public),
+            ])
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(ms));
@@ -291,14 +431,20 @@ fn sigkill_during_import_then_rerun_ends_at_the_right_root() {
         let s = status(&store, "acme");
         let root = s["stateRoot"].as_str().unwrap().to_string();
         if root != want {
-            assert_eq!(s["records"], 0, "killed after {ms} ms: the store is either before or after, never between");
+            assert_eq!(
+                s["records"], 0,
+                "killed after {ms} ms: the store is either before or after, never between"
+            );
             saw_before = true;
         }
         sm(["import", p(&bundle), "--store", p(&store), "--trust", p(&public)]).ok();
         assert_eq!(state_root(&store, "acme"), want);
         sm(["verify", "--store", p(&store)]).ok();
     }
-    assert!(saw_before, "at least one kill must land before the commit for this test to mean anything");
+    assert!(
+        saw_before,
+        "at least one kill must land before the commit for this test to mean anything"
+    );
 }
 
 #[test]
@@ -306,12 +452,33 @@ fn rebuild_from_a_folder_of_bundles_reproduces_the_exporter() {
     let c = chain();
     let folder = c.root.join("bundles");
     let rebuilt = c.root.join("rebuilt");
-    let r = sm(["rebuild", "--bundles", p(&folder), "--store", p(&rebuilt), "--trust", p(&c.public), "--json"]).ok().json();
+    let r = sm([
+        "rebuild",
+        "--bundles",
+        p(&folder),
+        "--store",
+        p(&rebuilt),
+        "--trust",
+        p(&c.public),
+        "--json",
+    ])
+    .ok()
+    .json();
     assert_eq!(r["chain"], serde_json::json!(["f0", "d1", "d2", "d3"]));
     assert_eq!(state_root(&rebuilt, "acme"), state_root(&c.producer, "acme"));
     // A missing link in the chain is reported, naming what is missing.
     std::fs::remove_file(&c.bundles[2]).unwrap();
-    let r = sm(["rebuild", "--bundles", p(&folder), "--store", p(&c.root.join("gap")), "--trust", p(&c.public), "--json"]).fails_with("ERR_REBUILD_CHAIN_GAP");
+    let r = sm([
+        "rebuild",
+        "--bundles",
+        p(&folder),
+        "--store",
+        p(&c.root.join("gap")),
+        "--trust",
+        p(&c.public),
+        "--json",
+    ])
+    .fails_with("ERR_REBUILD_CHAIN_GAP");
     assert!(r.stdout.contains("d2"), "{}", r.stdout);
 }
 
@@ -321,15 +488,32 @@ fn publish_writes_the_current_mirror_tree_and_reuses_unchanged_files() {
     let mirror = c.root.join("mirror");
     let public_dir = c.root.join("published");
     for b in &c.bundles[..2] {
-        sm(["import", p(b), "--store", p(&mirror), "--trust", p(&c.public), "--publish", p(&public_dir)]).ok();
+        sm([
+            "import",
+            p(b),
+            "--store",
+            p(&mirror),
+            "--trust",
+            p(&c.public),
+            "--publish",
+            p(&public_dir),
+        ])
+        .ok();
     }
     let current = public_dir.join("acme/current");
-    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(current.join("state.json")).unwrap()).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(current.join("state.json")).unwrap()).unwrap();
     assert_eq!(state["stateRoot"].as_str().unwrap(), state_root(&mirror, "acme"));
     let files = files_below(&current);
     assert!(files.iter().any(|f| f.starts_with("data/raw/advisories/")));
     assert!(files.iter().any(|f| f == "indexes/advisories.index.json"));
     use std::os::unix::fs::MetadataExt;
-    let linked = files.iter().filter(|f| std::fs::metadata(current.join(f)).unwrap().nlink() > 1).count();
-    assert!(linked > 0, "files unchanged since the previous version are hard links to it");
+    let linked = files
+        .iter()
+        .filter(|f| std::fs::metadata(current.join(f)).unwrap().nlink() > 1)
+        .count();
+    assert!(
+        linked > 0,
+        "files unchanged since the previous version are hard links to it"
+    );
 }

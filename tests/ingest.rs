@@ -6,7 +6,11 @@ use std::time::Duration;
 use stellamirror_tests::{data, ingest, p, shared, sm, state_root, status};
 
 fn lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.trim().is_empty()).count()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
 }
 
 fn records(store: &Path, tenant: &str, collection: &str) -> u64 {
@@ -42,12 +46,19 @@ fn real_openvex_and_cyclonedx_ingest() {
     let vex = shared("vex/openvex/rancher-vexhub").unwrap_or_else(|| data("vex/rancher-new"));
     let docs = std::fs::read_dir(&vex).unwrap().count() as u64;
     ingest(&store, "acme", &["--source", "rancher"], &[&vex]).ok();
-    assert_eq!(records(&store, "acme", "vex.raw"), docs, "one raw record per VEX document file");
+    assert_eq!(
+        records(&store, "acme", "vex.raw"),
+        docs,
+        "one raw record per VEX document file"
+    );
     assert!(records(&store, "acme", "vex.normalized") >= docs);
     let sboms = shared("sboms").unwrap_or_else(|| data("sboms"));
     ingest(&store, "acme", &["--source", "sboms"], &[&sboms]).ok();
     assert!(records(&store, "acme", "sboms.raw") >= 1);
-    assert_eq!(records(&store, "acme", "sboms.raw"), records(&store, "acme", "sboms.normalized"));
+    assert_eq!(
+        records(&store, "acme", "sboms.raw"),
+        records(&store, "acme", "sboms.normalized")
+    );
 }
 
 #[test]
@@ -69,7 +80,11 @@ fn same_documents_in_two_orders_give_the_same_state_root() {
     let vex = data("vex/rancher-new");
     // Store A: files in one order. Store B: the other order, and the JSONL reversed.
     let reversed = t.path().join("reversed.jsonl");
-    let mut ls: Vec<String> = std::fs::read_to_string(&go).unwrap().lines().map(str::to_string).collect();
+    let mut ls: Vec<String> = std::fs::read_to_string(&go)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
     ls.reverse();
     std::fs::write(&reversed, ls.join("\n") + "\n").unwrap();
     let (a, b) = (t.path().join("a"), t.path().join("b"));
@@ -85,30 +100,78 @@ fn tenants_never_see_each_others_records() {
     let store = t.path().join("s");
     ingest(&store, "red", &[], &[&data("osv/go-old.jsonl")]).ok();
     ingest(&store, "blue", &[], &[&data("osv/pypa.jsonl")]).ok();
-    assert_eq!(records(&store, "red", "advisories.raw") as usize, lines(&data("osv/go-old.jsonl")));
-    assert_eq!(records(&store, "blue", "advisories.raw") as usize, lines(&data("osv/pypa.jsonl")));
+    assert_eq!(
+        records(&store, "red", "advisories.raw") as usize,
+        lines(&data("osv/go-old.jsonl"))
+    );
+    assert_eq!(
+        records(&store, "blue", "advisories.raw") as usize,
+        lines(&data("osv/pypa.jsonl"))
+    );
     // Removing a PyPA id in red finds nothing there.
-    let first: serde_json::Value = serde_json::from_str(std::fs::read_to_string(data("osv/pypa.jsonl")).unwrap().lines().next().unwrap()).unwrap();
-    sm(["remove", "--store", p(&store), "--tenant", "red", "--json", first["id"].as_str().unwrap()]).fails_with("ERR_RECORD_NOT_FOUND");
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(data("osv/pypa.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    sm([
+        "remove",
+        "--store",
+        p(&store),
+        "--tenant",
+        "red",
+        "--json",
+        first["id"].as_str().unwrap(),
+    ])
+    .fails_with("ERR_RECORD_NOT_FOUND");
 }
 
 #[test]
 fn complete_source_removes_records_absent_from_the_input() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("s");
-    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(data("expected.json")).unwrap()).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data("expected.json")).unwrap()).unwrap();
     let exp = &expected["osv/go-old.jsonl -> osv/go-new.jsonl"];
-    ingest(&store, "acme", &["--source", "go", "--complete"], &[&data("osv/go-old.jsonl")]).ok();
-    let r = ingest(&store, "acme", &["--source", "go", "--complete"], &[&data("osv/go-new.jsonl")]).ok().json();
+    ingest(
+        &store,
+        "acme",
+        &["--source", "go", "--complete"],
+        &[&data("osv/go-old.jsonl")],
+    )
+    .ok();
+    let r = ingest(
+        &store,
+        "acme",
+        &["--source", "go", "--complete"],
+        &[&data("osv/go-new.jsonl")],
+    )
+    .ok()
+    .json();
     let c = &r["counts"]["advisories.raw"];
     assert_eq!(c["added"], exp["added"]);
     assert_eq!(c["changed"], exp["changed"]);
     assert_eq!(c["removed"], exp["removed"]);
-    assert_eq!(records(&store, "acme", "advisories.raw"), exp["new_count"].as_u64().unwrap());
+    assert_eq!(
+        records(&store, "acme", "advisories.raw"),
+        exp["new_count"].as_u64().unwrap()
+    );
     // Records of another source are untouched by this source's --complete.
     ingest(&store, "acme", &["--source", "pypa"], &[&data("osv/pypa.jsonl")]).ok();
-    ingest(&store, "acme", &["--source", "go", "--complete"], &[&data("osv/go-new.jsonl")]).ok();
-    assert_eq!(records(&store, "acme", "advisories.raw") as usize, lines(&data("osv/go-new.jsonl")) + lines(&data("osv/pypa.jsonl")));
+    ingest(
+        &store,
+        "acme",
+        &["--source", "go", "--complete"],
+        &[&data("osv/go-new.jsonl")],
+    )
+    .ok();
+    assert_eq!(
+        records(&store, "acme", "advisories.raw") as usize,
+        lines(&data("osv/go-new.jsonl")) + lines(&data("osv/pypa.jsonl"))
+    );
 }
 
 #[test]
@@ -121,7 +184,17 @@ fn remove_by_id_drops_the_record_and_its_normalized_form() {
     assert_eq!(records(&store, "acme", "advisories.raw"), n - 1);
     assert_eq!(records(&store, "acme", "advisories.normalized"), n - 1);
     let before = state_root(&store, "acme");
-    sm(["remove", "--store", p(&store), "--tenant", "acme", "--json", "GO-2020-0003", "NOPE-1"]).fails_with("ERR_RECORD_NOT_FOUND");
+    sm([
+        "remove",
+        "--store",
+        p(&store),
+        "--tenant",
+        "acme",
+        "--json",
+        "GO-2020-0003",
+        "NOPE-1",
+    ])
+    .fails_with("ERR_RECORD_NOT_FOUND");
     assert_eq!(state_root(&store, "acme"), before, "a refused remove removes nothing");
 }
 
@@ -150,9 +223,17 @@ fn malformed_jsonl_line_is_refused_naming_file_and_line_and_nothing_is_committed
 fn osv_without_modified_is_invalid_with_a_json_pointer() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("s");
-    let f = write(t.path(), "x.json", r#"{"id":"OSV-1","modified":"yesterday","affected":[]}"#);
+    let f = write(
+        t.path(),
+        "x.json",
+        r#"{"id":"OSV-1","modified":"yesterday","affected":[]}"#,
+    );
     let r = ingest(&store, "acme", &[], &[&f]).fails_with("ERR_INPUT_INVALID");
-    assert!(r.stdout.contains("/modified") && r.stdout.contains("x.json"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("/modified") && r.stdout.contains("x.json"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -189,7 +270,13 @@ fn keep_going_ingests_the_good_documents_and_lists_every_bad_one() {
 fn keep_going_with_complete_never_removes_records_because_of_a_bad_document() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("s");
-    ingest(&store, "acme", &["--source", "go", "--complete"], &[&data("osv/go-old.jsonl")]).ok();
+    ingest(
+        &store,
+        "acme",
+        &["--source", "go", "--complete"],
+        &[&data("osv/go-old.jsonl")],
+    )
+    .ok();
     let n = records(&store, "acme", "advisories.raw");
     let f = write(t.path(), "bad.jsonl", "not json\n");
     let r = ingest(&store, "acme", &["--source", "go", "--complete", "--keep-going"], &[&f]);
@@ -238,12 +325,18 @@ fn sigkill_during_ingest_leaves_the_store_at_a_committed_state() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         let root = state_root(&store, "acme");
-        assert!(root == before || root == after, "killed after {delay_ms} ms: root {root} is neither before nor after");
+        assert!(
+            root == before || root == after,
+            "killed after {delay_ms} ms: root {root} is neither before nor after"
+        );
         saw_before |= root == before;
         // Rerunning completes the ingest.
         ingest(&store, "acme", &[], &[&big]).ok();
         assert_eq!(state_root(&store, "acme"), after);
         sm(["verify", "--store", p(&store)]).ok();
     }
-    assert!(saw_before, "at least one kill must land before the commit for this test to mean anything");
+    assert!(
+        saw_before,
+        "at least one kill must land before the commit for this test to mean anything"
+    );
 }

@@ -4,6 +4,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use crate::{Context, Error, Result};
@@ -19,7 +20,8 @@ enum Job {
 /// memory at a few thousand pending records.
 pub struct FileSink {
     tx: Option<SyncSender<Job>>,
-    handle: Option<JoinHandle<Result<u64>>>,
+    /// Behind a mutex so that `send` (through `&self`) can collect the writer's own error.
+    handle: Mutex<Option<JoinHandle<Result<u64>>>>,
 }
 
 impl FileSink {
@@ -40,16 +42,23 @@ impl FileSink {
         });
         FileSink {
             tx: Some(tx),
-            handle: Some(handle),
+            handle: Mutex::new(Some(handle)),
         }
     }
 
+    /// Queues a job. The channel only closes when the writer stopped on an error: report that
+    /// error (e.g. "No space left on device"), not the closed channel.
     fn send(&self, job: Job) -> Result<()> {
-        match &self.tx {
-            Some(tx) => tx
-                .send(job)
-                .map_err(|_| Error("file writer thread stopped".into())),
-            None => Err(Error("file sink already finished".into())),
+        let Some(tx) = &self.tx else {
+            return Err(Error("file sink already finished".into()));
+        };
+        if tx.send(job).is_ok() {
+            return Ok(());
+        }
+        let handle = self.handle.lock().ok().and_then(|mut h| h.take());
+        match handle.map(|h| h.join()) {
+            Some(Ok(Err(e))) => Err(e),
+            _ => Err(Error("file writer thread stopped".into())),
         }
     }
 
@@ -64,7 +73,8 @@ impl FileSink {
     /// Waits for every queued file; returns how many were written or linked.
     pub fn finish(mut self) -> Result<u64> {
         drop(self.tx.take());
-        match self.handle.take() {
+        let handle = self.handle.lock().ok().and_then(|mut h| h.take());
+        match handle {
             Some(h) => h
                 .join()
                 .map_err(|_| Error("file writer thread panicked".into()))?,

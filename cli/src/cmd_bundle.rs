@@ -42,7 +42,8 @@ pub fn keygen(a: KeygenArgs, json: bool) -> Result<i32, Failure> {
         }
         return Ok(0);
     }
-    let (private, public, key_id) = signing::keygen(&a.out).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
+    let (private, public, key_id) =
+        signing::keygen(&a.out).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
     if json {
         println!("{}", json!({"private": private, "public": public, "keyId": key_id}));
     } else {
@@ -132,9 +133,14 @@ fn store_key(store: &Path) -> Result<PathBuf, Failure> {
     let base = dir.join("export-signing");
     let private = PathBuf::from(format!("{}.pem", base.display()));
     if !private.exists() {
-        std::fs::create_dir_all(&dir).map_err(|e| Failure::new("ERR_IO", format!("{}: {e}", dir.display()), "check permissions"))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Failure::new("ERR_IO", format!("{}: {e}", dir.display()), "check permissions"))?;
         signing::keygen(&base).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
-        eprintln!("note: created the store's signing key {} (public key {}.pub.pem)", private.display(), base.display());
+        eprintln!(
+            "note: created the store's signing key {} (public key {}.pub.pem)",
+            private.display(),
+            base.display()
+        );
     }
     Ok(private)
 }
@@ -150,18 +156,30 @@ fn settings(c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
     let encryption = match c.encrypt {
         None => {
             if !c.recipients.is_empty() || c.recipients_file.is_some() {
-                return Err(Failure::new("ERR_USAGE", "--recipient needs --encrypt age|aes-gcm", "add --encrypt"));
+                return Err(Failure::new(
+                    "ERR_USAGE",
+                    "--recipient needs --encrypt age|aes-gcm",
+                    "add --encrypt",
+                ));
             }
             None
         }
         Some(mode) => {
-            let mut r = Recipients::parse(&c.recipients).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
+            let mut r =
+                Recipients::parse(&c.recipients).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
             if let Some(f) = &c.recipients_file {
                 r.merge(&Recipients::from_file(f).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?);
             }
-            let mode = if mode == EncryptArg::Age { EncryptionMode::Age } else { EncryptionMode::AesGcm };
+            let mode = if mode == EncryptArg::Age {
+                EncryptionMode::Age
+            } else {
+                EncryptionMode::AesGcm
+            };
             let sealer = BundleSealer::new(mode, r).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
-            Some(EncryptSettings { sealer, strict: c.strict })
+            Some(EncryptSettings {
+                sealer,
+                strict: c.strict,
+            })
         }
     };
     let selectors_given = !c.products.is_empty() || c.from.is_some() || c.to.is_some();
@@ -172,7 +190,11 @@ fn settings(c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
             out_dir: c.out,
             run_id: c.run_id,
             created_at: c.created_at,
-            selectors: Selectors { products: c.products, from: c.from, to: c.to },
+            selectors: Selectors {
+                products: c.products,
+                from: c.from,
+                to: c.to,
+            },
             selectors_given,
             schedule: c.schedule,
             zstd_level: c.zstd_level,
@@ -193,10 +215,18 @@ pub fn export(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
                 None => export::export_full(&store, &s, &audit).map_err(ex)?,
             }
         }
-        ExportCmd::Delta { common, base, reset_baseline } => {
+        ExportCmd::Delta {
+            common,
+            base,
+            reset_baseline,
+        } => {
             let (store, s) = settings(common)?;
             let audit = StoreAuditLog::new(store.path());
-            let base = if base == "latest" { BaseSpec::Latest } else { BaseSpec::RunId(base) };
+            let base = if base == "latest" {
+                BaseSpec::Latest
+            } else {
+                BaseSpec::RunId(base)
+            };
             export::export_delta(&store, &s, &base, reset_baseline, &audit).map_err(ex)?
         }
     };
@@ -207,7 +237,10 @@ pub fn export(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
         println!("  {} bytes, manifest {}", report.bytes, report.manifest_digest);
         println!("  state root {}", report.state_root);
         if let Some(d) = &report.diff {
-            println!("  base {}: added {:?} changed {:?} removed {:?}", d.base_export_id, d.added, d.changed, d.removed);
+            println!(
+                "  base {}: added {:?} changed {:?} removed {:?}",
+                d.base_export_id, d.added, d.changed, d.removed
+            );
         }
         if let Some(same) = report.identical_to_original {
             println!("  identical to the original: {same}");
@@ -248,8 +281,12 @@ pub struct VerifyArgs {
 pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
     if let Some(dir) = &a.store {
         let store = Store::open_existing(dir)?;
-        let r = verify_store::verify_store(&store).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()).with_exit(EXIT_VERIFY_FAILED))?;
-        StoreAuditLog::new(dir).record(&stellamirror_engine::audit::AuditEvent::new("mirror.store.verified", serde_json::to_value(&r).unwrap_or_default()));
+        let r = verify_store::verify_store(&store)
+            .map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()).with_exit(EXIT_VERIFY_FAILED))?;
+        StoreAuditLog::new(dir).record(&stellamirror_engine::audit::AuditEvent::new(
+            "mirror.store.verified",
+            serde_json::to_value(&r).unwrap_or_default(),
+        ));
         if json {
             println!("{}", serde_json::to_string(&r).unwrap_or_default());
         } else {
@@ -261,10 +298,18 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
         return Ok(0);
     }
     if a.bundles.is_empty() {
-        return Err(Failure::new("ERR_USAGE", "name a bundle or --store DIR", "stellamirror verify BUNDLE --trust KEY.pub.pem"));
+        return Err(Failure::new(
+            "ERR_USAGE",
+            "name a bundle or --store DIR",
+            "stellamirror verify BUNDLE --trust KEY.pub.pem",
+        ));
     }
     if a.trust.is_empty() {
-        return Err(Failure::new("ERR_USAGE", "verify needs --trust PUB.pem", "pass the producer's public key"));
+        return Err(Failure::new(
+            "ERR_USAGE",
+            "verify needs --trust PUB.pem",
+            "pass the producer's public key",
+        ));
     }
     let trust = load_trust(&a.trust)?;
     let identities = load_identities(&a.identity)?;
@@ -279,7 +324,8 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
             f.message = format!("{}: {}", b.display(), f.message);
             f
         };
-        let (_, v, _) = import::stage_and_verify(b, &staging, &trust, &identities, &Limits::default(), true).map_err(vf)?;
+        let (_, v, _) =
+            import::stage_and_verify(b, &staging, &trust, &identities, &Limits::default(), true).map_err(vf)?;
         if let (Some((pid, proot)), Some(d)) = (&prev, &v.diff) {
             if !d.reset_baseline && (&d.base_export_id != pid || &d.base_state_root != proot) {
                 return Err(Failure::new(
@@ -290,7 +336,10 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
                 .with_exit(EXIT_VERIFY_FAILED));
             }
         }
-        let target = v.diff.as_ref().map_or(v.manifest.state_root.clone(), |d| d.target_state_root.clone());
+        let target = v
+            .diff
+            .as_ref()
+            .map_or(v.manifest.state_root.clone(), |d| d.target_state_root.clone());
         prev = Some((v.manifest.run_id.clone(), target));
         results.push(json!({"bundle": b, "runId": v.manifest.run_id, "profile": v.manifest.profile, "manifestDigest": v.manifest_digest, "stateRoot": v.manifest.state_root, "dataChecked": v.data_checked, "recordsChecked": v.records_checked, "ok": true}));
     }
@@ -303,7 +352,11 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
                 r["bundle"].as_str().unwrap_or_default(),
                 r["profile"].as_str().unwrap_or_default(),
                 r["runId"].as_str().unwrap_or_default(),
-                if r["dataChecked"] == json!(true) { format!(", {} records and Merkle roots", r["recordsChecked"]) } else { " (data encrypted: pass --identity to check records)".into() }
+                if r["dataChecked"] == json!(true) {
+                    format!(", {} records and Merkle roots", r["recordsChecked"])
+                } else {
+                    " (data encrypted: pass --identity to check records)".into()
+                }
             );
         }
     }
@@ -382,7 +435,8 @@ pub fn rebuild_cmd(a: RebuildArgs, json: bool) -> Result<i32, Failure> {
     let s = import_settings(&a.trust, &a.identity, None)?;
     let store = Store::open(&a.store)?;
     let audit = StoreAuditLog::new(&a.store);
-    let r = rebuild::rebuild(&store, &a.bundles, &s, &audit).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
+    let r = rebuild::rebuild(&store, &a.bundles, &s, &audit)
+        .map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
     if json {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {
@@ -415,12 +469,20 @@ pub fn log(a: LogArgs, json: bool) -> Result<i32, Failure> {
         println!("{}", json!({"exports": exports, "imports": imports}));
     } else {
         for e in &exports {
-            println!("export {} {} {} {} {} ({} bytes)", e.tenant, e.seq, e.run_id, e.profile, e.created_at, e.bytes);
+            println!(
+                "export {} {} {} {} {} ({} bytes)",
+                e.tenant, e.seq, e.run_id, e.profile, e.created_at, e.bytes
+            );
         }
         for i in &imports {
-            println!("import {} {} {} {}", i["tenant"].as_str().unwrap_or_default(), i["runId"].as_str().unwrap_or_default(), i["profile"].as_str().unwrap_or_default(), i["createdAt"].as_str().unwrap_or_default());
+            println!(
+                "import {} {} {} {}",
+                i["tenant"].as_str().unwrap_or_default(),
+                i["runId"].as_str().unwrap_or_default(),
+                i["profile"].as_str().unwrap_or_default(),
+                i["createdAt"].as_str().unwrap_or_default()
+            );
         }
     }
     Ok(0)
 }
-

@@ -14,22 +14,34 @@ pub fn age_keygen(out: &Path) -> Result<(PathBuf, String), Failure> {
     let public = PathBuf::from(format!("{}.pub", out.display()));
     for p in [&identity, &public] {
         if p.exists() {
-            return Err(Failure::new("ERR_KEY_EXISTS", format!("{} already exists", p.display()), "choose another --out name"));
+            return Err(Failure::new(
+                "ERR_KEY_EXISTS",
+                format!("{} already exists", p.display()),
+                "choose another --out name",
+            ));
         }
     }
     let key = stellamirror_engine::encryption::generate_age_key(&stellamirror_engine::audit::now_rfc3339());
-    let io = |p: &Path, e: std::io::Error| Failure::new("ERR_KEY_IO", format!("{}: {e}", p.display()), "check the path and permissions");
+    let io = |p: &Path, e: std::io::Error| {
+        Failure::new(
+            "ERR_KEY_IO",
+            format!("{}: {e}", p.display()),
+            "check the path and permissions",
+        )
+    };
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&identity)
         .map_err(|e| io(&identity, e))?;
-    f.write_all(key.identity_file_text.as_bytes()).map_err(|e| io(&identity, e))?;
+    f.write_all(key.identity_file_text.as_bytes())
+        .map_err(|e| io(&identity, e))?;
     std::fs::write(&public, format!("{}\n", key.recipient)).map_err(|e| io(&public, e))?;
     Ok((identity, key.recipient))
 }
 
 pub fn publish(store: &Store, tenant: &Tenant, dir: &Path) -> Result<PathBuf, Failure> {
-    stellamirror_engine::import::publish::publish(store, tenant, dir).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))
+    stellamirror_engine::import::publish::publish(store, tenant, dir)
+        .map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))
 }

@@ -77,7 +77,13 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
             "ingested {} documents into tenant {}{}",
             report.documents,
             report.tenant,
-            if report.committed { "" } else if opts.dry_run { " (dry run: nothing committed)" } else { " (no changes)" }
+            if report.committed {
+                ""
+            } else if opts.dry_run {
+                " (dry run: nothing committed)"
+            } else {
+                " (no changes)"
+            }
         );
         for (c, n) in &report.counts {
             println!("  {:<22} +{} ~{} -{}", c.name(), n.added, n.changed, n.removed);
@@ -171,7 +177,11 @@ pub fn status(a: StatusArgs, json: bool) -> Result<i32, Failure> {
         }));
     }
     if json {
-        let v = if a.tenant.is_some() { out.pop().unwrap_or_default() } else { json!({"tenants": out}) };
+        let v = if a.tenant.is_some() {
+            out.pop().unwrap_or_default()
+        } else {
+            json!({"tenants": out})
+        };
         println!("{v}");
     } else {
         for t in out {

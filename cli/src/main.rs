@@ -1,6 +1,8 @@
 //! `stellamirror`: the command-line glue. Raw flags → validated settings → engine calls →
 //! rendering and exit codes. No storage or format logic lives here.
 #![forbid(unsafe_code)]
+// A `Failure` is built at most once per process, on the way to `exit`; its size is irrelevant.
+#![allow(clippy::result_large_err)]
 
 mod cmd_bundle;
 mod cmd_keys;
@@ -13,7 +15,11 @@ use clap::{Parser, Subcommand};
 use failure::Failure;
 
 #[derive(Parser)]
-#[command(name = "stellamirror", version, about = "Signed, verifiable mirror bundles of vulnerability evidence for air-gapped networks")]
+#[command(
+    name = "stellamirror",
+    version,
+    about = "Signed, verifiable mirror bundles of vulnerability evidence for air-gapped networks"
+)]
 struct Cli {
     /// Print machine-readable JSON on stdout (errors too).
     #[arg(long, global = true)]

@@ -13,8 +13,7 @@ use crate::merkle::StateNode;
 use crate::model::{Collection, Leaf, Tenant};
 use crate::store::tree::ChangeSet;
 use crate::store::{
-    encode_entry, head_key, record_key, source_key, RecordEntry, Store, StoreError, CF_META, CF_RECORDS,
-    CF_SOURCES,
+    encode_entry, head_key, record_key, source_key, RecordEntry, Store, StoreError, CF_META, CF_RECORDS, CF_SOURCES,
 };
 
 /// Record-level changes for one tenant.

@@ -57,11 +57,7 @@ impl AuditSink for StoreAuditLog {
     fn record(&self, event: &AuditEvent) {
         use std::io::Write;
         if let Ok(line) = serde_json::to_string(event) {
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-            {
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
                 let _ = writeln!(f, "{line}");
             }
         }

@@ -115,8 +115,7 @@ pub mod prefixed_node_hash {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NodeHash, D::Error> {
         let s = String::deserialize(d)?;
-        NodeHash::parse_prefixed(&s)
-            .ok_or_else(|| serde::de::Error::custom("expected blake3:<64 hex>"))
+        NodeHash::parse_prefixed(&s).ok_or_else(|| serde::de::Error::custom("expected blake3:<64 hex>"))
     }
 }
 

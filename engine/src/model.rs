@@ -124,9 +124,7 @@ impl Collection {
     pub fn is_primary(self) -> bool {
         !matches!(
             self,
-            Collection::AdvisoriesNormalized
-                | Collection::VexNormalized
-                | Collection::SbomsNormalized
+            Collection::AdvisoriesNormalized | Collection::VexNormalized | Collection::SbomsNormalized
         )
     }
 }
@@ -163,9 +161,6 @@ pub fn parse_time(s: &str) -> Option<i64> {
 pub fn format_time(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| secs.to_string())
 }

@@ -15,7 +15,11 @@ pub fn bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join("stellamirror");
-    assert!(p.exists(), "{} missing: run `make test` (it builds the binary first)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `make test` (it builds the binary first)",
+        p.display()
+    );
     p
 }
 
@@ -42,11 +46,16 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
     }
     #[track_caller]
     pub fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
     /// Assert a refusal with this stable code (in `--json` output or on stderr).
@@ -59,7 +68,10 @@ impl Run {
             self.stdout,
             self.stderr
         );
-        assert!(self.stdout.contains("hint") || self.stderr.contains("hint"), "refusals carry a hint");
+        assert!(
+            self.stdout.contains("hint") || self.stderr.contains("hint"),
+            "refusals carry a hint"
+        );
         self
     }
 }
@@ -78,7 +90,11 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let o = Command::new(bin()).arg("--quiet").args(args).output().expect("run stellamirror");
+    let o = Command::new(bin())
+        .arg("--quiet")
+        .args(args)
+        .output()
+        .expect("run stellamirror");
     from_output(o)
 }
 
@@ -98,15 +114,27 @@ pub fn p(path: &Path) -> &str {
 
 /// `status --json` of one tenant.
 pub fn status(store: &Path, tenant: &str) -> Value {
-    sm(["status", "--store", p(store), "--tenant", tenant, "--json"]).ok().json()
+    sm(["status", "--store", p(store), "--tenant", tenant, "--json"])
+        .ok()
+        .json()
 }
 
 pub fn state_root(store: &Path, tenant: &str) -> String {
-    status(store, tenant)["stateRoot"].as_str().expect("stateRoot").to_string()
+    status(store, tenant)["stateRoot"]
+        .as_str()
+        .expect("stateRoot")
+        .to_string()
 }
 
 pub fn ingest(store: &Path, tenant: &str, extra: &[&str], paths: &[&Path]) -> Run {
-    let mut args: Vec<String> = vec!["ingest".into(), "--store".into(), p(store).into(), "--tenant".into(), tenant.into(), "--json".into()];
+    let mut args: Vec<String> = vec![
+        "ingest".into(),
+        "--store".into(),
+        p(store).into(),
+        "--tenant".into(),
+        tenant.into(),
+        "--json".into(),
+    ];
     args.extend(extra.iter().map(|s| s.to_string()));
     args.extend(paths.iter().map(|x| p(x).to_string()));
     sm(args)

@@ -58,7 +58,11 @@ fn dataset(
     dir: &Path,
     args: &[String],
 ) -> Result<(Manifest, Measured)> {
-    if let Ok(m) = Manifest::read(dir) {
+    // Reuse only what this generator version wrote (bump GENERATOR when output changes).
+    if let Some(m) = Manifest::read(dir)
+        .ok()
+        .filter(|m| m.generator == crate::generate::GENERATOR)
+    {
         return Ok((
             m,
             Measured::not_run(Outcome::Skipped(

@@ -259,7 +259,10 @@ pub fn stage_archive(
                 reason: "duplicate entry".into(),
             });
         }
-        let size = e.header().size().map_err(|err| malformed(format!("{shown}: bad size: {err}")))?;
+        let size = e
+            .header()
+            .size()
+            .map_err(|err| malformed(format!("{shown}: bad size: {err}")))?;
         let is_meta = rel == MANIFEST || rel == MANIFEST_SIG || rel == EXPORT_SIG;
         if let Some(l) = &listed {
             if !is_meta {
@@ -287,7 +290,8 @@ pub fn stage_archive(
             std::fs::create_dir_all(parent).map_err(|err| io_err(parent, err))?;
         }
         let keep = is_meta && listed.is_none();
-        let (digest, kept) = copy_hashing(&mut e, &dest, keep).map_err(|err| classify_read_error(&arc_name, err, limits))?;
+        let (digest, kept) =
+            copy_hashing(&mut e, &dest, keep).map_err(|err| classify_read_error(&arc_name, err, limits))?;
         files.insert(rel.clone(), StagedFile { digest, bytes: size });
         if rel == MANIFEST {
             manifest = kept;
@@ -301,7 +305,8 @@ pub fn stage_archive(
                     manifest_sig: s,
                 })?;
                 // Every listed file, plus tar headers and padding, plus the signatures.
-                let total: u64 = artifacts.iter().map(|a| a.bytes + 2048).sum::<u64>() + (4 << 20) + limits.max_manifest_bytes;
+                let total: u64 =
+                    artifacts.iter().map(|a| a.bytes + 2048).sum::<u64>() + (4 << 20) + limits.max_manifest_bytes;
                 limit.store(total.min(limits.max_total_bytes), Ordering::Relaxed);
                 listed = Some(artifacts.into_iter().map(|a| (a.path, a.bytes)).collect());
             } else if files.len() >= 3 {

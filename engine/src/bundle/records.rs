@@ -174,7 +174,12 @@ pub fn for_each_record(
             }
             if let Some(s) = shard {
                 if shard_of(&rec.subject) != s {
-                    return Err(mismatch(&at, "shard", format!("{s:02x}"), format!("{:02x}", shard_of(&rec.subject))));
+                    return Err(mismatch(
+                        &at,
+                        "shard",
+                        format!("{s:02x}"),
+                        format!("{:02x}", shard_of(&rec.subject)),
+                    ));
                 }
             }
             let doc = rec.doc.get().as_bytes();

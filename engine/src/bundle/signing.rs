@@ -99,7 +99,9 @@ impl TrustedKey {
         key_id(&self.key)
     }
     pub fn verify(&self, bytes: &[u8], sig: &[u8]) -> bool {
-        let Ok(sig) = <[u8; 64]>::try_from(sig) else { return false };
+        let Ok(sig) = <[u8; 64]>::try_from(sig) else {
+            return false;
+        };
         self.key.verify(bytes, &Signature::from_bytes(&sig)).is_ok()
     }
 }
@@ -126,7 +128,9 @@ pub fn keygen(out: &Path) -> Result<(PathBuf, PathBuf, String), KeyError> {
     f.write_all(pem.as_bytes()).map_err(|e| io(&private, e))?;
     f.sync_all().map_err(|e| io(&private, e))?;
     let vk = key.verifying_key();
-    let pub_pem = vk.to_public_key_pem(LineEnding::LF).expect("ed25519 keys always encode");
+    let pub_pem = vk
+        .to_public_key_pem(LineEnding::LF)
+        .expect("ed25519 keys always encode");
     std::fs::write(&public, pub_pem).map_err(|e| io(&public, e))?;
     Ok((private, public, key_id(&vk)))
 }

@@ -25,7 +25,13 @@ pub struct Verified {
     pub records_checked: u64,
 }
 
-fn check_signature(trust: &[TrustedKey], bytes: &[u8], sig: &[u8], sig_path: &str, claimed_key: Option<String>) -> Result<(), BundleError> {
+fn check_signature(
+    trust: &[TrustedKey],
+    bytes: &[u8],
+    sig: &[u8],
+    sig_path: &str,
+    claimed_key: Option<String>,
+) -> Result<(), BundleError> {
     if trust.iter().any(|k| k.verify(bytes, sig)) {
         return Ok(());
     }
@@ -62,7 +68,13 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
 
 /// The archive reader's gate: verify the manifest signature, then parse the manifest.
 pub fn gate(trust: &[TrustedKey], input: &GateInput<'_>) -> Result<Vec<Artifact>, BundleError> {
-    check_signature(trust, input.manifest, input.manifest_sig, MANIFEST_SIG, claimed_key_id(input.manifest))?;
+    check_signature(
+        trust,
+        input.manifest,
+        input.manifest_sig,
+        MANIFEST_SIG,
+        claimed_key_id(input.manifest),
+    )?;
     Ok(parse_manifest(input.manifest)?.artifacts)
 }
 
@@ -76,11 +88,23 @@ pub fn verify_staged(
 ) -> Result<Verified, BundleError> {
     let manifest_bytes = staged.read(MANIFEST)?;
     let msig = staged.read(MANIFEST_SIG)?;
-    check_signature(trust, &manifest_bytes, &msig, MANIFEST_SIG, claimed_key_id(&manifest_bytes))?;
+    check_signature(
+        trust,
+        &manifest_bytes,
+        &msig,
+        MANIFEST_SIG,
+        claimed_key_id(&manifest_bytes),
+    )?;
     let manifest = parse_manifest(&manifest_bytes)?;
     let export_bytes = staged.read(EXPORT)?;
     let esig = staged.read(EXPORT_SIG)?;
-    check_signature(trust, &export_bytes, &esig, EXPORT_SIG, Some(manifest.signing.key_id.clone()))?;
+    check_signature(
+        trust,
+        &export_bytes,
+        &esig,
+        EXPORT_SIG,
+        Some(manifest.signing.key_id.clone()),
+    )?;
 
     // Listing: every artifact present with its digest and size, nothing else.
     let mut listed: BTreeMap<&str, &Artifact> = BTreeMap::new();
@@ -93,7 +117,10 @@ pub fn verify_staged(
         }
     }
     for (path, a) in &listed {
-        let f = staged.files.get(*path).ok_or_else(|| BundleError::MissingFile { path: path.to_string() })?;
+        let f = staged
+            .files
+            .get(*path)
+            .ok_or_else(|| BundleError::MissingFile { path: path.to_string() })?;
         if f.bytes != a.bytes {
             return Err(BundleError::DigestMismatch {
                 path: path.to_string(),
@@ -134,7 +161,8 @@ pub fn verify_staged(
         });
     }
 
-    let encrypted: std::collections::BTreeSet<&str> = manifest.encryption.encrypted_paths.iter().map(String::as_str).collect();
+    let encrypted: std::collections::BTreeSet<&str> =
+        manifest.encryption.encrypted_paths.iter().map(String::as_str).collect();
     let identity = |_: &str, b: Vec<u8>| -> Result<Vec<u8>, BundleError> { Ok(b) };
     let opener: Opener<'_> = match open {
         Some(o) => o,
@@ -152,10 +180,12 @@ pub fn verify_staged(
     };
     let diff = if manifest.profile == PROFILE_DELTA {
         let b = super::records::read_plain(staged, "manifest.diff.json", opener)?;
-        Some(serde_json::from_slice::<DiffManifest>(&b).map_err(|e| BundleError::Malformed {
-            path: "manifest.diff.json".into(),
-            reason: format!("does not parse: {e}"),
-        })?)
+        Some(
+            serde_json::from_slice::<DiffManifest>(&b).map_err(|e| BundleError::Malformed {
+                path: "manifest.diff.json".into(),
+                reason: format!("does not parse: {e}"),
+            })?,
+        )
     } else {
         None
     };
@@ -183,14 +213,22 @@ fn root_mismatch(what: String, expected: &str, actual: NodeHash) -> BundleError 
 }
 
 /// Recompute record hashes, subject, shard, kind and state roots from the data files.
-fn check_data(staged: &Staged, m: &Manifest, diff: Option<&DiffManifest>, open: Opener<'_>) -> Result<u64, BundleError> {
+fn check_data(
+    staged: &Staged,
+    m: &Manifest,
+    diff: Option<&DiffManifest>,
+    open: Opener<'_>,
+) -> Result<u64, BundleError> {
     let is_delta = diff.is_some();
     let prefix = if is_delta { "changed/" } else { "" };
     let mut kinds = Vec::new();
     let mut total = 0u64;
     for index_path in INDEX_FILES {
         let index: IndexFile = read_index(staged, index_path, open)?;
-        for c in Collection::ALL.into_iter().filter(|c| super::layout::index_of(*c) == index_path) {
+        for c in Collection::ALL
+            .into_iter()
+            .filter(|c| super::layout::index_of(*c) == index_path)
+        {
             let ic = index.collections.get(c.name());
             let mut subjects: BTreeMap<String, Vec<Leaf>> = BTreeMap::new();
             for_each_record(staged, prefix, c, ic, open, &mut |s, leaf, _| {
@@ -203,12 +241,19 @@ fn check_data(staged: &Staged, m: &Manifest, diff: Option<&DiffManifest>, open: 
                 leaves.sort_by(|a, b| a.id.cmp(&b.id));
                 records += leaves.len() as u64;
                 let root = subject_root(&s, &leaves);
-                let entry = ic.and_then(|i| i.subjects.get(&s)).ok_or_else(|| BundleError::Malformed {
-                    path: index_path.into(),
-                    reason: format!("{} subject {s:?} is missing from the index", c.name()),
-                })?;
+                let entry = ic
+                    .and_then(|i| i.subjects.get(&s))
+                    .ok_or_else(|| BundleError::Malformed {
+                        path: index_path.into(),
+                        reason: format!("{} subject {s:?} is missing from the index", c.name()),
+                    })?;
                 if entry.records.len() != leaves.len()
-                    || leaves.iter().any(|l| entry.records.get(&l.id).is_none_or(|r| r.hash != l.object.to_prefixed()))
+                    || leaves.iter().any(|l| {
+                        entry
+                            .records
+                            .get(&l.id)
+                            .is_none_or(|r| r.hash != l.object.to_prefixed())
+                    })
                 {
                     return Err(BundleError::Malformed {
                         path: index_path.into(),
@@ -216,16 +261,29 @@ fn check_data(staged: &Staged, m: &Manifest, diff: Option<&DiffManifest>, open: 
                     });
                 }
                 if !is_delta && entry.root.as_deref() != Some(root.to_prefixed().as_str()) {
-                    return Err(root_mismatch(format!("{index_path} {} subject {s:?}", c.name()), entry.root.as_deref().unwrap_or("null"), root));
+                    return Err(root_mismatch(
+                        format!("{index_path} {} subject {s:?}", c.name()),
+                        entry.root.as_deref().unwrap_or("null"),
+                        root,
+                    ));
                 }
-                shards.entry(shard_of(&s)).or_default().push(SubjectRef { subject: s, root, records: leaves.len() as u64 });
+                shards.entry(shard_of(&s)).or_default().push(SubjectRef {
+                    subject: s,
+                    root,
+                    records: leaves.len() as u64,
+                });
             }
-            let indexed: usize = ic.map(|i| i.subjects.values().filter(|s| !s.records.is_empty()).count()).unwrap_or(0);
+            let indexed: usize = ic
+                .map(|i| i.subjects.values().filter(|s| !s.records.is_empty()).count())
+                .unwrap_or(0);
             let found: usize = shards.values().map(Vec::len).sum();
             if indexed != found {
                 return Err(BundleError::Malformed {
                     path: index_path.into(),
-                    reason: format!("{}: index lists {indexed} subjects with records, data holds {found}", c.name()),
+                    reason: format!(
+                        "{}: index lists {indexed} subjects with records, data holds {found}",
+                        c.name()
+                    ),
                 });
             }
             total += records;
@@ -238,7 +296,11 @@ fn check_data(staged: &Staged, m: &Manifest, diff: Option<&DiffManifest>, open: 
             let kr = kind_root(c, &roots);
             let recorded = m.kind_roots.get(c.name()).map(String::as_str).unwrap_or("missing");
             if recorded != kr.to_prefixed() {
-                return Err(root_mismatch(format!("manifest.yaml kindRoots.{}", c.name()), recorded, kr));
+                return Err(root_mismatch(
+                    format!("manifest.yaml kindRoots.{}", c.name()),
+                    recorded,
+                    kr,
+                ));
             }
             if m.counts.get(c.name()).copied().unwrap_or(0) != records {
                 return Err(BundleError::DigestMismatch {
@@ -248,7 +310,12 @@ fn check_data(staged: &Staged, m: &Manifest, diff: Option<&DiffManifest>, open: 
                     actual: records.to_string(),
                 });
             }
-            kinds.push(KindRef { collection: c, root: kr, records, subjects: found as u64 });
+            kinds.push(KindRef {
+                collection: c,
+                root: kr,
+                records,
+                subjects: found as u64,
+            });
         }
     }
     if !is_delta {

@@ -60,7 +60,11 @@ pub fn is_encrypted_path(path: &str, strict: bool) -> bool {
 }
 
 fn readme(info: &RunInfo<'_>, enc: &EncryptionInfo, key_id: &str) -> Vec<u8> {
-    let kind = if info.profile == crate::bundle::format::PROFILE_DELTA { "delta" } else { "full" };
+    let kind = if info.profile == crate::bundle::format::PROFILE_DELTA {
+        "delta"
+    } else {
+        "full"
+    };
     let base = info
         .base
         .as_ref()
@@ -153,10 +157,17 @@ pub fn assemble(
             "encryption": encryption,
         }
     });
-    let prov = ship("provenance.json", Shipped::Doc(serde_json::to_vec_pretty(&provenance).expect("json")))?;
+    let prov = ship(
+        "provenance.json",
+        Shipped::Doc(serde_json::to_vec_pretty(&provenance).expect("json")),
+    )?;
     shipped.insert("provenance.json".into(), prov);
     if encrypting {
-        enc.encrypted_paths = shipped.keys().filter(|p| is_encrypted_path(p, strict)).cloned().collect();
+        enc.encrypted_paths = shipped
+            .keys()
+            .filter(|p| is_encrypted_path(p, strict))
+            .cloned()
+            .collect();
     }
 
     let export_doc = ExportDoc {
@@ -174,13 +185,21 @@ pub fn assemble(
         base_state_root: info.base_state_root.clone(),
         signing_key_id: key_id.clone(),
         encryption: enc.clone(),
-        wrapped_keys: if strict { sealing.wrapped_keys.clone() } else { Vec::new() },
+        wrapped_keys: if strict {
+            sealing.wrapped_keys.clone()
+        } else {
+            Vec::new()
+        },
         generator: format!("stellamirror {}", env!("CARGO_PKG_VERSION")),
     };
     let export_bytes = serde_json::to_vec_pretty(&export_doc).expect("json");
     shipped.insert(
         EXPORT.into(),
-        (FileDigest::of(&export_bytes), export_bytes.len() as u64, EntrySource::Bytes(export_bytes.clone())),
+        (
+            FileDigest::of(&export_bytes),
+            export_bytes.len() as u64,
+            EntrySource::Bytes(export_bytes.clone()),
+        ),
     );
 
     let manifest = Manifest {

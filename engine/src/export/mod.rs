@@ -70,7 +70,11 @@ pub struct ExportReport {
 pub enum ExportError {
     /// The delta's base export is not in the catalog, or its snapshot is gone.
     #[error("base export {base:?} of tenant {tenant} is not available: {reason}")]
-    BaseMissing { base: String, tenant: String, reason: String },
+    BaseMissing {
+        base: String,
+        tenant: String,
+        reason: String,
+    },
     /// A run with this id was already exported.
     #[error("run id {0:?} was already exported by this store")]
     RunExists(String),
@@ -118,9 +122,9 @@ impl ExportError {
             ExportError::UnknownRun(_) => "ERR_EXPORT_UNKNOWN",
             ExportError::SelectorMismatch { .. } => "ERR_SELECTOR_MISMATCH",
             ExportError::Usage(_) => "ERR_USAGE",
-            ExportError::ObjectMissing { .. } | ExportError::ObjectCorrupt { .. } | ExportError::RootMismatch { .. } => {
-                "ERR_STORE_CORRUPT"
-            }
+            ExportError::ObjectMissing { .. }
+            | ExportError::ObjectCorrupt { .. }
+            | ExportError::RootMismatch { .. } => "ERR_STORE_CORRUPT",
             ExportError::Layout(_) => "ERR_EXPORT_LAYOUT",
             ExportError::Encrypt(_) => "ERR_ENCRYPTION_RECIPIENT_INVALID",
             ExportError::Io { .. } => "ERR_IO",
@@ -130,12 +134,21 @@ impl ExportError {
     }
     pub fn hint(&self) -> String {
         match self {
-            ExportError::BaseMissing { .. } => "republish the base export, export a full bundle instead, or use --reset-baseline; nothing was written".into(),
-            ExportError::RunExists(_) => "choose another --run-id, or regenerate the old one with `export full --rerun ID`".into(),
+            ExportError::BaseMissing { .. } => {
+                "republish the base export, export a full bundle instead, or use --reset-baseline; nothing was written"
+                    .into()
+            }
+            ExportError::RunExists(_) => {
+                "choose another --run-id, or regenerate the old one with `export full --rerun ID`".into()
+            }
             ExportError::UnknownRun(_) => "list exports with `stellamirror log --store DIR`".into(),
-            ExportError::SelectorMismatch { .. } => "a delta must use its base's selectors; omit them to inherit, or export a new full bundle".into(),
+            ExportError::SelectorMismatch { .. } => {
+                "a delta must use its base's selectors; omit them to inherit, or export a new full bundle".into()
+            }
             ExportError::Usage(_) => "see `stellamirror export --help`".into(),
-            ExportError::ObjectMissing { .. } | ExportError::ObjectCorrupt { .. } | ExportError::RootMismatch { .. } => {
+            ExportError::ObjectMissing { .. }
+            | ExportError::ObjectCorrupt { .. }
+            | ExportError::RootMismatch { .. } => {
                 "run `stellamirror verify --store DIR`; rebuild from bundles if it fails".into()
             }
             ExportError::Layout(_) => "report this as a bug with the record named".into(),

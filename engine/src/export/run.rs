@@ -8,7 +8,9 @@ use serde_json::json;
 use super::assemble::{assemble, is_encrypted_path, RunInfo, Sealing, Shipped};
 use super::diff::diff;
 use super::select::{normalize, Filter};
-use super::units::{build_indexes, finish_single, load_unit, run_unit, unit_shard_root, UnitContext, UnitInput, UnitOutput};
+use super::units::{
+    build_indexes, finish_single, load_unit, run_unit, unit_shard_root, UnitContext, UnitInput, UnitOutput,
+};
 use super::{BaseSpec, ExportError, ExportReport, ExportSettings};
 use crate::audit::{AuditEvent, AuditSink};
 use crate::bundle::format::{BaseRef, DiffManifest, EncryptionInfo, RemovedLine, PROFILE_DELTA, PROFILE_FULL};
@@ -33,14 +35,17 @@ fn valid_run_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Run id and createdAt, validated and normalised.
 fn run_identity(s: &ExportSettings, suffix: &str) -> Result<(String, String, u64), ExportError> {
     let created_at = match &s.created_at {
         Some(c) => {
-            let secs = parse_time(c).ok_or_else(|| ExportError::Usage(format!("--created-at {c:?} is not RFC 3339")))?;
+            let secs =
+                parse_time(c).ok_or_else(|| ExportError::Usage(format!("--created-at {c:?} is not RFC 3339")))?;
             format_time(secs)
         }
         None => crate::audit::now_rfc3339(),
@@ -110,10 +115,7 @@ fn snapshot_units(store: &Store, state: &StateNode) -> Result<Vec<(Collection, u
     Ok(jobs)
 }
 
-fn sealing_for<'a>(
-    s: &'a ExportSettings,
-    seal: super::units::Sealer<'a>,
-) -> Sealing<'a> {
+fn sealing_for<'a>(s: &'a ExportSettings, seal: super::units::Sealer<'a>) -> Sealing<'a> {
     match &s.encryption {
         None => Sealing {
             info: EncryptionInfo {
@@ -173,7 +175,10 @@ fn produce(
 ) -> Result<Produced, ExportError> {
     let filter = Filter::new(&selectors).map_err(ExportError::Usage)?;
     std::fs::create_dir_all(&s.out_dir).map_err(|e| ExportError::io(&s.out_dir, e))?;
-    let staging = StagingDir(s.out_dir.join(format!(".stellamirror-staging-{run_id}-{}", std::process::id())));
+    let staging = StagingDir(
+        s.out_dir
+            .join(format!(".stellamirror-staging-{run_id}-{}", std::process::id())),
+    );
     let strict = s.encryption.as_ref().is_some_and(|e| e.strict);
     let seal_fn = |path: &str, bytes: Vec<u8>| -> Result<Vec<u8>, ExportError> {
         match &s.encryption {
@@ -233,7 +238,11 @@ fn produce(
     let mut base_state_root = None;
     match &job {
         Job::Full => {}
-        Job::Delta { base, base_state, reset } => {
+        Job::Delta {
+            base,
+            base_state,
+            reset,
+        } => {
             let (added, changed, removed, units, removed_lines) = if *reset {
                 let mut added = BTreeMap::new();
                 for (c, n) in &view.counts {
@@ -280,10 +289,16 @@ fn produce(
             };
             let mut dm_json = serde_json::to_value(&dm).expect("json");
             dm_json["byCollection"] = serde_json::Value::Object(by_collection);
-            files.insert("manifest.diff.json".into(), Shipped::Doc(serde_json::to_vec_pretty(&dm_json).expect("json")));
+            files.insert(
+                "manifest.diff.json".into(),
+                Shipped::Doc(serde_json::to_vec_pretty(&dm_json).expect("json")),
+            );
             for k in KINDS {
                 let mut body = Vec::new();
-                for l in removed_lines.iter().filter(|l| Collection::from_name(&l.kind).is_some_and(|c| c.kind() == k)) {
+                for l in removed_lines
+                    .iter()
+                    .filter(|l| Collection::from_name(&l.kind).is_some_and(|c| c.kind() == k))
+                {
                     body.extend_from_slice(&serde_json::to_vec(l).expect("json"));
                     body.push(b'\n');
                 }
@@ -345,7 +360,11 @@ fn produce(
         schedule: s.schedule.as_deref(),
         counts: counts.clone(),
         state_root: view.root.to_prefixed(),
-        kind_roots: view.kind_roots.iter().map(|(c, r)| (c.name().to_string(), r.to_prefixed())).collect(),
+        kind_roots: view
+            .kind_roots
+            .iter()
+            .map(|(c, r)| (c.name().to_string(), r.to_prefixed()))
+            .collect(),
         zstd_level: s.zstd_level,
         base: base_ref,
         base_state_root,
@@ -367,7 +386,10 @@ fn produce(
         state_root: view.root,
         manifest_digest: digest,
         base_export_id: base_id,
-        bundle_file: bundle.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+        bundle_file: bundle
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
         bytes,
         options: json!({"zstdLevel": s.zstd_level, "schedule": s.schedule, "resetBaseline": reset, "encrypted": s.encryption.is_some(), "signingKeyId": s.sign_key.key_id(), "materials": sources}),
         seq: 0,
@@ -502,7 +524,12 @@ fn fix_delta_index(
         let root = match node.subjects.iter().find(|s| s.subject == subject) {
             None => None,
             Some(r) => {
-                let leaves: Vec<Leaf> = store.subject_node(&r.root)?.leaves.into_iter().filter(|l| filter.leaf(l)).collect();
+                let leaves: Vec<Leaf> = store
+                    .subject_node(&r.root)?
+                    .leaves
+                    .into_iter()
+                    .filter(|l| filter.leaf(l))
+                    .collect();
                 (!leaves.is_empty() && filter.subject(&subject)).then(|| crate::merkle::subject_root(&subject, &leaves))
             }
         };
@@ -584,7 +611,9 @@ fn load_base_state(store: &Store, base: &ExportRecord) -> Result<StateNode, Expo
         _ => return Err(missing("its snapshot's nodes are not in the store")),
     };
     for k in &st.kinds {
-        store.kind_node(k).map_err(|_| missing("its snapshot's nodes are not in the store"))?;
+        store
+            .kind_node(k)
+            .map_err(|_| missing("its snapshot's nodes are not in the store"))?;
     }
     Ok(st)
 }
@@ -641,12 +670,19 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
         .ok_or_else(|| ExportError::UnknownRun(run_id.into()))?;
     if rec.options["encrypted"] == json!(true) {
         return Err(ExportError::Usage(
-            "encrypted bundles use fresh keys each run and cannot be regenerated byte for byte; export a new bundle".into(),
+            "encrypted bundles use fresh keys each run and cannot be regenerated byte for byte; export a new bundle"
+                .into(),
         ));
     }
     let state = match store.node_opt(&rec.source_root)? {
         Some(crate::merkle::Node::State(st)) => st,
-        _ => return Err(base_missing(run_id, &s.tenant, "its snapshot's nodes are not in the store")),
+        _ => {
+            return Err(base_missing(
+                run_id,
+                &s.tenant,
+                "its snapshot's nodes are not in the store",
+            ))
+        }
     };
     let mut settings = ExportSettings {
         tenant: s.tenant.clone(),
@@ -677,9 +713,18 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
         }
     };
     let materials = rec.options["materials"].as_array().cloned();
-    let p = produce(store, &settings, job, &state, rec.selectors.clone(), rec.run_id.clone(), rec.created_at.clone(), mtime, materials)?;
+    let p = produce(
+        store,
+        &settings,
+        job,
+        &state,
+        rec.selectors.clone(),
+        rec.run_id.clone(),
+        rec.created_at.clone(),
+        mtime,
+        materials,
+    )?;
     let mut report = p.report;
     report.identical_to_original = Some(report.manifest_digest == rec.manifest_digest);
     Ok(report)
 }
-

@@ -51,7 +51,13 @@ pub struct UnitOutput {
 }
 
 /// Read a shard from the tree and filter it.
-pub fn load_unit(store: &Store, c: Collection, shard: u8, root: &NodeHash, filter: &Filter) -> Result<UnitInput, StoreError> {
+pub fn load_unit(
+    store: &Store,
+    c: Collection,
+    shard: u8,
+    root: &NodeHash,
+    filter: &Filter,
+) -> Result<UnitInput, StoreError> {
     let node = store.shard_node(shard, root)?;
     let mut subjects = Vec::with_capacity(node.subjects.len());
     for s in node.subjects {
@@ -158,7 +164,10 @@ pub fn run_unit(ctx: &UnitContext<'_>, input: UnitInput) -> Result<UnitOutput, E
         recs.push('{');
         for (i, (leaf, doc)) in leaves.iter().zip(&docs).enumerate() {
             if ObjectId::of(doc) != leaf.object {
-                return Err(ExportError::ObjectCorrupt { id: leaf.id.clone(), object: leaf.object });
+                return Err(ExportError::ObjectCorrupt {
+                    id: leaf.id.clone(),
+                    object: leaf.object,
+                });
             }
             if i > 0 {
                 recs.push(',');
@@ -219,8 +228,14 @@ pub fn unit_shard_root(o: &UnitOutput) -> NodeHash {
 }
 
 /// Assemble single-file collections from their units' lines, sorted by (subject, id).
-pub fn finish_single(ctx: &UnitContext<'_>, c: Collection, outputs: &mut [UnitOutput]) -> Result<Option<(String, PathBuf)>, ExportError> {
-    let FileLayout::Single(p) = layout(c) else { return Ok(None) };
+pub fn finish_single(
+    ctx: &UnitContext<'_>,
+    c: Collection,
+    outputs: &mut [UnitOutput],
+) -> Result<Option<(String, PathBuf)>, ExportError> {
+    let FileLayout::Single(p) = layout(c) else {
+        return Ok(None);
+    };
     let mut all: Vec<&[u8]> = Vec::new();
     for o in outputs.iter() {
         all.extend(o.lines.split_inclusive(|b| *b == b'\n'));
@@ -241,7 +256,10 @@ pub fn finish_single(ctx: &UnitContext<'_>, c: Collection, outputs: &mut [UnitOu
 }
 
 /// Build the four index files from unit outputs (compact JSON, written as text).
-pub fn build_indexes(outputs: &[UnitOutput], kind_roots: &BTreeMap<Collection, NodeHash>) -> BTreeMap<&'static str, Vec<u8>> {
+pub fn build_indexes(
+    outputs: &[UnitOutput],
+    kind_roots: &BTreeMap<Collection, NodeHash>,
+) -> BTreeMap<&'static str, Vec<u8>> {
     let mut by_c: BTreeMap<Collection, Vec<&UnitOutput>> = BTreeMap::new();
     for o in outputs {
         by_c.entry(o.collection).or_default().push(o);
@@ -249,19 +267,29 @@ pub fn build_indexes(outputs: &[UnitOutput], kind_roots: &BTreeMap<Collection, N
     let mut files = BTreeMap::new();
     for f in crate::bundle::layout::INDEX_FILES {
         let mut out = Vec::new();
-        out.extend_from_slice(format!("{{\"formatVersion\":{},\"collections\":{{", crate::bundle::format::FORMAT_VERSION).as_bytes());
+        out.extend_from_slice(
+            format!(
+                "{{\"formatVersion\":{},\"collections\":{{",
+                crate::bundle::format::FORMAT_VERSION
+            )
+            .as_bytes(),
+        );
         let mut first_c = true;
         for (c, units) in by_c.iter().filter(|(c, _)| crate::bundle::layout::index_of(**c) == f) {
             let records: u64 = units.iter().map(|u| u.records).sum();
             let mut shards = serde_json::Map::new();
             for u in units.iter().filter(|u| !u.subjects.is_empty()) {
-                shards.insert(format!("{:02x}", u.shard), json!({"root": unit_shard_root(u).to_prefixed(), "records": u.records}));
+                shards.insert(
+                    format!("{:02x}", u.shard),
+                    json!({"root": unit_shard_root(u).to_prefixed(), "records": u.records}),
+                );
             }
             if !first_c {
                 out.push(b',');
             }
             first_c = false;
-            let head = json!({"root": kind_roots.get(c).map(|r| r.to_prefixed()), "records": records, "shards": shards});
+            let head =
+                json!({"root": kind_roots.get(c).map(|r| r.to_prefixed()), "records": records, "shards": shards});
             let mut head = serde_json::to_vec(&head).expect("json");
             head.pop();
             out.extend_from_slice(serde_json::to_string(c.name()).expect("json").as_bytes());

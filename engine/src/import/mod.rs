@@ -54,16 +54,29 @@ pub struct ImportReport {
 pub enum ImportError {
     /// The delta's base is not the last export applied for the tenant.
     #[error("delta {run_id} needs base {base}, but the last applied export of tenant {tenant} is {last}")]
-    OutOfOrder { run_id: String, base: String, last: String, tenant: String },
+    OutOfOrder {
+        run_id: String,
+        base: String,
+        last: String,
+        tenant: String,
+    },
     /// The store's state root differs from the delta's base (or the result from the target).
     #[error("{what}: store state root {actual} differs from the bundle's {expected}")]
-    StateRootMismatch { what: String, expected: String, actual: String },
+    StateRootMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
     /// The bundle belongs to another tenant than `--tenant`.
     #[error("bundle is for tenant {bundle}, not {expected}")]
     TenantMismatch { bundle: String, expected: String },
     /// Same run id as an applied export, different content.
     #[error("run {run_id} was already applied with manifest {applied}, this bundle's is {bundle}")]
-    Conflict { run_id: String, applied: String, bundle: String },
+    Conflict {
+        run_id: String,
+        applied: String,
+        bundle: String,
+    },
     #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
@@ -102,7 +115,10 @@ impl StagingArea {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let dir = store.path().join("staging").join(format!("{}-{nanos}", std::process::id()));
+        let dir = store
+            .path()
+            .join("staging")
+            .join(format!("{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| crate::bundle::error::io_err(&dir, e))?;
         Ok(Self(dir))
     }
@@ -159,7 +175,13 @@ fn opener_for(staged: &Staged, v: &Verified, identities: &Identities) -> Result<
     };
     if identities.is_empty() {
         return Err(BundleError::Decrypt {
-            path: v.manifest.encryption.encrypted_paths.first().cloned().unwrap_or_default(),
+            path: v
+                .manifest
+                .encryption
+                .encrypted_paths
+                .first()
+                .cloned()
+                .unwrap_or_default(),
             reason: "the bundle is encrypted and no --identity was given".into(),
         });
     }
@@ -167,11 +189,15 @@ fn opener_for(staged: &Staged, v: &Verified, identities: &Identities) -> Result<
         let raw = if v.manifest.encryption.strict {
             v.export.wrapped_keys.clone()
         } else {
-            let p: serde_json::Value = serde_json::from_slice(&staged.read("provenance.json")?).map_err(|e| BundleError::Malformed {
-                path: "provenance.json".into(),
-                reason: e.to_string(),
-            })?;
-            p["predicate"]["encryption"]["recipients"].as_array().cloned().unwrap_or_default()
+            let p: serde_json::Value =
+                serde_json::from_slice(&staged.read("provenance.json")?).map_err(|e| BundleError::Malformed {
+                    path: "provenance.json".into(),
+                    reason: e.to_string(),
+                })?;
+            p["predicate"]["encryption"]["recipients"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
         };
         raw.into_iter().filter_map(|w| serde_json::from_value(w).ok()).collect()
     } else {
@@ -197,7 +223,12 @@ fn open_with(opener: &Option<BundleOpener>, v: &Verified, path: &str, bytes: Vec
     }
 }
 
-pub fn import(store: &Store, bundle: &Path, s: &ImportSettings, audit: &dyn AuditSink) -> Result<ImportReport, ImportError> {
+pub fn import(
+    store: &Store,
+    bundle: &Path,
+    s: &ImportSettings,
+    audit: &dyn AuditSink,
+) -> Result<ImportReport, ImportError> {
     let staging = StagingArea::new(store)?;
     let (staged, v, opener) = stage_and_verify(bundle, &staging.0, &s.trust, &s.identities, &s.limits, false)?;
     apply_verified(store, &staged, &v, &opener, s.expect_tenant.as_ref(), audit)
@@ -230,10 +261,12 @@ pub fn apply_verified(
     let is_delta = m.profile == PROFILE_DELTA;
     let diff = if is_delta {
         let b = read_plain(staged, "manifest.diff.json", open)?;
-        Some(serde_json::from_slice::<crate::bundle::format::DiffManifest>(&b).map_err(|e| BundleError::Malformed {
-            path: "manifest.diff.json".into(),
-            reason: e.to_string(),
-        })?)
+        Some(
+            serde_json::from_slice::<crate::bundle::format::DiffManifest>(&b).map_err(|e| BundleError::Malformed {
+                path: "manifest.diff.json".into(),
+                reason: e.to_string(),
+            })?,
+        )
     } else {
         None
     };
@@ -289,29 +322,41 @@ pub fn apply_verified(
     let mut pending = 0usize;
     for index_path in crate::bundle::layout::INDEX_FILES {
         let index = read_index(staged, index_path, open)?;
-        for c in Collection::ALL.into_iter().filter(|c| crate::bundle::layout::index_of(*c) == index_path) {
-            for_each_record(staged, prefix, c, index.collections.get(c.name()), open, &mut |subject, leaf, doc| {
-                store.batch_put(&mut batch, CF_OBJECTS, leaf.object.as_bytes(), doc);
-                pending += doc.len();
-                if pending > 64 << 20 {
-                    store.write_unreferenced(std::mem::take(&mut batch)).map_err(|e| BundleError::Io {
-                        path: "store".into(),
-                        message: e.to_string(),
-                    })?;
-                    pending = 0;
-                }
-                mutation.upserts.insert(
-                    (c, leaf.id.clone()),
-                    RecordEntry {
-                        subject: subject.to_string(),
-                        object: leaf.object,
-                        modified: leaf.modified,
-                        source: source.clone(),
-                        derived: Vec::new(),
-                    },
-                );
-                Ok(())
-            })?;
+        for c in Collection::ALL
+            .into_iter()
+            .filter(|c| crate::bundle::layout::index_of(*c) == index_path)
+        {
+            for_each_record(
+                staged,
+                prefix,
+                c,
+                index.collections.get(c.name()),
+                open,
+                &mut |subject, leaf, doc| {
+                    store.batch_put(&mut batch, CF_OBJECTS, leaf.object.as_bytes(), doc);
+                    pending += doc.len();
+                    if pending > 64 << 20 {
+                        store
+                            .write_unreferenced(std::mem::take(&mut batch))
+                            .map_err(|e| BundleError::Io {
+                                path: "store".into(),
+                                message: e.to_string(),
+                            })?;
+                        pending = 0;
+                    }
+                    mutation.upserts.insert(
+                        (c, leaf.id.clone()),
+                        RecordEntry {
+                            subject: subject.to_string(),
+                            object: leaf.object,
+                            modified: leaf.modified,
+                            source: source.clone(),
+                            derived: Vec::new(),
+                        },
+                    );
+                    Ok(())
+                },
+            )?;
         }
     }
     store.write_unreferenced(batch)?;
@@ -333,7 +378,9 @@ pub fn apply_verified(
         }
     }
     let plan = apply::plan(store, &tenant, &mutation)?;
-    let target = diff.as_ref().map_or(m.state_root.clone(), |d| d.target_state_root.clone());
+    let target = diff
+        .as_ref()
+        .map_or(m.state_root.clone(), |d| d.target_state_root.clone());
     if plan.root().to_prefixed() != target || m.state_root != target {
         return Err(ImportError::StateRootMismatch {
             what: "after applying".into(),
@@ -350,9 +397,16 @@ pub fn apply_verified(
         base_export_id: diff.as_ref().map(|d| d.base_export_id.clone()),
         created_at: m.created_at.clone(),
     });
-    let extra = vec![(applied_key(tenant.as_str()), serde_json::to_vec(&history).expect("json"))];
+    let extra = vec![(
+        applied_key(tenant.as_str()),
+        serde_json::to_vec(&history).expect("json"),
+    )];
     apply::commit(store, &plan, &extra)?;
-    let event = if is_delta { "mirror.delta.applied" } else { "mirror.bundle.imported" };
+    let event = if is_delta {
+        "mirror.delta.applied"
+    } else {
+        "mirror.bundle.imported"
+    };
     audit.record(&AuditEvent::new(
         event,
         json!({"runId": m.run_id, "profile": m.profile, "tenant": tenant.as_str(), "manifestDigest": v.manifest_digest, "stateRoot": plan.root().to_prefixed(), "previousRoot": current.to_prefixed(), "resetBaseline": reset}),

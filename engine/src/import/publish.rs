@@ -60,15 +60,19 @@ pub fn publish(store: &Store, tenant: &Tenant, dir: &Path) -> Result<PathBuf, Ex
         .map(|(c, s, r)| run_unit(&ctx, load_unit(store, *c, *s, r, &filter)?))
         .collect::<Result<_, _>>()?;
     for c in Collection::ALL {
-        let mut mine: Vec<UnitOutput> = outputs.iter().filter(|o| o.collection == c).map(|o| UnitOutput {
-            collection: o.collection,
-            shard: o.shard,
-            files: Vec::new(),
-            lines: o.lines.clone(),
-            subjects: Vec::new(),
-            index: Vec::new(),
-            records: 0,
-        }).collect();
+        let mut mine: Vec<UnitOutput> = outputs
+            .iter()
+            .filter(|o| o.collection == c)
+            .map(|o| UnitOutput {
+                collection: o.collection,
+                shard: o.shard,
+                files: Vec::new(),
+                lines: o.lines.clone(),
+                subjects: Vec::new(),
+                index: Vec::new(),
+                records: 0,
+            })
+            .collect();
         finish_single(&ctx, c, &mut mine)?;
     }
     outputs.sort_by_key(|o| (o.collection, o.shard));
@@ -84,7 +88,11 @@ pub fn publish(store: &Store, tenant: &Tenant, dir: &Path) -> Result<PathBuf, Ex
         "kindRoots": state.kinds.iter().map(|k| (k.collection.name().to_string(), k.root.to_prefixed())).collect::<BTreeMap<_, _>>(),
         "counts": state.kinds.iter().map(|k| (k.collection.name().to_string(), k.records)).collect::<BTreeMap<_, _>>(),
     });
-    std::fs::write(building.join("state.json"), serde_json::to_vec_pretty(&st).expect("json")).map_err(|e| io(&building, e))?;
+    std::fs::write(
+        building.join("state.json"),
+        serde_json::to_vec_pretty(&st).expect("json"),
+    )
+    .map_err(|e| io(&building, e))?;
     if let Some(prev) = &previous {
         reuse_identical(&building, prev)?;
     }

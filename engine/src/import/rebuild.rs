@@ -45,7 +45,9 @@ impl RebuildError {
     pub fn hint(&self) -> String {
         match self {
             RebuildError::NoFull(_) => "copy the latest full bundle into the folder".into(),
-            RebuildError::Gap { base, .. } => format!("copy bundle {base} into the folder; the store holds the chain up to the gap"),
+            RebuildError::Gap { base, .. } => {
+                format!("copy bundle {base} into the folder; the store holds the chain up to the gap")
+            }
             RebuildError::Fork { .. } => "remove the bundle that does not belong to this mirror's chain".into(),
             RebuildError::Bundle { source, .. } => source.hint(),
             RebuildError::Import { source, .. } => source.hint(),
@@ -94,7 +96,11 @@ fn read_head(path: &Path, trust: &[TrustedKey], staging: &Path) -> Result<Head, 
             })
         }
     };
-    let base = manifest.base.as_ref().filter(|b| !b.reset_baseline).map(|b| b.export_id.clone());
+    let base = manifest
+        .base
+        .as_ref()
+        .filter(|b| !b.reset_baseline)
+        .map(|b| b.export_id.clone());
     Ok(Head {
         path: path.to_path_buf(),
         manifest,
@@ -102,7 +108,12 @@ fn read_head(path: &Path, trust: &[TrustedKey], staging: &Path) -> Result<Head, 
     })
 }
 
-pub fn rebuild(store: &Store, dir: &Path, s: &ImportSettings, audit: &dyn AuditSink) -> Result<RebuildReport, RebuildError> {
+pub fn rebuild(
+    store: &Store,
+    dir: &Path,
+    s: &ImportSettings,
+    audit: &dyn AuditSink,
+) -> Result<RebuildReport, RebuildError> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| RebuildError::Bundle {
             path: dir.to_path_buf(),
@@ -114,15 +125,25 @@ pub fn rebuild(store: &Store, dir: &Path, s: &ImportSettings, audit: &dyn AuditS
     paths.sort();
     let mut heads = Vec::new();
     for p in &paths {
-        let staging = StagingArea::new(store).map_err(|e| RebuildError::Bundle { path: p.clone(), source: e })?;
-        heads.push(read_head(p, &s.trust, &staging.0).map_err(|e| RebuildError::Bundle { path: p.clone(), source: e })?);
+        let staging = StagingArea::new(store).map_err(|e| RebuildError::Bundle {
+            path: p.clone(),
+            source: e,
+        })?;
+        heads.push(read_head(p, &s.trust, &staging.0).map_err(|e| RebuildError::Bundle {
+            path: p.clone(),
+            source: e,
+        })?);
     }
     // The newest full bundle, or a reset-baseline delta, starts the chain.
     let start = heads
         .iter()
         .enumerate()
-        .filter(|(_, h)| h.manifest.profile == PROFILE_FULL || h.manifest.base.as_ref().is_some_and(|b| b.reset_baseline))
-        .max_by(|a, b| (&a.1.manifest.created_at, &a.1.manifest.run_id).cmp(&(&b.1.manifest.created_at, &b.1.manifest.run_id)))
+        .filter(|(_, h)| {
+            h.manifest.profile == PROFILE_FULL || h.manifest.base.as_ref().is_some_and(|b| b.reset_baseline)
+        })
+        .max_by(|a, b| {
+            (&a.1.manifest.created_at, &a.1.manifest.run_id).cmp(&(&b.1.manifest.created_at, &b.1.manifest.run_id))
+        })
         .map(|(i, _)| i)
         .ok_or_else(|| RebuildError::NoFull(dir.to_path_buf()))?;
     let mut by_base: BTreeMap<&str, usize> = BTreeMap::new();
@@ -162,14 +183,21 @@ pub fn rebuild(store: &Store, dir: &Path, s: &ImportSettings, audit: &dyn AuditS
     let mut applied = Vec::new();
     for i in &chain {
         let path = &heads[*i].path;
-        let staging = StagingArea::new(store).map_err(|e| RebuildError::Bundle { path: path.clone(), source: e })?;
+        let staging = StagingArea::new(store).map_err(|e| RebuildError::Bundle {
+            path: path.clone(),
+            source: e,
+        })?;
         let (staged, v, opener) = stage_and_verify(path, &staging.0, &s.trust, &s.identities, &s.limits, false)
-            .map_err(|e| RebuildError::Bundle { path: path.clone(), source: e })?;
-        let r = apply_verified(store, &staged, &v, &opener, s.expect_tenant.as_ref(), audit)
-            .map_err(|e| RebuildError::Import {
+            .map_err(|e| RebuildError::Bundle {
+                path: path.clone(),
+                source: e,
+            })?;
+        let r = apply_verified(store, &staged, &v, &opener, s.expect_tenant.as_ref(), audit).map_err(|e| {
+            RebuildError::Import {
                 path: path.clone(),
                 source: Box::new(e),
-            })?;
+            }
+        })?;
         applied.push(r);
     }
     super::verify_store::verify_store(store)?;

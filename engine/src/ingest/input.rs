@@ -50,7 +50,12 @@ pub fn enumerate(paths: &[PathBuf], force_lines: bool) -> Result<Vec<InputFile>,
                 })?;
                 if entry.file_type().is_file() {
                     if let Some(shape) = shape_of(entry.path(), force_lines) {
-                        let name = entry.path().strip_prefix(p).unwrap_or(entry.path()).to_string_lossy().to_string();
+                        let name = entry
+                            .path()
+                            .strip_prefix(p)
+                            .unwrap_or(entry.path())
+                            .to_string_lossy()
+                            .to_string();
                         out.push(InputFile {
                             path: entry.path().to_path_buf(),
                             shape,
@@ -61,7 +66,10 @@ pub fn enumerate(paths: &[PathBuf], force_lines: bool) -> Result<Vec<InputFile>,
             }
         } else {
             let shape = shape_of(p, force_lines).unwrap_or(FileShape::Json);
-            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             out.push(InputFile {
                 path: p.clone(),
                 shape,

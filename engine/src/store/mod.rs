@@ -150,11 +150,7 @@ impl Store {
     }
 
     /// Key/value pairs whose key starts with `prefix`, in key order.
-    pub fn scan_prefix<'a>(
-        &'a self,
-        cf: &str,
-        prefix: &'a [u8],
-    ) -> impl Iterator<Item = KvResult> + 'a {
+    pub fn scan_prefix<'a>(&'a self, cf: &str, prefix: &'a [u8]) -> impl Iterator<Item = KvResult> + 'a {
         self.db
             .iterator_cf(self.cf(cf), IteratorMode::From(prefix, Direction::Forward))
             .map(|r| r.map_err(StoreError::from))
@@ -238,10 +234,7 @@ impl Store {
     }
 
     /// Every key of a column family (for store verification).
-    pub fn iter_cf<'a>(
-        &'a self,
-        cf: &str,
-    ) -> impl Iterator<Item = KvResult> + 'a {
+    pub fn iter_cf<'a>(&'a self, cf: &str) -> impl Iterator<Item = KvResult> + 'a {
         self.db
             .iterator_cf(self.cf(cf), IteratorMode::Start)
             .map(|r| r.map_err(StoreError::from))

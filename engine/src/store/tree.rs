@@ -217,11 +217,7 @@ impl Store {
     }
 
     /// Every (subject, leaves) of one collection in a snapshot, shard by shard.
-    pub fn collection_subjects(
-        &self,
-        state: &StateNode,
-        c: Collection,
-    ) -> Result<Vec<(u8, SubjectRef)>, StoreError> {
+    pub fn collection_subjects(&self, state: &StateNode, c: Collection) -> Result<Vec<(u8, SubjectRef)>, StoreError> {
         let kind = self.kind_node(state.kind(c))?;
         let mut out = Vec::new();
         for (i, root) in kind.shards.iter().enumerate() {

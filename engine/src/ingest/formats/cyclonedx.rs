@@ -23,14 +23,18 @@ pub fn sbom_subject(v: &Value, ctx: &ParseContext) -> Result<String, DocError> {
         return Ok(s.clone());
     }
     let comp = v.get("metadata").and_then(|m| m.get("component"));
-    let from_doc = comp.and_then(|c| c.get("purl")).and_then(Value::as_str).map(str::to_string).or_else(|| {
-        let c = comp?;
-        let name = c.get("name")?.as_str()?;
-        Some(match c.get("version").and_then(Value::as_str) {
-            Some(ver) => format!("{name}@{ver}"),
-            None => name.to_string(),
-        })
-    });
+    let from_doc = comp
+        .and_then(|c| c.get("purl"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| {
+            let c = comp?;
+            let name = c.get("name")?.as_str()?;
+            Some(match c.get("version").and_then(Value::as_str) {
+                Some(ver) => format!("{name}@{ver}"),
+                None => name.to_string(),
+            })
+        });
     from_doc.filter(|s| valid_key_text(s)).ok_or_else(|| {
         invalid(
             "/metadata/component",

@@ -64,9 +64,18 @@ pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
         }
         let products = match s.get("products") {
             Some(Value::Array(a)) if !a.is_empty() => a,
-            _ => return Err(invalid(&format!("{p}/products"), "statement needs a non-empty `products` array")),
+            _ => {
+                return Err(invalid(
+                    &format!("{p}/products"),
+                    "statement needs a non-empty `products` array",
+                ))
+            }
         };
-        let aliases = s.get("vulnerability").and_then(|x| x.get("aliases")).cloned().unwrap_or(json!([]));
+        let aliases = s
+            .get("vulnerability")
+            .and_then(|x| x.get("aliases"))
+            .cloned()
+            .unwrap_or(json!([]));
         for (j, prod) in products.iter().enumerate() {
             let pid = id_of(prod)
                 .filter(|x| valid_key_text(x))

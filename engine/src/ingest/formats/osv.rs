@@ -17,10 +17,12 @@ fn package_purl(p: &Value) -> Option<String> {
 pub fn parse(v: Value) -> Result<ParsedDoc, DocError> {
     let id = required_key_str(&v, "id", "/id")?.to_string();
     let modified_s = required_key_str(&v, "modified", "/modified")?;
-    let modified = Some(
-        parse_time(modified_s)
-            .ok_or_else(|| invalid("/modified", format!("`modified` is not an RFC 3339 time: {modified_s:?}")))?,
-    );
+    let modified = Some(parse_time(modified_s).ok_or_else(|| {
+        invalid(
+            "/modified",
+            format!("`modified` is not an RFC 3339 time: {modified_s:?}"),
+        )
+    })?);
     optional_time(&v, "published", "/published")?;
     let affected = match v.get("affected") {
         None | Some(Value::Null) => Vec::new(),
@@ -31,7 +33,10 @@ pub fn parse(v: Value) -> Result<ParsedDoc, DocError> {
     for (i, a) in affected.iter().enumerate() {
         let Some(pkg) = a.get("package") else { continue };
         let p = package_purl(pkg).ok_or_else(|| {
-            invalid(&format!("/affected/{i}/package"), "package needs `ecosystem` and `name`, or `purl`")
+            invalid(
+                &format!("/affected/{i}/package"),
+                "package needs `ecosystem` and `name`, or `purl`",
+            )
         })?;
         packages.push(json!({
             "purl": p,

@@ -40,7 +40,10 @@ mod tests {
     #[test]
     fn strips_version_qualifiers_and_subpath_but_keeps_scopes() {
         assert_eq!(strip_version("pkg:golang/stdlib@v1.22.7"), "pkg:golang/stdlib");
-        assert_eq!(strip_version("pkg:npm/@angular/core@1.0?x=1#a"), "pkg:npm/@angular/core");
+        assert_eq!(
+            strip_version("pkg:npm/@angular/core@1.0?x=1#a"),
+            "pkg:npm/@angular/core"
+        );
         assert_eq!(strip_version("pkg:oci/rancher"), "pkg:oci/rancher");
     }
 
