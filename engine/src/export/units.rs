@@ -82,10 +82,13 @@ pub fn load_unit(
 }
 
 fn fetch_objects(store: &Store, leaves: &[&Leaf]) -> Result<Vec<Vec<u8>>, ExportError> {
-    leaves
-        .iter()
-        .map(|l| {
-            store.object(&l.object)?.ok_or_else(|| ExportError::ObjectMissing {
+    let ids: Vec<ObjectId> = leaves.iter().map(|l| l.object).collect();
+    store
+        .objects(&ids)?
+        .into_iter()
+        .zip(leaves)
+        .map(|(o, l)| {
+            o.ok_or_else(|| ExportError::ObjectMissing {
                 id: l.id.clone(),
                 object: l.object,
             })
@@ -93,18 +96,37 @@ fn fetch_objects(store: &Store, leaves: &[&Leaf]) -> Result<Vec<Vec<u8>>, Export
         .collect()
 }
 
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+fn push_hash(out: &mut Vec<u8>, h: &ObjectId) {
+    let mut hexbuf = [0u8; 64];
+    hex::encode_to_slice(h.as_bytes(), &mut hexbuf).expect("64 hex digits");
+    out.extend_from_slice(b"\"blake3:");
+    out.extend_from_slice(&hexbuf);
+    out.push(b'"');
+}
+
+fn push_modified(out: &mut Vec<u8>, m: Option<i64>) {
+    match m {
+        Some(t) => out.extend_from_slice(t.to_string().as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
 /// A record line: `{"kind","subject","id","hash","modified","doc"}` with `doc` verbatim.
 pub fn record_line(out: &mut Vec<u8>, c: Collection, subject: &str, leaf: &Leaf, doc: &[u8]) {
-    let head = json!({
-        "kind": c.name(),
-        "subject": subject,
-        "id": leaf.id,
-        "hash": leaf.object.to_prefixed(),
-        "modified": leaf.modified,
-    });
-    let mut h = serde_json::to_vec(&head).expect("json");
-    h.pop(); // reopen the object to append the verbatim document
-    out.extend_from_slice(&h);
+    out.extend_from_slice(b"{\"kind\":\"");
+    out.extend_from_slice(c.name().as_bytes());
+    out.extend_from_slice(b"\",\"subject\":");
+    push_json_str(out, subject);
+    out.extend_from_slice(b",\"id\":");
+    push_json_str(out, &leaf.id);
+    out.extend_from_slice(b",\"hash\":");
+    push_hash(out, &leaf.object);
+    out.extend_from_slice(b",\"modified\":");
+    push_modified(out, leaf.modified);
     out.extend_from_slice(b",\"doc\":");
     out.extend_from_slice(doc);
     out.extend_from_slice(b"}\n");
@@ -156,12 +178,13 @@ pub fn run_unit(ctx: &UnitContext<'_>, input: UnitInput) -> Result<UnitOutput, E
             FileLayout::PerSubject(dir, name) => format!("{}{dir}/{}/{name}", ctx.prefix, safe_name(subject)),
         }
     };
+    let all: Vec<&Leaf> = input.subjects.iter().flat_map(|(_, l)| l.iter()).collect();
+    let mut fetched = fetch_objects(ctx.store, &all)?.into_iter();
     for (subject, leaves) in &input.subjects {
-        let refs: Vec<&Leaf> = leaves.iter().collect();
-        let docs = fetch_objects(ctx.store, &refs)?;
+        let docs: Vec<Vec<u8>> = fetched.by_ref().take(leaves.len()).collect();
         let file = file_for(subject);
-        let mut recs = String::with_capacity(leaves.len() * 110);
-        recs.push('{');
+        let mut recs: Vec<u8> = Vec::with_capacity(leaves.len() * 110);
+        recs.push(b'{');
         for (i, (leaf, doc)) in leaves.iter().zip(&docs).enumerate() {
             if ObjectId::of(doc) != leaf.object {
                 return Err(ExportError::ObjectCorrupt {
@@ -170,13 +193,17 @@ pub fn run_unit(ctx: &UnitContext<'_>, input: UnitInput) -> Result<UnitOutput, E
                 });
             }
             if i > 0 {
-                recs.push(',');
+                recs.push(b',');
             }
-            recs.push_str(&serde_json::to_string(&leaf.id).expect("json"));
-            recs.push(':');
-            recs.push_str(&json!({"hash": leaf.object.to_prefixed(), "modified": leaf.modified}).to_string());
+            push_json_str(&mut recs, &leaf.id);
+            recs.extend_from_slice(b":{\"hash\":");
+            push_hash(&mut recs, &leaf.object);
+            recs.extend_from_slice(b",\"modified\":");
+            push_modified(&mut recs, leaf.modified);
+            recs.push(b'}');
         }
-        recs.push('}');
+        recs.push(b'}');
+        let recs = String::from_utf8(recs).expect("JSON text is UTF-8");
         match layout(c) {
             FileLayout::PerSubject(..) => {
                 if docs.len() != 1 {
