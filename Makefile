@@ -29,7 +29,7 @@ bench: build
 
 bench-scale: build
 	@bash tests/scripts/install-deps.sh restic b3sum time
-	$(CARGO_TARGET_DIR)/release/smscale --n $(N) --bin $(BIN) --docs docs/benchmarks.md
+	RESTIC_PASSWORD=$${RESTIC_PASSWORD:-smscale-local-only} $(CARGO_TARGET_DIR)/release/smscale --n $(N) --bin $(BIN) --docs docs/benchmarks.md
 
 clean:
 	cargo clean

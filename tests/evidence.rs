@@ -389,11 +389,12 @@ const KRP: &str = "golang__github.com__brancz__kube-rbac-proxy__scan.openvex.jso
 /// Real Rancher VEX Hub statements that disagree. Checked by hand with
 /// `jq -c '.statements[] | select(.vulnerability.name=="CVE-2026-39883")' FILE` on the
 /// 2026-07-22 and 2026-08-22 versions of kube-rbac-proxy's document:
-/// * 2026-07-22 (last statement for the pair): not_affected, vulnerable_code_not_present,
+/// * 2026-07-22 (newest statement for the pair): not_affected, vulnerable_code_not_present,
 ///   "This CVE only affects macOS/Darwin systems", 2026-06-19T00:00:00Z;
-/// * 2026-08-22 (last statement for the pair): not_affected,
+/// * 2026-08-22 (newest statement for the pair; the document lists a 2026-07-27 and
+///   then a 2026-07-25 statement, and the newest timestamp wins): not_affected,
 ///   vulnerable_code_not_in_execute_path, "Govulncheck determined that the vulnerable
-///   code isn't called", 2026-07-25T03:11:39Z.
+///   code isn't called", 2026-07-27T03:13:01Z.
 ///
 /// No pair conflicts across the hub's current documents (each product has one
 /// document) and statuses never change between versions, so the two versions are
@@ -441,7 +442,7 @@ fn consensus_on_conflicting_rancher_statements() {
         "Govulncheck determined that the vulnerable code isn't called"
     );
     assert_eq!(c["sources"], 1);
-    assert_eq!(c["modified"], "2026-07-25T03:11:39Z");
+    assert_eq!(c["modified"], "2026-07-27T03:13:01Z");
     let st = c["statements"].as_array().unwrap();
     assert_eq!(st.len(), 2);
     let stmt = |date: &str| {

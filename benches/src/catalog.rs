@@ -28,8 +28,8 @@ const ECOSYSTEMS: [(&str, u32); 8] = [
 const CONSONANTS: &[u8; 14] = b"bdfgklmnprstvz";
 const VOWELS: &[u8; 5] = b"aeiou";
 const SUFFIXES: [&str; 20] = [
-    "", "", "", "", "", "-core", "-utils", "-client", "-server", "-parser", "-http", "-io",
-    "-auth", "-cli", "-sdk", "-plugin", "-tools", "-db", "-async", "-common",
+    "", "", "", "", "", "-core", "-utils", "-client", "-server", "-parser", "-http", "-io", "-auth", "-cli", "-sdk",
+    "-plugin", "-tools", "-db", "-async", "-common",
 ];
 
 /// Two-letter syllables (70 of them): fixed width, so concatenations never collide.
@@ -106,18 +106,12 @@ pub fn package(seed: u64, p: u64) -> Package {
         "npm" if rng.chance(0.2) => (format!("@{org}/{base}"), format!("pkg:npm/%40{org}/{base}")),
         "npm" => (base.clone(), format!("pkg:npm/{base}")),
         "PyPI" => (base.clone(), format!("pkg:pypi/{base}")),
-        "Maven" => (
-            format!("org.{org}:{base}"),
-            format!("pkg:maven/org.{org}/{base}"),
-        ),
+        "Maven" => (format!("org.{org}:{base}"), format!("pkg:maven/org.{org}/{base}")),
         "Go" => (
             format!("github.com/{org}/{base}"),
             format!("pkg:golang/github.com/{org}/{base}"),
         ),
-        "Packagist" => (
-            format!("{org}/{base}"),
-            format!("pkg:composer/{org}/{base}"),
-        ),
+        "Packagist" => (format!("{org}/{base}"), format!("pkg:composer/{org}/{base}")),
         "crates.io" => (base.clone(), format!("pkg:cargo/{base}")),
         "NuGet" => {
             let n = format!("{}.{}", capitalise(&org), capitalise(&base));
@@ -210,9 +204,7 @@ pub fn identity(seed: u64, serial: u64, ecosystem: &str) -> Identity {
     let mut rng = Rng::new(seed, stream::IDENTITY, serial);
     let published = PUBLISHED_FROM + rng.below(PUBLISHED_SPAN as u64) as i64;
     let year = civil(published).0;
-    let cve = rng
-        .chance(0.85)
-        .then(|| format!("CVE-{year}-{}", 10_000 + serial));
+    let cve = rng.chance(0.85).then(|| format!("CVE-{year}-{}", 10_000 + serial));
     let g = ghsa(seed, serial);
     let native = match ecosystem {
         "Go" => Some(format!("GO-{year}-{serial:04}")),

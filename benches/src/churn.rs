@@ -179,8 +179,8 @@ pub fn churn(prev: &Path, out: &Path, p: &Params) -> Result<(Manifest, Report)> 
         match role.get(&i) {
             Some(false) => adv.removed_ids.push(line_id(&line)?),
             Some(true) => {
-                let mut a: Advisory = serde_json::from_slice(&line)
-                    .ctx(|| format!("{} line {}", src.display(), i + 1))?;
+                let mut a: Advisory =
+                    serde_json::from_slice(&line).ctx(|| format!("{} line {}", src.display(), i + 1))?;
                 osv::edit(cseed, gen, hash64(a.id.as_bytes()), &mut a);
                 pool.push(vuln_of(&a));
                 g::emit_advisory(out, &mut jsonl, &sink, &a)?;
@@ -195,10 +195,7 @@ pub fn churn(prev: &Path, out: &Path, p: &Params) -> Result<(Manifest, Report)> 
         i += 1;
     }
     if i != n {
-        return Err(Error(format!(
-            "{} has {i} lines, gen.json says {n}",
-            src.display()
-        )));
+        return Err(Error(format!("{} has {i} lines, gen.json says {n}", src.display())));
     }
     let mut space = base.package_space;
     let mut new_pool = Vec::new();
@@ -212,8 +209,7 @@ pub fn churn(prev: &Path, out: &Path, p: &Params) -> Result<(Manifest, Report)> 
             catalog::assign_package(seed, serial, base.package_space)
         };
         let primary = catalog::package(seed, pkg);
-        let second = g::second_package(seed, serial, base.package_space, pkg)
-            .map(|q| catalog::package(seed, q));
+        let second = g::second_package(seed, serial, base.package_space, pkg).map(|q| catalog::package(seed, q));
         let mut a = osv::generate(seed, serial, &primary, second.as_ref());
         let at = catalog::rfc3339(t_gen(rng.next_u64()));
         a.published = at.clone();
@@ -235,8 +231,7 @@ pub fn churn(prev: &Path, out: &Path, p: &Params) -> Result<(Manifest, Report)> 
     adv.after = n - nr + na;
 
     let (vex, docs) = churn_vex(prev, out, &sink, &mut rng, frac, p, &pool, gen)?;
-    let (sboms, components_delta, next_subject) =
-        churn_sboms(prev, out, &sink, &mut rng, frac, p, &base, gen)?;
+    let (sboms, components_delta, next_subject) = churn_sboms(prev, out, &sink, &mut rng, frac, p, &base, gen)?;
     let policy = churn_policy(prev, out, &mut rng, frac, p, &pool, &docs, gen)?;
     sink.finish()?;
 
@@ -252,11 +247,7 @@ pub fn churn(prev: &Path, out: &Path, p: &Params) -> Result<(Manifest, Report)> 
         sboms,
         policy_evaluations: policy,
     };
-    for k in [
-        &mut report.advisories,
-        &mut report.vex_statements,
-        &mut report.sboms,
-    ] {
+    for k in [&mut report.advisories, &mut report.vex_statements, &mut report.sboms] {
         k.added_ids.sort();
         k.changed_ids.sort();
         k.removed_ids.sort();
@@ -366,10 +357,10 @@ fn churn_vex(
                 continue;
             };
             let sub = rng.pick(&subs).clone();
-            let exists = doc.statements.iter().any(|s| {
-                s.vulnerability.name == *name
-                    && s.products[0].subcomponents.iter().any(|c| c.id == sub)
-            });
+            let exists = doc
+                .statements
+                .iter()
+                .any(|s| s.vulnerability.name == *name && s.products[0].subcomponents.iter().any(|c| c.id == sub));
             if exists {
                 continue;
             }
@@ -396,9 +387,7 @@ fn churn_vex(
     };
     let mut index = Vec::with_capacity(docs.len());
     for ((path, doc), t) in paths.iter().zip(docs.iter_mut()).zip(&touched) {
-        let target = out
-            .join(g::VEX_DIR)
-            .join(path.file_name().unwrap_or_default());
+        let target = out.join(g::VEX_DIR).join(path.file_name().unwrap_or_default());
         if *t {
             doc.version += 1;
             doc.timestamp = catalog::rfc3339(catalog::generation_time(gen, 0));
@@ -460,18 +449,14 @@ fn churn_sboms(
             }
             Some(true) => {
                 let src = dir.join("sbom.json");
-                let mut sbom: Sbom = serde_json::from_slice(&fs::read(&src)?)
-                    .ctx(|| format!("parsing {}", src.display()))?;
+                let mut sbom: Sbom =
+                    serde_json::from_slice(&fs::read(&src)?).ctx(|| format!("parsing {}", src.display()))?;
                 let before_len = sbom.components.len() as i64;
                 for _ in 0..rng.range(1, 5) {
                     let c = rng.below(sbom.components.len() as u64) as usize;
                     let comp = &mut sbom.components[c];
                     comp.version = bump_patch(&comp.version);
-                    let base_purl = comp
-                        .purl
-                        .rsplit_once('@')
-                        .map(|x| x.0.to_string())
-                        .unwrap_or_default();
+                    let base_purl = comp.purl.rsplit_once('@').map(|x| x.0.to_string()).unwrap_or_default();
                     comp.purl = format!("{base_purl}@{}", comp.version);
                     comp.bom_ref = comp.purl.clone();
                 }
@@ -479,8 +464,7 @@ fn churn_sboms(
                     let c = rng.below(sbom.components.len() as u64) as usize;
                     sbom.components.remove(c);
                 }
-                let pkg =
-                    catalog::package(base.seed, catalog::skewed_package(rng, base.package_space));
+                let pkg = catalog::package(base.seed, catalog::skewed_package(rng, base.package_space));
                 if !sbom.components.iter().any(|c| c.name == pkg.name) {
                     let v = rng.pick(&pkg.versions).clone();
                     sbom.components.push(evidence::component(rng, &pkg, &v));
@@ -488,8 +472,7 @@ fn churn_sboms(
                 delta += sbom.components.len() as i64 - before_len;
                 sbom.version += 1;
                 sbom.serial_number = evidence::uuid(rng);
-                sbom.metadata.timestamp =
-                    catalog::rfc3339(catalog::generation_time(gen, rng.next_u64()));
+                sbom.metadata.timestamp = catalog::rfc3339(catalog::generation_time(gen, rng.next_u64()));
                 fs::create_dir_all(&target)?;
                 sink.write(target.join("sbom.json"), g::json_pretty(&sbom)?)?;
                 kc.changed_ids.push(name);
@@ -547,24 +530,20 @@ fn churn_policy(
         match role.get(&(i as u64)) {
             Some(false) => continue,
             Some(true) => {
-                let mut ev: Evaluation = serde_json::from_slice(line)
-                    .ctx(|| format!("{} line {}", src.display(), i + 1))?;
+                let mut ev: Evaluation =
+                    serde_json::from_slice(line).ctx(|| format!("{} line {}", src.display(), i + 1))?;
                 let old = ev.status.clone();
                 while ev.status == old {
                     evidence::set_verdict(rng, &mut ev);
                 }
                 ev.evaluated_at = catalog::rfc3339(catalog::generation_time(gen, rng.next_u64()));
-                seen.insert((
-                    ev.subject.clone(),
-                    ev.component_purl.clone(),
-                    ev.vulnerability.clone(),
-                ));
+                seen.insert((ev.subject.clone(), ev.component_purl.clone(), ev.vulnerability.clone()));
                 w.write_all(&g::json_line(&ev)?)?;
             }
             None => {
                 // Every kept line is indexed so an added evaluation never repeats a key.
-                let ev: Evaluation = serde_json::from_slice(line)
-                    .ctx(|| format!("{} line {}", src.display(), i + 1))?;
+                let ev: Evaluation =
+                    serde_json::from_slice(line).ctx(|| format!("{} line {}", src.display(), i + 1))?;
                 seen.insert((ev.subject, ev.component_purl, ev.vulnerability));
                 w.write_all(line)?
             }
@@ -581,9 +560,7 @@ fn churn_policy(
                 continue;
             }
             let at = catalog::generation_time(gen, rng.next_u64());
-            w.write_all(&g::json_line(&evidence::evaluation(
-                rng, subject, comp, vuln, at,
-            ))?)?;
+            w.write_all(&g::json_line(&evidence::evaluation(rng, subject, comp, vuln, at))?)?;
             added += 1;
         }
     }

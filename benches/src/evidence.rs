@@ -24,14 +24,7 @@ const SERVICES: [&str; 10] = [
     "scheduler",
 ];
 pub const OPENVEX_CONTEXT: &str = "https://openvex.dev/ns/v0.2.0";
-const LICENSES: [&str; 6] = [
-    "MIT",
-    "Apache-2.0",
-    "BSD-3-Clause",
-    "ISC",
-    "MPL-2.0",
-    "GPL-3.0-only",
-];
+const LICENSES: [&str; 6] = ["MIT", "Apache-2.0", "BSD-3-Clause", "ISC", "MPL-2.0", "GPL-3.0-only"];
 
 // ---- CycloneDX ------------------------------------------------------------------------------
 
@@ -208,9 +201,7 @@ pub fn sbom(seed: u64, s: u64, subj: &Subject, space: u64) -> (Sbom, Vec<u64>) {
         serial_number: uuid(&mut rng),
         version: 1,
         metadata: Metadata {
-            timestamp: catalog::rfc3339(
-                catalog::GENERATION_EPOCH - 86_400 - rng.below(86_400 * 60) as i64,
-            ),
+            timestamp: catalog::rfc3339(catalog::GENERATION_EPOCH - 86_400 - rng.below(86_400 * 60) as i64),
             tools: Tools {
                 components: vec![ToolComponent {
                     kind: "application".into(),
@@ -301,14 +292,13 @@ pub fn set_status(rng: &mut Rng, st: &mut Statement, status: &str) {
         "not_affected" => {
             st.justification = Some(rng.pick(&JUSTIFICATIONS).to_string());
             if rng.chance(0.6) {
-                st.impact_statement = Some("Static analysis determined that the vulnerable code is not called by this product".into());
+                st.impact_statement =
+                    Some("Static analysis determined that the vulnerable code is not called by this product".into());
             }
         }
         "affected" => {
-            st.action_statement = Some(
-                "Upgrade the component to a fixed version in the next release of this product"
-                    .into(),
-            );
+            st.action_statement =
+                Some("Upgrade the component to a fixed version in the next release of this product".into());
         }
         _ => {}
     }
@@ -318,13 +308,7 @@ pub fn random_status(rng: &mut Rng) -> &'static str {
     ["not_affected", "affected", "fixed", "under_investigation"][rng.weighted(&[55, 15, 20, 10])]
 }
 
-pub fn statement(
-    rng: &mut Rng,
-    product: &str,
-    component_purl: &str,
-    vuln: &catalog::Identity,
-    at: i64,
-) -> Statement {
+pub fn statement(rng: &mut Rng, product: &str, component_purl: &str, vuln: &catalog::Identity, at: i64) -> Statement {
     let mut st = Statement {
         vulnerability: Vulnerability {
             name: vuln.vuln_name().into(),
@@ -398,13 +382,7 @@ pub fn set_verdict(rng: &mut Rng, ev: &mut Evaluation) {
     };
 }
 
-pub fn evaluation(
-    rng: &mut Rng,
-    subject: &str,
-    component_purl: &str,
-    vuln: &str,
-    at: i64,
-) -> Evaluation {
+pub fn evaluation(rng: &mut Rng, subject: &str, component_purl: &str, vuln: &str, at: i64) -> Evaluation {
     let mut ev = Evaluation {
         subject: subject.into(),
         component_purl: component_purl.into(),

@@ -31,9 +31,7 @@ impl FileSink {
             let mut n = 0u64;
             for job in rx {
                 match job {
-                    Job::Write(p, bytes) => {
-                        fs::write(&p, bytes).ctx(|| format!("writing {}", p.display()))?
-                    }
+                    Job::Write(p, bytes) => fs::write(&p, bytes).ctx(|| format!("writing {}", p.display()))?,
                     Job::Link(from, to) => link_or_copy(&from, &to)?,
                 }
                 n += 1;
@@ -75,9 +73,7 @@ impl FileSink {
         drop(self.tx.take());
         let handle = self.handle.lock().ok().and_then(|mut h| h.take());
         match handle {
-            Some(h) => h
-                .join()
-                .map_err(|_| Error("file writer thread panicked".into()))?,
+            Some(h) => h.join().map_err(|_| Error("file writer thread panicked".into()))?,
             None => Ok(0),
         }
     }
@@ -103,8 +99,7 @@ pub fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .ctx(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes).ctx(|| format!("writing {}", tmp.display()))?;
     drop(f);
     fs::rename(&tmp, path).ctx(|| format!("renaming {}", tmp.display()))?;
     Ok(())
@@ -145,9 +140,7 @@ pub fn tree_bytes(root: &Path) -> Result<u64> {
 /// Removes `path` if it exists (file or directory).
 pub fn remove_any(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => {
-            fs::remove_dir_all(path).ctx(|| format!("removing {}", path.display()))
-        }
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path).ctx(|| format!("removing {}", path.display())),
         Ok(_) => fs::remove_file(path).ctx(|| format!("removing {}", path.display())),
         Err(_) => Ok(()),
     }

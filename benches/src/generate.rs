@@ -105,13 +105,9 @@ impl Manifest {
     pub fn read(dir: &Path) -> Result<Manifest> {
         let p = dir.join(MANIFEST);
         let bytes = fs::read(&p).ctx(|| format!("reading {}", p.display()))?;
-        let m: Manifest =
-            serde_json::from_slice(&bytes).ctx(|| format!("parsing {}", p.display()))?;
+        let m: Manifest = serde_json::from_slice(&bytes).ctx(|| format!("parsing {}", p.display()))?;
         if !m.complete {
-            return Err(Error(format!(
-                "{} is not a complete dataset",
-                dir.display()
-            )));
+            return Err(Error(format!("{} is not a complete dataset", dir.display())));
         }
         Ok(m)
     }
@@ -141,11 +137,7 @@ pub fn prepare_dir(dir: &Path) -> Result<()> {
         fs::create_dir_all(dir.join(sub)).ctx(|| format!("creating {}", dir.display()))?;
     }
     for shard in 0..256 {
-        fs::create_dir_all(
-            dir.join(PLAIN_DIR)
-                .join("advisories")
-                .join(format!("{shard:02x}")),
-        )?;
+        fs::create_dir_all(dir.join(PLAIN_DIR).join("advisories").join(format!("{shard:02x}")))?;
     }
     Ok(())
 }
@@ -173,12 +165,7 @@ pub fn second_package(seed: u64, serial: u64, space: u64, primary: u64) -> Optio
 }
 
 /// Writes one advisory line to the JSONL and its own file.
-pub fn emit_advisory(
-    dir: &Path,
-    jsonl: &mut impl Write,
-    sink: &FileSink,
-    adv: &osv::Advisory,
-) -> Result<()> {
+pub fn emit_advisory(dir: &Path, jsonl: &mut impl Write, sink: &FileSink, adv: &osv::Advisory) -> Result<()> {
     let line = json_line(adv)?;
     jsonl.write_all(&line)?;
     sink.write(plain_path(dir, &adv.id), line)
@@ -186,12 +173,7 @@ pub fn emit_advisory(
 
 /// Picks up to `target` (component index, advisory serial) findings for one subject: visit the
 /// components in random order, take 1–3 advisories of each component's package.
-fn findings(
-    rng: &mut Rng,
-    comp_pkgs: &[u64],
-    pkg_advs: &[Vec<u32>],
-    target: usize,
-) -> Vec<(usize, u64)> {
+fn findings(rng: &mut Rng, comp_pkgs: &[u64], pkg_advs: &[Vec<u32>], target: usize) -> Vec<(usize, u64)> {
     let mut order: Vec<usize> = (0..comp_pkgs.len()).collect();
     for i in (1..order.len()).rev() {
         order.swap(i, rng.below(i as u64 + 1) as usize);
@@ -227,9 +209,7 @@ pub fn generate(out: &Path, n: u64, seed: u64) -> Result<Manifest> {
     prepare_dir(out)?;
     let space = catalog::package_space(n);
     // Assign every advisory to its package first: VEX and policy need package -> advisories.
-    let pkg_of: Vec<u64> = (0..n)
-        .map(|k| catalog::assign_package(seed, k, space))
-        .collect();
+    let pkg_of: Vec<u64> = (0..n).map(|k| catalog::assign_package(seed, k, space)).collect();
     let mut pkg_advs: Vec<Vec<u32>> = vec![Vec::new(); space as usize];
     for (k, p) in pkg_of.iter().enumerate() {
         pkg_advs[*p as usize].push(k as u32);
@@ -264,13 +244,8 @@ pub fn generate(out: &Path, n: u64, seed: u64) -> Result<Manifest> {
         let sdir = out.join(SBOM_DIR).join(&subj.dir);
         fs::create_dir_all(&sdir)?;
         sink.write(sdir.join("sbom.json"), json_pretty(&sbom)?)?;
-        let ident = |k: u64| -> Identity {
-            catalog::identity(
-                seed,
-                k,
-                catalog::package(seed, pkg_of[k as usize]).ecosystem,
-            )
-        };
+        let ident =
+            |k: u64| -> Identity { catalog::identity(seed, k, catalog::package(seed, pkg_of[k as usize]).ecosystem) };
 
         let mut vrng = Rng::new(seed, stream::VEX, s);
         let target = (mean * (0.5 + vrng.unit())).round() as usize;
@@ -278,13 +253,7 @@ pub fn generate(out: &Path, n: u64, seed: u64) -> Result<Manifest> {
         for (ci, k) in findings(&mut vrng, &comp_pkgs, &pkg_advs, target) {
             let at = catalog::GENERATION_EPOCH - 86_400 - vrng.below(86_400 * 90) as i64;
             let purl = &sbom.components[ci].purl;
-            statements.push(evidence::statement(
-                &mut vrng,
-                &subj.purl,
-                purl,
-                &ident(k),
-                at,
-            ));
+            statements.push(evidence::statement(&mut vrng, &subj.purl, purl, &ident(k), at));
         }
         counts.vex_statements += statements.len() as u64;
         let doc_at = catalog::GENERATION_EPOCH - 86_400;
@@ -299,13 +268,7 @@ pub fn generate(out: &Path, n: u64, seed: u64) -> Result<Manifest> {
         for (ci, k) in findings(&mut prng, &comp_pkgs, &pkg_advs, target) {
             let at = catalog::GENERATION_EPOCH - prng.below(86_400) as i64;
             let id = ident(k);
-            let ev = evidence::evaluation(
-                &mut prng,
-                &subj.purl,
-                &sbom.components[ci].purl,
-                id.vuln_name(),
-                at,
-            );
+            let ev = evidence::evaluation(&mut prng, &subj.purl, &sbom.components[ci].purl, id.vuln_name(), at);
             policy.write_all(&json_line(&ev)?)?;
             counts.policy_evaluations += 1;
         }

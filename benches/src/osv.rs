@@ -178,12 +178,12 @@ const CLASSES: [(&str, &str, &str, &str); 16] = [
     ),
 ];
 const VERBS: [&str; 12] = [
-    "parse", "decode", "read", "render", "load", "handle", "resolve", "validate", "merge",
-    "extract", "format", "process",
+    "parse", "decode", "read", "render", "load", "handle", "resolve", "validate", "merge", "extract", "format",
+    "process",
 ];
 const NOUNS: [&str; 12] = [
-    "Header", "Request", "Path", "Template", "Archive", "Config", "Token", "Url", "Cookie",
-    "Stream", "Message", "Query",
+    "Header", "Request", "Path", "Template", "Archive", "Config", "Token", "Url", "Cookie", "Stream", "Message",
+    "Query",
 ];
 const ACTORS: [&str; 4] = [
     "remote attackers",
@@ -260,10 +260,7 @@ fn registry_url(pkg: &Package) -> String {
         "NuGet" => format!("https://www.nuget.org/packages/{}", pkg.name),
         "RubyGems" => format!("https://rubygems.org/gems/{}", pkg.name),
         "Packagist" => format!("https://packagist.org/packages/{}", pkg.name),
-        _ => format!(
-            "https://central.sonatype.com/artifact/{}",
-            pkg.name.replace(':', "/")
-        ),
+        _ => format!("https://central.sonatype.com/artifact/{}", pkg.name.replace(':', "/")),
     }
 }
 
@@ -343,11 +340,7 @@ pub fn generate(seed: u64, serial: u64, primary: &Package, second: Option<&Packa
     if rng.chance(0.5) {
         references.push(Reference {
             kind: "REPORT".into(),
-            url: format!(
-                "https://github.com/{}/issues/{}",
-                primary.repo,
-                rng.range(2, 9_000)
-            ),
+            url: format!("https://github.com/{}/issues/{}", primary.repo, rng.range(2, 9_000)),
         });
     }
     references.push(Reference {
@@ -369,10 +362,7 @@ pub fn generate(seed: u64, serial: u64, primary: &Package, second: Option<&Packa
             severity: rng.pick(&SEVERITIES).to_string(),
             cwe_ids: vec![cwe.into()],
             github_reviewed: rng.chance(0.8),
-            nvd_published_at: ident
-                .cve
-                .as_ref()
-                .map(|_| catalog::rfc3339(ident.published + 3600)),
+            nvd_published_at: ident.cve.as_ref().map(|_| catalog::rfc3339(ident.published + 3600)),
         },
     }
 }
@@ -408,11 +398,7 @@ pub fn edit(seed: u64, generation: u64, serial_hint: u64, adv: &mut Advisory) {
             }
             1 => adv.references.push(Reference {
                 kind: "WEB".into(),
-                url: format!(
-                    "https://security.example.org/notices/{}/{}",
-                    generation,
-                    rng.hex(12)
-                ),
+                url: format!("https://security.example.org/notices/{}/{}", generation, rng.hex(12)),
             }),
             2 => adv.details.push_str(&format!(
                 "\n\nUpdate ({}): the advisory text was revised after further analysis of `{}`.",
@@ -421,9 +407,7 @@ pub fn edit(seed: u64, generation: u64, serial_hint: u64, adv: &mut Advisory) {
             )),
             3 => adv.database_specific.severity = rng.pick(&SEVERITIES).to_string(),
             _ => {
-                let cwe = CLASSES[rng.below(CLASSES.len() as u64) as usize]
-                    .1
-                    .to_string();
+                let cwe = CLASSES[rng.below(CLASSES.len() as u64) as usize].1.to_string();
                 if !adv.database_specific.cwe_ids.contains(&cwe) {
                     adv.database_specific.cwe_ids.push(cwe);
                 }

@@ -52,12 +52,7 @@ impl Rng {
         let mut x = seed ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93);
         let _ = splitmix(&mut x);
         x ^= index.wrapping_mul(0xA076_1D64_78BD_642F);
-        let s = [
-            splitmix(&mut x),
-            splitmix(&mut x),
-            splitmix(&mut x),
-            splitmix(&mut x),
-        ];
+        let s = [splitmix(&mut x), splitmix(&mut x), splitmix(&mut x), splitmix(&mut x)];
         Rng { s }
     }
 

@@ -29,12 +29,7 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     walk_files(root)
         .unwrap()
         .into_iter()
-        .map(|(p, _)| {
-            (
-                p.strip_prefix(root).unwrap().to_path_buf(),
-                fs::read(&p).unwrap(),
-            )
-        })
+        .map(|(p, _)| (p.strip_prefix(root).unwrap().to_path_buf(), fs::read(&p).unwrap()))
         .collect()
 }
 
@@ -78,16 +73,10 @@ fn same_seed_gives_identical_bytes() {
         a.counts.policy_evaluations
     );
     let per_pkg = 2000.0 / a.counts.packages.unwrap() as f64;
-    assert!(
-        (3.0..=5.0).contains(&per_pkg),
-        "{per_pkg} advisories per package"
-    );
+    assert!((3.0..=5.0).contains(&per_pkg), "{per_pkg} advisories per package");
     // Each advisory's own file holds exactly its JSONL line; sizes are OSV-like.
     for (id, line) in lines(&d.join("a")) {
-        assert_eq!(
-            fs::read_to_string(plain_path(&d.join("a"), &id)).unwrap(),
-            line + "\n"
-        );
+        assert_eq!(fs::read_to_string(plain_path(&d.join("a"), &id)).unwrap(), line + "\n");
     }
     let avg = a.bytes.advisories as f64 / 2000.0;
     assert!((1000.0..=2000.0).contains(&avg), "{avg} bytes per advisory");
@@ -116,16 +105,8 @@ fn churn_is_deterministic_and_exact() {
     let a = &r1.advisories;
     assert_eq!((a.changed, a.added, a.removed, a.after), (70, 20, 10, 2010));
     let (before, after) = (lines(&v0), lines(&d.join("v1")));
-    let removed: BTreeSet<String> = before
-        .keys()
-        .filter(|k| !after.contains_key(*k))
-        .cloned()
-        .collect();
-    let added: BTreeSet<String> = after
-        .keys()
-        .filter(|k| !before.contains_key(*k))
-        .cloned()
-        .collect();
+    let removed: BTreeSet<String> = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
+    let added: BTreeSet<String> = after.keys().filter(|k| !before.contains_key(*k)).cloned().collect();
     let changed: BTreeSet<String> = before
         .iter()
         .filter(|(k, v)| after.get(*k).is_some_and(|w| w != *v))
@@ -146,8 +127,7 @@ fn churn_is_deterministic_and_exact() {
         .unwrap()
         .iter()
         .map(|(p, _)| {
-            serde_json::from_slice::<serde_json::Value>(&fs::read(p).unwrap()).unwrap()
-                ["statements"]
+            serde_json::from_slice::<serde_json::Value>(&fs::read(p).unwrap()).unwrap()["statements"]
                 .as_array()
                 .unwrap()
                 .len() as u64
@@ -163,11 +143,7 @@ fn churn_is_deterministic_and_exact() {
     };
     let (m2, r2) = churn::churn(&d.join("v1"), &d.join("v2"), &p).unwrap();
     assert_eq!(
-        (
-            r2.advisories.changed,
-            r2.advisories.added,
-            r2.advisories.removed
-        ),
+        (r2.advisories.changed, r2.advisories.added, r2.advisories.removed),
         (7, 2, 1)
     );
     assert_eq!(m2.counts.advisories, 2011);

@@ -65,10 +65,7 @@ impl Statement {
             status: text(&v, "status")?,
             justification: text(&v, "justification"),
             impact: text(&v, "impactStatement"),
-            timestamp: v
-                .get("timestamp")
-                .and_then(Value::as_str)
-                .and_then(parse_time),
+            timestamp: v.get("timestamp").and_then(Value::as_str).and_then(parse_time),
             source: text(&v, "author")
                 .map(|a| a.trim().to_string())
                 .unwrap_or_else(|| document.clone()),
@@ -178,11 +175,7 @@ pub fn compute(statements: &[Statement]) -> Option<(Vec<u8>, String, Option<i64>
 }
 
 /// Bytes of a statement object: from this run's new objects, else from the store.
-fn statement_bytes(
-    store: &Store,
-    new: &HashMap<ObjectId, &[u8]>,
-    id: &ObjectId,
-) -> Result<Vec<u8>, StoreError> {
+fn statement_bytes(store: &Store, new: &HashMap<ObjectId, &[u8]>, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
     match new.get(id) {
         Some(b) => Ok(b.to_vec()),
         None => store.object_required(id),
@@ -248,9 +241,8 @@ pub fn extend(
             if gone || m.upserts.contains_key(&(VN, id.clone())) {
                 continue;
             }
-            let e: RecordEntry = postcard::from_bytes(&val).map_err(|_| {
-                StoreError::Corrupt(format!("record vex.normalized/{id} does not decode"))
-            })?;
+            let e: RecordEntry = postcard::from_bytes(&val)
+                .map_err(|_| StoreError::Corrupt(format!("record vex.normalized/{id} does not decode")))?;
             found.extend(Statement::parse(
                 e.object,
                 &e.subject,
@@ -383,5 +375,136 @@ mod tests {
             json!([{"field": "justification", "values": ["x", "y"]}])
         );
         assert_eq!(v["justification"], "y");
+    }
+}
+
+/// `cargo test --release -p stellamirror-engine --lib consensus::bench -- --ignored --nocapture`:
+/// consensus recomputation after a 1% change of the Rancher VEX Hub statements
+/// (../shared/data), against recomputing every pair. Reported in docs/benchmarks.md.
+#[cfg(test)]
+mod bench {
+    use std::path::Path;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::audit::NoProgress;
+    use crate::ingest::formats::{parse_document, ParseContext};
+    use crate::ingest::{ingest, IngestOptions};
+
+    /// The mutation (statement upserts only) and statement bytes of a directory's documents.
+    fn mutation_of(dir: &Path) -> (Mutation, Vec<(ObjectId, Vec<u8>)>) {
+        let mut m = Mutation::default();
+        let mut bytes = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let v: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            let name = e.file_name().to_string_lossy().to_string();
+            for r in parse_document(v, &ParseContext::default(), Some(&name))
+                .unwrap()
+                .derived
+            {
+                let object = ObjectId::of(&r.bytes);
+                let entry = RecordEntry {
+                    subject: r.subject,
+                    object,
+                    modified: r.modified,
+                    source: "rancher".into(),
+                    derived: Vec::new(),
+                };
+                m.upserts.insert((r.collection, r.id), entry);
+                bytes.push((object, r.bytes));
+            }
+        }
+        (m, bytes)
+    }
+
+    /// Time `extend` alone: (seconds, consensus records produced).
+    fn time_extend(store: &Store, tenant: &Tenant, dir: &Path) -> (f64, usize) {
+        let (mut m, bytes) = mutation_of(dir);
+        let new: HashMap<ObjectId, &[u8]> = bytes.iter().map(|(o, b)| (*o, b.as_slice())).collect();
+        let t = Instant::now();
+        let n = extend(store, tenant, &mut m, &new).unwrap().len();
+        (t.elapsed().as_secs_f64(), n)
+    }
+
+    #[test]
+    #[ignore = "benchmark on ../shared/data"]
+    fn bench_one_percent_of_rancher_statements() {
+        let root = std::env::var("STELLAMIRROR_SHARED_DATA")
+            .unwrap_or_else(|_| format!("{}/../../shared/data", env!("CARGO_MANIFEST_DIR")));
+        let hub = Path::new(&root).join("vex/openvex/rancher-vexhub");
+        if !hub.exists() {
+            eprintln!("{} absent: nothing to measure", hub.display());
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let tenant = Tenant::new("bench").unwrap();
+        let opts = IngestOptions {
+            tenant: tenant.clone(),
+            source: "rancher".into(),
+            complete: false,
+            keep_going: false,
+            dry_run: false,
+            ctx: ParseContext::default(),
+        };
+        // Every pair, on the empty store: what a full recomputation would cost.
+        let (all_secs, all_pairs) = time_extend(&store, &tenant, &hub);
+        let t0 = Instant::now();
+        let full = ingest(&store, std::slice::from_ref(&hub), &opts, &NoProgress).unwrap();
+        let full_secs = t0.elapsed().as_secs_f64();
+        let statements = full.counts[&Collection::VexNormalized].added;
+        // Flip every 100th statement that is the last word on its (vulnerability,
+        // products) in its document, keeping `@id` so the others stay byte-identical.
+        let changed_dir = t.path().join("changed");
+        std::fs::create_dir_all(&changed_dir).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(&hub)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        let (mut seen, mut docs) = (0usize, 0usize);
+        for n in &names {
+            let mut doc: Value = serde_json::from_slice(&std::fs::read(hub.join(n)).unwrap()).unwrap();
+            let sts = doc["statements"].as_array_mut().unwrap();
+            let key = |s: &Value| (s["vulnerability"].to_string(), s["products"].to_string());
+            let mut touched = false;
+            for i in 0..sts.len() {
+                if sts[i + 1..].iter().any(|s| key(s) == key(&sts[i])) {
+                    continue;
+                }
+                seen += 1;
+                if seen % 100 == 0 {
+                    let s = sts[i].as_object_mut().unwrap();
+                    let to = if s["status"] == "affected" {
+                        "under_investigation"
+                    } else {
+                        "affected"
+                    };
+                    s.insert("status".into(), to.into());
+                    s.remove("justification");
+                    touched = true;
+                }
+            }
+            if touched {
+                docs += 1;
+                std::fs::write(changed_dir.join(n), serde_json::to_vec(&doc).unwrap()).unwrap();
+            }
+        }
+        let (delta_secs, delta_pairs) = time_extend(&store, &tenant, &changed_dir);
+        let t2 = Instant::now();
+        let r = ingest(&store, &[changed_dir], &opts, &NoProgress).unwrap();
+        let ingest_secs = t2.elapsed().as_secs_f64();
+        let changed = r.counts[&Collection::VexNormalized].changed;
+        eprintln!(
+            "rancher: {} documents, {statements} statement records, {all_pairs} pairs\n\
+             consensus of every pair (empty store): {:.1} ms; full ingest incl. consensus: {full_secs:.2} s\n\
+             1% change: {changed} statement records in {docs} documents -> {delta_pairs} consensus records \
+             recomputed in {:.1} ms; ingest of the changed documents incl. consensus: {ingest_secs:.2} s",
+            names.len(),
+            all_secs * 1000.0,
+            delta_secs * 1000.0,
+        );
+        assert_eq!(delta_pairs as u64, r.counts[&Collection::Consensus].changed);
     }
 }

@@ -16,8 +16,7 @@ use std::process::ExitCode;
 use stellamirror_benches::scale::pipeline::{self, Options};
 use stellamirror_benches::scale::report;
 
-const USAGE: &str =
-    "usage: smscale --n N [--seed 1] [--churn 0.01] [--work DIR] [--bin PATH] [--docs FILE]
+const USAGE: &str = "usage: smscale --n N [--seed 1] [--churn 0.01] [--work DIR] [--bin PATH] [--docs FILE]
                [--scaling N1,N2|none] [--scaling-records 10000] [--tenant bench] [--keep]
   --work   data and scratch (default target/smscale); datasets are kept and reused
   --bin    stellamirror binary (default target/release/stellamirror)
@@ -66,9 +65,7 @@ fn run() -> Result<(), String> {
             }
             _ => {}
         }
-        let v = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let v = it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         let num = |v: &str| {
             v.replace('_', "")
                 .parse::<u64>()
@@ -99,13 +96,13 @@ fn run() -> Result<(), String> {
                     .map_err(|e| format!("--scaling {x}: {e}"))
             })
             .collect::<Result<_, _>>()?,
-        None => [100_000, 1_000_000]
-            .into_iter()
-            .filter(|x| *x <= o.n)
-            .collect(),
+        None => [100_000, 1_000_000].into_iter().filter(|x| *x <= o.n).collect(),
     };
     if !o.smgen.is_file() {
-        return Err(format!("smgen not found beside smscale ({}); build with cargo build --release -p stellamirror-benches", o.smgen.display()));
+        return Err(format!(
+            "smgen not found beside smscale ({}); build with cargo build --release -p stellamirror-benches",
+            o.smgen.display()
+        ));
     }
     // Absolute paths: steps run with other working directories.
     let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
@@ -142,8 +139,7 @@ fn run() -> Result<(), String> {
         );
     }
     if let Some(doc) = &o.docs {
-        report::update_doc(doc, o.n, &report::markdown(&rep))
-            .map_err(|e| format!("{}: {e}", doc.display()))?;
+        report::update_doc(doc, o.n, &report::markdown(&rep)).map_err(|e| format!("{}: {e}", doc.display()))?;
         println!("\nwrote the N={} section of {}", o.n, doc.display());
     }
     Ok(())

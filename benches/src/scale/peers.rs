@@ -22,10 +22,7 @@ fn peer_args() -> String {
 
 /// `find | xargs TOOL`: read and hash every record file once.
 pub fn hash_floor(r: &mut Runner, tool: &str, data: &Path) -> Measured {
-    let script = format!(
-        "find {} -type f -print0 | xargs -0 -r {tool} > /dev/null",
-        peer_args()
-    );
+    let script = format!("find {} -type f -print0 | xargs -0 -r {tool} > /dev/null", peer_args());
     r.shell(&format!("peer-{tool}"), &script, Some(data))
 }
 
@@ -90,13 +87,7 @@ pub fn diff_trees(prev: &Path, next: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf
 }
 
 /// `tar | zstd` of only the changed files of `next`: the floor for a delta export.
-pub fn delta_floor(
-    r: &mut Runner,
-    next: &Path,
-    changed: &[PathBuf],
-    list: &Path,
-    out: &Path,
-) -> Result<Measured> {
+pub fn delta_floor(r: &mut Runner, next: &Path, changed: &[PathBuf], list: &Path, out: &Path) -> Result<Measured> {
     let mut bytes = Vec::new();
     for c in changed {
         bytes.extend_from_slice(c.to_string_lossy().as_bytes());
@@ -162,10 +153,7 @@ impl Restic {
     pub fn new(r: &mut Runner, program: PathBuf, peer: &Path) -> Restic {
         let repo = peer.join("restic-repo");
         r.set_env("RESTIC_REPOSITORY", &repo.to_string_lossy());
-        r.set_env(
-            "RESTIC_CACHE_DIR",
-            &peer.join("restic-cache").to_string_lossy(),
-        );
+        r.set_env("RESTIC_CACHE_DIR", &peer.join("restic-cache").to_string_lossy());
         Restic { repo, program }
     }
 
@@ -175,12 +163,7 @@ impl Restic {
 
     pub fn init(&self, r: &mut Runner) -> Measured {
         let _ = fsio::remove_any(&self.repo);
-        r.run(
-            "restic-init",
-            &self.program,
-            &Self::args(&["init", "-q"]),
-            None,
-        )
+        r.run("restic-init", &self.program, &Self::args(&["init", "-q"]), None)
     }
 
     /// `--host` is fixed so the second backup finds the first as its parent. Not quiet: the

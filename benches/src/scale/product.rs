@@ -88,33 +88,17 @@ impl Stellamirror {
     }
 
     pub fn keygen(&mut self, r: &mut Runner) -> Measured {
-        self.cmd(
-            r,
-            "sm-keygen",
-            &["keygen"],
-            vec!["--out".into(), s(&self.key)],
-        )
+        self.cmd(r, "sm-keygen", &["keygen"], vec!["--out".into(), s(&self.key)])
     }
 
     fn store_args(&self, store: &Path) -> Vec<String> {
-        vec![
-            "--store".into(),
-            s(store),
-            "--tenant".into(),
-            self.tenant.clone(),
-        ]
+        vec!["--store".into(), s(store), "--tenant".into(), self.tenant.clone()]
     }
 
     /// All four kinds of one dataset generation, as one job. Advisories must succeed; a later
     /// kind that fails (e.g. not supported by this build yet) does not stop the run: it is
     /// returned by name with its outcome so the row can say what the timing leaves out.
-    pub fn ingest_all(
-        &mut self,
-        r: &mut Runner,
-        label: &str,
-        store: &Path,
-        data: &Path,
-    ) -> (Measured, Vec<String>) {
+    pub fn ingest_all(&mut self, r: &mut Runner, label: &str, store: &Path, data: &Path) -> (Measured, Vec<String>) {
         let sources: [(&str, Vec<String>); 4] = [
             (
                 "advisories",
@@ -145,11 +129,7 @@ impl Stellamirror {
             ),
             (
                 "policy",
-                vec![
-                    "--kind".into(),
-                    "policy-evaluations".into(),
-                    s(&data.join(POLICY_FILE)),
-                ],
+                vec!["--kind".into(), "policy-evaluations".into(), s(&data.join(POLICY_FILE))],
             ),
         ];
         let mut parts = Vec::new();
@@ -171,12 +151,7 @@ impl Stellamirror {
 
     pub fn export_full(&mut self, r: &mut Runner, store: &Path, out: &Path) -> Measured {
         let mut args = self.store_args(store);
-        args.extend([
-            "--out".into(),
-            s(out),
-            "--run-id".into(),
-            FULL_RUN_ID.into(),
-        ]);
+        args.extend(["--out".into(), s(out), "--run-id".into(), FULL_RUN_ID.into()]);
         args.extend([
             "--created-at".into(),
             FULL_CREATED_AT.into(),
@@ -228,12 +203,7 @@ impl Stellamirror {
     }
 
     /// `status --json`; returns the step and the `stateRoot` it printed (searched at any depth).
-    pub fn state_root(
-        &mut self,
-        r: &mut Runner,
-        label: &str,
-        store: &Path,
-    ) -> (Measured, Option<String>) {
+    pub fn state_root(&mut self, r: &mut Runner, label: &str, store: &Path) -> (Measured, Option<String>) {
         let mut args = self.store_args(store);
         args.push("--json".into());
         let m = self.cmd(r, label, &["status"], args);

@@ -22,13 +22,7 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(
-        job: &str,
-        tool: &str,
-        in_bytes: Option<u64>,
-        m: Measured,
-        out_bytes: Option<u64>,
-    ) -> Row {
+    pub fn new(job: &str, tool: &str, in_bytes: Option<u64>, m: Measured, out_bytes: Option<u64>) -> Row {
         let out_bytes = if m.outcome.is_ok() { out_bytes } else { None };
         Row {
             job: job.into(),
@@ -105,11 +99,7 @@ fn rss(m: &Measured) -> String {
 }
 
 fn row_cells(r: &Row) -> Vec<String> {
-    let note = if r.ok() {
-        r.note.clone()
-    } else {
-        r.m.outcome.label()
-    };
+    let note = if r.ok() { r.note.clone() } else { r.m.outcome.label() };
     vec![
         r.job.clone(),
         r.tool.clone(),
@@ -119,9 +109,7 @@ fn row_cells(r: &Row) -> Vec<String> {
             (Outcome::Ok, Some(c)) => format!("{c:.2}"),
             _ => "–".into(),
         },
-        r.mb_per_s()
-            .map(|x| format!("{x:.1}"))
-            .unwrap_or_else(|| "–".into()),
+        r.mb_per_s().map(|x| format!("{x:.1}")).unwrap_or_else(|| "–".into()),
         mb(r.out_bytes),
         rss(&r.m),
         note,
@@ -205,10 +193,7 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(s, "## {} — {}\n", r.title, r.date);
     let _ = writeln!(s, "{}\n", r.machine.trim_end());
     let _ = writeln!(s, "{}\n", r.dataset.trim_end());
-    s.push_str(&md_table(
-        &HEADER,
-        &r.rows.iter().map(row_cells).collect::<Vec<_>>(),
-    ));
+    s.push_str(&md_table(&HEADER, &r.rows.iter().map(row_cells).collect::<Vec<_>>()));
     s.push_str("\nTargets:\n\n");
     let trows: Vec<Vec<String>> = r
         .targets
@@ -224,7 +209,7 @@ pub fn markdown(r: &Report) -> String {
             .map(|p| {
                 vec![
                     crate::scale::summary::group(p.n),
-                    p.churned.to_string(),
+                    crate::scale::summary::group(p.churned),
                     secs(&p.ingest),
                     if p.delta.outcome.is_ok() {
                         secs(&p.delta)
@@ -287,11 +272,7 @@ pub fn update_doc(path: &Path, n: u64, section: &str) -> std::io::Result<()> {
 pub fn capture(program: &str, args: &[&str]) -> String {
     match Command::new(program).args(args).output() {
         Ok(o) => {
-            let text = if o.stdout.is_empty() {
-                o.stderr
-            } else {
-                o.stdout
-            };
+            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
             String::from_utf8_lossy(&text)
                 .lines()
                 .next()
@@ -329,9 +310,7 @@ pub fn machine(work: &Path) -> String {
         .and_then(|k| k.parse::<f64>().ok())
         .map(|k| k / 1024.0 / 1024.0)
         .unwrap_or(0.0);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let df = capture_all("df", &["-hT", &work.to_string_lossy()]);
     format!(
         "Machine: {model}, {cores} cores (`nproc` = {}), {mem_gib:.1} GiB memory, {}; work dir file system: `{}`.\n\n```\n$ free -g\n{}\n```",
@@ -346,10 +325,7 @@ pub fn machine(work: &Path) -> String {
 pub fn tool_versions(stellamirror: &Path) -> String {
     let sm = capture(&stellamirror.to_string_lossy(), &["--version"]);
     [
-        format!(
-            "stellamirror: `{}`",
-            if sm.is_empty() { "unknown".into() } else { sm }
-        ),
+        format!("stellamirror: `{}`", if sm.is_empty() { "unknown".into() } else { sm }),
         format!("smgen: `{}`", crate::generate::GENERATOR),
         format!(
             "workspace commit: `{}`{}",

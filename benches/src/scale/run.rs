@@ -134,13 +134,7 @@ impl Runner {
 
     /// Runs `program args` in `cwd`; stdout is kept (for `status --json`), stderr goes to the
     /// step's log file.
-    pub fn run(
-        &mut self,
-        label: &str,
-        program: &Path,
-        args: &[String],
-        cwd: Option<&Path>,
-    ) -> Measured {
+    pub fn run(&mut self, label: &str, program: &Path, args: &[String], cwd: Option<&Path>) -> Measured {
         self.seq += 1;
         let stem: String = label
             .chars()
@@ -155,10 +149,7 @@ impl Runner {
         let mut cmd = match &self.time_bin {
             Some(t) => {
                 let mut c = Command::new(t);
-                c.arg("-o")
-                    .arg(&rss_path)
-                    .args(["-f", "%M %U %S"])
-                    .arg(program);
+                c.arg("-o").arg(&rss_path).args(["-f", "%M %U %S"]).arg(program);
                 c
             }
             None => Command::new(program),
@@ -190,12 +181,7 @@ impl Runner {
         let stdout = fs::read_to_string(&out_path).unwrap_or_default();
         // GNU time prefixes "Command exited with non-zero status N" when N != 0: take the last line.
         let rusage = fs::read_to_string(&rss_path).unwrap_or_default();
-        let fields: Vec<&str> = rusage
-            .lines()
-            .last()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
+        let fields: Vec<&str> = rusage.lines().last().unwrap_or("").split_whitespace().collect();
         let rss_kib = fields.first().and_then(|f| f.parse().ok());
         let cpu_s = match (
             fields.get(1).and_then(|f| f.parse::<f64>().ok()),

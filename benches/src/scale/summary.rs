@@ -42,8 +42,7 @@ pub fn describe(
     );
     if let Ok(b) = std::fs::read(gen1.join(crate::generate::CHURN)) {
         if let Ok(r) = serde_json::from_slice::<crate::churn::Report>(&b) {
-            let k =
-                |x: &crate::churn::KindChurn| format!("{}/{}/{}", x.changed, x.added, x.removed);
+            let k = |x: &crate::churn::KindChurn| format!("{}/{}/{}", x.changed, x.added, x.removed);
             s.push_str(&format!(
                 " Churn to generation 1 (`--churn {}`, changed/added/removed): advisories {}, VEX statements {}, SBOMs {}, evaluations {}; \
                  {} files new or changed ({:.1} MB), {} removed; {:.1} MB in all.",
@@ -75,15 +74,13 @@ pub fn annotate(rows: &mut [Row], first_sm: usize, n: u64) -> Vec<Target> {
     for row in rows[first_sm..].iter_mut() {
         let note = match row.job.as_str() {
             "export full" => ratio(row, &tarz).map(|x| format!("{x:.2}× compression floor")),
-            "import full (fresh store)" | "rebuild (full + delta)" => {
-                ratio(row, &extract).map(|x| {
-                    let strict = decompress.as_ref().and_then(|d| ratio(row, d));
-                    let strict = strict
-                        .map(|y| format!("; {y:.1}× decompress floor"))
-                        .unwrap_or_default();
-                    format!("{x:.2}× extract floor{strict}")
-                })
-            }
+            "import full (fresh store)" | "rebuild (full + delta)" => ratio(row, &extract).map(|x| {
+                let strict = decompress.as_ref().and_then(|d| ratio(row, d));
+                let strict = strict
+                    .map(|y| format!("; {y:.1}× decompress floor"))
+                    .unwrap_or_default();
+                format!("{x:.2}× extract floor{strict}")
+            }),
             "export delta" => full
                 .as_ref()
                 .and_then(|f| ratio(row, f))
@@ -127,11 +124,7 @@ pub fn annotate(rows: &mut [Row], first_sm: usize, n: u64) -> Vec<Target> {
         "full export ≤ 1.25× compression floor",
         get("export full").and_then(|f| ratio(&f, &tarz)).map(|x| {
             (
-                format!(
-                    "{x:.2}× ({:.2} s vs {:.2} s)",
-                    x * tarz.m.wall_s,
-                    tarz.m.wall_s
-                ),
+                format!("{x:.2}× ({:.2} s vs {:.2} s)", x * tarz.m.wall_s, tarz.m.wall_s),
                 x <= 1.25,
             )
         }),
@@ -146,10 +139,7 @@ pub fn annotate(rows: &mut [Row], first_sm: usize, n: u64) -> Vec<Target> {
                     }
                     _ => String::new(),
                 };
-                (
-                    format!("{:.1}% of full export time{size}{scope}", x * 100.0),
-                    x <= 0.05,
-                )
+                (format!("{:.1}% of full export time{size}{scope}", x * 100.0), x <= 0.05)
             }),
             _ => None,
         },
@@ -160,11 +150,7 @@ pub fn annotate(rows: &mut [Row], first_sm: usize, n: u64) -> Vec<Target> {
             .and_then(|i| ratio(&i, &extract))
             .map(|x| {
                 (
-                    format!(
-                        "{x:.2}× ({:.2} s vs {:.2} s)",
-                        x * extract.m.wall_s,
-                        extract.m.wall_s
-                    ),
+                    format!("{x:.2}× ({:.2} s vs {:.2} s)", x * extract.m.wall_s, extract.m.wall_s),
                     x <= 2.0,
                 )
             }),
@@ -183,12 +169,7 @@ pub fn annotate(rows: &mut [Row], first_sm: usize, n: u64) -> Vec<Target> {
         .max();
     targets.push(t(
         "peak RSS ≤ 1 GiB at 1M",
-        peak.map(|(k, job)| {
-            (
-                format!("{:.0} MiB ({job}){scope}", k as f64 / 1024.0),
-                k <= 1024 * 1024,
-            )
-        }),
+        peak.map(|(k, job)| (format!("{:.0} MiB ({job}){scope}", k as f64 / 1024.0), k <= 1024 * 1024)),
     ));
     targets
 }

@@ -123,11 +123,7 @@ fn segment_count(plaintext_len: usize, segment_size: usize) -> usize {
 }
 
 /// Seals one bundle file.
-pub(crate) fn seal(
-    key: &DataKey,
-    bundle_path: &str,
-    plaintext: &[u8],
-) -> Result<Vec<u8>, EncryptError> {
+pub(crate) fn seal(key: &DataKey, bundle_path: &str, plaintext: &[u8]) -> Result<Vec<u8>, EncryptError> {
     seal_with_segment_size(key, bundle_path, plaintext, SEGMENT_SIZE)
 }
 
@@ -160,8 +156,7 @@ pub(crate) fn seal_with_segment_size(
     let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + n * TAG_LEN);
     out.extend_from_slice(&header);
     for i in 0..n {
-        let chunk =
-            &plaintext[(i * seg).min(plaintext.len())..((i + 1) * seg).min(plaintext.len())];
+        let chunk = &plaintext[(i * seg).min(plaintext.len())..((i + 1) * seg).min(plaintext.len())];
         let counter = u32::try_from(i).expect("segment count checked above");
         let nonce = nonce(prefix, counter, i + 1 == n);
         let start = out.len();
@@ -179,11 +174,7 @@ pub(crate) fn seal_with_segment_size(
 
 /// Opens one bundle file, checking every segment, the segment order, the final-segment
 /// flag, the header and the bundle path.
-pub(crate) fn open(
-    key: &DataKey,
-    bundle_path: &str,
-    ciphertext: &[u8],
-) -> Result<Vec<u8>, DecryptError> {
+pub(crate) fn open(key: &DataKey, bundle_path: &str, ciphertext: &[u8]) -> Result<Vec<u8>, DecryptError> {
     let path = || bundle_path.to_string();
     let malformed = |reason: String| DecryptError::Malformed {
         bundle_path: path(),

@@ -25,9 +25,8 @@ fn age_ciphertext_estimate(plaintext_len: usize, recipients: usize) -> usize {
 
 /// Encrypts `plaintext` to all `recipients` as one binary (not armored) age file.
 fn encrypt_to(recipients: &[x25519::Recipient], plaintext: &[u8]) -> Result<Vec<u8>, String> {
-    let encryptor =
-        age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-            .map_err(|e| e.to_string())?;
+    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(age_ciphertext_estimate(plaintext.len(), recipients.len()));
     let mut writer = encryptor.wrap_output(&mut out).map_err(|e| e.to_string())?;
     writer.write_all(plaintext).map_err(|e| e.to_string())?;
@@ -66,13 +65,11 @@ pub(crate) fn open(
             detail: "file is empty",
         });
     }
-    let decryptor =
-        age::Decryptor::new_buffered(ciphertext).map_err(|e| map_age_error(e, path()))?;
+    let decryptor = age::Decryptor::new_buffered(ciphertext).map_err(|e| map_age_error(e, path()))?;
     if decryptor.is_scrypt() {
         return Err(DecryptError::Malformed {
             bundle_path: path(),
-            reason: "passphrase-encrypted age file (stellamirror only writes X25519 recipients)"
-                .to_string(),
+            reason: "passphrase-encrypted age file (stellamirror only writes X25519 recipients)".to_string(),
         });
     }
     let mut reader = decryptor
@@ -88,18 +85,14 @@ pub(crate) fn open(
 fn map_age_error(e: age::DecryptError, bundle_path: String) -> DecryptError {
     match e {
         age::DecryptError::NoMatchingKeys => DecryptError::FileNoMatchingIdentity { bundle_path },
-        age::DecryptError::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
-            DecryptError::Truncated {
-                bundle_path,
-                detail: "age header incomplete",
-            }
-        }
-        age::DecryptError::InvalidHeader | age::DecryptError::UnknownFormat => {
-            DecryptError::Malformed {
-                bundle_path,
-                reason: format!("not a valid age file ({e})"),
-            }
-        }
+        age::DecryptError::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => DecryptError::Truncated {
+            bundle_path,
+            detail: "age header incomplete",
+        },
+        age::DecryptError::InvalidHeader | age::DecryptError::UnknownFormat => DecryptError::Malformed {
+            bundle_path,
+            reason: format!("not a valid age file ({e})"),
+        },
         other => DecryptError::AgeFailed {
             bundle_path,
             reason: other.to_string(),
@@ -116,26 +109,19 @@ fn map_payload_error(e: &io::Error, bundle_path: String) -> DecryptError {
     } else {
         DecryptError::AgeFailed {
             bundle_path,
-            reason: format!(
-                "age payload failed authentication ({e}): modified, truncated or corrupted"
-            ),
+            reason: format!("age payload failed authentication ({e}): modified, truncated or corrupted"),
         }
     }
 }
 
 /// Wraps the data key for one recipient: base64 (standard, padded) of a binary age file
 /// encrypting the 32 raw key bytes to that recipient only.
-pub(crate) fn wrap_data_key(
-    recipient: &x25519::Recipient,
-    key: &DataKey,
-) -> Result<WrappedKey, EncryptError> {
+pub(crate) fn wrap_data_key(recipient: &x25519::Recipient, key: &DataKey) -> Result<WrappedKey, EncryptError> {
     let recipient_str = recipient.to_string();
     let age_file =
-        encrypt_to(std::slice::from_ref(recipient), key.as_bytes()).map_err(|reason| {
-            EncryptError::KeyWrapFailed {
-                recipient: recipient_str.clone(),
-                reason,
-            }
+        encrypt_to(std::slice::from_ref(recipient), key.as_bytes()).map_err(|reason| EncryptError::KeyWrapFailed {
+            recipient: recipient_str.clone(),
+            reason,
         })?;
     Ok(WrappedKey {
         recipient: recipient_str,
@@ -158,8 +144,8 @@ pub(crate) fn unwrap_data_key(
     let age_file = BASE64
         .decode(wrapped.wrapped_key.trim())
         .map_err(|e| invalid(format!("not standard base64: {e}")))?;
-    let decryptor = age::Decryptor::new_buffered(age_file.as_slice())
-        .map_err(|e| invalid(format!("not an age file: {e}")))?;
+    let decryptor =
+        age::Decryptor::new_buffered(age_file.as_slice()).map_err(|e| invalid(format!("not an age file: {e}")))?;
     if decryptor.is_scrypt() {
         return Err(invalid("passphrase-encrypted age file".to_string()));
     }

@@ -97,9 +97,7 @@ impl EncryptError {
             | Self::RecipientsFileUnreadable { .. }
             | Self::RecipientsFileEmpty { .. }
             | Self::NoRecipients => ERR_ENCRYPTION_RECIPIENT_INVALID,
-            Self::TooLarge { .. } | Self::SealFailed { .. } | Self::KeyWrapFailed { .. } => {
-                ERR_ENCRYPT_FAILED
-            }
+            Self::TooLarge { .. } | Self::SealFailed { .. } | Self::KeyWrapFailed { .. } => ERR_ENCRYPT_FAILED,
         }
     }
 
@@ -195,9 +193,7 @@ pub enum DecryptError {
     #[error("the bundle is AES-GCM encrypted but lists no wrapped data key")]
     MissingWrappedKeys,
     /// Age mode: the bundle lists wrapped data keys, which only exist in AES-GCM mode.
-    #[error(
-        "the bundle is age encrypted but lists wrapped data keys (mode and metadata disagree)"
-    )]
+    #[error("the bundle is age encrypted but lists wrapped data keys (mode and metadata disagree)")]
     UnexpectedWrappedKeys,
     /// A wrapped data key is malformed (bad base64, not an age file, wrong key length).
     #[error("the wrapped data key for recipient {recipient} is invalid: {reason}")]
@@ -289,8 +285,7 @@ impl DecryptError {
                 path.display()
             ),
             Self::NoIdentities => {
-                "pass the identity file (age private key) of one of the bundle's recipients"
-                    .to_string()
+                "pass the identity file (age private key) of one of the bundle's recipients".to_string()
             }
             Self::NoMatchingIdentity { .. } => "pass the identity file of one of the listed \
                 recipients (`age-keygen -y identity.txt` prints an identity's public key)"

@@ -30,11 +30,10 @@ impl Recipients {
         let mut out = Vec::with_capacity(list.len());
         for (i, raw) in list.iter().enumerate() {
             let s = raw.trim();
-            let recipient =
-                x25519::Recipient::from_str(s).map_err(|_| EncryptError::InvalidRecipient {
-                    position: i + 1,
-                    reason: classify_bad_recipient(s),
-                })?;
+            let recipient = x25519::Recipient::from_str(s).map_err(|_| EncryptError::InvalidRecipient {
+                position: i + 1,
+                reason: classify_bad_recipient(s),
+            })?;
             out.push(recipient);
         }
         Ok(Self::normalized(out))
@@ -63,12 +62,11 @@ impl Recipients {
             if s.is_empty() || s.starts_with('#') {
                 continue;
             }
-            let recipient =
-                x25519::Recipient::from_str(s).map_err(|_| EncryptError::InvalidRecipientLine {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    reason: classify_bad_recipient(s),
-                })?;
+            let recipient = x25519::Recipient::from_str(s).map_err(|_| EncryptError::InvalidRecipientLine {
+                path: path.to_path_buf(),
+                line: i + 1,
+                reason: classify_bad_recipient(s),
+            })?;
             out.push(recipient);
         }
         if out.is_empty() {
@@ -106,8 +104,7 @@ impl Recipients {
     }
 
     fn normalized(list: Vec<x25519::Recipient>) -> Self {
-        let mut keyed: Vec<(String, x25519::Recipient)> =
-            list.into_iter().map(|r| (r.to_string(), r)).collect();
+        let mut keyed: Vec<(String, x25519::Recipient)> = list.into_iter().map(|r| (r.to_string(), r)).collect();
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
         keyed.dedup_by(|a, b| a.0 == b.0);
         Self(keyed.into_iter().map(|(_, r)| r).collect())
@@ -208,27 +205,23 @@ fn read_identity_file(path: &Path) -> Result<Vec<x25519::Identity>, DecryptError
             "file is larger than 1 MiB, not an identity file".to_string(),
         ));
     }
-    if buf.starts_with(b"age-encryption.org/")
-        || buf.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
-    {
+    if buf.starts_with(b"age-encryption.org/") || buf.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----") {
         return Err(DecryptError::IdentityFileEncrypted {
             path: path.to_path_buf(),
         });
     }
-    let text =
-        std::str::from_utf8(&buf).map_err(|_| unreadable("file is not UTF-8 text".to_string()))?;
+    let text = std::str::from_utf8(&buf).map_err(|_| unreadable("file is not UTF-8 text".to_string()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let s = line.trim();
         if s.is_empty() || s.starts_with('#') {
             continue;
         }
-        let identity =
-            x25519::Identity::from_str(s).map_err(|_| DecryptError::IdentityFileInvalid {
-                path: path.to_path_buf(),
-                line: i + 1,
-                reason: classify_bad_identity(s),
-            })?;
+        let identity = x25519::Identity::from_str(s).map_err(|_| DecryptError::IdentityFileInvalid {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason: classify_bad_identity(s),
+        })?;
         out.push(identity);
     }
     if out.is_empty() {
@@ -285,10 +278,7 @@ pub fn generate_age_key(created_at: &str) -> GeneratedAgeKey {
         .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
         .collect();
     let secret_str = secret.expose_secret();
-    let capacity = "# created: \n# public key: \n\n".len()
-        + created.len()
-        + recipient.len()
-        + secret_str.len();
+    let capacity = "# created: \n# public key: \n\n".len() + created.len() + recipient.len() + secret_str.len();
     let mut text = Zeroizing::new(String::with_capacity(capacity));
     text.push_str("# created: ");
     text.push_str(&created);

@@ -26,8 +26,8 @@ pub use aes_gcm_segments::{
     SEGMENT_SIZE as AES_GCM_SEGMENT_SIZE, TAG_LEN as AES_GCM_TAG_LEN,
 };
 pub use error::{
-    DecryptError, EncryptError, ERR_DECRYPT_FAILED, ERR_ENCRYPTION_RECIPIENT_INVALID,
-    ERR_ENCRYPT_FAILED, ERR_IDENTITY_INVALID,
+    DecryptError, EncryptError, ERR_DECRYPT_FAILED, ERR_ENCRYPTION_RECIPIENT_INVALID, ERR_ENCRYPT_FAILED,
+    ERR_IDENTITY_INVALID,
 };
 pub use keys::{generate_age_key, GeneratedAgeKey, Identities, Recipients};
 
@@ -73,10 +73,7 @@ pub struct WrappedKey {
 
 enum SealerKeys {
     Age,
-    AesGcm {
-        key: DataKey,
-        wrapped: Vec<WrappedKey>,
-    },
+    AesGcm { key: DataKey, wrapped: Vec<WrappedKey> },
 }
 
 /// Seals the files of one bundle. Create one per bundle (in aes-gcm mode it holds the
@@ -115,11 +112,7 @@ impl BundleSealer {
                 SealerKeys::AesGcm { key, wrapped }
             }
         };
-        Ok(Self {
-            mode,
-            recipients,
-            keys,
-        })
+        Ok(Self { mode, recipients, keys })
     }
 
     /// Encrypts one file. `bundle_path` is the file's path inside the bundle (e.g.
@@ -215,8 +208,7 @@ impl BundleOpener {
                     (Some(key), _) => OpenerKeys::AesGcm(key),
                     (None, Some(e)) => return Err(e),
                     (None, None) => {
-                        let mut recipients: Vec<String> =
-                            wrapped_keys.iter().map(|w| w.recipient.clone()).collect();
+                        let mut recipients: Vec<String> = wrapped_keys.iter().map(|w| w.recipient.clone()).collect();
                         recipients.sort();
                         recipients.dedup();
                         return Err(DecryptError::NoMatchingIdentity { recipients });

@@ -23,7 +23,7 @@ use crate::apply::{self, ChangeCounts, Mutation};
 use crate::audit::Progress;
 use crate::ids::{NodeHash, ObjectId};
 use crate::model::{Collection, Tenant};
-use crate::store::{Store, RecordEntry, CF_OBJECTS, CF_SOURCES};
+use crate::store::{RecordEntry, Store, CF_OBJECTS, CF_SOURCES};
 
 /// Inputs larger than this are parsed twice (validate, then write) instead of being
 /// held in memory between parsing and writing.
@@ -215,8 +215,12 @@ pub fn ingest(
         for kv in store.scan_prefix(CF_SOURCES, &prefix) {
             let (k, _) = kv?;
             let rest = String::from_utf8_lossy(&k[prefix.len()..]).to_string();
-            let Some((cname, id)) = rest.split_once('\0') else { continue };
-            let Some(c) = Collection::from_name(cname) else { continue };
+            let Some((cname, id)) = rest.split_once('\0') else {
+                continue;
+            };
+            let Some(c) = Collection::from_name(cname) else {
+                continue;
+            };
             if !pending.contains_key(&(c, id.to_string())) {
                 absent.push((c, id.to_string()));
             }

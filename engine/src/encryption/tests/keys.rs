@@ -25,12 +25,7 @@ fn recipients_parse_sorts_dedups_and_refuses_bad_values_without_echoing_them() {
 
     let (secret_id, _) = keypair();
     let secret = secret_id.to_string().expose_secret().to_string();
-    for bad in [
-        secret.clone(),
-        "ssh-ed25519 AAAA".into(),
-        "age1xyz".into(),
-        "".into(),
-    ] {
+    for bad in [secret.clone(), "ssh-ed25519 AAAA".into(), "age1xyz".into(), "".into()] {
         let err = Recipients::parse(&[r1.clone(), bad.clone()]).unwrap_err();
         assert_eq!(err.code(), ERR_ENCRYPTION_RECIPIENT_INVALID);
         assert!(err.to_string().contains("#2"), "{err}");
@@ -51,11 +46,7 @@ fn recipients_from_file_reads_comments_blank_lines_and_reports_bad_line() {
     let (_, r1) = keypair();
     let (_, r2) = keypair();
     let good = dir.path().join("recipients.txt");
-    std::fs::write(
-        &good,
-        format!("# team A\n{r2}\n\n   \n# team B\r\n{r1}\r\n{r2}\n"),
-    )
-    .unwrap();
+    std::fs::write(&good, format!("# team A\n{r2}\n\n   \n# team B\r\n{r1}\r\n{r2}\n")).unwrap();
     let mut expected = vec![r1.clone(), r2.clone()];
     expected.sort();
     assert_eq!(Recipients::from_file(&good).unwrap().to_strings(), expected);
@@ -86,11 +77,7 @@ fn identities_from_files_and_invalid_identity_files() {
     let f1 = dir.path().join("id1.txt");
     let f2 = dir.path().join("id2.txt");
     std::fs::write(&f1, k1.identity_file_text.as_str()).unwrap();
-    std::fs::write(
-        &f2,
-        format!("\n{}\n# trailing\n", k2.identity_file_text.as_str()),
-    )
-    .unwrap();
+    std::fs::write(&f2, format!("\n{}\n# trailing\n", k2.identity_file_text.as_str())).unwrap();
     let ids = Identities::from_files(&[f1.clone(), f2.clone()]).unwrap();
     assert_eq!(ids.len(), 2);
     let mut expected = vec![k1.recipient.clone(), k2.recipient.clone()];
@@ -164,10 +151,7 @@ fn debug_output_never_contains_secrets() {
         format!("{ids:?}"),
         format!("{key:?}"),
     ] {
-        assert!(
-            !dbg.contains(&secret) && !dbg.contains(&secret.to_lowercase()),
-            "{dbg}"
-        );
+        assert!(!dbg.contains(&secret) && !dbg.contains(&secret.to_lowercase()), "{dbg}");
         assert!(!dbg.contains(&key_b64) && !dbg.contains(&key_hex), "{dbg}");
         assert!(!dbg.contains(&format!("{:?}", key.as_bytes())), "{dbg}");
     }
@@ -187,17 +171,9 @@ fn wrapped_keys_one_per_recipient_sorted_and_age_mode_has_none() {
     assert_eq!(s.recipients(), expected);
     let json = serde_json::to_value(&w[0]).unwrap();
     assert!(json.get("wrappedKey").is_some() && json.get("recipient").is_some());
-    assert!(sealer(EncryptionMode::Age, &[&r1])
-        .wrapped_keys()
-        .is_empty());
-    assert_eq!(
-        serde_json::to_string(&EncryptionMode::AesGcm).unwrap(),
-        "\"aes-gcm\""
-    );
-    assert_eq!(
-        serde_json::to_string(&EncryptionMode::Age).unwrap(),
-        "\"age\""
-    );
+    assert!(sealer(EncryptionMode::Age, &[&r1]).wrapped_keys().is_empty());
+    assert_eq!(serde_json::to_string(&EncryptionMode::AesGcm).unwrap(), "\"aes-gcm\"");
+    assert_eq!(serde_json::to_string(&EncryptionMode::Age).unwrap(), "\"age\"");
     let m: EncryptionMode = serde_json::from_str("\"aes-gcm\"").unwrap();
     assert_eq!(m, EncryptionMode::AesGcm);
 }
@@ -235,10 +211,7 @@ fn every_error_has_a_stable_code_and_a_hint() {
         },
     ];
     for e in &enc {
-        assert!(
-            e.code().starts_with("ERR_") && !e.hint().is_empty(),
-            "{e:?}"
-        );
+        assert!(e.code().starts_with("ERR_") && !e.hint().is_empty(), "{e:?}");
     }
     let dec = vec![
         DecryptError::IdentityFileUnreadable {
@@ -305,11 +278,7 @@ fn interop_age_cli_decrypts_age_mode_file_with_generated_identity() {
     let pt = sample(200 * 1024 + 3);
     let ct_file = dir.path().join("file.age");
     std::fs::write(&ct_file, s.seal(PATH, &pt).unwrap()).unwrap();
-    let out = run(Command::new(&age)
-        .arg("-d")
-        .arg("-i")
-        .arg(&id_file)
-        .arg(&ct_file));
+    let out = run(Command::new(&age).arg("-d").arg("-i").arg(&id_file).arg(&ct_file));
     assert_eq!(out.stdout, pt, "age -d output differs from the plaintext");
 }
 
@@ -326,11 +295,7 @@ fn interop_age_cli_unwraps_aes_gcm_data_key() {
         .unwrap();
     let wrapped_file = dir.path().join("key.age");
     std::fs::write(&wrapped_file, wrapped).unwrap();
-    let out = run(Command::new(&age)
-        .arg("-d")
-        .arg("-i")
-        .arg(&id_file)
-        .arg(&wrapped_file));
+    let out = run(Command::new(&age).arg("-d").arg("-i").arg(&id_file).arg(&wrapped_file));
     let SealerKeys::AesGcm { key, .. } = &s.keys else {
         panic!("aes-gcm keys expected")
     };

@@ -59,10 +59,7 @@ fn aes_fixture() -> (BundleOpener, Vec<u8>, Vec<u8>) {
 
 fn assert_decrypt_failed_naming_path(err: &DecryptError, path: &str) {
     assert_eq!(err.code(), ERR_DECRYPT_FAILED, "{err}");
-    assert!(
-        err.to_string().contains(path),
-        "error does not name {path}: {err}"
-    );
+    assert!(err.to_string().contains(path), "error does not name {path}: {err}");
     assert!(!err.hint().is_empty());
 }
 
@@ -80,9 +77,7 @@ fn require_tool(name: &str) -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -101,10 +96,7 @@ fn roundtrip_age_one_recipient() {
     for len in [0, 1, 1000, SEG, SEG + 1, 200 * 1024] {
         let pt = sample(len);
         let ct = s.seal(PATH, &pt).unwrap();
-        assert!(
-            ct.starts_with(b"age-encryption.org/v1\n"),
-            "binary age header expected"
-        );
+        assert!(ct.starts_with(b"age-encryption.org/v1\n"), "binary age header expected");
         if len > 0 {
             let tail = len.min(64);
             assert_ne!(
@@ -177,13 +169,8 @@ fn seal_is_sync_and_parallel_seals_roundtrip() {
     for mode in [EncryptionMode::Age, EncryptionMode::AesGcm] {
         let s = sealer(mode, &[&r]);
         let o = opener(&s, &[&id]);
-        let files: Vec<(String, Vec<u8>)> = (0..32)
-            .map(|i| (format!("data/f{i}.bin"), sample(i * 7919)))
-            .collect();
-        let sealed: Vec<Vec<u8>> = files
-            .par_iter()
-            .map(|(p, pt)| s.seal(p, pt).unwrap())
-            .collect();
+        let files: Vec<(String, Vec<u8>)> = (0..32).map(|i| (format!("data/f{i}.bin"), sample(i * 7919))).collect();
+        let sealed: Vec<Vec<u8>> = files.par_iter().map(|(p, pt)| s.seal(p, pt).unwrap()).collect();
         for ((p, pt), ct) in files.iter().zip(&sealed) {
             assert_eq!(&o.open(p, ct).unwrap(), pt);
         }
@@ -199,10 +186,7 @@ fn wrong_identity_age_fails_with_decrypt_failed() {
     let s = sealer(EncryptionMode::Age, &[&r]);
     let ct = s.seal(PATH, b"secret").unwrap();
     let err = opener(&s, &[&other]).open(PATH, &ct).unwrap_err();
-    assert!(
-        matches!(err, DecryptError::FileNoMatchingIdentity { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, DecryptError::FileNoMatchingIdentity { .. }), "{err:?}");
     assert_decrypt_failed_naming_path(&err, PATH);
 }
 
@@ -211,21 +195,10 @@ fn wrong_identity_aes_gcm_fails_with_no_matching_identity() {
     let (_, r) = keypair();
     let (other, _) = keypair();
     let s = sealer(EncryptionMode::AesGcm, &[&r]);
-    let err = BundleOpener::new(
-        EncryptionMode::AesGcm,
-        &s.wrapped_keys(),
-        &identities(&[&other]),
-    )
-    .unwrap_err();
-    assert!(
-        matches!(err, DecryptError::NoMatchingIdentity { .. }),
-        "{err:?}"
-    );
+    let err = BundleOpener::new(EncryptionMode::AesGcm, &s.wrapped_keys(), &identities(&[&other])).unwrap_err();
+    assert!(matches!(err, DecryptError::NoMatchingIdentity { .. }), "{err:?}");
     assert_eq!(err.code(), ERR_DECRYPT_FAILED);
-    assert!(
-        err.to_string().contains(&r),
-        "lists the bundle's recipients: {err}"
-    );
+    assert!(err.to_string().contains(&r), "lists the bundle's recipients: {err}");
 }
 
 #[test]
@@ -251,12 +224,7 @@ fn missing_or_mismatched_key_metadata_is_refused() {
     assert!(matches!(e, DecryptError::MissingWrappedKeys));
     let e = BundleOpener::new(EncryptionMode::Age, &aes.wrapped_keys(), &ids).unwrap_err();
     assert!(matches!(e, DecryptError::UnexpectedWrappedKeys));
-    let e = BundleOpener::new(
-        EncryptionMode::AesGcm,
-        &aes.wrapped_keys(),
-        &Identities::default(),
-    )
-    .unwrap_err();
+    let e = BundleOpener::new(EncryptionMode::AesGcm, &aes.wrapped_keys(), &Identities::default()).unwrap_err();
     assert!(matches!(e, DecryptError::NoIdentities));
     let mut bad = aes.wrapped_keys();
     bad[0].wrapped_key = "!!not base64!!".to_string();
@@ -365,11 +333,7 @@ fn aes_gcm_file_swapped_to_another_path_fails() {
         "{err:?}"
     );
     assert_decrypt_failed_naming_path(&err, other);
-    assert_eq!(
-        o.open(PATH, &ct).unwrap(),
-        pt,
-        "still opens under its own path"
-    );
+    assert_eq!(o.open(PATH, &ct).unwrap(), pt, "still opens under its own path");
 }
 
 #[test]
@@ -385,17 +349,11 @@ fn aes_gcm_empty_and_short_files_fail() {
     ];
     for (i, bad) in cases.iter().enumerate() {
         let err = o.open(PATH, bad).unwrap_err();
-        assert!(
-            matches!(err, DecryptError::Truncated { .. }),
-            "case {i}: {err:?}"
-        );
+        assert!(matches!(err, DecryptError::Truncated { .. }), "case {i}: {err:?}");
         assert_decrypt_failed_naming_path(&err, PATH);
     }
     let err = o
-        .open(
-            PATH,
-            b"plain text, not encrypted at all......................",
-        )
+        .open(PATH, b"plain text, not encrypted at all......................")
         .unwrap_err();
     assert!(matches!(err, DecryptError::Malformed { .. }), "{err:?}");
     assert_decrypt_failed_naming_path(&err, PATH);
@@ -443,11 +401,8 @@ fn aes_gcm_format_matches_the_documented_spec() {
     let (salt, prefix) = (&ct[13..45], &ct[45..52]);
     let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), key.as_bytes());
     let mut file_key = [0u8; 32];
-    hk.expand(
-        b"stellamirror aes-256-gcm segments v1 file key",
-        &mut file_key,
-    )
-    .unwrap();
+    hk.expand(b"stellamirror aes-256-gcm segments v1 file key", &mut file_key)
+        .unwrap();
     let cipher = aes_gcm::Aes256Gcm::new_from_slice(&file_key).unwrap();
     let mut aad = ct[..52].to_vec();
     aad.extend_from_slice(PATH.as_bytes());
@@ -461,13 +416,7 @@ fn aes_gcm_format_matches_the_documented_spec() {
         nonce[7..11].copy_from_slice(&(i as u32).to_be_bytes());
         nonce[11] = u8::from(i == segments.len() - 1);
         let plain = cipher
-            .decrypt(
-                aes_gcm::Nonce::from_slice(&nonce),
-                Payload {
-                    msg: seg,
-                    aad: &aad,
-                },
-            )
+            .decrypt(aes_gcm::Nonce::from_slice(&nonce), Payload { msg: seg, aad: &aad })
             .expect("segment decrypts per spec");
         out.extend_from_slice(&plain);
     }

@@ -71,12 +71,7 @@ fn collect_branches<'a>(b: &'a Value, out: &mut BTreeMap<&'a str, &'a Value>) {
             out.entry(id).or_insert(p);
         }
     }
-    for c in b
-        .get("branches")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for c in b.get("branches").and_then(Value::as_array).into_iter().flatten() {
         collect_branches(c, out);
     }
 }
@@ -104,20 +99,10 @@ impl<'a> Tree<'a> {
                     names.entry(id).or_insert(p);
                 }
             }
-            for b in t
-                .get("branches")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for b in t.get("branches").and_then(Value::as_array).into_iter().flatten() {
                 collect_branches(b, &mut names);
             }
-            for r in t
-                .get("relationships")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for r in t.get("relationships").and_then(Value::as_array).into_iter().flatten() {
                 if let Some(p) = r.get("full_product_name") {
                     if let Some(id) = p.get("product_id").and_then(Value::as_str) {
                         names.entry(id).or_insert(p);
@@ -127,12 +112,7 @@ impl<'a> Tree<'a> {
                     }
                 }
             }
-            for g in t
-                .get("product_groups")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for g in t.get("product_groups").and_then(Value::as_array).into_iter().flatten() {
                 if let Some(id) = g.get("group_id").and_then(Value::as_str) {
                     groups.insert(id, strs(g.get("product_ids")).collect());
                 }
@@ -153,10 +133,7 @@ impl<'a> Tree<'a> {
     /// cyclic product tree cannot recurse.
     fn resolve(&self, pid: &str) -> Product {
         let own = self.names.get(pid);
-        if own
-            .and_then(|p| p.get("product_identification_helper"))
-            .is_none()
-        {
+        if own.and_then(|p| p.get("product_identification_helper")).is_none() {
             if let Some(c) = self.components.get(pid) {
                 let comp = self.resolve_own(c);
                 if comp.is_purl {
@@ -310,10 +287,7 @@ fn first_for<'a>(m: &BTreeMap<&str, &'a Value>, ids: &[String]) -> Option<&'a Va
 
 /// The vulnerability's key: its CVE, else its first `ids` entry, else its position.
 fn vuln_key(vuln: &Value, doc: &str, i: usize) -> String {
-    let cve = vuln
-        .get("cve")
-        .and_then(Value::as_str)
-        .filter(|s| valid_key_text(s));
+    let cve = vuln.get("cve").and_then(Value::as_str).filter(|s| valid_key_text(s));
     let first_id = vuln
         .get("ids")
         .and_then(Value::as_array)
@@ -329,11 +303,7 @@ fn vuln_key(vuln: &Value, doc: &str, i: usize) -> String {
 fn aliases(vuln: &Value, key: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let cve = vuln.get("cve").and_then(Value::as_str);
-    let ids = vuln
-        .get("ids")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten();
+    let ids = vuln.get("ids").and_then(Value::as_array).into_iter().flatten();
     for a in cve
         .into_iter()
         .chain(ids.filter_map(|x| x.get("text").and_then(Value::as_str)))
@@ -361,12 +331,7 @@ pub fn parse(v: Value) -> Result<ParsedDoc, DocError> {
     let tracking = document
         .get("tracking")
         .filter(|t| t.is_object())
-        .ok_or_else(|| {
-            invalid(
-                "/document/tracking",
-                "`document.tracking` must be an object",
-            )
-        })?;
+        .ok_or_else(|| invalid("/document/tracking", "`document.tracking` must be an object"))?;
     let tid = required_key_str(tracking, "id", "/document/tracking/id")?.to_string();
     let current_s = required_key_str(
         tracking,
@@ -387,21 +352,13 @@ pub fn parse(v: Value) -> Result<ParsedDoc, DocError> {
     let vulns = match v.get("vulnerabilities") {
         None | Some(Value::Null) => &[][..],
         Some(Value::Array(a)) => a.as_slice(),
-        Some(_) => {
-            return Err(invalid(
-                "/vulnerabilities",
-                "`vulnerabilities` must be an array",
-            ))
-        }
+        Some(_) => return Err(invalid("/vulnerabilities", "`vulnerabilities` must be an array")),
     };
     let publisher = document.get("publisher");
     let ctx = Ctx {
         tid: &tid,
         tree: Tree::new(&v, &tid),
-        author: publisher
-            .and_then(|p| p.get("name"))
-            .cloned()
-            .unwrap_or(Value::Null),
+        author: publisher.and_then(|p| p.get("name")).cloned().unwrap_or(Value::Null),
         namespace: publisher
             .and_then(|p| p.get("namespace"))
             .cloned()
@@ -421,14 +378,7 @@ pub fn parse(v: Value) -> Result<ParsedDoc, DocError> {
         let records = if is_vex {
             ctx.statements(vuln, &key, sts)
         } else {
-            vec![ctx.advisory(
-                document,
-                &category,
-                version.unwrap_or_default(),
-                vuln,
-                &key,
-                sts,
-            )]
+            vec![ctx.advisory(document, &category, version.unwrap_or_default(), vuln, &key, sts)]
         };
         // A vulnerability listed twice: the later entry supersedes (as in OpenVEX).
         for r in records {
@@ -444,10 +394,7 @@ pub fn parse(v: Value) -> Result<ParsedDoc, DocError> {
     Ok(ParsedDoc {
         primary: NewRecord {
             collection,
-            subject: derived
-                .first()
-                .map(|d| d.subject.clone())
-                .unwrap_or(fallback),
+            subject: derived.first().map(|d| d.subject.clone()).unwrap_or(fallback),
             id: tid,
             bytes: compact(&v),
             modified: Some(current),
@@ -651,10 +598,7 @@ mod tests {
     #[test]
     fn missing_tracking_id_names_its_pointer() {
         let mut v = doc("csaf_vex");
-        v["document"]["tracking"]
-            .as_object_mut()
-            .expect("object")
-            .remove("id");
+        v["document"]["tracking"].as_object_mut().expect("object").remove("id");
         match parse(v) {
             Err(DocError::Invalid { pointer, .. }) => assert_eq!(pointer, "/document/tracking/id"),
             other => panic!("expected invalid, got {other:?}"),

@@ -18,10 +18,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{
-    compact, invalid, optional_time, purl, purl_has_version, with_version, DocError, NewRecord,
-    ParsedDoc,
-};
+use super::{compact, invalid, optional_time, purl, purl_has_version, with_version, DocError, NewRecord, ParsedDoc};
 use crate::model::{valid_key_text, Collection};
 
 /// `analysis.state` → VEX status.
@@ -50,20 +47,14 @@ const JUSTIFICATIONS: [(&str, &str); 9] = [
     ("protected_by_compiler", "inline_mitigations_already_exist"),
     ("protected_at_runtime", "inline_mitigations_already_exist"),
     ("protected_at_perimeter", "inline_mitigations_already_exist"),
-    (
-        "protected_by_mitigating_control",
-        "inline_mitigations_already_exist",
-    ),
+    ("protected_by_mitigating_control", "inline_mitigations_already_exist"),
 ];
 
 /// A CycloneDX document is VEX when some vulnerability carries an analysis.
 pub fn is_vex(v: &Value) -> bool {
     v.get("vulnerabilities")
         .and_then(Value::as_array)
-        .is_some_and(|a| {
-            a.iter()
-                .any(|x| x.get("analysis").is_some_and(Value::is_object))
-        })
+        .is_some_and(|a| a.iter().any(|x| x.get("analysis").is_some_and(Value::is_object)))
 }
 
 /// A product a statement can name: (product, subject, names a version).
@@ -75,27 +66,16 @@ struct Target {
 }
 
 fn component_target(c: &Value) -> Option<Target> {
-    if let Some(p) = c
-        .get("purl")
-        .and_then(Value::as_str)
-        .filter(|p| valid_key_text(p))
-    {
+    if let Some(p) = c.get("purl").and_then(Value::as_str).filter(|p| valid_key_text(p)) {
         return Some(Target {
             product: p.to_string(),
             subject: purl::strip_version(p),
             versioned: purl_has_version(p),
         });
     }
-    let name = c
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|n| valid_key_text(n))?;
+    let name = c.get("name").and_then(Value::as_str).filter(|n| valid_key_text(n))?;
     Some(
-        match c
-            .get("version")
-            .and_then(Value::as_str)
-            .filter(|v| !v.is_empty())
-        {
+        match c.get("version").and_then(Value::as_str).filter(|v| !v.is_empty()) {
             Some(ver) => Target {
                 product: format!("{name}@{ver}"),
                 subject: name.to_string(),
@@ -150,11 +130,7 @@ fn resolve(r: &str, refs: &BTreeMap<&str, &Value>) -> Target {
 
 fn author_of(v: &Value) -> Value {
     let m = v.get("metadata");
-    let named = |k: &str| {
-        m.and_then(|m| m.get(k))
-            .and_then(|x| x.get("name"))
-            .cloned()
-    };
+    let named = |k: &str| m.and_then(|m| m.get(k)).and_then(|x| x.get("name")).cloned();
     named("manufacture")
         .or_else(|| named("manufacturer"))
         .or_else(|| named("supplier"))
@@ -197,12 +173,7 @@ pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
         .and_then(component_target);
     let vulns = match v.get("vulnerabilities") {
         Some(Value::Array(a)) => a,
-        _ => {
-            return Err(invalid(
-                "/vulnerabilities",
-                "`vulnerabilities` must be an array",
-            ))
-        }
+        _ => return Err(invalid("/vulnerabilities", "`vulnerabilities` must be an array")),
     };
     let mut derived: BTreeMap<String, NewRecord> = BTreeMap::new();
     let mut modified = doc_time;
@@ -232,11 +203,7 @@ pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
             .ok_or_else(|| invalid(&format!("{p}/id"), "a vulnerability needs an `id`"))?;
         let ap = format!("{p}/analysis");
         let ts = optional_time(analysis, "lastUpdated", &format!("{ap}/lastUpdated"))?
-            .or(optional_time(
-                analysis,
-                "firstIssued",
-                &format!("{ap}/firstIssued"),
-            )?)
+            .or(optional_time(analysis, "firstIssued", &format!("{ap}/firstIssued"))?)
             .or(optional_time(vuln, "updated", &format!("{p}/updated"))?)
             .or(optional_time(vuln, "published", &format!("{p}/published"))?)
             .or(doc_time);
@@ -265,21 +232,11 @@ pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
                         .get("ref")
                         .and_then(Value::as_str)
                         .filter(|s| valid_key_text(s))
-                        .ok_or_else(|| {
-                            invalid(
-                                &format!("{p}/affects/{j}/ref"),
-                                "`ref` must be a non-empty string",
-                            )
-                        })?;
+                        .ok_or_else(|| invalid(&format!("{p}/affects/{j}/ref"), "`ref` must be a non-empty string"))?;
                     let t = resolve(r, &refs);
-                    let versions = af
-                        .get("versions")
-                        .and_then(Value::as_array)
-                        .filter(|vs| !vs.is_empty());
+                    let versions = af.get("versions").and_then(Value::as_array).filter(|vs| !vs.is_empty());
                     match versions {
-                        Some(vs) if !t.versioned => {
-                            targets.extend(vs.iter().map(|x| (t.clone(), Some(x))))
-                        }
+                        Some(vs) if !t.versioned => targets.extend(vs.iter().map(|x| (t.clone(), Some(x)))),
                         _ => targets.push((t, None)),
                     }
                 }
@@ -287,12 +244,7 @@ pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
             Some(Value::Array(_)) | None | Some(Value::Null) => {
                 targets.extend(subject_component.clone().map(|t| (t, None)))
             }
-            Some(_) => {
-                return Err(invalid(
-                    &format!("{p}/affects"),
-                    "`affects` must be an array",
-                ))
-            }
+            Some(_) => return Err(invalid(&format!("{p}/affects"), "`affects` must be an array")),
         }
         for (t, ver) in targets {
             let version = ver

@@ -84,15 +84,9 @@ pub fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 pub fn required_key_str<'a>(v: &'a Value, key: &str, pointer: &str) -> Result<&'a str, DocError> {
     match v.get(key) {
         Some(Value::String(s)) if valid_key_text(s) => Ok(s),
-        Some(Value::String(_)) => Err(invalid(
-            pointer,
-            format!("`{key}` is empty, too long or contains NUL"),
-        )),
+        Some(Value::String(_)) => Err(invalid(pointer, format!("`{key}` is empty, too long or contains NUL"))),
         Some(_) => Err(invalid(pointer, format!("`{key}` must be a string"))),
-        None => Err(invalid(
-            pointer,
-            format!("required field `{key}` is missing"),
-        )),
+        None => Err(invalid(pointer, format!("required field `{key}` is missing"))),
     }
 }
 
@@ -114,20 +108,14 @@ pub fn optional_time(v: &Value, key: &str, pointer: &str) -> Result<Option<i64>,
 /// snapshot may be any JSON); CycloneDX documents whose vulnerabilities carry an
 /// `analysis` are VEX, other CycloneDX documents are SBOMs; OSV is last because its
 /// marker (`id` + `modified`) is the weakest. See docs/formats.md.
-pub fn parse_document(
-    v: Value,
-    ctx: &ParseContext,
-    name: Option<&str>,
-) -> Result<ParsedDoc, DocError> {
+pub fn parse_document(v: Value, ctx: &ParseContext, name: Option<&str>) -> Result<ParsedDoc, DocError> {
     match ctx.kind {
         KindHint::PolicySnapshot => return policy::parse_snapshot(v),
         KindHint::PolicyEvaluations => return policy::parse_evaluation(v),
         KindHint::Auto => {}
     }
     if !v.is_object() {
-        return Err(DocError::Unrecognized(
-            "top-level JSON value is not an object".into(),
-        ));
+        return Err(DocError::Unrecognized("top-level JSON value is not an object".into()));
     }
     if str_at(&v, "bomFormat") == Some("CycloneDX") {
         if cyclonedx_vex::is_vex(&v) {
@@ -135,10 +123,7 @@ pub fn parse_document(
         }
         return cyclonedx::parse_sbom(v, ctx);
     }
-    if v.get("document")
-        .and_then(|d| d.get("csaf_version"))
-        .is_some()
-    {
+    if v.get("document").and_then(|d| d.get("csaf_version")).is_some() {
         return csaf::parse(v);
     }
     if v.get("spdxVersion").is_some() {
@@ -210,8 +195,7 @@ mod tests {
             kind: KindHint::PolicySnapshot,
             subject_override: None,
         };
-        let d = parse_document(serde_json::json!([1, 2]), &ctx, Some("p.json"))
-            .expect("any JSON is a snapshot");
+        let d = parse_document(serde_json::json!([1, 2]), &ctx, Some("p.json")).expect("any JSON is a snapshot");
         assert_eq!(
             (d.primary.subject.as_str(), d.primary.id.as_str()),
             ("policy", "snapshot")

@@ -103,7 +103,15 @@ pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
                 "actionStatement": s.get("action_statement"),
                 "timestamp": ts.map(crate::model::format_time),
             });
-            // A later statement about the same pair in the same document supersedes.
+            // Statements about the same pair in one document: the newest timestamp wins
+            // (real documents append out of order: Rancher's kube-rbac-proxy document
+            // lists a 2026-07-27 statement before a 2026-07-25 one); on equal or missing
+            // timestamps the later statement in the document wins.
+            if let Some(prev) = derived.get(&id) {
+                if prev.modified.zip(ts).is_some_and(|(p, t)| t < p) {
+                    continue;
+                }
+            }
             derived.insert(
                 id.clone(),
                 NewRecord {
@@ -127,4 +135,32 @@ pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
         },
         derived: derived.into_values().collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_statement_about_a_pair_wins_whatever_its_position() {
+        let doc = serde_json::json!({
+            "@context": "https://openvex.dev/ns/v0.2.0", "@id": "x", "author": "a",
+            "statements": [
+                {"vulnerability": {"name": "CVE-1"}, "products": [{"@id": "pkg:golang/p"}], "status": "fixed", "timestamp": "2026-07-27T00:00:00Z"},
+                {"vulnerability": {"name": "CVE-1"}, "products": [{"@id": "pkg:golang/p"}], "status": "affected", "timestamp": "2026-07-25T00:00:00Z"},
+                {"vulnerability": {"name": "CVE-2"}, "products": [{"@id": "pkg:golang/p"}], "status": "affected"},
+                {"vulnerability": {"name": "CVE-2"}, "products": [{"@id": "pkg:golang/p"}], "status": "not_affected", "justification": "component_not_present"}
+            ]
+        });
+        let d = parse(doc, Some("doc.json")).unwrap();
+        let status = |id: &str| {
+            let r = d.derived.iter().find(|r| r.id == id).unwrap();
+            serde_json::from_slice::<Value>(&r.bytes).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(status("CVE-1|pkg:golang/p|doc.json"), "fixed");
+        assert_eq!(status("CVE-2|pkg:golang/p|doc.json"), "not_affected");
+    }
 }

@@ -43,12 +43,9 @@ fn field<'a>(v: &'a Value, camel: &str, snake: &str) -> Result<&'a str, DocError
             ))
         }
     };
-    x.as_str().filter(|s| valid_key_text(s)).ok_or_else(|| {
-        invalid(
-            &format!("/{key}"),
-            format!("`{key}` must be a non-empty string"),
-        )
-    })
+    x.as_str()
+        .filter(|s| valid_key_text(s))
+        .ok_or_else(|| invalid(&format!("/{key}"), format!("`{key}` must be a non-empty string")))
 }
 
 pub fn parse_evaluation(v: Value) -> Result<ParsedDoc, DocError> {
@@ -68,10 +65,7 @@ pub fn parse_evaluation(v: Value) -> Result<ParsedDoc, DocError> {
         };
         invalid(&format!("/{key}"), format!("not an RFC 3339 time: {at:?}"))
     })?;
-    if !matches!(
-        v.get("reasons"),
-        None | Some(Value::Null) | Some(Value::Array(_))
-    ) {
+    if !matches!(v.get("reasons"), None | Some(Value::Null) | Some(Value::Array(_))) {
         return Err(invalid("/reasons", "`reasons` must be an array"));
     }
     Ok(ParsedDoc {
@@ -97,10 +91,7 @@ mod tests {
             "status": "fail", "reasons": ["r"], "evaluatedAt": "2026-01-01T00:00:00Z"});
         let b = json!({"subject": "img", "component_purl": "pkg:npm/a@1", "vulnerability": "CVE-1",
             "status": "fail", "evaluated_at": "2026-01-01T00:00:00Z"});
-        let (a, b) = (
-            parse_evaluation(a).expect("camel"),
-            parse_evaluation(b).expect("snake"),
-        );
+        let (a, b) = (parse_evaluation(a).expect("camel"), parse_evaluation(b).expect("snake"));
         assert_eq!(a.primary.id, "img|CVE-1|pkg:npm/a@1");
         assert_eq!(a.primary.id, b.primary.id);
         assert_eq!(a.primary.modified, b.primary.modified);
@@ -108,8 +99,7 @@ mod tests {
 
     #[test]
     fn missing_time_names_its_pointer() {
-        let v =
-            json!({"subject": "img", "componentPurl": "p", "vulnerability": "V", "status": "pass"});
+        let v = json!({"subject": "img", "componentPurl": "p", "vulnerability": "V", "status": "pass"});
         assert_eq!(
             parse_evaluation(v),
             Err(invalid(

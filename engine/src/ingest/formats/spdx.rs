@@ -20,10 +20,7 @@ fn purls(pkg: &Value) -> impl Iterator<Item = &str> {
         .into_iter()
         .flatten()
         .filter(|r| {
-            let cat = r
-                .get("referenceCategory")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let cat = r.get("referenceCategory").and_then(Value::as_str).unwrap_or_default();
             matches!(cat, "PACKAGE-MANAGER" | "PACKAGE_MANAGER")
                 && r.get("referenceType").and_then(Value::as_str) == Some("purl")
         })
@@ -36,11 +33,7 @@ fn package_subject(pkg: &Value) -> Option<String> {
     }
     let name = pkg.get("name")?.as_str()?;
     Some(
-        match pkg
-            .get("versionInfo")
-            .and_then(Value::as_str)
-            .filter(|v| !v.is_empty())
-        {
+        match pkg.get("versionInfo").and_then(Value::as_str).filter(|v| !v.is_empty()) {
             Some(ver) => format!("{name}@{ver}"),
             None => name.to_string(),
         },
@@ -55,16 +48,9 @@ fn described(v: &Value) -> Vec<&str> {
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    for r in v
-        .get("relationships")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for r in v.get("relationships").and_then(Value::as_array).into_iter().flatten() {
         let s = |k: &str| r.get(k).and_then(Value::as_str);
-        if s("spdxElementId") == Some("SPDXRef-DOCUMENT")
-            && s("relationshipType") == Some("DESCRIBES")
-        {
+        if s("spdxElementId") == Some("SPDXRef-DOCUMENT") && s("relationshipType") == Some("DESCRIBES") {
             out.extend(s("relatedSpdxElement"));
         }
     }
@@ -72,10 +58,7 @@ fn described(v: &Value) -> Vec<&str> {
 }
 
 pub fn parse(v: Value, ctx: &ParseContext) -> Result<ParsedDoc, DocError> {
-    let version = v
-        .get("spdxVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let version = v.get("spdxVersion").and_then(Value::as_str).unwrap_or_default();
     if !version.starts_with("SPDX-2.") {
         return Err(invalid(
             "/spdxVersion",
@@ -89,15 +72,9 @@ pub fn parse(v: Value, ctx: &ParseContext) -> Result<ParsedDoc, DocError> {
     };
     for (i, p) in packages.iter().enumerate() {
         if !p.is_object() {
-            return Err(invalid(
-                &format!("/packages/{i}"),
-                "a package must be an object",
-            ));
+            return Err(invalid(&format!("/packages/{i}"), "a package must be an object"));
         }
-        if !matches!(
-            p.get("externalRefs"),
-            None | Some(Value::Null) | Some(Value::Array(_))
-        ) {
+        if !matches!(p.get("externalRefs"), None | Some(Value::Null) | Some(Value::Array(_))) {
             return Err(invalid(
                 &format!("/packages/{i}/externalRefs"),
                 "`externalRefs` must be an array",
