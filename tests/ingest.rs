@@ -340,3 +340,39 @@ fn sigkill_during_ingest_leaves_the_store_at_a_committed_state() {
         "at least one kill must land before the commit for this test to mean anything"
     );
 }
+
+#[test]
+fn chunked_ingest_of_a_large_input_reaches_the_same_state_as_one_batch() {
+    let t = tempfile::tempdir().unwrap();
+    let big = big_input(t.path(), 40); // ~5 MB: 18 chunks with --batch-mib 1
+    let vex = data("vex/rancher-new");
+    let roots: Vec<(String, serde_json::Value)> = ["512", "1"]
+        .iter()
+        .map(|mib| {
+            let store = t.path().join(format!("s{mib}"));
+            ingest(
+                &store,
+                "acme",
+                &["--source", "go", "--complete"],
+                &[&data("osv/go-old.jsonl")],
+            )
+            .ok();
+            ingest(&store, "acme", &["--source", "vex"], &[&vex]).ok();
+            let r = ingest(
+                &store,
+                "acme",
+                &["--source", "go", "--complete", "--batch-mib", mib],
+                &[&big],
+            )
+            .ok()
+            .json();
+            sm(["verify", "--store", p(&store)]).ok();
+            (state_root(&store, "acme"), r["counts"]["advisories.raw"].clone())
+        })
+        .collect();
+    assert_eq!(roots[0], roots[1]);
+    assert_eq!(
+        roots[0].1["removed"].as_u64().unwrap() as usize,
+        lines(&data("osv/go-old.jsonl"))
+    );
+}

@@ -69,7 +69,7 @@ fn synthetic_store(dir: &Path, n: usize) -> (Store, Tenant, BTreeMap<(Collection
     }
     store.write_unreferenced(batch).unwrap();
     let p = plan(&store, &tenant, &m).unwrap();
-    commit(&store, &p, &[]).unwrap();
+    commit(&store, &p, &m, &[]).unwrap();
     (store, tenant, m.upserts)
 }
 
@@ -101,7 +101,7 @@ fn merkle_diff(c: &mut Criterion) {
         m.upserts.insert((Collection::AdvisoriesRaw, format!("NEW-{i}")), e);
     }
     let p = plan(&store, &tenant, &m).unwrap();
-    commit(&store, &p, &[]).unwrap();
+    commit(&store, &p, &m, &[]).unwrap();
     let b = store.state(&tenant).unwrap();
     let changed = diff(&store, &a, &b).unwrap().len();
     let mut g = c.benchmark_group("merkle_diff");

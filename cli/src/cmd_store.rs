@@ -45,6 +45,10 @@ pub struct IngestArgs {
     /// SBOM subject (artifact) overriding metadata.component.
     #[arg(long)]
     subject: Option<String>,
+    /// Inputs up to this many MiB are committed in one batch; larger ones are validated
+    /// first, then committed in chunks of half this size (bounded memory).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_mib: u64,
     /// Files (JSON, JSON Lines) and directories.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -67,6 +71,7 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
             },
             subject_override: a.subject,
         },
+        batch_bytes: a.batch_mib << 20,
     };
     let bar = Bar::new(quiet || json);
     let report = ingest::ingest(&store, &a.paths, &opts, &bar)?;

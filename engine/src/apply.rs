@@ -41,7 +41,9 @@ pub struct Plan {
     pub new_state: StateNode,
     pub counts: BTreeMap<Collection, ChangeCounts>,
     nodes: Vec<(NodeHash, Vec<u8>)>,
-    puts: Vec<(Collection, String, RecordEntry, Option<String>)>,
+    /// Keys of `Mutation::upserts` to write, with the source they had (entries are not
+    /// copied: at a million records the copies would double the memory).
+    puts: Vec<((Collection, String), Option<String>)>,
     dels: Vec<(Collection, String, String)>,
     reset: bool,
 }
@@ -52,6 +54,11 @@ impl Plan {
     }
     pub fn is_noop(&self) -> bool {
         !self.reset && self.puts.is_empty() && self.dels.is_empty()
+    }
+
+    /// Objects of the records this plan writes (they must be stored before `commit`).
+    pub fn objects<'a>(&'a self, m: &'a Mutation) -> impl Iterator<Item = crate::ids::ObjectId> + 'a {
+        self.puts.iter().filter_map(|(k, _)| m.upserts.get(k).map(|e| e.object))
     }
 }
 
@@ -81,7 +88,7 @@ pub fn plan(store: &Store, tenant: &Tenant, m: &Mutation) -> Result<Plan, StoreE
         match &old {
             Some(o) if o.object == entry.object && o.subject == entry.subject => {
                 if o.source != entry.source || o.derived != entry.derived {
-                    puts.push((*c, id.clone(), entry.clone(), Some(o.source.clone())));
+                    puts.push(((*c, id.clone()), Some(o.source.clone())));
                 }
                 continue;
             }
@@ -94,7 +101,7 @@ pub fn plan(store: &Store, tenant: &Tenant, m: &Mutation) -> Result<Plan, StoreE
             None => counts.entry(*c).or_default().added += 1,
         }
         changes.upsert(*c, &entry.subject, leaf_of(id, entry));
-        puts.push((*c, id.clone(), entry.clone(), old.map(|o| o.source)));
+        puts.push(((*c, id.clone()), old.map(|o| o.source)));
     }
     if !m.reset {
         for (c, id) in &m.deletes {
@@ -131,7 +138,8 @@ pub fn plan(store: &Store, tenant: &Tenant, m: &Mutation) -> Result<Plan, StoreE
 }
 
 /// Write a plan atomically, together with `extra` meta entries (catalog, history).
-pub fn commit(store: &Store, plan: &Plan, extra: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+/// `m` is the mutation the plan was made from.
+pub fn commit(store: &Store, plan: &Plan, m: &Mutation, extra: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
     let t = plan.tenant.as_str();
     // Nodes are immutable and content-addressed: write them ahead, unreferenced.
     for chunk in plan.nodes.chunks(20_000) {
@@ -150,7 +158,11 @@ pub fn commit(store: &Store, plan: &Plan, extra: &[(Vec<u8>, Vec<u8>)]) -> Resul
         store.batch_delete(&mut b, CF_RECORDS, &record_key(t, *c, id));
         store.batch_delete(&mut b, CF_SOURCES, &source_key(t, old_source, *c, id));
     }
-    for (c, id, entry, old_source) in &plan.puts {
+    for ((c, id), old_source) in &plan.puts {
+        let entry = m
+            .upserts
+            .get(&(*c, id.clone()))
+            .expect("plans are committed with their mutation");
         if let Some(s) = old_source {
             store.batch_delete(&mut b, CF_SOURCES, &source_key(t, s, *c, id));
         }

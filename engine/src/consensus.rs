@@ -447,6 +447,7 @@ mod bench {
             keep_going: false,
             dry_run: false,
             ctx: ParseContext::default(),
+            batch_bytes: crate::ingest::DEFAULT_BATCH_BYTES,
         };
         // Every pair, on the empty store: what a full recomputation would cost.
         let (all_secs, all_pairs) = time_extend(&store, &tenant, &hub);

@@ -128,7 +128,7 @@ mod tests {
             }
         }
         let p = plan(store, tenant, &m).unwrap();
-        commit(store, &p, &[]).unwrap();
+        commit(store, &p, &m, &[]).unwrap();
         store.state(tenant).unwrap()
     }
 

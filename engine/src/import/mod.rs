@@ -401,7 +401,7 @@ pub fn apply_verified(
         applied_key(tenant.as_str()),
         serde_json::to_vec(&history).expect("json"),
     )];
-    apply::commit(store, &plan, &extra)?;
+    apply::commit(store, &plan, &mutation, &extra)?;
     let event = if is_delta {
         "mirror.delta.applied"
     } else {

@@ -176,6 +176,7 @@ mod tests {
             keep_going: false,
             dry_run: false,
             ctx: ParseContext::default(),
+            batch_bytes: crate::ingest::DEFAULT_BATCH_BYTES,
         };
         let input = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/osv/go-old.jsonl");
         ingest(&store, &[input], &opts, &NoProgress).unwrap();

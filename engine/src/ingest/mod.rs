@@ -1,10 +1,13 @@
 //! `ingest` and `remove`: documents in, records out, one atomic commit.
 //!
 //! Pipeline: enumerate inputs → parse every document (in parallel, block by block) →
-//! refuse the run on the first bad document unless `keep_going` → plan the mutation
-//! against the live records (unchanged content is a no-op) → write new objects →
-//! commit records, sources and the new head in one batch. A crash before the commit
-//! leaves only unreferenced objects and nodes; the tenant's state is unchanged.
+//! refuse the run on the first bad document unless `keep_going` (nothing written yet) →
+//! plan the mutation against the live records (unchanged content is a no-op) → write
+//! new objects → commit records, sources and the new head in one batch. A crash before
+//! the commit leaves only unreferenced objects and nodes; the tenant's state is
+//! unchanged. Inputs over `batch_bytes` (512 MiB) are validated whole first, then
+//! parsed again and committed in chunks of half that, so memory stays bounded; a crash
+//! then leaves a committed prefix, and rerunning completes the ingest.
 pub mod error;
 pub mod formats;
 pub mod input;
@@ -23,11 +26,10 @@ use crate::apply::{self, ChangeCounts, Mutation};
 use crate::audit::Progress;
 use crate::ids::{NodeHash, ObjectId};
 use crate::model::{Collection, Tenant};
-use crate::store::{RecordEntry, Store, CF_OBJECTS, CF_SOURCES};
+use crate::store::{RecordEntry, Store, StoreError, CF_OBJECTS, CF_SOURCES};
 
-/// Inputs larger than this are parsed twice (validate, then write) instead of being
-/// held in memory between parsing and writing.
-const RETAIN_LIMIT_BYTES: u64 = 512 << 20;
+/// Default of [`IngestOptions::batch_bytes`].
+pub const DEFAULT_BATCH_BYTES: u64 = 512 << 20;
 const BLOCK_BYTES: usize = 16 << 20;
 const OBJECT_CHUNK_BYTES: usize = 64 << 20;
 
@@ -41,6 +43,10 @@ pub struct IngestOptions {
     pub keep_going: bool,
     pub dry_run: bool,
     pub ctx: ParseContext,
+    /// Inputs up to this size are held in memory and committed in one batch; larger
+    /// ones are validated whole, then parsed again and committed in chunks of half this
+    /// size (bounded memory; a crash leaves a committed prefix).
+    pub batch_bytes: u64,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -58,11 +64,6 @@ pub struct IngestReport {
     #[serde(with = "crate::ids::prefixed_node_hash")]
     pub state_root: NodeHash,
     pub committed: bool,
-}
-
-struct Pending {
-    entry: RecordEntry,
-    bytes: Option<Vec<u8>>,
 }
 
 fn to_bad(file: &InputFile, doc: &RawDoc, e: DocError) -> BadInput {
@@ -126,6 +127,39 @@ fn entry_of(r: &NewRecord, source: &str, derived: Vec<(Collection, String)>) -> 
     }
 }
 
+/// Documents for one commit: the mutation and the bytes of the objects it may need.
+#[derive(Default)]
+struct Chunk {
+    m: Mutation,
+    bytes: HashMap<ObjectId, Vec<u8>>,
+    documents: u64,
+    size: usize,
+}
+
+impl Chunk {
+    fn add(&mut self, doc: ParsedDoc, source: &str) {
+        let key = (doc.primary.collection, doc.primary.id.clone());
+        // The same document twice in one chunk: the later one wins whole.
+        if let Some(prev) = self.m.upserts.remove(&key) {
+            for d in prev.derived {
+                self.m.upserts.remove(&d);
+            }
+        }
+        let derived_keys = doc.derived.iter().map(|d| (d.collection, d.id.clone())).collect();
+        let e = entry_of(&doc.primary, source, derived_keys);
+        self.size += doc.primary.bytes.len();
+        self.bytes.insert(e.object, doc.primary.bytes);
+        self.m.upserts.insert(key, e);
+        for d in doc.derived {
+            let e = entry_of(&d, source, Vec::new());
+            self.size += d.bytes.len();
+            self.bytes.insert(e.object, d.bytes);
+            self.m.upserts.insert((d.collection, d.id), e);
+        }
+        self.documents += 1;
+    }
+}
+
 pub fn ingest(
     store: &Store,
     paths: &[PathBuf],
@@ -144,13 +178,17 @@ pub fn ingest(
         .iter()
         .map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))
         .sum();
-    let retain = total <= RETAIN_LIMIT_BYTES;
+    // A dry run must see the whole input in one plan, so it always retains.
+    let retain = total <= opts.batch_bytes || opts.dry_run;
+    let chunk_bytes = (opts.batch_bytes / 2).max(1) as usize;
     let tenant = &opts.tenant;
     let previous_root = store.state(tenant)?.root();
 
-    // Pass 1: parse and validate everything before touching the store.
+    // Pass 1: parse and validate everything before touching the store. Small inputs
+    // are kept for the commit; large ones are parsed again, chunk by chunk.
     progress.phase("parse", total);
-    let mut pending: BTreeMap<(Collection, String), Pending> = BTreeMap::new();
+    let mut chunk = Chunk::default();
+    let mut seen: HashSet<(Collection, String)> = HashSet::new();
     let mut skipped = Vec::new();
     let mut documents = 0u64;
     parse_all(&files, &opts.ctx, progress, |p| {
@@ -159,33 +197,9 @@ pub fn ingest(
             Err(bad) => return Err(IngestError::BadInput(bad)),
             Ok(doc) => {
                 documents += 1;
-                let key = (doc.primary.collection, doc.primary.id.clone());
-                // The same document twice in one run: the later one wins whole.
-                if let Some(prev) = pending.remove(&key) {
-                    for d in prev.entry.derived {
-                        pending.remove(&d);
-                    }
-                }
-                let derived_keys = doc.derived.iter().map(|d| (d.collection, d.id.clone())).collect();
-                pending.insert(
-                    key,
-                    Pending {
-                        entry: entry_of(&doc.primary, &opts.source, derived_keys),
-                        bytes: retain.then_some(doc.primary.bytes),
-                    },
-                );
-                for d in doc.derived {
-                    let entry = entry_of(&d, &opts.source, Vec::new());
-                    // VEX statements stay in memory even for huge inputs: consensus
-                    // reads them before their objects are written (they are small).
-                    let keep = retain || d.collection == Collection::VexNormalized;
-                    pending.insert(
-                        (d.collection, d.id),
-                        Pending {
-                            entry,
-                            bytes: keep.then_some(d.bytes),
-                        },
-                    );
+                seen.insert((doc.primary.collection, doc.primary.id.clone()));
+                if retain {
+                    chunk.add(doc, &opts.source);
                 }
             }
         }
@@ -193,25 +207,12 @@ pub fn ingest(
     })?;
     progress.finish();
 
-    // Plan: upserts, derived records a new version no longer produces, and (with
-    // `complete`) the source's records absent from the input.
-    let mut m = Mutation::default();
-    for ((c, id), p) in &pending {
-        if c.is_primary() {
-            if let Some(old) = store.record(tenant, *c, id)? {
-                for d in &old.derived {
-                    if !p.entry.derived.contains(d) {
-                        m.deletes.insert(d.clone());
-                    }
-                }
-            }
-        }
-        m.upserts.insert((*c, id.clone()), p.entry.clone());
-    }
+    // `complete`: the source's records absent from the input go, unless documents were
+    // skipped (a document that failed to parse must not make its record disappear).
     let mut complete_withheld = 0u64;
+    let mut absent = Vec::new();
     if opts.complete {
         let prefix = format!("{}\0{}\0", tenant.as_str(), opts.source).into_bytes();
-        let mut absent = Vec::new();
         for kv in store.scan_prefix(CF_SOURCES, &prefix) {
             let (k, _) = kv?;
             let rest = String::from_utf8_lossy(&k[prefix.len()..]).to_string();
@@ -221,87 +222,117 @@ pub fn ingest(
             let Some(c) = Collection::from_name(cname) else {
                 continue;
             };
-            if !pending.contains_key(&(c, id.to_string())) {
+            if !seen.contains(&(c, id.to_string())) {
                 absent.push((c, id.to_string()));
             }
         }
-        if skipped.is_empty() {
-            for (c, id) in absent {
-                if let Some(old) = store.record(tenant, c, &id)? {
-                    m.deletes.extend(old.derived.iter().cloned());
-                }
-                m.deletes.insert((c, id));
-            }
-        } else {
+        if !skipped.is_empty() {
             complete_withheld = absent.len() as u64;
+            absent.clear();
         }
     }
-    // VEX consensus (crate::consensus, docs/consensus.md): recompute the pairs whose
-    // statements this run adds, changes or removes.
-    let statement_bytes: HashMap<ObjectId, &[u8]> = pending
-        .iter()
-        .filter(|((c, _), _)| *c == Collection::VexNormalized)
-        .filter_map(|(_, p)| Some((p.entry.object, p.bytes.as_deref()?)))
-        .collect();
-    let consensus_objects = crate::consensus::extend(store, tenant, &mut m, &statement_bytes)?;
-    let plan = apply::plan(store, tenant, &m)?;
+    drop(seen);
+
     let mut report = IngestReport {
         tenant: tenant.to_string(),
         documents,
-        counts: plan.counts.clone(),
+        counts: BTreeMap::new(),
         skipped,
         complete_withheld,
         previous_root,
-        state_root: plan.root(),
+        state_root: previous_root,
         committed: false,
     };
-    if plan.is_noop() || opts.dry_run {
-        if plan.is_noop() {
-            report.state_root = previous_root;
-        }
+    if retain {
+        commit_chunk(store, tenant, chunk, absent, opts.dry_run, &mut report)?;
         return Ok(report);
     }
+    progress.phase("store", total);
+    let mut pending = Chunk::default();
+    parse_all(&files, &opts.ctx, progress, |p| {
+        if let Ok(doc) = p {
+            pending.add(doc, &opts.source);
+            if pending.size >= chunk_bytes {
+                commit_chunk(
+                    store,
+                    tenant,
+                    std::mem::take(&mut pending),
+                    Vec::new(),
+                    false,
+                    &mut report,
+                )?;
+            }
+        }
+        Ok(())
+    })?;
+    commit_chunk(store, tenant, pending, absent, false, &mut report)?;
+    progress.finish();
+    Ok(report)
+}
 
-    // Objects the plan needs that are not stored yet, then the commit.
-    let needed: HashSet<ObjectId> = m
-        .upserts
-        .values()
-        .map(|e| e.object)
-        .filter(|o| !store.has_object(o).unwrap_or(false))
-        .collect();
-    let mut writer = ObjectWriter::new(store);
-    if retain {
-        for p in pending.values() {
-            if let Some(b) = &p.bytes {
-                if needed.contains(&p.entry.object) {
-                    writer.put(p.entry.object, b)?;
-                }
-            }
+/// Plan and commit one chunk: its upserts, the derived records their new versions no
+/// longer produce, `absent` records (with their derived ones) and the consensus of the
+/// VEX pairs touched. Adds its counts to `report`.
+fn commit_chunk(
+    store: &Store,
+    tenant: &Tenant,
+    chunk: Chunk,
+    absent: Vec<(Collection, String)>,
+    dry_run: bool,
+    report: &mut IngestReport,
+) -> Result<(), IngestError> {
+    let Chunk { mut m, bytes, .. } = chunk;
+    for ((c, id), e) in m.upserts.iter().filter(|((c, _), _)| c.is_primary()) {
+        if let Some(old) = store.record(tenant, *c, id)? {
+            m.deletes
+                .extend(old.derived.into_iter().filter(|d| !e.derived.contains(d)));
         }
-    } else {
-        progress.phase("store", total);
-        parse_all(&files, &opts.ctx, progress, |p| {
-            if let Ok(doc) = p {
-                for r in std::iter::once(&doc.primary).chain(doc.derived.iter()) {
-                    let id = ObjectId::of(&r.bytes);
-                    if needed.contains(&id) {
-                        writer.put(id, &r.bytes)?;
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        progress.finish();
     }
-    for (id, b) in &consensus_objects {
-        if needed.contains(id) {
-            writer.put(*id, b)?;
+    for (c, id) in absent {
+        if let Some(old) = store.record(tenant, c, &id)? {
+            m.deletes.extend(old.derived);
         }
+        m.deletes.insert((c, id));
+    }
+    // VEX consensus (crate::consensus, docs/consensus.md): recompute the pairs whose
+    // statements this chunk adds, changes or removes.
+    let statement_bytes: HashMap<ObjectId, &[u8]> = m
+        .upserts
+        .iter()
+        .filter(|((c, _), _)| *c == Collection::VexNormalized)
+        .filter_map(|(_, e)| Some((e.object, bytes.get(&e.object)?.as_slice())))
+        .collect();
+    let consensus_objects: HashMap<ObjectId, Vec<u8>> =
+        crate::consensus::extend(store, tenant, &mut m, &statement_bytes)?
+            .into_iter()
+            .collect();
+    let plan = apply::plan(store, tenant, &m)?;
+    for (c, n) in &plan.counts {
+        let t = report.counts.entry(*c).or_default();
+        t.added += n.added;
+        t.changed += n.changed;
+        t.removed += n.removed;
+    }
+    if plan.is_noop() {
+        return Ok(());
+    }
+    report.state_root = plan.root();
+    if dry_run {
+        return Ok(());
+    }
+    // Objects first (immutable, unreferenced until the commit), then the commit.
+    let mut writer = ObjectWriter::new(store);
+    for id in plan.objects(&m) {
+        let b = bytes
+            .get(&id)
+            .or_else(|| consensus_objects.get(&id))
+            .ok_or_else(|| StoreError::Corrupt(format!("ingest lost the bytes of object {id}")))?;
+        writer.put(id, b)?;
     }
     writer.flush()?;
-    apply::commit(store, &plan, &[])?;
+    apply::commit(store, &plan, &m, &[])?;
     report.committed = true;
-    Ok(report)
+    Ok(())
 }
 
 /// Buffers immutable objects into write batches of bounded size.
@@ -380,7 +411,7 @@ pub fn remove(
         }
     }
     store.write_unreferenced(batch)?;
-    apply::commit(store, &plan, &[])?;
+    apply::commit(store, &plan, &m, &[])?;
     Ok(RemoveReport {
         removed: plan.counts.clone(),
         state_root: plan.root(),
