@@ -47,7 +47,7 @@ pub struct IngestArgs {
     subject: Option<String>,
     /// Inputs up to this many MiB are committed in one batch; larger ones are validated
     /// first, then committed in chunks of half this size (bounded memory).
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     batch_mib: u64,
     /// Files (JSON, JSON Lines) and directories.
     #[arg(required = true)]

@@ -5,7 +5,7 @@
 //! plan the mutation against the live records (unchanged content is a no-op) → write
 //! new objects → commit records, sources and the new head in one batch. A crash before
 //! the commit leaves only unreferenced objects and nodes; the tenant's state is
-//! unchanged. Inputs over `batch_bytes` (512 MiB) are validated whole first, then
+//! unchanged. Inputs over `batch_bytes` (256 MiB) are validated whole first, then
 //! parsed again and committed in chunks of half that, so memory stays bounded; a crash
 //! then leaves a committed prefix, and rerunning completes the ingest.
 pub mod error;
@@ -29,7 +29,7 @@ use crate::model::{Collection, Tenant};
 use crate::store::{RecordEntry, Store, StoreError, CF_OBJECTS, CF_SOURCES};
 
 /// Default of [`IngestOptions::batch_bytes`].
-pub const DEFAULT_BATCH_BYTES: u64 = 512 << 20;
+pub const DEFAULT_BATCH_BYTES: u64 = 256 << 20;
 const BLOCK_BYTES: usize = 16 << 20;
 const OBJECT_CHUNK_BYTES: usize = 64 << 20;
 
