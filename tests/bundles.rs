@@ -1,7 +1,7 @@
 //! Full and delta bundles checked with real tools: GNU tar, zstd, openssl, jq.
 use std::path::{Path, PathBuf};
 
-use stellamirror_tests::{data, files_below, ingest, keypair, p, shared, sm, tool};
+use stellamirror_tests::{data, export_delta, export_full, extract, files_below, ingest, keypair, p, shared, sm, tool};
 
 const CREATED: &str = "2026-08-14T00:00:00Z";
 
@@ -26,43 +26,12 @@ fn producer(dir: &Path) -> PathBuf {
     store
 }
 
-fn export_full(store: &Path, out: &Path, key: &Path, run: &str) -> PathBuf {
-    sm([
-        "export",
-        "full",
-        "--store",
-        p(store),
-        "--tenant",
-        "acme",
-        "--out",
-        p(out),
-        "--run-id",
-        run,
-        "--created-at",
-        CREATED,
-        "--sign-key",
-        p(key),
-    ])
-    .ok();
-    out.join(format!("{run}-full.tar.zst"))
-}
-
-fn extract(bundle: &Path, into: &Path) {
-    std::fs::create_dir_all(into).unwrap();
-    let r = tool(
-        "sh",
-        &["-c", &format!("zstd -dc '{}' | tar -xf -", bundle.display())],
-        into,
-    );
-    assert_eq!(r.code, 0, "GNU tar + zstd extract: {}", r.stderr);
-}
-
 #[test]
 fn full_bundle_is_readable_and_verifiable_with_standard_tools() {
     let t = tempfile::tempdir().unwrap();
     let (key, public) = keypair(t.path(), "k");
     let store = producer(t.path());
-    let bundle = export_full(&store, &t.path().join("out"), &key, "f1");
+    let bundle = export_full(&store, &t.path().join("out"), &key, "f1", CREATED, &[]);
     let x = t.path().join("x");
     extract(&bundle, &x);
     let m = x.join("mirror");
@@ -152,8 +121,8 @@ fn two_exports_of_the_same_state_are_byte_identical() {
     let (key, _) = keypair(t.path(), "k");
     let a = producer(&t.path().join("a"));
     let b = producer(&t.path().join("b"));
-    let ba = export_full(&a, &t.path().join("oa"), &key, "same");
-    let bb = export_full(&b, &t.path().join("ob"), &key, "same");
+    let ba = export_full(&a, &t.path().join("oa"), &key, "same", CREATED, &[]);
+    let bb = export_full(&b, &t.path().join("ob"), &key, "same", CREATED, &[]);
     assert_eq!(std::fs::read(&ba).unwrap(), std::fs::read(&bb).unwrap());
     // And `--rerun` regenerates it from the store's snapshot, even after new ingests.
     ingest(
@@ -192,7 +161,7 @@ fn tamper_case(name: &str, change: impl Fn(&Path), code: &str, names: &str) {
     let t = tempfile::tempdir().unwrap();
     let (key, public) = keypair(t.path(), "k");
     let store = producer(t.path());
-    let bundle = export_full(&store, &t.path().join("out"), &key, "f1");
+    let bundle = export_full(&store, &t.path().join("out"), &key, "f1", CREATED, &[]);
     let x = t.path().join("x");
     extract(&bundle, &x);
     let m = x.join("mirror");
@@ -283,7 +252,7 @@ fn a_bundle_signed_by_another_key_is_untrusted() {
     let (key, _) = keypair(t.path(), "k");
     let (_, other_public) = keypair(t.path(), "other");
     let store = producer(t.path());
-    let bundle = export_full(&store, &t.path().join("out"), &key, "f1");
+    let bundle = export_full(&store, &t.path().join("out"), &key, "f1", CREATED, &[]);
     let r = sm(["verify", p(&bundle), "--trust", p(&other_public), "--json"]).fails_with("ERR_SIGNATURE_UNTRUSTED");
     assert_eq!(r.code, 3);
 }
@@ -294,7 +263,7 @@ fn an_export_for_one_tenant_holds_nothing_of_another() {
     let (key, _) = keypair(t.path(), "k");
     let store = producer(t.path());
     ingest(&store, "other", &[], &[&data("osv/pypa.jsonl")]).ok();
-    let bundle = export_full(&store, &t.path().join("out"), &key, "f1");
+    let bundle = export_full(&store, &t.path().join("out"), &key, "f1", CREATED, &[]);
     let x = t.path().join("x");
     extract(&bundle, &x);
     let r = tool(
@@ -380,7 +349,7 @@ fn delta_of_real_churn_matches_the_expected_counts_and_records() {
     let (key, public) = keypair(t.path(), "k");
     let store = producer(t.path());
     let out = t.path().join("out");
-    let full = export_full(&store, &out, &key, "f1");
+    let full = export_full(&store, &out, &key, "f1", CREATED, &[]);
     ingest(
         &store,
         "acme",
@@ -395,25 +364,7 @@ fn delta_of_real_churn_matches_the_expected_counts_and_records() {
         &[&data("vex/rancher-new")],
     )
     .ok();
-    sm([
-        "export",
-        "delta",
-        "--store",
-        p(&store),
-        "--tenant",
-        "acme",
-        "--out",
-        p(&out),
-        "--base",
-        "f1",
-        "--run-id",
-        "d1",
-        "--created-at",
-        "2026-08-15T00:00:00Z",
-        "--sign-key",
-        p(&key),
-    ])
-    .ok();
+    export_delta(&store, &out, &key, "f1", "d1", "2026-08-15T00:00:00Z", &[]).ok();
     let delta = out.join("d1-delta.tar.zst");
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(data("expected.json")).unwrap()).unwrap();
@@ -465,25 +416,7 @@ fn delta_of_real_churn_matches_the_expected_counts_and_records() {
     // Given in the wrong order, the chain check refuses.
     sm(["verify", p(&delta), p(&full), "--trust", p(&public), "--json"]).ok();
     let d2 = out.join("d2-delta.tar.zst");
-    sm([
-        "export",
-        "delta",
-        "--store",
-        p(&store),
-        "--tenant",
-        "acme",
-        "--out",
-        p(&out),
-        "--base",
-        "d1",
-        "--run-id",
-        "d2",
-        "--created-at",
-        "2026-08-16T00:00:00Z",
-        "--sign-key",
-        p(&key),
-    ])
-    .ok();
+    export_delta(&store, &out, &key, "d1", "d2", "2026-08-16T00:00:00Z", &[]).ok();
     sm(["verify", p(&full), p(&d2), "--trust", p(&public), "--json"]).fails_with("ERR_DELTA_OUT_OF_ORDER");
 }
 
@@ -493,26 +426,8 @@ fn an_empty_delta_is_a_valid_signed_bundle_with_zero_counts() {
     let (key, public) = keypair(t.path(), "k");
     let store = producer(t.path());
     let out = t.path().join("out");
-    export_full(&store, &out, &key, "f1");
-    sm([
-        "export",
-        "delta",
-        "--store",
-        p(&store),
-        "--tenant",
-        "acme",
-        "--out",
-        p(&out),
-        "--base",
-        "latest",
-        "--run-id",
-        "d0",
-        "--created-at",
-        CREATED,
-        "--sign-key",
-        p(&key),
-    ])
-    .ok();
+    export_full(&store, &out, &key, "f1", CREATED, &[]);
+    export_delta(&store, &out, &key, "latest", "d0", CREATED, &[]).ok();
     let d = diff_json(&out.join("d0-delta.tar.zst"));
     for k in ["added", "changed", "removed"] {
         assert!(d[k].as_object().unwrap().values().all(|v| v == 0), "{k}: {d}");
@@ -569,27 +484,8 @@ fn reset_baseline_delta_carries_the_complete_state() {
     let (key, public) = keypair(t.path(), "k");
     let store = producer(t.path());
     let out = t.path().join("out");
-    export_full(&store, &out, &key, "f1");
-    sm([
-        "export",
-        "delta",
-        "--store",
-        p(&store),
-        "--tenant",
-        "acme",
-        "--out",
-        p(&out),
-        "--base",
-        "f1",
-        "--run-id",
-        "r1",
-        "--created-at",
-        CREATED,
-        "--sign-key",
-        p(&key),
-        "--reset-baseline",
-    ])
-    .ok();
+    export_full(&store, &out, &key, "f1", CREATED, &[]);
+    export_delta(&store, &out, &key, "f1", "r1", CREATED, &["--reset-baseline"]).ok();
     let d = diff_json(&out.join("r1-delta.tar.zst"));
     assert_eq!(d["resetBaseline"], true);
     assert_eq!(
@@ -621,30 +517,88 @@ fn deltas_of_the_full_history_corpora_match_deltas_json() {
         let store = t.path().join(format!("s{i}"));
         let out = t.path().join(format!("o{i}"));
         ingest(&store, "acme", &["--source", "osv", "--complete"], &[&old]).ok();
-        export_full(&store, &out, &key, "base");
+        export_full(&store, &out, &key, "base", CREATED, &[]);
         ingest(&store, "acme", &["--source", "osv", "--complete"], &[&new]).ok();
-        sm([
-            "export",
-            "delta",
-            "--store",
-            p(&store),
-            "--tenant",
-            "acme",
-            "--out",
-            p(&out),
-            "--base",
-            "base",
-            "--run-id",
-            "d",
-            "--created-at",
-            CREATED,
-            "--sign-key",
-            p(&key),
-        ])
-        .ok();
+        export_delta(&store, &out, &key, "base", "d", CREATED, &[]).ok();
         let got = diff_json(&out.join("d-delta.tar.zst"));
         for k in ["added", "changed", "removed"] {
             assert_eq!(got[k]["advisories"], d[k], "{} -> {}: {k}", d["old"], d["new"]);
         }
+    }
+}
+
+/// On the Rancher VEX Hub history (when ../shared/data is present): the old state is the
+/// current documents minus those added since, with the changed ones at their old version
+/// (history/<dir>/manifest.json); the delta to today's hub must count exactly the
+/// manifest's added / changed / removed documents, and carry those documents.
+#[test]
+fn vex_hub_deltas_match_the_history_manifests() {
+    let Some(hub) = shared("vex/openvex/rancher-vexhub") else {
+        eprintln!("../shared/data absent: covered on the committed excerpt by delta_of_real_churn_matches_the_expected_counts_and_records");
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let (key, _) = keypair(t.path(), "k");
+    for dir in ["rancher-vexhub-2026-08-15", "rancher-vexhub-2026-07-22"] {
+        let hist = shared(&format!("history/{dir}")).unwrap();
+        let man: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(hist.join("manifest.json")).unwrap()).unwrap();
+        let names = |k: &str| -> Vec<String> {
+            man[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect()
+        };
+        let old = t.path().join(format!("old-{dir}"));
+        std::fs::create_dir_all(&old).unwrap();
+        for f in names("unchanged") {
+            std::fs::copy(hub.join(&f), old.join(&f)).unwrap();
+        }
+        for f in names("changed") {
+            std::fs::copy(hist.join(&f), old.join(&f)).unwrap();
+        }
+        let store = t.path().join(format!("s-{dir}"));
+        let out = t.path().join(format!("o-{dir}"));
+        ingest(&store, "acme", &["--source", "vexhub", "--complete"], &[&old]).ok();
+        export_full(&store, &out, &key, "base", CREATED, &[]);
+        ingest(&store, "acme", &["--source", "vexhub", "--complete"], &[&hub]).ok();
+        export_delta(&store, &out, &key, "base", "d", CREATED, &[]).ok();
+        let bundle = out.join("d-delta.tar.zst");
+        let d = diff_json(&bundle);
+        assert_eq!(
+            d["added"]["vex"].as_u64().unwrap() as usize,
+            names("added_since").len(),
+            "{dir}: added"
+        );
+        assert_eq!(
+            d["changed"]["vex"].as_u64().unwrap() as usize,
+            names("changed").len(),
+            "{dir}: changed"
+        );
+        assert_eq!(
+            d["removed"]["vex"].as_u64().unwrap() as usize,
+            names("removed_since").len(),
+            "{dir}: removed"
+        );
+        let x = t.path().join(format!("x-{dir}"));
+        extract(&bundle, &x);
+        let ids = tool(
+            "sh",
+            &[
+                "-c",
+                "for f in delta/changed/data/raw/vex/*.zst; do zstd -dc $f; done | jq -r .id | sort",
+            ],
+            &x,
+        );
+        let mut want = names("changed");
+        want.extend(names("added_since"));
+        want.sort();
+        assert_eq!(
+            ids.stdout.lines().map(str::to_string).collect::<Vec<_>>(),
+            want,
+            "{dir}: changed/ holds exactly those documents"
+        );
     }
 }

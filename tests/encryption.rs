@@ -2,7 +2,7 @@
 //! exactly which paths each mode encrypts, and an encrypted delta chain.
 use std::path::{Path, PathBuf};
 
-use stellamirror_tests::{data, files_below, ingest, keypair, p, sm, state_root, tool};
+use stellamirror_tests::{data, export_delta, extract, files_below, ingest, keypair, p, sm, state_root, tool};
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -68,24 +68,6 @@ fn export(s: &Setup, run: &str, extra: &[&str]) -> PathBuf {
     args.extend_from_slice(extra);
     sm(args).ok();
     out.join(format!("{run}-full.tar.zst"))
-}
-
-fn extract(bundle: &Path, into: &Path) -> PathBuf {
-    std::fs::create_dir_all(into).unwrap();
-    assert_eq!(
-        tool(
-            "sh",
-            &["-c", &format!("zstd -dc '{}' | tar -xf -", bundle.display())],
-            into
-        )
-        .code,
-        0
-    );
-    into.join(if bundle.to_string_lossy().ends_with("-delta.tar.zst") {
-        "delta"
-    } else {
-        "mirror"
-    })
 }
 
 fn encrypted_paths(m: &Path) -> Vec<String> {
@@ -280,28 +262,15 @@ fn an_encrypted_delta_chain_imports_to_the_exporters_root() {
         &[&data("osv/go-new.jsonl")],
     )
     .ok();
-    sm([
-        "export",
-        "delta",
-        "--store",
-        p(&s.store),
-        "--tenant",
-        "acme",
-        "--out",
-        p(&out),
-        "--base",
+    export_delta(
+        &s.store,
+        &out,
+        &s.key,
         "f",
-        "--run-id",
         "d",
-        "--created-at",
         "2026-09-02T00:00:00Z",
-        "--sign-key",
-        p(&s.key),
-        "--encrypt",
-        "age",
-        "--recipient",
-        &recipient,
-    ])
+        &["--encrypt", "age", "--recipient", &recipient],
+    )
     .ok();
     let mirror = s.dir.path().join("mirror");
     for b in [full, out.join("d-delta.tar.zst")] {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use stellamirror_tests::{data, files_below, ingest, keypair, p, shared, sm, state_root, status, tool};
+use stellamirror_tests::{data, export_delta, files_below, ingest, keypair, p, shared, sm, state_root, status, tool};
 
 struct Chain {
     _dir: tempfile::TempDir,
@@ -75,25 +75,7 @@ fn chain() -> Chain {
             bundles.push(out.join("f0-full.tar.zst"));
         } else {
             let run = format!("d{i}");
-            sm([
-                "export",
-                "delta",
-                "--store",
-                p(&producer),
-                "--tenant",
-                "acme",
-                "--out",
-                p(&out),
-                "--base",
-                "latest",
-                "--run-id",
-                &run,
-                "--created-at",
-                &created,
-                "--sign-key",
-                p(&key),
-            ])
-            .ok();
+            export_delta(&producer, &out, &key, "latest", &run, &created, &[]).ok();
             bundles.push(out.join(format!("{run}-delta.tar.zst")));
         }
         roots.push(state_root(&producer, "acme"));

@@ -164,3 +164,64 @@ pub fn files_below(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// `export full` with a fixed run id and creation time; returns the bundle path.
+pub fn export_full(store: &Path, out: &Path, key: &Path, run: &str, created: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec![
+        "export",
+        "full",
+        "--store",
+        p(store),
+        "--tenant",
+        "acme",
+        "--out",
+        p(out),
+    ];
+    args.extend(["--run-id", run, "--created-at", created, "--sign-key", p(key)]);
+    args.extend_from_slice(extra);
+    sm(args).ok();
+    out.join(format!("{run}-full.tar.zst"))
+}
+
+/// `export delta` of tenant `acme` against `base`; the run is returned unchecked.
+pub fn export_delta(store: &Path, out: &Path, key: &Path, base: &str, run: &str, created: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "export",
+        "delta",
+        "--store",
+        p(store),
+        "--tenant",
+        "acme",
+        "--out",
+        p(out),
+    ];
+    args.extend([
+        "--base",
+        base,
+        "--run-id",
+        run,
+        "--created-at",
+        created,
+        "--sign-key",
+        p(key),
+    ]);
+    args.extend_from_slice(extra);
+    sm(args)
+}
+
+/// Extract a bundle with GNU tar and the zstd CLI; returns its top folder.
+pub fn extract(bundle: &Path, into: &Path) -> PathBuf {
+    std::fs::create_dir_all(into).expect("mkdir");
+    let r = tool(
+        "sh",
+        &["-c", &format!("zstd -dc '{}' | tar -xf -", bundle.display())],
+        into,
+    );
+    assert_eq!(r.code, 0, "GNU tar + zstd extract: {}", r.stderr);
+    let top = if bundle.to_string_lossy().ends_with("-delta.tar.zst") {
+        "delta"
+    } else {
+        "mirror"
+    };
+    into.join(top)
+}

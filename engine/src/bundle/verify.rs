@@ -224,7 +224,8 @@ fn check_data(
     let mut kinds = Vec::new();
     let mut total = 0u64;
     for index_path in INDEX_FILES {
-        let index: IndexFile = read_index(staged, index_path, open)?;
+        let plain = !m.encryption.encrypted_paths.iter().any(|p| p == index_path);
+        let index: IndexFile = read_index(staged, index_path, open, plain)?;
         for c in Collection::ALL
             .into_iter()
             .filter(|c| super::layout::index_of(*c) == index_path)
@@ -248,12 +249,9 @@ fn check_data(
                         reason: format!("{} subject {s:?} is missing from the index", c.name()),
                     })?;
                 if entry.records.len() != leaves.len()
-                    || leaves.iter().any(|l| {
-                        entry
-                            .records
-                            .get(&l.id)
-                            .is_none_or(|r| r.hash != l.object.to_prefixed())
-                    })
+                    || leaves
+                        .iter()
+                        .any(|l| entry.records.get(&l.id).is_none_or(|r| r.hash != l.object))
                 {
                     return Err(BundleError::Malformed {
                         path: index_path.into(),

@@ -9,7 +9,7 @@ use super::assemble::{assemble, is_encrypted_path, RunInfo, Sealing, Shipped};
 use super::diff::diff;
 use super::select::{normalize, Filter};
 use super::units::{
-    build_indexes, finish_single, load_unit, run_unit, unit_shard_root, UnitContext, UnitInput, UnitOutput,
+    build_indexes, finish_single, load_unit, run_unit, spill_index, unit_shard_root, UnitContext, UnitInput, UnitOutput,
 };
 use super::{BaseSpec, ExportError, ExportReport, ExportSettings};
 use crate::audit::{AuditEvent, AuditSink};
@@ -207,7 +207,9 @@ fn produce(
             .map(|(c, shard, root)| {
                 let input = load_unit(store, *c, *shard, root, &filter)?;
                 if full_materialise {
-                    run_unit(&ctx, input)
+                    let mut o = run_unit(&ctx, input)?;
+                    spill_index(&mut o, &staging.0.join(".index-parts"))?;
+                    Ok::<_, ExportError>(o)
                 } else {
                     Ok(measure_unit(input))
                 }
@@ -338,8 +340,15 @@ fn produce(
         outputs = rest;
     }
     outputs.sort_by_key(|o| (o.collection, o.shard));
-    for (path, bytes) in build_indexes(&outputs, &view.kind_roots) {
-        files.insert(path.to_string(), Shipped::Doc(bytes));
+    let index_dir = staging.0.join(".indexes");
+    for (path, file) in build_indexes(&outputs, &view.kind_roots, &index_dir)? {
+        // Index files are written in plaintext; strict encryption seals them here.
+        if s.encryption.is_some() && is_encrypted_path(path, strict) {
+            let plain = std::fs::read(&file).map_err(|e| ExportError::io(&file, e))?;
+            let sealed = seal_fn(path, plain)?;
+            std::fs::write(&file, sealed).map_err(|e| ExportError::io(&file, e))?;
+        }
+        files.insert(path.to_string(), Shipped::Staged(file));
     }
 
     let counts: BTreeMap<String, u64> = view.counts.iter().map(|(c, n)| (c.name().to_string(), *n)).collect();
@@ -430,6 +439,7 @@ fn measure_unit(input: UnitInput) -> UnitOutput {
         records: subjects.iter().map(|s| s.records).sum(),
         subjects,
         index: Vec::new(),
+        index_part: None,
     }
 }
 

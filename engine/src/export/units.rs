@@ -45,8 +45,9 @@ pub struct UnitOutput {
     pub lines: Vec<u8>,
     /// Subject roots of the exported (filtered) records.
     pub subjects: Vec<SubjectRef>,
-    /// Index entries of the unit's subjects.
+    /// Index entries of the unit's subjects (moved to `index_part` by `spill_index`).
     pub index: Vec<IndexEntry>,
+    pub index_part: Option<PathBuf>,
     pub records: u64,
 }
 
@@ -168,6 +169,7 @@ pub fn run_unit(ctx: &UnitContext<'_>, input: UnitInput) -> Result<UnitOutput, E
         lines: Vec::new(),
         subjects: Vec::new(),
         index: Vec::new(),
+        index_part: None,
         records: 0,
     };
     let mut lines = Vec::new();
@@ -282,25 +284,65 @@ pub fn finish_single(
     Ok(Some((file, path)))
 }
 
-/// Build the four index files from unit outputs (compact JSON, written as text).
+/// One index entry as JSON text: `"subject":{"shard","root","file","records"}`.
+fn entry_text(e: &IndexEntry, out: &mut Vec<u8>) {
+    push_json_str(out, &e.subject);
+    let meta = json!({"shard": format!("{:02x}", e.shard), "root": e.root.map(|r| r.to_prefixed()), "file": e.file});
+    let mut meta = serde_json::to_vec(&meta).expect("json");
+    meta.pop();
+    out.push(b':');
+    out.extend_from_slice(&meta);
+    out.extend_from_slice(b",\"records\":");
+    out.extend_from_slice(e.records.as_bytes());
+    out.push(b'}');
+}
+
+/// Move a unit's index entries to a part file (full exports: the index of millions of
+/// records then never sits in memory).
+pub fn spill_index(o: &mut UnitOutput, dir: &Path) -> Result<(), ExportError> {
+    if o.index.is_empty() {
+        return Ok(());
+    }
+    let mut text = Vec::new();
+    for (i, e) in o.index.iter().enumerate() {
+        if i > 0 {
+            text.push(b',');
+        }
+        entry_text(e, &mut text);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| ExportError::io(dir, e))?;
+    let path = dir.join(format!("{}-{:02x}.part", o.collection.name(), o.shard));
+    std::fs::write(&path, text).map_err(|e| ExportError::io(&path, e))?;
+    o.index = Vec::new();
+    o.index_part = Some(path);
+    Ok(())
+}
+
+/// Write the four index files (compact JSON) into `dir`, streaming the units' entries
+/// (from memory or their part files). Returns bundle path → file.
 pub fn build_indexes(
     outputs: &[UnitOutput],
     kind_roots: &BTreeMap<Collection, NodeHash>,
-) -> BTreeMap<&'static str, Vec<u8>> {
+    dir: &Path,
+) -> Result<BTreeMap<&'static str, PathBuf>, ExportError> {
+    use std::io::Write as _;
     let mut by_c: BTreeMap<Collection, Vec<&UnitOutput>> = BTreeMap::new();
     for o in outputs {
         by_c.entry(o.collection).or_default().push(o);
     }
     let mut files = BTreeMap::new();
     for f in crate::bundle::layout::INDEX_FILES {
-        let mut out = Vec::new();
-        out.extend_from_slice(
-            format!(
-                "{{\"formatVersion\":{},\"collections\":{{",
-                crate::bundle::format::FORMAT_VERSION
-            )
-            .as_bytes(),
-        );
+        let path = dir.join(f);
+        std::fs::create_dir_all(path.parent().expect("index files live in indexes/"))
+            .map_err(|e| ExportError::io(&path, e))?;
+        let io = |e: std::io::Error| ExportError::io(&path, e);
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).map_err(io)?);
+        write!(
+            out,
+            "{{\"formatVersion\":{},\"collections\":{{",
+            crate::bundle::format::FORMAT_VERSION
+        )
+        .map_err(io)?;
         let mut first_c = true;
         for (c, units) in by_c.iter().filter(|(c, _)| crate::bundle::layout::index_of(**c) == f) {
             let records: u64 = units.iter().map(|u| u.records).sum();
@@ -312,41 +354,47 @@ pub fn build_indexes(
                 );
             }
             if !first_c {
-                out.push(b',');
+                out.write_all(b",").map_err(io)?;
             }
             first_c = false;
             let head =
                 json!({"root": kind_roots.get(c).map(|r| r.to_prefixed()), "records": records, "shards": shards});
             let mut head = serde_json::to_vec(&head).expect("json");
             head.pop();
-            out.extend_from_slice(serde_json::to_string(c.name()).expect("json").as_bytes());
-            out.push(b':');
-            out.extend_from_slice(&head);
-            out.extend_from_slice(b",\"subjects\":{");
+            out.write_all(serde_json::to_string(c.name()).expect("json").as_bytes())
+                .map_err(io)?;
+            out.write_all(b":").map_err(io)?;
+            out.write_all(&head).map_err(io)?;
+            out.write_all(b",\"subjects\":{").map_err(io)?;
             let mut first = true;
             for u in units {
-                for e in &u.index {
-                    if !first {
-                        out.push(b',');
+                let mut text = Vec::new();
+                if let Some(part) = &u.index_part {
+                    text = std::fs::read(part).map_err(|e| ExportError::io(part, e))?;
+                } else {
+                    for (i, e) in u.index.iter().enumerate() {
+                        if i > 0 {
+                            text.push(b',');
+                        }
+                        entry_text(e, &mut text);
                     }
-                    first = false;
-                    out.extend_from_slice(serde_json::to_string(&e.subject).expect("json").as_bytes());
-                    let meta = json!({"shard": format!("{:02x}", e.shard), "root": e.root.map(|r| r.to_prefixed()), "file": e.file});
-                    let mut meta = serde_json::to_vec(&meta).expect("json");
-                    meta.pop();
-                    out.push(b':');
-                    out.extend_from_slice(&meta);
-                    out.extend_from_slice(b",\"records\":");
-                    out.extend_from_slice(e.records.as_bytes());
-                    out.push(b'}');
                 }
+                if text.is_empty() {
+                    continue;
+                }
+                if !first {
+                    out.write_all(b",").map_err(io)?;
+                }
+                first = false;
+                out.write_all(&text).map_err(io)?;
             }
-            out.extend_from_slice(b"}}");
+            out.write_all(b"}}").map_err(io)?;
         }
-        out.extend_from_slice(b"}}\n");
-        files.insert(f, out);
+        out.write_all(b"}}\n").map_err(io)?;
+        out.flush().map_err(io)?;
+        files.insert(f, path);
     }
-    files
+    Ok(files)
 }
 
 pub fn staged_entry(path: String, file: PathBuf) -> (String, EntrySource) {
@@ -354,6 +402,20 @@ pub fn staged_entry(path: String, file: PathBuf) -> (String, EntrySource) {
 }
 
 pub fn digest_file(p: &Path) -> Result<(FileDigest, u64), ExportError> {
-    let b = std::fs::read(p).map_err(|e| ExportError::io(p, e))?;
-    Ok((FileDigest::of(&b), b.len() as u64))
+    use sha2::Digest;
+    use std::io::Read;
+    let io = |e: std::io::Error| ExportError::io(p, e);
+    let mut f = std::fs::File::open(p).map_err(io)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).map_err(io)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((FileDigest(h.finalize().into()), n))
 }

@@ -321,7 +321,25 @@ pub fn apply_verified(
     let mut batch = WriteBatch::default();
     let mut pending = 0usize;
     for index_path in crate::bundle::layout::INDEX_FILES {
-        let index = read_index(staged, index_path, open)?;
+        // Only one-file-per-subject layouts take ids and times from the index; record
+        // lines carry their own, so the (large) advisory and VEX indexes are not parsed.
+        let needs_index = Collection::ALL.into_iter().any(|c| {
+            crate::bundle::layout::index_of(c) == index_path
+                && matches!(
+                    crate::bundle::layout::layout(c),
+                    crate::bundle::layout::FileLayout::PerSubject(..)
+                )
+        });
+        let index = if needs_index {
+            read_index(
+                staged,
+                index_path,
+                open,
+                !m.encryption.encrypted_paths.iter().any(|p| p == index_path),
+            )?
+        } else {
+            crate::bundle::records::IndexFile::default()
+        };
         for c in Collection::ALL
             .into_iter()
             .filter(|c| crate::bundle::layout::index_of(*c) == index_path)

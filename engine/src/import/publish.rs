@@ -70,6 +70,7 @@ pub fn publish(store: &Store, tenant: &Tenant, dir: &Path) -> Result<PathBuf, Ex
                 lines: o.lines.clone(),
                 subjects: Vec::new(),
                 index: Vec::new(),
+                index_part: None,
                 records: 0,
             })
             .collect();
@@ -77,11 +78,7 @@ pub fn publish(store: &Store, tenant: &Tenant, dir: &Path) -> Result<PathBuf, Ex
     }
     outputs.sort_by_key(|o| (o.collection, o.shard));
     let kind_roots: BTreeMap<Collection, _> = state.kinds.iter().map(|k| (k.collection, k.root)).collect();
-    for (path, bytes) in build_indexes(&outputs, &kind_roots) {
-        let p = building.join(path);
-        std::fs::create_dir_all(p.parent().expect("index paths have a folder")).map_err(|e| io(&p, e))?;
-        std::fs::write(&p, bytes).map_err(|e| io(&p, e))?;
-    }
+    build_indexes(&outputs, &kind_roots, &building)?;
     let st = json!({
         "tenant": tenant.as_str(),
         "stateRoot": state.root().to_prefixed(),

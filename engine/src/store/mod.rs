@@ -86,6 +86,9 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Bound the memtables of all column families together (RocksDB's default is
+        // 64 MiB × 2 per family), so peak memory stays well under 1 GiB at 1M records.
+        opts.set_db_write_buffer_size(128 << 20);
         let cfs = ALL_CFS.iter().map(|n| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
