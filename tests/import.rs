@@ -506,3 +506,27 @@ fn publish_writes_the_current_mirror_tree_and_reuses_unchanged_files() {
         "files unchanged since the previous version are hard links to it"
     );
 }
+
+#[test]
+fn a_full_import_over_an_existing_state_replaces_it_whole() {
+    let c = chain();
+    let mirror = c.root.join("mirror");
+    for b in &c.bundles {
+        import(&c, b, &mirror).ok();
+    }
+    // Another producer's full bundle (different records) replaces everything.
+    let (key2, public2) = keypair(&c.root, "other");
+    let other = c.root.join("other-store");
+    ingest(&other, "acme", &[], &[&data("osv/pypa.jsonl")]).ok();
+    let out = c.root.join("other-out");
+    let b = stellamirror_tests::export_full(&other, &out, &key2, "o1", "2026-10-01T00:00:00Z", &[]);
+    sm(["import", p(&b), "--store", p(&mirror), "--trust", p(&public2)]).ok();
+    assert_eq!(status(&mirror, "acme")["kinds"], status(&other, "acme")["kinds"]);
+    assert_eq!(state_root(&mirror, "acme"), state_root(&other, "acme"));
+    sm(["verify", "--store", p(&mirror)]).ok();
+    // A delta of the old chain was applied once: importing it again is a no-op that
+    // leaves the new state alone.
+    let again = import(&c, &c.bundles[1], &mirror).ok().json();
+    assert_eq!(again["outcome"], "already-applied");
+    assert_eq!(state_root(&mirror, "acme"), state_root(&other, "acme"));
+}

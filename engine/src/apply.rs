@@ -1,9 +1,10 @@
-//! Plan-then-apply for record mutations (ingest, remove, import).
+//! Plan-then-apply for record mutations (ingest, remove, delta import).
 //!
 //! [`plan`] reads the live entries it replaces and computes the new Merkle state
 //! without writing anything, so a dry run is free and a refused plan leaves the store
 //! untouched. [`commit`] writes the plan's nodes and the record, source and head
-//! changes in one synced batch.
+//! changes in one synced batch. Replacing a tenant's whole state (full import) goes
+//! through `import::reset` instead, which writes a new records generation in chunks.
 use std::collections::{BTreeMap, BTreeSet};
 
 use rocksdb::WriteBatch;
@@ -13,7 +14,7 @@ use crate::merkle::StateNode;
 use crate::model::{Collection, Leaf, Tenant};
 use crate::store::tree::ChangeSet;
 use crate::store::{
-    encode_entry, head_key, record_key, source_key, RecordEntry, Store, StoreError, CF_META, CF_RECORDS, CF_SOURCES,
+    encode_entry, head_key, head_value, Keyspace, RecordEntry, Store, StoreError, CF_META, CF_RECORDS, CF_SOURCES,
 };
 
 /// Record-level changes for one tenant.
@@ -23,8 +24,6 @@ pub struct Mutation {
     pub upserts: BTreeMap<(Collection, String), RecordEntry>,
     /// Records to remove (absent ones are ignored).
     pub deletes: BTreeSet<(Collection, String)>,
-    /// Drop every record of the tenant first (full import, reset baseline).
-    pub reset: bool,
 }
 
 /// Per-collection counts of what a plan does.
@@ -40,12 +39,12 @@ pub struct Plan {
     pub base: StateNode,
     pub new_state: StateNode,
     pub counts: BTreeMap<Collection, ChangeCounts>,
+    keyspace: Keyspace,
     nodes: Vec<(NodeHash, Vec<u8>)>,
     /// Keys of `Mutation::upserts` to write, with the source they had (entries are not
     /// copied: at a million records the copies would double the memory).
     puts: Vec<((Collection, String), Option<String>)>,
     dels: Vec<(Collection, String, String)>,
-    reset: bool,
 }
 
 impl Plan {
@@ -53,7 +52,7 @@ impl Plan {
         self.new_state.root()
     }
     pub fn is_noop(&self) -> bool {
-        !self.reset && self.puts.is_empty() && self.dels.is_empty()
+        self.puts.is_empty() && self.dels.is_empty()
     }
 
     /// Objects of the records this plan writes (they must be stored before `commit`).
@@ -72,19 +71,15 @@ fn leaf_of(id: &str, e: &RecordEntry) -> Leaf {
 
 /// Compute the effect of `m` on the tenant's current state.
 pub fn plan(store: &Store, tenant: &Tenant, m: &Mutation) -> Result<Plan, StoreError> {
-    let current = store.state(tenant)?;
-    let base = if m.reset {
-        StateNode::empty(tenant.as_str())
-    } else {
-        current.clone()
-    };
+    let (_, keyspace) = store.head_and_keyspace(tenant)?;
+    let base = store.state(tenant)?;
     let mut changes = ChangeSet::default();
     let mut counts: BTreeMap<Collection, ChangeCounts> = BTreeMap::new();
     let mut puts = Vec::new();
     let mut dels = Vec::new();
     for ((c, id), entry) in &m.upserts {
-        let old = if m.reset { None } else { store.record(tenant, *c, id)? };
-        // (new entry, old source) — the source index entry moves with the record.
+        let old = store.record_in(&keyspace, *c, id)?;
+        // The source index entry moves with the record.
         match &old {
             Some(o) if o.object == entry.object && o.subject == entry.subject => {
                 if o.source != entry.source || o.derived != entry.derived {
@@ -103,44 +98,33 @@ pub fn plan(store: &Store, tenant: &Tenant, m: &Mutation) -> Result<Plan, StoreE
         changes.upsert(*c, &entry.subject, leaf_of(id, entry));
         puts.push(((*c, id.clone()), old.map(|o| o.source)));
     }
-    if !m.reset {
-        for (c, id) in &m.deletes {
-            if m.upserts.contains_key(&(*c, id.clone())) {
-                continue;
-            }
-            if let Some(o) = store.record(tenant, *c, id)? {
-                changes.delete(*c, &o.subject, id);
-                counts.entry(*c).or_default().removed += 1;
-                dels.push((*c, id.clone(), o.source));
-            }
+    for (c, id) in &m.deletes {
+        if m.upserts.contains_key(&(*c, id.clone())) {
+            continue;
         }
-    }
-    if m.reset {
-        // Everything live that the new set does not hold counts as removed.
-        for k in &current.kinds {
-            let kept = m.upserts.keys().filter(|(c, _)| *c == k.collection).count() as u64;
-            if k.records > kept {
-                counts.entry(k.collection).or_default().removed += k.records - kept;
-            }
+        if let Some(o) = store.record_in(&keyspace, *c, id)? {
+            changes.delete(*c, &o.subject, id);
+            counts.entry(*c).or_default().removed += 1;
+            dels.push((*c, id.clone(), o.source));
         }
     }
     let update = store.apply_changes(&base, &changes)?;
     Ok(Plan {
         tenant: tenant.clone(),
-        base: current,
+        base,
         new_state: update.state,
         counts,
+        keyspace,
         nodes: update.nodes,
         puts,
         dels,
-        reset: m.reset,
     })
 }
 
 /// Write a plan atomically, together with `extra` meta entries (catalog, history).
 /// `m` is the mutation the plan was made from.
 pub fn commit(store: &Store, plan: &Plan, m: &Mutation, extra: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
-    let t = plan.tenant.as_str();
+    let ks = &plan.keyspace;
     // Nodes are immutable and content-addressed: write them ahead, unreferenced.
     for chunk in plan.nodes.chunks(20_000) {
         let mut b = WriteBatch::default();
@@ -148,15 +132,9 @@ pub fn commit(store: &Store, plan: &Plan, m: &Mutation, extra: &[(Vec<u8>, Vec<u
         store.write_unreferenced(b)?;
     }
     let mut b = WriteBatch::default();
-    if plan.reset {
-        let lo = format!("{t}\0").into_bytes();
-        let hi = format!("{t}\u{1}").into_bytes();
-        b.delete_range_cf(store.cf(CF_RECORDS), &lo, &hi);
-        b.delete_range_cf(store.cf(CF_SOURCES), &lo, &hi);
-    }
     for (c, id, old_source) in &plan.dels {
-        store.batch_delete(&mut b, CF_RECORDS, &record_key(t, *c, id));
-        store.batch_delete(&mut b, CF_SOURCES, &source_key(t, old_source, *c, id));
+        store.batch_delete(&mut b, CF_RECORDS, &ks.record_key(*c, id));
+        store.batch_delete(&mut b, CF_SOURCES, &ks.source_key(old_source, *c, id));
     }
     for ((c, id), old_source) in &plan.puts {
         let entry = m
@@ -164,14 +142,19 @@ pub fn commit(store: &Store, plan: &Plan, m: &Mutation, extra: &[(Vec<u8>, Vec<u
             .get(&(*c, id.clone()))
             .expect("plans are committed with their mutation");
         if let Some(s) = old_source {
-            store.batch_delete(&mut b, CF_SOURCES, &source_key(t, s, *c, id));
+            store.batch_delete(&mut b, CF_SOURCES, &ks.source_key(s, *c, id));
         }
-        store.batch_put(&mut b, CF_RECORDS, &record_key(t, *c, id), &encode_entry(entry));
+        store.batch_put(&mut b, CF_RECORDS, &ks.record_key(*c, id), &encode_entry(entry));
         if c.is_primary() {
-            store.batch_put(&mut b, CF_SOURCES, &source_key(t, &entry.source, *c, id), b"");
+            store.batch_put(&mut b, CF_SOURCES, &ks.source_key(&entry.source, *c, id), b"");
         }
     }
-    store.batch_put(&mut b, CF_META, &head_key(t), plan.root().as_bytes());
+    store.batch_put(
+        &mut b,
+        CF_META,
+        &head_key(plan.tenant.as_str()),
+        &head_value(&plan.root(), ks),
+    );
     for (k, v) in extra {
         store.batch_put(&mut b, CF_META, k, v);
     }

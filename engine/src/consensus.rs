@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use crate::apply::Mutation;
 use crate::ids::ObjectId;
 use crate::model::{parse_time, Collection, Tenant};
-use crate::store::{record_key, RecordEntry, Store, StoreError, CF_RECORDS};
+use crate::store::{RecordEntry, Store, StoreError, CF_RECORDS};
 
 /// The source field of every consensus record (see the module invariants).
 pub const CONSENSUS_SOURCE: &str = "";
@@ -227,13 +227,13 @@ pub fn extend(
         }
     }
     // 2. Each pair's statements after `m`: live ones not deleted or replaced, plus upserts.
-    let t = tenant.as_str();
-    let base = record_key(t, VN, "");
+    let ks = store.keyspace(tenant)?;
+    let base = ks.record_key(VN, "");
     let mut out = Vec::new();
     for (vuln, product) in touched {
         let prefix = format!("{vuln}|{product}|");
         let mut found: Vec<Statement> = Vec::new();
-        let key = record_key(t, VN, &prefix);
+        let key = ks.record_key(VN, &prefix);
         for kv in store.scan_prefix(CF_RECORDS, &key) {
             let (k, val) = kv?;
             let id = String::from_utf8_lossy(&k[base.len()..]).to_string();

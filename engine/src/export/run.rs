@@ -555,19 +555,26 @@ fn fix_delta_index(
     Ok(())
 }
 
-/// Sources and record counts, for provenance materials.
+/// The tenant's sources, for provenance materials. Skips from one source name to the
+/// next (one seek per source), so the cost does not grow with the number of records.
 fn source_materials(store: &Store, tenant: &Tenant) -> Result<Vec<serde_json::Value>, ExportError> {
-    let prefix = format!("{}\0", tenant.as_str()).into_bytes();
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for kv in store.scan_prefix(crate::store::CF_SOURCES, &prefix) {
-        let (k, _) = kv?;
-        let rest = &k[prefix.len()..];
-        let name = rest.split(|b| *b == 0).next().unwrap_or_default();
-        *counts.entry(String::from_utf8_lossy(name).to_string()).or_default() += 1;
+    let ks = store.keyspace(tenant)?;
+    let prefix = ks.prefix().to_vec();
+    let mut names = Vec::new();
+    let mut from = prefix.clone();
+    while let Some(k) = store.first_key_from(crate::store::CF_SOURCES, &from)? {
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        let name = k[prefix.len()..].split(|b| *b == 0).next().unwrap_or_default().to_vec();
+        names.push(String::from_utf8_lossy(&name).to_string());
+        from = prefix.clone();
+        from.extend_from_slice(&name);
+        from.push(1);
     }
-    Ok(counts
+    Ok(names
         .into_iter()
-        .map(|(s, n)| json!({"source": if s.is_empty() { "unnamed".to_string() } else { s }, "records": n}))
+        .map(|s| json!({"source": if s.is_empty() { "unnamed".to_string() } else { s }}))
         .collect())
 }
 

@@ -8,6 +8,7 @@
 //! committed in one batch only if its root equals the bundle's target root.
 pub mod publish;
 pub mod rebuild;
+pub mod reset;
 pub mod verify_store;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use crate::bundle::records::{for_each_record, read_index, read_plain, Opener};
 use crate::bundle::signing::TrustedKey;
 use crate::bundle::verify::{gate, verify_staged, Verified};
 use crate::encryption::{BundleOpener, EncryptionMode, Identities, WrappedKey};
+use crate::ids::NodeHash;
 use crate::model::{Collection, Tenant};
 use crate::store::catalog::{applied_key, AppliedExport};
 use crate::store::{RecordEntry, Store, StoreError, CF_OBJECTS};
@@ -314,71 +316,63 @@ pub fn apply_verified(
     // Read the records; objects go in ahead of the commit (immutable, unreferenced).
     let prefix = if is_delta { "changed/" } else { "" };
     let source = format!("import:{}", m.run_id);
-    let mut mutation = Mutation {
-        reset,
-        ..Default::default()
+    let target = diff
+        .as_ref()
+        .map_or(m.state_root.clone(), |d| d.target_state_root.clone());
+    let mismatch = |actual: &NodeHash| ImportError::StateRootMismatch {
+        what: "after applying".into(),
+        expected: target.clone(),
+        actual: actual.to_prefixed(),
     };
-    let mut batch = WriteBatch::default();
-    let mut pending = 0usize;
-    for index_path in crate::bundle::layout::INDEX_FILES {
-        // Only one-file-per-subject layouts take ids and times from the index; record
-        // lines carry their own, so the (large) advisory and VEX indexes are not parsed.
-        let needs_index = Collection::ALL.into_iter().any(|c| {
-            crate::bundle::layout::index_of(c) == index_path
-                && matches!(
-                    crate::bundle::layout::layout(c),
-                    crate::bundle::layout::FileLayout::PerSubject(..)
-                )
+    let mut entry = |root: NodeHash| {
+        history.applied_export_ids.push(m.run_id.clone());
+        history.applied.push(AppliedExport {
+            run_id: m.run_id.clone(),
+            profile: m.profile.clone(),
+            manifest_digest: v.manifest_digest,
+            state_root: root,
+            base_export_id: diff.as_ref().map(|d| d.base_export_id.clone()),
+            created_at: m.created_at.clone(),
         });
-        let index = if needs_index {
-            read_index(
-                staged,
-                index_path,
-                open,
-                !m.encryption.encrypted_paths.iter().any(|p| p == index_path),
-            )?
-        } else {
-            crate::bundle::records::IndexFile::default()
-        };
-        for c in Collection::ALL
-            .into_iter()
-            .filter(|c| crate::bundle::layout::index_of(*c) == index_path)
-        {
-            for_each_record(
-                staged,
-                prefix,
-                c,
-                index.collections.get(c.name()),
-                open,
-                &mut |subject, leaf, doc| {
-                    store.batch_put(&mut batch, CF_OBJECTS, leaf.object.as_bytes(), doc);
-                    pending += doc.len();
-                    if pending > 64 << 20 {
-                        store
-                            .write_unreferenced(std::mem::take(&mut batch))
-                            .map_err(|e| BundleError::Io {
-                                path: "store".into(),
-                                message: e.to_string(),
-                            })?;
-                        pending = 0;
-                    }
-                    mutation.upserts.insert(
-                        (c, leaf.id.clone()),
-                        RecordEntry {
-                            subject: subject.to_string(),
-                            object: leaf.object,
-                            modified: leaf.modified,
-                            source: source.clone(),
-                            derived: Vec::new(),
-                        },
-                    );
-                    Ok(())
-                },
-            )?;
+        vec![(
+            applied_key(tenant.as_str()),
+            serde_json::to_vec(&history).expect("json"),
+        )]
+    };
+    let (root, counts) = if reset {
+        // The whole state is replaced: a new records generation, built in chunks.
+        let mut w = reset::ResetWriter::new(store, &tenant, &source)?;
+        read_records(staged, prefix, m, open, &mut |c, subject, leaf, doc| {
+            w.add(c, subject, leaf, doc).map_err(store_io)
+        })?;
+        let root = w.root()?;
+        if root.to_prefixed() != target || m.state_root != target {
+            return Err(mismatch(&root));
         }
-    }
-    store.write_unreferenced(batch)?;
-    if is_delta {
+        let extra = entry(root);
+        (root, w.commit(&extra)?)
+    } else {
+        let mut mutation = Mutation::default();
+        let mut batch = WriteBatch::default();
+        let mut pending = 0usize;
+        read_records(staged, prefix, m, open, &mut |c, subject, leaf, doc| {
+            store.batch_put(&mut batch, CF_OBJECTS, leaf.object.as_bytes(), doc);
+            pending += doc.len();
+            if pending > 64 << 20 {
+                store.write_unreferenced(std::mem::take(&mut batch)).map_err(store_io)?;
+                pending = 0;
+            }
+            let e = RecordEntry {
+                subject: subject.to_string(),
+                object: leaf.object,
+                modified: leaf.modified,
+                source: source.clone(),
+                derived: Vec::new(),
+            };
+            mutation.upserts.insert((c, leaf.id), e);
+            Ok(())
+        })?;
+        store.write_unreferenced(batch)?;
         for k in ["advisories", "vex", "sboms", "policy", "consensus"] {
             let path = format!("removed/{k}.jsonl");
             let body = read_plain(staged, &path, open)?;
@@ -394,32 +388,17 @@ pub fn apply_verified(
                 mutation.deletes.insert((c, r.id));
             }
         }
-    }
-    let plan = apply::plan(store, &tenant, &mutation)?;
-    let target = diff
-        .as_ref()
-        .map_or(m.state_root.clone(), |d| d.target_state_root.clone());
-    if plan.root().to_prefixed() != target || m.state_root != target {
-        return Err(ImportError::StateRootMismatch {
-            what: "after applying".into(),
-            expected: target,
-            actual: plan.root().to_prefixed(),
-        });
-    }
-    history.applied_export_ids.push(m.run_id.clone());
-    history.applied.push(AppliedExport {
-        run_id: m.run_id.clone(),
-        profile: m.profile.clone(),
-        manifest_digest: v.manifest_digest,
-        state_root: plan.root(),
-        base_export_id: diff.as_ref().map(|d| d.base_export_id.clone()),
-        created_at: m.created_at.clone(),
-    });
-    let extra = vec![(
-        applied_key(tenant.as_str()),
-        serde_json::to_vec(&history).expect("json"),
-    )];
-    apply::commit(store, &plan, &mutation, &extra)?;
+        let plan = apply::plan(store, &tenant, &mutation)?;
+        if plan.root().to_prefixed() != target || m.state_root != target {
+            return Err(mismatch(&plan.root()));
+        }
+        let extra = entry(plan.root());
+        apply::commit(store, &plan, &mutation, &extra)?;
+        (plan.root(), plan.counts.clone())
+    };
+    // A large commit's write-ahead log would be replayed into memory by the next open;
+    // flushing it makes that open cheap.
+    store.flush()?;
     let event = if is_delta {
         "mirror.delta.applied"
     } else {
@@ -427,7 +406,53 @@ pub fn apply_verified(
     };
     audit.record(&AuditEvent::new(
         event,
-        json!({"runId": m.run_id, "profile": m.profile, "tenant": tenant.as_str(), "manifestDigest": v.manifest_digest, "stateRoot": plan.root().to_prefixed(), "previousRoot": current.to_prefixed(), "resetBaseline": reset}),
+        json!({"runId": m.run_id, "profile": m.profile, "tenant": tenant.as_str(), "manifestDigest": v.manifest_digest, "stateRoot": root.to_prefixed(), "previousRoot": current.to_prefixed(), "resetBaseline": reset}),
     ));
-    Ok(report("applied", plan.root().to_prefixed(), plan.counts.clone()))
+    Ok(report("applied", root.to_prefixed(), counts))
+}
+
+fn store_io(e: StoreError) -> BundleError {
+    BundleError::Io {
+        path: "store".into(),
+        message: e.to_string(),
+    }
+}
+
+/// Receives each record of a bundle with its collection.
+type CollectionVisitor<'a> = &'a mut dyn FnMut(Collection, &str, crate::model::Leaf, &[u8]) -> Result<(), BundleError>;
+
+/// Every record of a bundle (`prefix` = `""` or `"changed/"`), collection by collection,
+/// each data file in order.
+fn read_records(
+    staged: &Staged,
+    prefix: &str,
+    m: &crate::bundle::format::Manifest,
+    open: Opener<'_>,
+    f: CollectionVisitor<'_>,
+) -> Result<(), BundleError> {
+    use crate::bundle::layout::{index_of, layout, FileLayout, INDEX_FILES};
+    for index_path in INDEX_FILES {
+        // Only one-file-per-subject layouts take ids and times from the index; record
+        // lines carry their own, so the (large) advisory and VEX indexes are not parsed.
+        let needs_index = Collection::ALL
+            .into_iter()
+            .any(|c| index_of(c) == index_path && matches!(layout(c), FileLayout::PerSubject(..)));
+        let index = if needs_index {
+            let plain = !m.encryption.encrypted_paths.iter().any(|p| p == index_path);
+            read_index(staged, index_path, open, plain)?
+        } else {
+            crate::bundle::records::IndexFile::default()
+        };
+        for c in Collection::ALL.into_iter().filter(|c| index_of(*c) == index_path) {
+            for_each_record(
+                staged,
+                prefix,
+                c,
+                index.collections.get(c.name()),
+                open,
+                &mut |subject, leaf, doc| f(c, subject, leaf, doc),
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -120,8 +120,8 @@ pub fn verify_store(store: &Store) -> Result<StoreReport, StoreVerifyError> {
         if sr != head {
             return Err(mismatch(format!("state root recomputes to {sr}, head is {head}")));
         }
-        // The live records must be exactly the tree's leaves.
-        let prefix = format!("{t}\0").into_bytes();
+        // The live records (current generation) must be exactly the tree's leaves.
+        let prefix = store.keyspace(&tenant)?.prefix().to_vec();
         let mut live = 0u64;
         for kv in store.scan_prefix(CF_RECORDS, &prefix) {
             let (k, v) = kv?;

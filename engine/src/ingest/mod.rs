@@ -212,7 +212,7 @@ pub fn ingest(
     let mut complete_withheld = 0u64;
     let mut absent = Vec::new();
     if opts.complete {
-        let prefix = format!("{}\0{}\0", tenant.as_str(), opts.source).into_bytes();
+        let prefix = store.keyspace(tenant)?.source_prefix(&opts.source);
         for kv in store.scan_prefix(CF_SOURCES, &prefix) {
             let (k, _) = kv?;
             let rest = String::from_utf8_lossy(&k[prefix.len()..]).to_string();
@@ -245,6 +245,9 @@ pub fn ingest(
     };
     if retain {
         commit_chunk(store, tenant, chunk, absent, opts.dry_run, &mut report)?;
+        if report.committed {
+            store.flush()?;
+        }
         return Ok(report);
     }
     progress.phase("store", total);
@@ -267,6 +270,8 @@ pub fn ingest(
     })?;
     commit_chunk(store, tenant, pending, absent, false, &mut report)?;
     progress.finish();
+    // Large commits leave a write-ahead log the next open would replay into memory.
+    store.flush()?;
     Ok(report)
 }
 

@@ -4,10 +4,10 @@
 //! * `objects`: blake3(bytes) → bytes. Immutable; written before anything refers to them,
 //!   so an interrupted operation leaves at most unreferenced objects behind.
 //! * `nodes`: Merkle node hash → postcard node. Immutable, likewise.
-//! * `records`: `tenant \0 collection \0 id` → [`RecordEntry`]: the live state.
-//! * `sources`: `tenant \0 source \0 collection \0 id` → empty: which source produced a
-//!   record (for `ingest --complete`).
-//! * `meta`: `head \0 tenant` → state root; `export \0 tenant \0 runId` → export record;
+//! * `records`: `tenant \0 generation \0 collection \0 id` → [`RecordEntry`]: the live state.
+//! * `sources`: `tenant \0 generation \0 source \0 collection \0 id` → empty: which source
+//!   produced a record (for `ingest --complete`). See [`Keyspace`].
+//! * `meta`: `head \0 tenant` → state root + records generation; `export \0 tenant \0 runId` → export record;
 //!   `applied \0 tenant` → import history.
 //!
 //! Invariant: every mutation of `records`, `sources` and `meta` is one atomic write batch
@@ -54,28 +54,64 @@ pub struct Store {
     path: PathBuf,
 }
 
-pub fn record_key(tenant: &str, c: Collection, id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(tenant.len() + id.len() + 24);
-    k.extend_from_slice(tenant.as_bytes());
-    k.push(0);
-    k.extend_from_slice(c.name().as_bytes());
-    k.push(0);
-    k.extend_from_slice(id.as_bytes());
-    k
+/// Where a tenant's live records and source index are: `tenant \0 <generation> \0`.
+/// A full import writes the next generation beside the live one, in bounded chunks, and
+/// the commit that moves the head to it also drops the old generation (one
+/// `delete_range`): the switch is atomic however large the state is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keyspace {
+    prefix: Vec<u8>,
+    pub generation: u64,
 }
 
-pub fn source_key(tenant: &str, source: &str, c: Collection, id: &str) -> Vec<u8> {
-    let mut k = Vec::new();
-    for part in [tenant, source, c.name()] {
-        k.extend_from_slice(part.as_bytes());
-        k.push(0);
+impl Keyspace {
+    pub fn new(tenant: &str, generation: u64) -> Self {
+        Self {
+            prefix: format!("{tenant}\0{generation:016x}\0").into_bytes(),
+            generation,
+        }
     }
-    k.extend_from_slice(id.as_bytes());
-    k
+    /// Every record and source key of this generation starts with this.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+    /// The exclusive end of this generation's key range.
+    pub fn end(&self) -> Vec<u8> {
+        let mut e = self.prefix.clone();
+        *e.last_mut().expect("prefix ends with NUL") = 1;
+        e
+    }
+    pub fn record_key(&self, c: Collection, id: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.prefix.len() + id.len() + 24);
+        k.extend_from_slice(&self.prefix);
+        k.extend_from_slice(c.name().as_bytes());
+        k.push(0);
+        k.extend_from_slice(id.as_bytes());
+        k
+    }
+    pub fn source_prefix(&self, source: &str) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(source.as_bytes());
+        k.push(0);
+        k
+    }
+    pub fn source_key(&self, source: &str, c: Collection, id: &str) -> Vec<u8> {
+        let mut k = self.source_prefix(source);
+        k.extend_from_slice(c.name().as_bytes());
+        k.push(0);
+        k.extend_from_slice(id.as_bytes());
+        k
+    }
 }
 
 pub fn head_key(tenant: &str) -> Vec<u8> {
     format!("head\0{tenant}").into_bytes()
+}
+
+pub fn head_value(root: &NodeHash, ks: &Keyspace) -> Vec<u8> {
+    let mut v = root.as_bytes().to_vec();
+    v.extend_from_slice(&ks.generation.to_le_bytes());
+    v
 }
 
 impl Store {
@@ -138,6 +174,14 @@ impl Store {
     /// fsync'd: the later synced commit orders them before it in the WAL.
     pub fn write_unreferenced(&self, batch: WriteBatch) -> Result<(), StoreError> {
         Ok(self.db.write(batch)?)
+    }
+
+    /// Flush memtables to disk so the write-ahead log need not be replayed on open.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for cf in ALL_CFS {
+            self.db.flush_cf(self.cf(cf))?;
+        }
+        Ok(())
     }
 
     pub fn new_batch(&self) -> WriteBatch {
@@ -204,12 +248,25 @@ impl Store {
     }
 
     pub fn head(&self, tenant: &Tenant) -> Result<Option<NodeHash>, StoreError> {
+        Ok(self.head_and_keyspace(tenant)?.0)
+    }
+
+    /// The head value: state root (32 bytes) followed by the records generation (u64 LE).
+    pub fn head_and_keyspace(&self, tenant: &Tenant) -> Result<(Option<NodeHash>, Keyspace), StoreError> {
         match self.get(CF_META, &head_key(tenant.as_str()))? {
-            None => Ok(None),
-            Some(b) => NodeHash::from_slice(&b)
-                .map(Some)
-                .ok_or_else(|| StoreError::Corrupt(format!("head of tenant {tenant} is malformed"))),
+            None => Ok((None, Keyspace::new(tenant.as_str(), 0))),
+            Some(b) if b.len() == 40 => {
+                let root = NodeHash::from_slice(&b[..32]).expect("32 bytes");
+                let generation = u64::from_le_bytes(b[32..].try_into().expect("8 bytes"));
+                Ok((Some(root), Keyspace::new(tenant.as_str(), generation)))
+            }
+            Some(_) => Err(StoreError::Corrupt(format!("head of tenant {tenant} is malformed"))),
         }
+    }
+
+    /// The tenant's live keyspace.
+    pub fn keyspace(&self, tenant: &Tenant) -> Result<Keyspace, StoreError> {
+        Ok(self.head_and_keyspace(tenant)?.1)
     }
 
     /// The tenant's current state (an empty state if it has none yet).
@@ -228,7 +285,11 @@ impl Store {
     }
 
     pub fn record(&self, tenant: &Tenant, c: Collection, id: &str) -> Result<Option<RecordEntry>, StoreError> {
-        match self.get(CF_RECORDS, &record_key(tenant.as_str(), c, id))? {
+        self.record_in(&self.keyspace(tenant)?, c, id)
+    }
+
+    pub fn record_in(&self, ks: &Keyspace, c: Collection, id: &str) -> Result<Option<RecordEntry>, StoreError> {
+        match self.get(CF_RECORDS, &ks.record_key(c, id))? {
             None => Ok(None),
             Some(b) => postcard::from_bytes(&b)
                 .map(Some)
@@ -247,6 +308,18 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The first key at or after `from`.
+    pub fn first_key_from(&self, cf: &str, from: &[u8]) -> Result<Option<Box<[u8]>>, StoreError> {
+        match self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(from, Direction::Forward))
+            .next()
+        {
+            None => Ok(None),
+            Some(r) => Ok(Some(r?.0)),
+        }
     }
 
     /// Every key of a column family (for store verification).
