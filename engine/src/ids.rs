@@ -11,11 +11,46 @@ fn parse_prefixed(prefix: &str, s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+struct Bytes32Visitor;
+
+impl<'de> serde::de::Visitor<'de> for Bytes32Visitor {
+    type Value = [u8; 32];
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("32 bytes")
+    }
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<[u8; 32], E> {
+        <[u8; 32]>::try_from(v).map_err(|_| E::invalid_length(v.len(), &self))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; 32], A::Error> {
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = seq
+                .next_element()?
+                .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+        }
+        Ok(out)
+    }
+}
+
 macro_rules! blake3_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(pub [u8; 32]);
+
+        // As bytes, not as a tuple of 32 numbers: node and record decoding is on every
+        // hot path, and serde would otherwise visit the 32 elements one by one.
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_bytes(Bytes32Visitor).map(Self)
+            }
+        }
 
         impl $name {
             pub fn as_bytes(&self) -> &[u8; 32] {
@@ -122,6 +157,14 @@ pub mod prefixed_node_hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_encode_as_32_bytes_and_round_trip() {
+        let id = ObjectId::of(b"abc");
+        let enc = postcard::to_stdvec(&id).unwrap();
+        assert_eq!(enc.len(), 33, "length prefix + 32 bytes");
+        assert_eq!(postcard::from_bytes::<ObjectId>(&enc).unwrap(), id);
+    }
 
     #[test]
     fn prefixed_forms_round_trip() {

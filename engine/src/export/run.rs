@@ -527,12 +527,28 @@ fn fix_delta_index(
         }
     }
     let mut roots: BTreeMap<(Collection, String), Option<NodeHash>> = BTreeMap::new();
+    // Each shard node is read once (at 1M records one holds ~1,000 subjects).
+    let mut kinds: BTreeMap<Collection, crate::merkle::KindNode> = BTreeMap::new();
+    let mut shards: BTreeMap<(Collection, u8), crate::merkle::ShardNode> = BTreeMap::new();
     for (c, subject) in affected {
-        let kind = store.kind_node(target.kind(c))?;
         let shard = shard_of(&subject);
-        let node = store.shard_node(shard, &kind.shards[shard as usize])?;
-        let root = match node.subjects.iter().find(|s| s.subject == subject) {
+        if !shards.contains_key(&(c, shard)) {
+            if !kinds.contains_key(&c) {
+                kinds.insert(c, store.kind_node(target.kind(c))?);
+            }
+            let root = kinds[&c].shards[shard as usize];
+            shards.insert((c, shard), store.shard_node(shard, &root)?);
+        }
+        let node = &shards[&(c, shard)];
+        let found = node
+            .subjects
+            .binary_search_by(|s| s.subject.as_str().cmp(subject.as_str()))
+            .ok()
+            .map(|i| &node.subjects[i]);
+        let root = match found {
             None => None,
+            // Without a time window a subject is exported whole: its stored root is it.
+            Some(r) if !filter.has_time_window() => filter.subject(&subject).then_some(r.root),
             Some(r) => {
                 let leaves: Vec<Leaf> = store
                     .subject_node(&r.root)?

@@ -42,6 +42,10 @@ impl Filter {
         self.all
     }
 
+    pub fn has_time_window(&self) -> bool {
+        self.from.is_some() || self.to.is_some()
+    }
+
     pub fn subject(&self, subject: &str) -> bool {
         self.globs.as_ref().is_none_or(|g| g.is_match(subject))
     }

@@ -33,6 +33,9 @@ pub const CF_RECORDS: &str = "records";
 pub const CF_SOURCES: &str = "sources";
 pub const CF_META: &str = "meta";
 const ALL_CFS: [&str; 5] = [CF_OBJECTS, CF_NODES, CF_RECORDS, CF_SOURCES, CF_META];
+/// Version of the store's on-disk encoding (docs/architecture.md, version history).
+pub const STORE_FORMAT: u32 = 1;
+const STORE_FORMAT_KEY: &[u8] = b"store-format";
 
 /// The live entry of one record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,10 +137,30 @@ impl Store {
             path: path.to_path_buf(),
             message: e.into_string(),
         })?;
-        Ok(Self {
+        let store = Self {
             db,
             path: path.to_path_buf(),
-        })
+        };
+        // The on-disk encoding of nodes and records is versioned; a store written by an
+        // incompatible version is refused rather than misread.
+        match store.get(CF_META, STORE_FORMAT_KEY)? {
+            Some(v) if v == STORE_FORMAT.to_le_bytes() => {}
+            Some(v) => {
+                return Err(StoreError::Open {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "store format {} is not supported by this version (format {STORE_FORMAT})",
+                        v.first().copied().unwrap_or(0)
+                    ),
+                })
+            }
+            None => {
+                let mut b = WriteBatch::default();
+                store.batch_put(&mut b, CF_META, STORE_FORMAT_KEY, &STORE_FORMAT.to_le_bytes());
+                store.commit(b)?;
+            }
+        }
+        Ok(store)
     }
 
     /// Open an existing store; refuses to create one (for read-only commands).
