@@ -1,28 +1,16 @@
 //! Full and delta bundles checked with real tools: GNU tar, zstd, openssl, jq.
 use std::path::{Path, PathBuf};
 
-use stellamirror_tests::{data, export_delta, export_full, extract, files_below, ingest, keypair, p, shared, sm, tool};
+use stellamirror_tests::{
+    data, export_delta, export_full, extract, files_below, ingest, ingest_sample, keypair, p, shared, sm, tool,
+};
 
 const CREATED: &str = "2026-08-14T00:00:00Z";
 
 /// A store with the Go excerpt, Rancher VEX and an SBOM for tenant `acme`.
 fn producer(dir: &Path) -> PathBuf {
     let store = dir.join("store");
-    ingest(
-        &store,
-        "acme",
-        &["--source", "go", "--complete"],
-        &[&data("osv/go-old.jsonl")],
-    )
-    .ok();
-    ingest(
-        &store,
-        "acme",
-        &["--source", "vex", "--complete"],
-        &[&data("vex/rancher-old")],
-    )
-    .ok();
-    ingest(&store, "acme", &["--source", "sbom"], &[&data("sboms")]).ok();
+    ingest_sample(&store, "old");
     store
 }
 
@@ -350,20 +338,7 @@ fn delta_of_real_churn_matches_the_expected_counts_and_records() {
     let store = producer(t.path());
     let out = t.path().join("out");
     let full = export_full(&store, &out, &key, "f1", CREATED, &[]);
-    ingest(
-        &store,
-        "acme",
-        &["--source", "go", "--complete"],
-        &[&data("osv/go-new.jsonl")],
-    )
-    .ok();
-    ingest(
-        &store,
-        "acme",
-        &["--source", "vex", "--complete"],
-        &[&data("vex/rancher-new")],
-    )
-    .ok();
+    ingest_sample(&store, "new");
     export_delta(&store, &out, &key, "f1", "d1", "2026-08-15T00:00:00Z", &[]).ok();
     let delta = out.join("d1-delta.tar.zst");
     let expected: serde_json::Value =

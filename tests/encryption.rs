@@ -2,7 +2,9 @@
 //! exactly which paths each mode encrypts, and an encrypted delta chain.
 use std::path::{Path, PathBuf};
 
-use stellamirror_tests::{data, export_delta, extract, files_below, ingest, keypair, p, sm, state_root, tool};
+use stellamirror_tests::{
+    data, export_delta, extract, files_below, ingest, ingest_sample, keypair, p, sm, state_root, tool,
+};
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -15,21 +17,7 @@ fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (key, public) = keypair(dir.path(), "k");
     let store = dir.path().join("store");
-    ingest(
-        &store,
-        "acme",
-        &["--source", "go", "--complete"],
-        &[&data("osv/go-old.jsonl")],
-    )
-    .ok();
-    ingest(
-        &store,
-        "acme",
-        &["--source", "vex", "--complete"],
-        &[&data("vex/rancher-old")],
-    )
-    .ok();
-    ingest(&store, "acme", &["--source", "sbom"], &[&data("sboms")]).ok();
+    ingest_sample(&store, "old");
     Setup {
         dir,
         store,

@@ -225,3 +225,25 @@ pub fn extract(bundle: &Path, into: &Path) -> PathBuf {
     };
     into.join(top)
 }
+
+/// Ingest one generation (`"old"` or `"new"`) of the committed real sample into tenant
+/// `acme`: Go advisories and Rancher VEX as complete sources; the old one adds an SBOM.
+pub fn ingest_sample(store: &Path, generation: &str) {
+    ingest(
+        store,
+        "acme",
+        &["--source", "go", "--complete"],
+        &[&data(&format!("osv/go-{generation}.jsonl"))],
+    )
+    .ok();
+    ingest(
+        store,
+        "acme",
+        &["--source", "vex", "--complete"],
+        &[&data(&format!("vex/rancher-{generation}"))],
+    )
+    .ok();
+    if generation == "old" {
+        ingest(store, "acme", &["--source", "sbom"], &[&data("sboms")]).ok();
+    }
+}

@@ -59,20 +59,26 @@ pub fn parse_sbom(v: Value, ctx: &ParseContext) -> Result<ParsedDoc, DocError> {
         "serialNumber": v.get("serialNumber"),
         "packages": purls,
     });
-    Ok(ParsedDoc {
+    Ok(sbom_records(subject, &v, &normalized, modified))
+}
+
+/// An SBOM's records (any format): the raw document and its normalized package list,
+/// both keyed by the subject.
+pub fn sbom_records(subject: String, raw: &Value, normalized: &Value, modified: Option<i64>) -> ParsedDoc {
+    ParsedDoc {
         primary: NewRecord {
             collection: Collection::SbomsRaw,
             subject: subject.clone(),
             id: subject.clone(),
-            bytes: compact(&v),
+            bytes: compact(raw),
             modified,
         },
         derived: vec![NewRecord {
             collection: Collection::SbomsNormalized,
             subject: subject.clone(),
             id: subject,
-            bytes: compact(&normalized),
+            bytes: compact(normalized),
             modified,
         }],
-    })
+    }
 }

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use super::{compact, invalid, optional_time, DocError, NewRecord, ParseContext, ParsedDoc};
-use crate::model::{valid_key_text, Collection};
+use super::{invalid, optional_time, DocError, ParseContext, ParsedDoc};
+use crate::model::valid_key_text;
 
 /// The purls of a package: `externalRefs` of category PACKAGE-MANAGER (SPDX 2.2/2.3 JSON
 /// spell it with `-` or `_`) and type `purl`.
@@ -112,22 +112,7 @@ pub fn parse(v: Value, ctx: &ParseContext) -> Result<ParsedDoc, DocError> {
         "documentNamespace": v.get("documentNamespace"),
         "packages": all,
     });
-    Ok(ParsedDoc {
-        primary: NewRecord {
-            collection: Collection::SbomsRaw,
-            subject: subject.clone(),
-            id: subject.clone(),
-            bytes: compact(&v),
-            modified,
-        },
-        derived: vec![NewRecord {
-            collection: Collection::SbomsNormalized,
-            subject: subject.clone(),
-            id: subject,
-            bytes: compact(&normalized),
-            modified,
-        }],
-    })
+    Ok(super::cyclonedx::sbom_records(subject, &v, &normalized, modified))
 }
 
 #[cfg(test)]
