@@ -532,12 +532,12 @@ fn fix_delta_index(
     let mut shards: BTreeMap<(Collection, u8), crate::merkle::ShardNode> = BTreeMap::new();
     for (c, subject) in affected {
         let shard = shard_of(&subject);
-        if !shards.contains_key(&(c, shard)) {
-            if !kinds.contains_key(&c) {
-                kinds.insert(c, store.kind_node(target.kind(c))?);
-            }
-            let root = kinds[&c].shards[shard as usize];
-            shards.insert((c, shard), store.shard_node(shard, &root)?);
+        if let std::collections::btree_map::Entry::Vacant(slot) = shards.entry((c, shard)) {
+            let kind = match kinds.entry(c) {
+                std::collections::btree_map::Entry::Occupied(k) => k.into_mut(),
+                std::collections::btree_map::Entry::Vacant(k) => k.insert(store.kind_node(target.kind(c))?),
+            };
+            slot.insert(store.shard_node(shard, &kind.shards[shard as usize])?);
         }
         let node = &shards[&(c, shard)];
         let found = node
