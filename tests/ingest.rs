@@ -376,3 +376,28 @@ fn chunked_ingest_of_a_large_input_reaches_the_same_state_as_one_batch() {
         lines(&data("osv/go-old.jsonl"))
     );
 }
+
+#[test]
+fn record_bounded_batches_reach_the_same_state_as_one_batch() {
+    let t = tempfile::tempdir().unwrap();
+    let roots: Vec<String> = ["64000", "50"]
+        .iter()
+        .map(|n| {
+            let store = t.path().join(format!("s{n}"));
+            ingest(
+                &store,
+                "acme",
+                &["--source", "go", "--complete"],
+                &[&data("osv/go-old.jsonl")],
+            )
+            .ok();
+            let args = ["--source", "vex", "--complete", "--batch-records", n];
+            ingest(&store, "acme", &args, &[&data("vex/rancher-new")]).ok();
+            let args = ["--source", "go", "--complete", "--batch-records", n];
+            ingest(&store, "acme", &args, &[&data("osv/go-new.jsonl")]).ok();
+            sm(["verify", "--store", p(&store)]).ok();
+            state_root(&store, "acme")
+        })
+        .collect();
+    assert_eq!(roots[0], roots[1]);
+}

@@ -49,6 +49,9 @@ pub struct IngestArgs {
     /// first, then committed in chunks of half this size (bounded memory).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     batch_mib: u64,
+    /// Most records (documents and the records derived from them) per commit.
+    #[arg(long, default_value_t = 64_000, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_records: u64,
     /// Files (JSON, JSON Lines) and directories.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -72,6 +75,7 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
             subject_override: a.subject,
         },
         batch_bytes: a.batch_mib << 20,
+        batch_records: a.batch_records as usize,
     };
     let bar = Bar::new(quiet || json);
     let report = ingest::ingest(&store, &a.paths, &opts, &bar)?;

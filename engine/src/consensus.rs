@@ -448,6 +448,7 @@ mod bench {
             dry_run: false,
             ctx: ParseContext::default(),
             batch_bytes: crate::ingest::DEFAULT_BATCH_BYTES,
+            batch_records: crate::ingest::DEFAULT_BATCH_RECORDS,
         };
         // Every pair, on the empty store: what a full recomputation would cost.
         let (all_secs, all_pairs) = time_extend(&store, &tenant, &hub);

@@ -177,6 +177,7 @@ mod tests {
             dry_run: false,
             ctx: ParseContext::default(),
             batch_bytes: crate::ingest::DEFAULT_BATCH_BYTES,
+            batch_records: crate::ingest::DEFAULT_BATCH_RECORDS,
         };
         let input = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/osv/go-old.jsonl");
         ingest(&store, &[input], &opts, &NoProgress).unwrap();

@@ -32,7 +32,7 @@ use crate::store::{RecordEntry, Store, StoreError, CF_OBJECTS, CF_SOURCES};
 /// record per VEX statement on top; at 1M-record scale larger batches cost memory out of
 /// proportion (measured: 99k statements in one batch peaked at 1 GiB, in 16k-statement
 /// chunks at 350 MiB).
-const CHUNK_RECORDS: usize = 64_000;
+pub const DEFAULT_BATCH_RECORDS: usize = 64_000;
 
 /// Default of [`IngestOptions::batch_bytes`].
 pub const DEFAULT_BATCH_BYTES: u64 = 256 << 20;
@@ -53,6 +53,8 @@ pub struct IngestOptions {
     /// ones are validated whole, then parsed again and committed in chunks of half this
     /// size (bounded memory; a crash leaves a committed prefix).
     pub batch_bytes: u64,
+    /// Most records (primary + derived) per commit; more are committed in chunks.
+    pub batch_records: usize,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -255,12 +257,12 @@ pub fn ingest(
         committed: false,
     };
     if retain {
-        // One atomic commit unless the input holds more than CHUNK_RECORDS records (then
+        // One atomic commit unless the input holds more than `batch_records` records (then
         // chunks, like large inputs; a dry run always plans in one piece).
         let mut chunk = Chunk::default();
         for doc in retained {
             chunk.add(doc, &opts.source);
-            if chunk.records >= CHUNK_RECORDS && !opts.dry_run {
+            if chunk.records >= opts.batch_records && !opts.dry_run {
                 commit_chunk(
                     store,
                     tenant,
@@ -282,7 +284,7 @@ pub fn ingest(
     parse_all(&files, &opts.ctx, progress, |p| {
         if let Ok(doc) = p {
             pending.add(doc, &opts.source);
-            if pending.size >= chunk_bytes || pending.records >= CHUNK_RECORDS {
+            if pending.size >= chunk_bytes || pending.records >= opts.batch_records {
                 commit_chunk(
                     store,
                     tenant,
