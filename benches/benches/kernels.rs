@@ -129,6 +129,7 @@ fn shard_materialisation(c: &mut Criterion) {
         prefix: "",
         zstd_level: 3,
         seal: &identity,
+        in_memory: false,
     };
     let input = load_unit(
         &store,

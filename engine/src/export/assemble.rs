@@ -47,8 +47,19 @@ pub struct Sealing<'a> {
 pub enum Shipped {
     /// Already sealed where needed (data files written by units).
     Staged(PathBuf),
+    /// Already sealed where needed, kept in memory (delta data files).
+    Sealed(Vec<u8>),
     /// A document produced here; sealed by the assembler when its path is encrypted.
     Doc(Vec<u8>),
+}
+
+impl From<super::units::Body> for Shipped {
+    fn from(b: super::units::Body) -> Self {
+        match b {
+            super::units::Body::File(p) => Shipped::Staged(p),
+            super::units::Body::Sealed(bytes) => Shipped::Sealed(bytes),
+        }
+    }
 }
 
 pub fn is_encrypted_path(path: &str, strict: bool) -> bool {
@@ -121,6 +132,7 @@ pub fn assemble(
                 let (d, n) = digest_file(&p)?;
                 (d, n, EntrySource::File(p))
             }
+            Shipped::Sealed(bytes) => (FileDigest::of(&bytes), bytes.len() as u64, EntrySource::Bytes(bytes)),
             Shipped::Doc(bytes) => {
                 let bytes = if encrypting && is_encrypted_path(path, strict) {
                     (sealing.seal)(path, bytes)?

@@ -196,6 +196,7 @@ fn produce(
         prefix: if is_delta { "changed/" } else { "" },
         zstd_level: s.zstd_level,
         seal: &seal_fn,
+        in_memory: is_delta && !matches!(job, Job::Delta { reset: true, .. }),
     };
 
     // The target view (filtered snapshot) — materialised for full bundles and reset
@@ -318,9 +319,9 @@ fn produce(
     }
 
     // Data files, single-file collections, indexes.
-    for o in &outputs {
-        for (p, f) in &o.files {
-            files.insert(p.clone(), Shipped::Staged(f.clone()));
+    for o in outputs.iter_mut() {
+        for (p, f) in std::mem::take(&mut o.files) {
+            files.insert(p, f.into());
         }
     }
     for c in Collection::ALL {
@@ -334,7 +335,7 @@ fn produce(
             }
         }
         if let Some((p, f)) = finish_single(&ctx, c, &mut mine)? {
-            files.insert(p, Shipped::Staged(f));
+            files.insert(p, f.into());
         }
         rest.extend(mine);
         outputs = rest;

@@ -40,7 +40,7 @@ pub struct UnitOutput {
     pub collection: Collection,
     pub shard: u8,
     /// Files written (path in bundle, staged file).
-    pub files: Vec<(String, PathBuf)>,
+    pub files: Vec<(String, Body)>,
     /// For single-file collections: the unit's lines, concatenated later.
     pub lines: Vec<u8>,
     /// Subject roots of the exported (filtered) records.
@@ -143,17 +143,30 @@ pub struct UnitContext<'a> {
     pub prefix: &'a str,
     pub zstd_level: i32,
     pub seal: Sealer<'a>,
+    /// Keep produced files in memory instead of staging them on disk: for deltas, whose
+    /// hundreds of small shard files would otherwise cost more in file creation than in
+    /// compression. Full bundles always stage (their size follows the store's).
+    pub in_memory: bool,
 }
 
-pub fn write_staged(ctx: &UnitContext<'_>, path: &str, bytes: Vec<u8>) -> Result<PathBuf, ExportError> {
+/// A produced bundle file, already sealed when its path is encrypted.
+pub enum Body {
+    File(PathBuf),
+    Sealed(Vec<u8>),
+}
+
+pub fn write_staged(ctx: &UnitContext<'_>, path: &str, bytes: Vec<u8>) -> Result<Body, ExportError> {
     let sealed = (ctx.seal)(path, bytes)?;
+    if ctx.in_memory {
+        return Ok(Body::Sealed(sealed));
+    }
     let dest = ctx.staging.join(path);
     if let Some(p) = dest.parent() {
         std::fs::create_dir_all(p).map_err(|e| ExportError::io(p, e))?;
     }
     let mut f = std::fs::File::create(&dest).map_err(|e| ExportError::io(&dest, e))?;
     f.write_all(&sealed).map_err(|e| ExportError::io(&dest, e))?;
-    Ok(dest)
+    Ok(Body::File(dest))
 }
 
 pub fn compress(bytes: &[u8], level: i32) -> Result<Vec<u8>, ExportError> {
@@ -261,7 +274,7 @@ pub fn finish_single(
     ctx: &UnitContext<'_>,
     c: Collection,
     outputs: &mut [UnitOutput],
-) -> Result<Option<(String, PathBuf)>, ExportError> {
+) -> Result<Option<(String, Body)>, ExportError> {
     let FileLayout::Single(p) = layout(c) else {
         return Ok(None);
     };

@@ -44,6 +44,7 @@ pub fn publish(store: &Store, tenant: &Tenant, dir: &Path) -> Result<PathBuf, Ex
         prefix: "",
         zstd_level: 3,
         seal: &identity,
+        in_memory: false,
     };
     let filter = Filter::new(&Selectors::default()).map_err(ExportError::Usage)?;
     let mut jobs = Vec::new();

@@ -130,7 +130,14 @@ impl Store {
         opts.set_db_write_buffer_size(128 << 20);
         let cfs = ALL_CFS.iter().map(|n| {
             let mut o = Options::default();
-            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            // Merkle nodes are mostly 32-byte hashes that do not compress; decompressing
+            // their blocks was the largest cost of a delta's tree walk.
+            let compression = if *n == CF_NODES {
+                rocksdb::DBCompressionType::None
+            } else {
+                rocksdb::DBCompressionType::Lz4
+            };
+            o.set_compression_type(compression);
             ColumnFamilyDescriptor::new(*n, o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::Open {
