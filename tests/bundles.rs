@@ -101,6 +101,19 @@ fn full_bundle_is_readable_and_verifiable_with_standard_tools() {
     .sum::<usize>();
     assert_eq!(lines, in_jsonl);
     sm(["verify", p(&bundle), "--trust", p(&public)]).ok();
+    // The audit log records the bundle with its digest, size and counts.
+    let audit = std::fs::read_to_string(store.join("audit.jsonl")).unwrap();
+    let created: serde_json::Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "mirror.bundle.created")
+        .expect("a mirror.bundle.created event");
+    assert_eq!(created["runId"], "f1");
+    assert_eq!(
+        created["counts"]["advisories.raw"].as_u64().unwrap() as usize,
+        yaml_count("advisories.raw")
+    );
+    assert!(created["manifestDigest"].as_str().unwrap().starts_with("sha256:"));
 }
 
 #[test]

@@ -595,7 +595,12 @@ fn source_materials(store: &Store, tenant: &Tenant) -> Result<Vec<serde_json::Va
         .collect())
 }
 
-fn register(store: &Store, mut record: ExportRecord, audit: &dyn AuditSink) -> Result<(), ExportError> {
+fn register(
+    store: &Store,
+    mut record: ExportRecord,
+    counts: &BTreeMap<String, u64>,
+    audit: &dyn AuditSink,
+) -> Result<(), ExportError> {
     record.seq = store.export_records(&record.tenant)?.last().map_or(1, |r| r.seq + 1);
     let mut b = store.new_batch();
     store.batch_put(
@@ -607,7 +612,7 @@ fn register(store: &Store, mut record: ExportRecord, audit: &dyn AuditSink) -> R
     store.commit(b)?;
     audit.record(&AuditEvent::new(
         "mirror.bundle.created",
-        json!({"runId": record.run_id, "profile": record.profile, "tenant": record.tenant, "manifestDigest": record.manifest_digest, "bytes": record.bytes, "stateRoot": record.state_root.to_prefixed(), "bundle": record.bundle_file}),
+        json!({"runId": record.run_id, "profile": record.profile, "tenant": record.tenant, "manifestDigest": record.manifest_digest, "bytes": record.bytes, "counts": counts, "stateRoot": record.state_root.to_prefixed(), "bundle": record.bundle_file}),
     ));
     if record.options["encrypted"] == json!(true) {
         audit.record(&AuditEvent::new(
@@ -626,7 +631,7 @@ pub fn export_full(store: &Store, s: &ExportSettings, audit: &dyn AuditSink) -> 
     let selectors = normalize(s.selectors.clone()).map_err(ExportError::Usage)?;
     let state = store.state(&s.tenant)?;
     let p = produce(store, s, Job::Full, &state, selectors, run_id, created_at, mtime, None)?;
-    register(store, p.record, audit)?;
+    register(store, p.record, &p.report.counts, audit)?;
     Ok(p.report)
 }
 
@@ -692,7 +697,7 @@ pub fn export_delta(
         reset,
     };
     let p = produce(store, s, job, &state, selectors, run_id, created_at, mtime, None)?;
-    register(store, p.record, audit)?;
+    register(store, p.record, &p.report.counts, audit)?;
     Ok(p.report)
 }
 
