@@ -37,25 +37,7 @@ fn age_identity(dir: &Path, name: &str) -> (PathBuf, String) {
 
 fn export(s: &Setup, run: &str, extra: &[&str]) -> PathBuf {
     let out = s.dir.path().join("out");
-    let mut args = vec![
-        "export",
-        "full",
-        "--store",
-        p(&s.store),
-        "--tenant",
-        "acme",
-        "--out",
-        p(&out),
-        "--run-id",
-        run,
-        "--created-at",
-        "2026-09-01T00:00:00Z",
-        "--sign-key",
-        p(&s.key),
-    ];
-    args.extend_from_slice(extra);
-    sm(args).ok();
-    out.join(format!("{run}-full.tar.zst"))
+    stellamirror_tests::export_full(&s.store, &out, &s.key, run, "2026-09-01T00:00:00Z", extra)
 }
 
 fn encrypted_paths(m: &Path) -> Vec<String> {

@@ -440,16 +440,7 @@ mod bench {
         let t = tempfile::tempdir().unwrap();
         let store = Store::open(&t.path().join("store")).unwrap();
         let tenant = Tenant::new("bench").unwrap();
-        let opts = IngestOptions {
-            tenant: tenant.clone(),
-            source: "rancher".into(),
-            complete: false,
-            keep_going: false,
-            dry_run: false,
-            ctx: ParseContext::default(),
-            batch_bytes: crate::ingest::DEFAULT_BATCH_BYTES,
-            batch_records: crate::ingest::DEFAULT_BATCH_RECORDS,
-        };
+        let opts = IngestOptions::new(tenant.clone(), "rancher");
         // Every pair, on the empty store: what a full recomputation would cost.
         let (all_secs, all_pairs) = time_extend(&store, &tenant, &hub);
         let t0 = Instant::now();

@@ -325,20 +325,9 @@ fn produce(
         }
     }
     for c in Collection::ALL {
-        let mut mine: Vec<UnitOutput> = Vec::new();
-        let mut rest = Vec::new();
-        for o in outputs.drain(..) {
-            if o.collection == c {
-                mine.push(o)
-            } else {
-                rest.push(o)
-            }
-        }
-        if let Some((p, f)) = finish_single(&ctx, c, &mut mine)? {
+        if let Some((p, f)) = finish_single(&ctx, c, &outputs)? {
             files.insert(p, f.into());
         }
-        rest.extend(mine);
-        outputs = rest;
     }
     outputs.sort_by_key(|o| (o.collection, o.shard));
     let index_dir = staging.0.join(".indexes");
@@ -723,7 +712,7 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
             ))
         }
     };
-    let mut settings = ExportSettings {
+    let settings = ExportSettings {
         tenant: s.tenant.clone(),
         out_dir: s.out_dir.clone(),
         run_id: Some(rec.run_id.clone()),
@@ -735,7 +724,6 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
         sign_key: s.sign_key.clone(),
         encryption: None,
     };
-    settings.selectors_given = true;
     let mtime = parse_time(&rec.created_at).unwrap_or(0).max(0) as u64;
     let base_rec;
     let job = match &rec.base_export_id {

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::bundle::archive::EntrySource;
 use crate::bundle::layout::{layout, safe_name, shard_path, FileLayout};
 use crate::ids::{FileDigest, NodeHash, ObjectId};
 use crate::merkle::{shard_root, subject_root, SubjectRef};
@@ -270,16 +269,17 @@ pub fn unit_shard_root(o: &UnitOutput) -> NodeHash {
 }
 
 /// Assemble single-file collections from their units' lines, sorted by (subject, id).
+/// `outputs` may hold every collection's units; only `c`'s are read.
 pub fn finish_single(
     ctx: &UnitContext<'_>,
     c: Collection,
-    outputs: &mut [UnitOutput],
+    outputs: &[UnitOutput],
 ) -> Result<Option<(String, Body)>, ExportError> {
     let FileLayout::Single(p) = layout(c) else {
         return Ok(None);
     };
     let mut all: Vec<&[u8]> = Vec::new();
-    for o in outputs.iter() {
+    for o in outputs.iter().filter(|o| o.collection == c) {
         all.extend(o.lines.split_inclusive(|b| *b == b'\n'));
     }
     if all.is_empty() {
@@ -408,10 +408,6 @@ pub fn build_indexes(
         files.insert(f, path);
     }
     Ok(files)
-}
-
-pub fn staged_entry(path: String, file: PathBuf) -> (String, EntrySource) {
-    (path, EntrySource::File(file))
 }
 
 pub fn digest_file(p: &Path) -> Result<(FileDigest, u64), ExportError> {

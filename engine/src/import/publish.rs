@@ -61,21 +61,7 @@ pub fn publish(store: &Store, tenant: &Tenant, dir: &Path) -> Result<PathBuf, Ex
         .map(|(c, s, r)| run_unit(&ctx, load_unit(store, *c, *s, r, &filter)?))
         .collect::<Result<_, _>>()?;
     for c in Collection::ALL {
-        let mut mine: Vec<UnitOutput> = outputs
-            .iter()
-            .filter(|o| o.collection == c)
-            .map(|o| UnitOutput {
-                collection: o.collection,
-                shard: o.shard,
-                files: Vec::new(),
-                lines: o.lines.clone(),
-                subjects: Vec::new(),
-                index: Vec::new(),
-                index_part: None,
-                records: 0,
-            })
-            .collect();
-        finish_single(&ctx, c, &mut mine)?;
+        finish_single(&ctx, c, &outputs)?;
     }
     outputs.sort_by_key(|o| (o.collection, o.shard));
     let kind_roots: BTreeMap<Collection, _> = state.kinds.iter().map(|k| (k.collection, k.root)).collect();

@@ -164,21 +164,12 @@ mod tests {
 
     use super::*;
     use crate::audit::NoProgress;
-    use crate::ingest::{formats::ParseContext, ingest, IngestOptions};
+    use crate::ingest::{ingest, IngestOptions};
     use crate::model::Tenant;
 
     fn sample_store(dir: &std::path::Path) -> Store {
         let store = Store::open(&dir.join("s")).unwrap();
-        let opts = IngestOptions {
-            tenant: Tenant::new("acme").unwrap(),
-            source: "go".into(),
-            complete: false,
-            keep_going: false,
-            dry_run: false,
-            ctx: ParseContext::default(),
-            batch_bytes: crate::ingest::DEFAULT_BATCH_BYTES,
-            batch_records: crate::ingest::DEFAULT_BATCH_RECORDS,
-        };
+        let opts = IngestOptions::new(Tenant::new("acme").unwrap(), "go");
         let input = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/osv/go-old.jsonl");
         ingest(&store, &[input], &opts, &NoProgress).unwrap();
         store

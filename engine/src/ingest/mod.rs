@@ -57,6 +57,22 @@ pub struct IngestOptions {
     pub batch_records: usize,
 }
 
+impl IngestOptions {
+    /// Options with the defaults: detect formats, refuse bad input, commit, default batches.
+    pub fn new(tenant: Tenant, source: &str) -> Self {
+        Self {
+            tenant,
+            source: source.to_string(),
+            complete: false,
+            keep_going: false,
+            dry_run: false,
+            ctx: ParseContext::default(),
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            batch_records: DEFAULT_BATCH_RECORDS,
+        }
+    }
+}
+
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IngestReport {
@@ -140,7 +156,6 @@ fn entry_of(r: &NewRecord, source: &str, derived: Vec<(Collection, String)>) -> 
 struct Chunk {
     m: Mutation,
     bytes: HashMap<ObjectId, Vec<u8>>,
-    documents: u64,
     /// Records (primary + derived) added: a second bound on a chunk, since one VEX
     /// document yields hundreds of statements (and as many consensus records).
     records: usize,
@@ -168,7 +183,6 @@ impl Chunk {
             self.bytes.insert(e.object, d.bytes);
             self.m.upserts.insert((d.collection, d.id), e);
         }
-        self.documents += 1;
         self.records += 1 + doc_derived;
     }
 }
