@@ -78,14 +78,9 @@ pub fn gate(trust: &[TrustedKey], input: &GateInput<'_>) -> Result<Vec<Artifact>
     Ok(parse_manifest(input.manifest)?.artifacts)
 }
 
-/// Verify a staged bundle. `open` decrypts encrypted paths; `None` skips the data
-/// checks of encrypted bundles (signatures and digests are always checked).
-pub fn verify_staged(
-    staged: &Staged,
-    trust: &[TrustedKey],
-    open: Option<Opener<'_>>,
-    check_records: bool,
-) -> Result<Verified, BundleError> {
+/// Verify a staged bundle's signatures, listing and digests (no content is parsed but
+/// `manifest.yaml` and `export.json`).
+pub fn verify_staged(staged: &Staged, trust: &[TrustedKey]) -> Result<Verified, BundleError> {
     let manifest_bytes = staged.read(MANIFEST)?;
     let msig = staged.read(MANIFEST_SIG)?;
     check_signature(
@@ -161,47 +156,31 @@ pub fn verify_staged(
         });
     }
 
-    let encrypted: std::collections::BTreeSet<&str> =
-        manifest.encryption.encrypted_paths.iter().map(String::as_str).collect();
-    let identity = |_: &str, b: Vec<u8>| -> Result<Vec<u8>, BundleError> { Ok(b) };
-    let opener: Opener<'_> = match open {
-        Some(o) => o,
-        None if encrypted.is_empty() => &identity,
-        None => {
-            return Ok(Verified {
-                manifest_digest: FileDigest::of(&manifest_bytes),
-                diff: None,
-                manifest,
-                export,
-                data_checked: false,
-                records_checked: 0,
-            })
-        }
-    };
-    let diff = if manifest.profile == PROFILE_DELTA {
-        let b = super::records::read_plain(staged, "manifest.diff.json", opener)?;
-        Some(
-            serde_json::from_slice::<DiffManifest>(&b).map_err(|e| BundleError::Malformed {
-                path: "manifest.diff.json".into(),
-                reason: format!("does not parse: {e}"),
-            })?,
-        )
-    } else {
-        None
-    };
-    let records_checked = if check_records {
-        check_data(staged, &manifest, diff.as_ref(), opener)?
-    } else {
-        0
-    };
     Ok(Verified {
         manifest_digest: FileDigest::of(&manifest_bytes),
         manifest,
         export,
-        diff,
-        data_checked: check_records,
-        records_checked,
+        diff: None,
+        data_checked: false,
+        records_checked: 0,
     })
+}
+
+/// Check a verified bundle's content: every record hash, index entry and (for full
+/// bundles) Merkle root; `open` decrypts encrypted paths. Fills `diff` for deltas.
+pub fn verify_records(staged: &Staged, v: &mut Verified, open: Opener<'_>) -> Result<(), BundleError> {
+    if v.manifest.profile == PROFILE_DELTA {
+        let b = super::records::read_plain(staged, "manifest.diff.json", open)?;
+        v.diff = Some(
+            serde_json::from_slice::<DiffManifest>(&b).map_err(|e| BundleError::Malformed {
+                path: "manifest.diff.json".into(),
+                reason: format!("does not parse: {e}"),
+            })?,
+        );
+    }
+    v.records_checked = check_data(staged, &v.manifest, v.diff.as_ref(), open)?;
+    v.data_checked = true;
+    Ok(())
 }
 
 fn root_mismatch(what: String, expected: &str, actual: NodeHash) -> BundleError {

@@ -24,7 +24,7 @@ use crate::bundle::error::BundleError;
 use crate::bundle::format::{RemovedLine, PROFILE_DELTA};
 use crate::bundle::records::{for_each_record, read_index, read_plain, Opener};
 use crate::bundle::signing::TrustedKey;
-use crate::bundle::verify::{gate, verify_staged, Verified};
+use crate::bundle::verify::{gate, verify_records, verify_staged, Verified};
 use crate::encryption::{BundleOpener, EncryptionMode, Identities, WrappedKey};
 use crate::ids::NodeHash;
 use crate::model::{Collection, Tenant};
@@ -147,16 +147,16 @@ pub fn stage_and_verify(
         stage_archive(path, staging, limits, &mut |g| gate(trust, g))?
     };
     // Signatures and digests first, without reading any content.
-    let verified = verify_staged(&staged, trust, None, false)?;
+    let mut verified = verify_staged(&staged, trust)?;
     if check_records && verified.manifest.encryption.mode != "none" && identities.is_empty() {
         // Without an identity only signatures and digests can be checked.
         return Ok((staged, verified, None));
     }
     let opener = opener_for(&staged, &verified, identities)?;
     if check_records {
-        let f = |p: &str, b: Vec<u8>| open_with(&opener, &verified, p, b);
-        let v = verify_staged(&staged, trust, Some(&f), true)?;
-        return Ok((staged, v, opener));
+        let encrypted = verified.manifest.encryption.encrypted_paths.clone();
+        let f = |p: &str, b: Vec<u8>| open_with(&opener, &encrypted, p, b);
+        verify_records(&staged, &mut verified, &f)?;
     }
     Ok((staged, verified, opener))
 }
@@ -213,9 +213,14 @@ fn opener_for(staged: &Staged, v: &Verified, identities: &Identities) -> Result<
         })
 }
 
-fn open_with(opener: &Option<BundleOpener>, v: &Verified, path: &str, bytes: Vec<u8>) -> Result<Vec<u8>, BundleError> {
+fn open_with(
+    opener: &Option<BundleOpener>,
+    encrypted_paths: &[String],
+    path: &str,
+    bytes: Vec<u8>,
+) -> Result<Vec<u8>, BundleError> {
     match opener {
-        Some(o) if v.manifest.encryption.encrypted_paths.iter().any(|p| p == path) => {
+        Some(o) if encrypted_paths.iter().any(|p| p == path) => {
             o.open(path, &bytes).map_err(|e| BundleError::Decrypt {
                 path: path.into(),
                 reason: e.to_string(),
@@ -258,7 +263,7 @@ pub fn apply_verified(
             });
         }
     }
-    let open = |p: &str, b: Vec<u8>| open_with(opener, v, p, b);
+    let open = |p: &str, b: Vec<u8>| open_with(opener, &v.manifest.encryption.encrypted_paths, p, b);
     let open: Opener<'_> = &open;
     let is_delta = m.profile == PROFILE_DELTA;
     let diff = if is_delta {
