@@ -15,7 +15,7 @@ use stellamirror_engine::ingest::formats::{parse_document, ParseContext};
 use stellamirror_engine::merkle::empty_shard_root;
 use stellamirror_engine::model::{Collection, Tenant};
 use stellamirror_engine::store::catalog::Selectors;
-use stellamirror_engine::store::{RecordEntry, Store, CF_OBJECTS};
+use stellamirror_engine::store::{ObjectKey, RecordEntry, Store};
 
 fn osv_lines() -> Vec<String> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/osv/go-new.jsonl");
@@ -57,9 +57,14 @@ fn synthetic_store(dir: &Path, n: usize) -> (Store, Tenant, BTreeMap<(Collection
     for i in 0..n {
         let doc = format!("{{\"n\":{i},\"body\":{}}}", lines[i % lines.len()]);
         let id = ObjectId::of(doc.as_bytes());
-        store.batch_put(&mut batch, CF_OBJECTS, id.as_bytes(), doc.as_bytes());
+        let subject = format!("pkg:golang/example.com/mod{}", rng.gen_range(0..n / 4));
+        store.put_object(
+            &mut batch,
+            &ObjectKey::new(Collection::AdvisoriesRaw, &subject, &id),
+            doc.as_bytes(),
+        );
         let e = RecordEntry {
-            subject: format!("pkg:golang/example.com/mod{}", rng.gen_range(0..n / 4)),
+            subject,
             object: id,
             modified: Some(i as i64),
             source: "bench".into(),

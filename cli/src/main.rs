@@ -14,6 +14,11 @@ use clap::{Parser, Subcommand};
 
 use failure::Failure;
 
+// Export and ingest allocate and free millions of short-lived buffers from two threads;
+// glibc's allocator spent ~12% of a 1M-record export in malloc/free (perf, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "stellamirror",

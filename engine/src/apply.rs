@@ -56,8 +56,13 @@ impl Plan {
     }
 
     /// Objects of the records this plan writes (they must be stored before `commit`).
-    pub fn objects<'a>(&'a self, m: &'a Mutation) -> impl Iterator<Item = crate::ids::ObjectId> + 'a {
-        self.puts.iter().filter_map(|(k, _)| m.upserts.get(k).map(|e| e.object))
+    /// Where each object the plan writes is stored.
+    pub fn objects<'a>(&'a self, m: &'a Mutation) -> impl Iterator<Item = crate::store::ObjectKey> + 'a {
+        self.puts.iter().filter_map(|(k, _)| {
+            m.upserts
+                .get(k)
+                .map(|e| crate::store::ObjectKey::new(k.0, &e.subject, &e.object))
+        })
     }
 }
 

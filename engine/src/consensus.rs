@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use crate::apply::Mutation;
 use crate::ids::ObjectId;
 use crate::model::{parse_time, Collection, Tenant};
-use crate::store::{RecordEntry, Store, StoreError, CF_RECORDS};
+use crate::store::{ObjectKey, RecordEntry, Store, StoreError, CF_RECORDS};
 
 /// The source field of every consensus record (see the module invariants).
 pub const CONSENSUS_SOURCE: &str = "";
@@ -175,11 +175,15 @@ pub fn compute(statements: &[Statement]) -> Option<(Vec<u8>, String, Option<i64>
 }
 
 /// Bytes of a statement object: from this run's new objects, else from the store.
-fn statement_bytes(store: &Store, new: &HashMap<ObjectId, &[u8]>, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
-    match new.get(id) {
+fn statement_bytes(store: &Store, new: &HashMap<ObjectId, &[u8]>, e: &RecordEntry) -> Result<Vec<u8>, StoreError> {
+    match new.get(&e.object) {
         Some(b) => Ok(b.to_vec()),
-        None => store.object_required(id),
+        None => stored_statement(store, e),
     }
+}
+
+fn stored_statement(store: &Store, e: &RecordEntry) -> Result<Vec<u8>, StoreError> {
+    store.object_required(&ObjectKey::new(Collection::VexNormalized, &e.subject, &e.object))
 }
 
 /// Extend `m` with the consensus changes its VEX statement changes imply. `new` holds the
@@ -210,9 +214,9 @@ pub fn extend(
         {
             continue;
         }
-        note(e, &statement_bytes(store, new, &e.object)?);
+        note(e, &statement_bytes(store, new, e)?);
         if let Some(l) = live {
-            note(&l, &store.object_required(&l.object)?);
+            note(&l, &stored_statement(store, &l)?);
         }
     }
     for (c, id) in m.deletes.range((VN, String::new())..) {
@@ -223,7 +227,7 @@ pub fn extend(
             continue;
         }
         if let Some(l) = store.record(tenant, VN, id)? {
-            note(&l, &store.object_required(&l.object)?);
+            note(&l, &stored_statement(store, &l)?);
         }
     }
     // 2. Each pair's statements after `m`: live ones not deleted or replaced, plus upserts.
@@ -243,21 +247,13 @@ pub fn extend(
             }
             let e: RecordEntry = postcard::from_bytes(&val)
                 .map_err(|_| StoreError::Corrupt(format!("record vex.normalized/{id} does not decode")))?;
-            found.extend(Statement::parse(
-                e.object,
-                &e.subject,
-                &store.object_required(&e.object)?,
-            ));
+            found.extend(Statement::parse(e.object, &e.subject, &stored_statement(store, &e)?));
         }
         for ((c, id), e) in m.upserts.range((VN, prefix.clone())..) {
             if *c != VN || !id.starts_with(&prefix) {
                 break;
             }
-            found.extend(Statement::parse(
-                e.object,
-                &e.subject,
-                &statement_bytes(store, new, &e.object)?,
-            ));
+            found.extend(Statement::parse(e.object, &e.subject, &statement_bytes(store, new, e)?));
         }
         found.retain(|s| s.vulnerability == vuln && s.product == product);
         let cid = (Collection::Consensus, format!("{vuln}|{product}"));

@@ -184,6 +184,64 @@ impl StateNode {
     }
 }
 
+/// Borrowed views of stored nodes, decoded without copying a string: a delta's diff reads
+/// thousands of shard and subject nodes (~1,000 subjects each at 1M records) and keeps
+/// almost nothing of them. Field order mirrors the owned types (postcard is positional).
+#[derive(Debug, Deserialize)]
+pub struct LeafView<'a> {
+    pub id: &'a str,
+    pub object: ObjectId,
+    pub modified: Option<i64>,
+}
+
+impl LeafView<'_> {
+    pub fn to_leaf(&self) -> Leaf {
+        Leaf {
+            id: self.id.to_string(),
+            object: self.object,
+            modified: self.modified,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SubjectNodeView<'a> {
+    pub subject: &'a str,
+    #[serde(borrow)]
+    pub leaves: Vec<LeafView<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SubjectRefView<'a> {
+    pub subject: &'a str,
+    pub root: NodeHash,
+    pub records: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ShardNodeView<'a> {
+    pub shard: u8,
+    #[serde(borrow)]
+    pub subjects: Vec<SubjectRefView<'a>>,
+}
+
+/// [`Node`], borrowed.
+#[derive(Debug, Deserialize)]
+pub enum NodeView<'a> {
+    #[serde(borrow)]
+    Subject(SubjectNodeView<'a>),
+    #[serde(borrow)]
+    Shard(ShardNodeView<'a>),
+    Kind(KindNode),
+    State(StateNode),
+}
+
+impl<'a> NodeView<'a> {
+    pub fn decode(bytes: &'a [u8]) -> Option<Self> {
+        postcard::from_bytes(bytes).ok()
+    }
+}
+
 /// Any node, as stored (postcard-encoded) under its hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Node {
@@ -250,5 +308,48 @@ mod tests {
         assert_eq!(Node::decode(&n.encode()), Some(n));
         let e = Node::State(StateNode::empty("t"));
         assert_eq!(Node::decode(&e.encode()).unwrap().hash(), e.hash());
+    }
+
+    #[test]
+    fn borrowed_views_read_what_the_owned_nodes_wrote() {
+        let leaves = vec![
+            leaf("A", b"a"),
+            Leaf {
+                modified: Some(-3),
+                ..leaf("B", b"b")
+            },
+        ];
+        let bytes = Node::Subject(SubjectNode {
+            subject: "pkg:pypi/x".into(),
+            leaves: leaves.clone(),
+        })
+        .encode();
+        let Some(NodeView::Subject(v)) = NodeView::decode(&bytes) else {
+            panic!("subject view")
+        };
+        assert_eq!(v.subject, "pkg:pypi/x");
+        assert_eq!(v.leaves.iter().map(LeafView::to_leaf).collect::<Vec<_>>(), leaves);
+        let refs = vec![SubjectRef {
+            subject: "pkg:pypi/x".into(),
+            root: subject_root("pkg:pypi/x", &leaves),
+            records: 2,
+        }];
+        let bytes = Node::Shard(ShardNode {
+            shard: 9,
+            subjects: refs.clone(),
+        })
+        .encode();
+        let Some(NodeView::Shard(v)) = NodeView::decode(&bytes) else {
+            panic!("shard view")
+        };
+        assert_eq!(
+            (
+                v.shard,
+                v.subjects[0].subject,
+                v.subjects[0].root,
+                v.subjects[0].records
+            ),
+            (9, "pkg:pypi/x", refs[0].root, 2)
+        );
     }
 }

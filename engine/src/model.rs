@@ -102,6 +102,22 @@ impl Collection {
         }
     }
 
+    /// Stable one-byte code of the collection in store keys (store format 2). Never
+    /// renumber: stored object keys carry it.
+    pub fn code(self) -> u8 {
+        match self {
+            Collection::AdvisoriesRaw => 1,
+            Collection::AdvisoriesNormalized => 2,
+            Collection::VexRaw => 3,
+            Collection::VexNormalized => 4,
+            Collection::SbomsRaw => 5,
+            Collection::SbomsNormalized => 6,
+            Collection::PolicySnapshot => 7,
+            Collection::PolicyEvaluations => 8,
+            Collection::Consensus => 9,
+        }
+    }
+
     pub fn from_name(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.name() == s)
     }

@@ -3,7 +3,8 @@
 //! Writer invariants: entries are regular files only, in the order `manifest.yaml`,
 //! `signatures/manifest.sig`, `signatures/export.sig`, then every other path sorted
 //! bytewise; mode 0644, uid/gid 0, empty owner names, mtime = the run's `createdAt`;
-//! the outer zstd level is fixed. The same inputs therefore give the same bytes.
+//! the outer zstd level is fixed and it always runs in multi-threaded mode (whose output
+//! does not depend on the worker count). The same inputs therefore give the same bytes.
 //!
 //! Reader: because the signed manifest comes first, the reader verifies it (through
 //! the caller's gate) before accepting any other entry, then refuses unlisted entries
@@ -31,6 +32,57 @@ pub const EXPORT_SIG: &str = "signatures/export.sig";
 pub enum EntrySource {
     Bytes(Vec<u8>),
     File(PathBuf),
+    /// A file made of consecutive segments (index files streamed from their parts).
+    Parts(Vec<Segment>),
+}
+
+/// One piece of a file assembled on the fly.
+pub enum Segment {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+impl Segment {
+    fn len(&self) -> std::io::Result<u64> {
+        match self {
+            Segment::Bytes(b) => Ok(b.len() as u64),
+            Segment::File(p) => Ok(std::fs::metadata(p)?.len()),
+        }
+    }
+}
+
+/// Reads segments one after the other, opening each file only when it is reached.
+pub struct SegmentReader {
+    rest: std::collections::VecDeque<Segment>,
+    current: Option<Box<dyn Read>>,
+}
+
+impl SegmentReader {
+    pub fn new(segments: Vec<Segment>) -> Self {
+        Self {
+            rest: segments.into(),
+            current: None,
+        }
+    }
+}
+
+impl Read for SegmentReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(r) = &mut self.current {
+                let n = r.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                self.current = None;
+            }
+            match self.rest.pop_front() {
+                None => return Ok(0),
+                Some(Segment::Bytes(b)) => self.current = Some(Box::new(std::io::Cursor::new(b))),
+                Some(Segment::File(p)) => self.current = Some(Box::new(File::open(p)?)),
+            }
+        }
+    }
 }
 
 pub struct Entry {
@@ -57,9 +109,13 @@ pub fn write_archive(dest: &Path, top: &str, mut entries: Vec<Entry>, mtime: u64
         let mut enc = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, file), OUTER_ZSTD_LEVEL)?;
         // A frame checksum makes transport corruption a clear error even before digests.
         enc.include_checksum(true)?;
+        // zstd's streaming multi-threaded output is the same for any worker count >= 1
+        // (zstd issues #2238/#2327), so bundles stay byte-identical across machines.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        enc.multithread(workers.max(1))?;
         let mut tar = tar::Builder::new(enc);
         tar.mode(tar::HeaderMode::Deterministic);
-        for e in &entries {
+        for e in entries {
             let mut h = tar::Header::new_gnu();
             h.set_mode(0o644);
             h.set_uid(0);
@@ -67,7 +123,7 @@ pub fn write_archive(dest: &Path, top: &str, mut entries: Vec<Entry>, mtime: u64
             h.set_mtime(mtime);
             h.set_entry_type(tar::EntryType::Regular);
             let name = format!("{top}/{}", e.path);
-            match &e.source {
+            match e.source {
                 EntrySource::Bytes(b) => {
                     h.set_size(b.len() as u64);
                     tar.append_data(&mut h, &name, b.as_slice())?;
@@ -76,6 +132,14 @@ pub fn write_archive(dest: &Path, top: &str, mut entries: Vec<Entry>, mtime: u64
                     let f = File::open(p)?;
                     h.set_size(f.metadata()?.len());
                     tar.append_data(&mut h, &name, f)?;
+                }
+                EntrySource::Parts(segs) => {
+                    let mut size = 0;
+                    for s in &segs {
+                        size += s.len()?;
+                    }
+                    h.set_size(size);
+                    tar.append_data(&mut h, &name, SegmentReader::new(segs))?;
                 }
             }
         }

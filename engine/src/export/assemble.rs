@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::bundle::archive::{write_archive, Entry, EntrySource, EXPORT, EXPORT_SIG, MANIFEST, MANIFEST_SIG};
+use crate::bundle::archive::{write_archive, Entry, EntrySource, Segment, EXPORT, EXPORT_SIG, MANIFEST, MANIFEST_SIG};
 use crate::bundle::format::{
     Artifact, BaseRef, Compression, EncryptionInfo, ExportDoc, Manifest, Schedule, Signing, FORMAT_VERSION,
 };
@@ -13,7 +13,7 @@ use crate::bundle::signing::SignKey;
 use crate::ids::FileDigest;
 use crate::store::catalog::Selectors;
 
-use super::units::digest_file;
+use super::units::digest_segments;
 use super::ExportError;
 
 /// Everything about the run that goes into the documents.
@@ -45,8 +45,12 @@ pub struct Sealing<'a> {
 /// A file to ship: bundle path and where its (plaintext for docs, already sealed for
 /// data) bytes are.
 pub enum Shipped {
-    /// Already sealed where needed (data files written by units).
-    Staged(PathBuf),
+    /// Already sealed where needed (data files written by units), with the digest and size
+    /// of the bytes written.
+    Staged(PathBuf, FileDigest, u64),
+    /// Index files, streamed from their segments (never encrypted: strict encryption seals
+    /// them into `Sealed` first).
+    Parts(Vec<Segment>),
     /// Already sealed where needed, kept in memory (delta data files).
     Sealed(Vec<u8>),
     /// A document produced here; sealed by the assembler when its path is encrypted.
@@ -56,7 +60,7 @@ pub enum Shipped {
 impl From<super::units::Body> for Shipped {
     fn from(b: super::units::Body) -> Self {
         match b {
-            super::units::Body::File(p) => Shipped::Staged(p),
+            super::units::Body::File(p, d, n) => Shipped::Staged(p, d, n),
             super::units::Body::Sealed(bytes) => Shipped::Sealed(bytes),
         }
     }
@@ -128,9 +132,10 @@ pub fn assemble(
     let mut shipped: BTreeMap<String, (FileDigest, u64, EntrySource)> = BTreeMap::new();
     let ship = |path: &str, s: Shipped| -> Result<(FileDigest, u64, EntrySource), ExportError> {
         Ok(match s {
-            Shipped::Staged(p) => {
-                let (d, n) = digest_file(&p)?;
-                (d, n, EntrySource::File(p))
+            Shipped::Staged(p, d, n) => (d, n, EntrySource::File(p)),
+            Shipped::Parts(segs) => {
+                let (d, n) = digest_segments(&segs)?;
+                (d, n, EntrySource::Parts(segs))
             }
             Shipped::Sealed(bytes) => (FileDigest::of(&bytes), bytes.len() as u64, EntrySource::Bytes(bytes)),
             Shipped::Doc(bytes) => {

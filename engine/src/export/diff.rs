@@ -3,10 +3,14 @@
 //! not the store's size.
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
+
+use rocksdb::DBPinnableSlice;
+
 use crate::ids::NodeHash;
-use crate::merkle::{StateNode, SubjectRef};
+use crate::merkle::{empty_shard_root, LeafView, NodeView, StateNode, SubjectRefView};
 use crate::model::{Collection, Leaf};
-use crate::store::{Store, StoreError};
+use crate::store::{NodeTag, Store, StoreError};
 
 /// A record that differs between base and target, with where it was and is.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,17 +21,25 @@ pub struct Change {
     pub new: Option<(String, Leaf)>,
 }
 
-fn leaves_of(store: &Store, r: Option<&SubjectRef>) -> Result<Vec<Leaf>, StoreError> {
-    match r {
-        None => Ok(Vec::new()),
-        Some(r) => Ok(store.subject_node(&r.root)?.leaves),
-    }
-}
-
 /// Every record that differs between `base` and `target`, keyed by (collection, id):
 /// a record that moved to another subject is one change.
 pub fn diff(store: &Store, base: &StateNode, target: &StateNode) -> Result<Vec<Change>, StoreError> {
-    let mut out: BTreeMap<(Collection, String), Change> = BTreeMap::new();
+    Ok(diff_keeping_shards(store, base, target)?.0)
+}
+
+/// The target root of every subject the diff found changed (`None`: the subject is gone),
+/// by (collection, subject): the delta's index names them.
+pub type SubjectRoots = BTreeMap<(Collection, String), Option<NodeHash>>;
+
+/// [`diff`], also returning the target roots of the subjects that changed. Differing
+/// shards are walked in parallel; nodes are decoded as borrowed views and the sorted
+/// subject and leaf lists of the two sides are merged, so only changes allocate.
+pub fn diff_keeping_shards(
+    store: &Store,
+    base: &StateNode,
+    target: &StateNode,
+) -> Result<(Vec<Change>, SubjectRoots), StoreError> {
+    let mut work = Vec::new();
     for c in Collection::ALL {
         let (bk, tk) = (base.kind(c), target.kind(c));
         if bk.root == tk.root {
@@ -35,57 +47,181 @@ pub fn diff(store: &Store, base: &StateNode, target: &StateNode) -> Result<Vec<C
         }
         let (bkind, tkind) = (store.kind_node(bk)?, store.kind_node(tk)?);
         for shard in 0..=255u8 {
-            let (br, tr): (&NodeHash, &NodeHash) = (&bkind.shards[shard as usize], &tkind.shards[shard as usize]);
-            if br == tr {
-                continue;
+            let (br, tr) = (bkind.shards[shard as usize], tkind.shards[shard as usize]);
+            if br != tr {
+                work.push((c, shard, br, tr));
             }
-            let bs = store.shard_node(shard, br)?;
-            let ts = store.shard_node(shard, tr)?;
-            let mut subjects: BTreeMap<&str, (Option<&SubjectRef>, Option<&SubjectRef>)> = BTreeMap::new();
-            for s in &bs.subjects {
-                subjects.entry(&s.subject).or_default().0 = Some(s);
-            }
-            for s in &ts.subjects {
-                subjects.entry(&s.subject).or_default().1 = Some(s);
-            }
-            for (subject, (b, t)) in subjects {
-                if let (Some(b), Some(t)) = (b, t) {
-                    if b.root == t.root {
-                        continue;
-                    }
+        }
+    }
+    let per_shard: Vec<(ShardDiff, Collection)> = work
+        .into_par_iter()
+        .map(|(c, shard, br, tr)| {
+            let (bb, tb) = (shard_bytes(store, shard, &br)?, shard_bytes(store, shard, &tr)?);
+            let (bs, ts) = (shard_subjects(bb.as_deref(), &br)?, shard_subjects(tb.as_deref(), &tr)?);
+            Ok((diff_shard(store, c, &bs, &ts)?, c))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let mut out: BTreeMap<(Collection, String), Change> = BTreeMap::new();
+    let mut roots = SubjectRoots::new();
+    for (
+        ShardDiff {
+            changes,
+            roots: subject_roots,
+        },
+        c,
+    ) in per_shard
+    {
+        for ch in changes {
+            // A record that moved between subjects of different shards shows up in both.
+            match out.entry((ch.collection, ch.id.clone())) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(ch);
                 }
-                let mut ids: BTreeMap<String, (Option<Leaf>, Option<Leaf>)> = BTreeMap::new();
-                for l in leaves_of(store, b)? {
-                    let id = l.id.clone();
-                    ids.entry(id).or_default().0 = Some(l);
-                }
-                for l in leaves_of(store, t)? {
-                    let id = l.id.clone();
-                    ids.entry(id).or_default().1 = Some(l);
-                }
-                for (id, (ol, nl)) in ids {
-                    if let (Some(o), Some(n)) = (&ol, &nl) {
-                        if o.object == n.object {
-                            continue;
-                        }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    let merged = o.get_mut();
+                    if ch.old.is_some() {
+                        merged.old = ch.old;
                     }
-                    let ch = out.entry((c, id.clone())).or_insert_with(|| Change {
-                        collection: c,
-                        id,
-                        old: None,
-                        new: None,
-                    });
-                    if let Some(o) = ol {
-                        ch.old = Some((subject.to_string(), o));
-                    }
-                    if let Some(n) = nl {
-                        ch.new = Some((subject.to_string(), n));
+                    if ch.new.is_some() {
+                        merged.new = ch.new;
                     }
                 }
             }
         }
+        roots.extend(subject_roots.into_iter().map(|(s, r)| ((c, s), r)));
     }
-    Ok(out.into_values().collect())
+    Ok((out.into_values().collect(), roots))
+}
+
+fn shard_bytes<'s>(store: &'s Store, shard: u8, root: &NodeHash) -> Result<Option<DBPinnableSlice<'s>>, StoreError> {
+    if *root == empty_shard_root(shard) {
+        return Ok(None);
+    }
+    store.node_bytes(NodeTag::Shard, root).map(Some)
+}
+
+fn shard_subjects<'b>(bytes: Option<&'b [u8]>, root: &NodeHash) -> Result<Vec<SubjectRefView<'b>>, StoreError> {
+    match bytes.map(NodeView::decode) {
+        None => Ok(Vec::new()),
+        Some(Some(NodeView::Shard(s))) => Ok(s.subjects),
+        Some(_) => Err(StoreError::Corrupt(format!("{root} is not a shard node"))),
+    }
+}
+
+/// The changes inside one shard (subjects whose roots differ, record by record), and the
+/// target roots of those subjects.
+struct ShardDiff {
+    changes: Vec<Change>,
+    roots: Vec<(String, Option<NodeHash>)>,
+}
+
+fn diff_shard(
+    store: &Store,
+    c: Collection,
+    bs: &[SubjectRefView<'_>],
+    ts: &[SubjectRefView<'_>],
+) -> Result<ShardDiff, StoreError> {
+    // Subjects are sorted in shard nodes: merge the two lists.
+    let mut pairs: Vec<(&str, Option<&NodeHash>, Option<&NodeHash>)> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < bs.len() || j < ts.len() {
+        match (bs.get(i), ts.get(j)) {
+            (Some(b), Some(t)) if b.subject == t.subject => {
+                if b.root != t.root {
+                    pairs.push((b.subject, Some(&b.root), Some(&t.root)));
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(b), Some(t)) if b.subject < t.subject => {
+                pairs.push((b.subject, Some(&b.root), None));
+                i += 1;
+            }
+            (Some(b), None) => {
+                pairs.push((b.subject, Some(&b.root), None));
+                i += 1;
+            }
+            (_, Some(t)) => {
+                pairs.push((t.subject, None, Some(&t.root)));
+                j += 1;
+            }
+            (None, None) => unreachable!("the loop condition holds one side"),
+        }
+    }
+    let mut out: BTreeMap<String, Change> = BTreeMap::new();
+    let mut note = |subject: &str, old: Option<&LeafView<'_>>, new: Option<&LeafView<'_>>| {
+        let id = old.or(new).expect("one side").id.to_string();
+        // Keyed by id: a record that moved between two subjects of this shard is one change.
+        let ch = out.entry(id.clone()).or_insert_with(|| Change {
+            collection: c,
+            id,
+            old: None,
+            new: None,
+        });
+        if let Some(o) = old {
+            ch.old = Some((subject.to_string(), o.to_leaf()));
+        }
+        if let Some(n) = new {
+            ch.new = Some((subject.to_string(), n.to_leaf()));
+        }
+    };
+    let mut roots = Vec::with_capacity(pairs.len());
+    for (subject, b, t) in pairs {
+        // Leaves are sorted by id (the subject root is defined over the sorted list), so
+        // the two versions are merged without building maps: hot subjects hold thousands.
+        let (bb, tb) = (subject_bytes(store, b)?, subject_bytes(store, t)?);
+        let (bl, tl) = (sorted_leaves(bb.as_deref(), b)?, sorted_leaves(tb.as_deref(), t)?);
+        let (mut i, mut j) = (0, 0);
+        while i < bl.len() || j < tl.len() {
+            match (bl.get(i), tl.get(j)) {
+                (Some(o), Some(n)) if o.id == n.id => {
+                    if o.object != n.object {
+                        note(subject, Some(o), Some(n));
+                    }
+                    i += 1;
+                    j += 1;
+                }
+                (Some(o), Some(n)) if o.id < n.id => {
+                    note(subject, Some(o), None);
+                    i += 1;
+                }
+                (Some(o), None) => {
+                    note(subject, Some(o), None);
+                    i += 1;
+                }
+                (_, Some(n)) => {
+                    note(subject, None, Some(n));
+                    j += 1;
+                }
+                (None, None) => unreachable!("the loop condition holds one side"),
+            }
+        }
+        roots.push((subject.to_string(), t.copied()));
+    }
+    Ok(ShardDiff {
+        changes: out.into_values().collect(),
+        roots,
+    })
+}
+
+fn subject_bytes<'s>(store: &'s Store, root: Option<&NodeHash>) -> Result<Option<DBPinnableSlice<'s>>, StoreError> {
+    root.map(|r| store.node_bytes(NodeTag::Subject, r)).transpose()
+}
+
+/// A subject's leaves in id order (as stored; sorted here should a node not be).
+fn sorted_leaves<'b>(bytes: Option<&'b [u8]>, root: Option<&NodeHash>) -> Result<Vec<LeafView<'b>>, StoreError> {
+    let mut leaves = match bytes.map(NodeView::decode) {
+        None => Vec::new(),
+        Some(Some(NodeView::Subject(s))) => s.leaves,
+        Some(_) => {
+            let root = root.map(|r| r.to_string()).unwrap_or_default();
+            return Err(StoreError::Corrupt(format!("{root} is not a subject node")));
+        }
+    };
+    if !leaves.is_sorted_by(|a, b| a.id <= b.id) {
+        leaves.sort_by(|a, b| a.id.cmp(b.id));
+    }
+    Ok(leaves)
 }
 
 #[cfg(test)]

@@ -90,9 +90,6 @@ pub enum ExportError {
     /// A record points at an object the store lacks.
     #[error("record {id:?} points at missing object {object}")]
     ObjectMissing { id: String, object: ObjectId },
-    /// An object's bytes do not hash to its id.
-    #[error("object {object} of record {id:?} is corrupt (hash mismatch)")]
-    ObjectCorrupt { id: String, object: ObjectId },
     /// Recomputed roots differ from the store's (store corruption).
     #[error("recomputed state root {computed} differs from the store's {stored}")]
     RootMismatch { computed: NodeHash, stored: NodeHash },
@@ -122,9 +119,7 @@ impl ExportError {
             ExportError::UnknownRun(_) => "ERR_EXPORT_UNKNOWN",
             ExportError::SelectorMismatch { .. } => "ERR_SELECTOR_MISMATCH",
             ExportError::Usage(_) => "ERR_USAGE",
-            ExportError::ObjectMissing { .. }
-            | ExportError::ObjectCorrupt { .. }
-            | ExportError::RootMismatch { .. } => "ERR_STORE_CORRUPT",
+            ExportError::ObjectMissing { .. } | ExportError::RootMismatch { .. } => "ERR_STORE_CORRUPT",
             ExportError::Layout(_) => "ERR_EXPORT_LAYOUT",
             ExportError::Encrypt(_) => "ERR_ENCRYPTION_RECIPIENT_INVALID",
             ExportError::Io { .. } => "ERR_IO",
@@ -146,9 +141,7 @@ impl ExportError {
                 "a delta must use its base's selectors; omit them to inherit, or export a new full bundle".into()
             }
             ExportError::Usage(_) => "see `stellamirror export --help`".into(),
-            ExportError::ObjectMissing { .. }
-            | ExportError::ObjectCorrupt { .. }
-            | ExportError::RootMismatch { .. } => {
+            ExportError::ObjectMissing { .. } | ExportError::RootMismatch { .. } => {
                 "run `stellamirror verify --store DIR`; rebuild from bundles if it fails".into()
             }
             ExportError::Layout(_) => "report this as a bug with the record named".into(),

@@ -1,18 +1,21 @@
 //! The export jobs: choose records, materialise them in parallel, assemble, record.
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde_json::json;
 
 use super::assemble::{assemble, is_encrypted_path, RunInfo, Sealing, Shipped};
-use super::diff::diff;
+use super::diff::{diff_keeping_shards, SubjectRoots};
 use super::select::{normalize, Filter};
 use super::units::{
-    build_indexes, finish_single, load_unit, run_unit, spill_index, unit_shard_root, UnitContext, UnitInput, UnitOutput,
+    finish_single, index_segments, load_unit, run_unit, spill_index, unit_shard_root, UnitContext, UnitInput,
+    UnitOutput,
 };
 use super::{BaseSpec, ExportError, ExportReport, ExportSettings};
 use crate::audit::{AuditEvent, AuditSink};
+use crate::bundle::archive::SegmentReader;
 use crate::bundle::format::{BaseRef, DiffManifest, EncryptionInfo, RemovedLine, PROFILE_DELTA, PROFILE_FULL};
 use crate::ids::NodeHash;
 use crate::merkle::{empty_shard_root, kind_root, state_root, KindRef, StateNode};
@@ -246,14 +249,21 @@ fn produce(
             base_state,
             reset,
         } => {
-            let (added, changed, removed, units, removed_lines) = if *reset {
+            let (added, changed, removed, units, removed_lines, known) = if *reset {
                 let mut added = BTreeMap::new();
                 for (c, n) in &view.counts {
                     if *n > 0 {
                         added.insert(*c, *n);
                     }
                 }
-                (added, BTreeMap::new(), BTreeMap::new(), Vec::new(), Vec::new())
+                (
+                    added,
+                    BTreeMap::new(),
+                    BTreeMap::new(),
+                    Vec::new(),
+                    Vec::new(),
+                    SubjectRoots::new(),
+                )
             } else {
                 delta_sets(store, base_state, state, &filter)?
             };
@@ -262,7 +272,7 @@ fn produce(
                     .into_par_iter()
                     .map(|u| run_unit(&ctx, u))
                     .collect::<Result<_, _>>()?;
-                fix_delta_index(store, state, &filter, &mut outputs, &removed_lines)?;
+                fix_delta_index(store, state, &filter, &mut outputs, &removed_lines, &known)?;
             }
             let by_kind = |m: &BTreeMap<Collection, u64>| -> BTreeMap<String, u64> {
                 let mut out: BTreeMap<String, u64> = KINDS.iter().map(|k| (k.to_string(), 0)).collect();
@@ -330,15 +340,18 @@ fn produce(
         }
     }
     outputs.sort_by_key(|o| (o.collection, o.shard));
-    let index_dir = staging.0.join(".indexes");
-    for (path, file) in build_indexes(&outputs, &view.kind_roots, &index_dir)? {
-        // Index files are written in plaintext; strict encryption seals them here.
-        if s.encryption.is_some() && is_encrypted_path(path, strict) {
-            let plain = std::fs::read(&file).map_err(|e| ExportError::io(&file, e))?;
-            let sealed = seal_fn(path, plain)?;
-            std::fs::write(&file, sealed).map_err(|e| ExportError::io(&file, e))?;
-        }
-        files.insert(path.to_string(), Shipped::Staged(file));
+    for (path, segs) in index_segments(&outputs, &view.kind_roots) {
+        // Strict encryption seals index files too: they are read whole for that.
+        let shipped = if s.encryption.is_some() && is_encrypted_path(path, strict) {
+            let mut plain = Vec::new();
+            SegmentReader::new(segs)
+                .read_to_end(&mut plain)
+                .map_err(|e| ExportError::io(Path::new(path), e))?;
+            Shipped::Sealed(seal_fn(path, plain)?)
+        } else {
+            Shipped::Parts(segs)
+        };
+        files.insert(path.to_string(), shipped);
     }
 
     let counts: BTreeMap<String, u64> = view.counts.iter().map(|(c, n)| (c.name().to_string(), *n)).collect();
@@ -439,6 +452,7 @@ type DeltaSets = (
     BTreeMap<Collection, u64>,
     Vec<UnitInput>,
     Vec<RemovedLine>,
+    SubjectRoots,
 );
 
 /// Classify the Merkle diff under the selectors and group upserts into units.
@@ -449,7 +463,8 @@ fn delta_sets(store: &Store, base: &StateNode, target: &StateNode, filter: &Filt
     let mut upserts: BTreeMap<(Collection, u8), BTreeMap<String, Vec<Leaf>>> = BTreeMap::new();
     let mut removed_lines = Vec::new();
     let sel = |x: &Option<(String, Leaf)>| x.clone().filter(|(s, l)| filter.subject(s) && filter.leaf(l));
-    for ch in diff(store, base, target)? {
+    let (changes, known) = diff_keeping_shards(store, base, target)?;
+    for ch in changes {
         let (o, n) = (sel(&ch.old), sel(&ch.new));
         match (&o, &n) {
             (None, None) => continue,
@@ -493,7 +508,7 @@ fn delta_sets(store: &Store, base: &StateNode, target: &StateNode, filter: &Filt
                 .collect(),
         })
         .collect();
-    Ok((added, changed, removed, units, removed_lines))
+    Ok((added, changed, removed, units, removed_lines, known))
 }
 
 /// Delta indexes name each affected subject's root in the target (filtered) state,
@@ -504,6 +519,7 @@ fn fix_delta_index(
     filter: &Filter,
     outputs: &mut [UnitOutput],
     removed: &[RemovedLine],
+    known: &SubjectRoots,
 ) -> Result<(), ExportError> {
     let mut affected: BTreeSet<(Collection, String)> = BTreeSet::new();
     for o in outputs.iter() {
@@ -517,31 +533,36 @@ fn fix_delta_index(
         }
     }
     let mut roots: BTreeMap<(Collection, String), Option<NodeHash>> = BTreeMap::new();
-    // Each shard node is read once (at 1M records one holds ~1,000 subjects).
+    // Subjects the diff saw come with their target root; others (none expected) are looked
+    // up, reading each shard node once (at 1M records one holds ~1,000 subjects).
     let mut kinds: BTreeMap<Collection, crate::merkle::KindNode> = BTreeMap::new();
     let mut shards: BTreeMap<(Collection, u8), crate::merkle::ShardNode> = BTreeMap::new();
     for (c, subject) in affected {
-        let shard = shard_of(&subject);
-        if let std::collections::btree_map::Entry::Vacant(slot) = shards.entry((c, shard)) {
-            let kind = match kinds.entry(c) {
-                std::collections::btree_map::Entry::Occupied(k) => k.into_mut(),
-                std::collections::btree_map::Entry::Vacant(k) => k.insert(store.kind_node(target.kind(c))?),
-            };
-            slot.insert(store.shard_node(shard, &kind.shards[shard as usize])?);
-        }
-        let node = &shards[&(c, shard)];
-        let found = node
-            .subjects
-            .binary_search_by(|s| s.subject.as_str().cmp(subject.as_str()))
-            .ok()
-            .map(|i| &node.subjects[i]);
-        let root = match found {
+        let stored = match known.get(&(c, subject.clone())) {
+            Some(r) => *r,
+            None => {
+                let shard = shard_of(&subject);
+                if let std::collections::btree_map::Entry::Vacant(slot) = shards.entry((c, shard)) {
+                    let kind = match kinds.entry(c) {
+                        std::collections::btree_map::Entry::Occupied(k) => k.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(k) => k.insert(store.kind_node(target.kind(c))?),
+                    };
+                    slot.insert(store.shard_node(shard, &kind.shards[shard as usize])?);
+                }
+                let node = &shards[&(c, shard)];
+                node.subjects
+                    .binary_search_by(|s| s.subject.as_str().cmp(subject.as_str()))
+                    .ok()
+                    .map(|i| node.subjects[i].root)
+            }
+        };
+        let root = match stored {
             None => None,
             // Without a time window a subject is exported whole: its stored root is it.
-            Some(r) if !filter.has_time_window() => filter.subject(&subject).then_some(r.root),
+            Some(r) if !filter.has_time_window() => filter.subject(&subject).then_some(r),
             Some(r) => {
                 let leaves: Vec<Leaf> = store
-                    .subject_node(&r.root)?
+                    .subject_node(&r)?
                     .leaves
                     .into_iter()
                     .filter(|l| filter.leaf(l))
@@ -634,7 +655,7 @@ fn base_missing(base: &str, tenant: &Tenant, reason: impl Into<String>) -> Expor
 
 fn load_base_state(store: &Store, base: &ExportRecord) -> Result<StateNode, ExportError> {
     let missing = |r: &str| base_missing(&base.run_id, &base.tenant, r);
-    let st = match store.node_opt(&base.source_root)? {
+    let st = match store.node_opt(crate::store::NodeTag::State, &base.source_root)? {
         Some(crate::merkle::Node::State(s)) => s,
         _ => return Err(missing("its snapshot's nodes are not in the store")),
     };
@@ -702,7 +723,7 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
                 .into(),
         ));
     }
-    let state = match store.node_opt(&rec.source_root)? {
+    let state = match store.node_opt(crate::store::NodeTag::State, &rec.source_root)? {
         Some(crate::merkle::Node::State(st)) => st,
         _ => {
             return Err(base_missing(

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use crate::bundle::archive::{Segment, SegmentReader};
 use crate::bundle::layout::{layout, safe_name, shard_path, FileLayout};
 use crate::ids::{FileDigest, NodeHash, ObjectId};
 use crate::merkle::{shard_root, subject_root, SubjectRef};
 use crate::model::{Collection, Leaf};
-use crate::store::{Store, StoreError};
+use crate::store::{ObjectKey, Store, StoreError};
 
 use super::select::Filter;
 use super::ExportError;
@@ -81,10 +82,18 @@ pub fn load_unit(
     })
 }
 
-fn fetch_objects(store: &Store, leaves: &[&Leaf]) -> Result<Vec<Vec<u8>>, ExportError> {
-    let ids: Vec<ObjectId> = leaves.iter().map(|l| l.object).collect();
+fn fetch_objects<'s>(
+    store: &'s Store,
+    c: Collection,
+    shard: u8,
+    leaves: &[&Leaf],
+) -> Result<Vec<rocksdb::DBPinnableSlice<'s>>, ExportError> {
+    let keys: Vec<ObjectKey> = leaves
+        .iter()
+        .map(|l| ObjectKey::in_shard(c, shard, &l.object))
+        .collect();
     store
-        .objects(&ids)?
+        .objects(&keys)?
         .into_iter()
         .zip(leaves)
         .map(|(o, l)| {
@@ -150,7 +159,8 @@ pub struct UnitContext<'a> {
 
 /// A produced bundle file, already sealed when its path is encrypted.
 pub enum Body {
-    File(PathBuf),
+    /// Staged on disk; digest and size taken from the bytes as they were written.
+    File(PathBuf, FileDigest, u64),
     Sealed(Vec<u8>),
 }
 
@@ -165,7 +175,7 @@ pub fn write_staged(ctx: &UnitContext<'_>, path: &str, bytes: Vec<u8>) -> Result
     }
     let mut f = std::fs::File::create(&dest).map_err(|e| ExportError::io(&dest, e))?;
     f.write_all(&sealed).map_err(|e| ExportError::io(&dest, e))?;
-    Ok(Body::File(dest))
+    Ok(Body::File(dest, FileDigest::of(&sealed), sealed.len() as u64))
 }
 
 pub fn compress(bytes: &[u8], level: i32) -> Result<Vec<u8>, ExportError> {
@@ -193,19 +203,17 @@ pub fn run_unit(ctx: &UnitContext<'_>, input: UnitInput) -> Result<UnitOutput, E
         }
     };
     let all: Vec<&Leaf> = input.subjects.iter().flat_map(|(_, l)| l.iter()).collect();
-    let mut fetched = fetch_objects(ctx.store, &all)?.into_iter();
+    let mut fetched = fetch_objects(ctx.store, c, input.shard, &all)?.into_iter();
     for (subject, leaves) in &input.subjects {
-        let docs: Vec<Vec<u8>> = fetched.by_ref().take(leaves.len()).collect();
+        let docs: Vec<rocksdb::DBPinnableSlice<'_>> = fetched.by_ref().take(leaves.len()).collect();
         let file = file_for(subject);
         let mut recs: Vec<u8> = Vec::with_capacity(leaves.len() * 110);
         recs.push(b'{');
-        for (i, (leaf, doc)) in leaves.iter().zip(&docs).enumerate() {
-            if ObjectId::of(doc) != leaf.object {
-                return Err(ExportError::ObjectCorrupt {
-                    id: leaf.id.clone(),
-                    object: leaf.object,
-                });
-            }
+        // Object bytes are not re-hashed here: RocksDB checks every block's checksum on
+        // read, objects were hashed when written, `verify`/`import` re-hash every record
+        // on the far side and `verify --store` re-hashes the store (docs/architecture.md,
+        // "Integrity"). Re-hashing cost 15% of a 1M-record export.
+        for (i, leaf) in leaves.iter().enumerate() {
             if i > 0 {
                 recs.push(b',');
             }
@@ -227,7 +235,7 @@ pub fn run_unit(ctx: &UnitContext<'_>, input: UnitInput) -> Result<UnitOutput, E
                         docs.len()
                     )));
                 }
-                let path = write_staged(ctx, &file, docs[0].clone())?;
+                let path = write_staged(ctx, &file, docs[0].to_vec())?;
                 out.files.push((file.clone(), path));
             }
             _ => {
@@ -331,31 +339,26 @@ pub fn spill_index(o: &mut UnitOutput, dir: &Path) -> Result<(), ExportError> {
     Ok(())
 }
 
-/// Write the four index files (compact JSON) into `dir`, streaming the units' entries
-/// (from memory or their part files). Returns bundle path → file.
-pub fn build_indexes(
+/// The four index files (compact JSON) as segments: the units' entries stay where they are
+/// (memory or part files) and are streamed into the archive, so the index of millions of
+/// records is neither held in memory nor copied into a combined file. Returns bundle path →
+/// segments, in file order.
+pub fn index_segments(
     outputs: &[UnitOutput],
     kind_roots: &BTreeMap<Collection, NodeHash>,
-    dir: &Path,
-) -> Result<BTreeMap<&'static str, PathBuf>, ExportError> {
-    use std::io::Write as _;
+) -> BTreeMap<&'static str, Vec<Segment>> {
     let mut by_c: BTreeMap<Collection, Vec<&UnitOutput>> = BTreeMap::new();
     for o in outputs {
         by_c.entry(o.collection).or_default().push(o);
     }
     let mut files = BTreeMap::new();
     for f in crate::bundle::layout::INDEX_FILES {
-        let path = dir.join(f);
-        std::fs::create_dir_all(path.parent().expect("index files live in indexes/"))
-            .map_err(|e| ExportError::io(&path, e))?;
-        let io = |e: std::io::Error| ExportError::io(&path, e);
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).map_err(io)?);
-        write!(
-            out,
+        let mut segs = Vec::new();
+        let mut text = format!(
             "{{\"formatVersion\":{},\"collections\":{{",
             crate::bundle::format::FORMAT_VERSION
         )
-        .map_err(io)?;
+        .into_bytes();
         let mut first_c = true;
         for (c, units) in by_c.iter().filter(|(c, _)| crate::bundle::layout::index_of(**c) == f) {
             let records: u64 = units.iter().map(|u| u.records).sum();
@@ -367,64 +370,91 @@ pub fn build_indexes(
                 );
             }
             if !first_c {
-                out.write_all(b",").map_err(io)?;
+                text.push(b',');
             }
             first_c = false;
             let head =
                 json!({"root": kind_roots.get(c).map(|r| r.to_prefixed()), "records": records, "shards": shards});
             let mut head = serde_json::to_vec(&head).expect("json");
             head.pop();
-            out.write_all(serde_json::to_string(c.name()).expect("json").as_bytes())
-                .map_err(io)?;
-            out.write_all(b":").map_err(io)?;
-            out.write_all(&head).map_err(io)?;
-            out.write_all(b",\"subjects\":{").map_err(io)?;
+            push_json_str(&mut text, c.name());
+            text.push(b':');
+            text.extend_from_slice(&head);
+            text.extend_from_slice(b",\"subjects\":{");
             let mut first = true;
             for u in units {
-                let mut text = Vec::new();
-                if let Some(part) = &u.index_part {
-                    text = std::fs::read(part).map_err(|e| ExportError::io(part, e))?;
-                } else {
-                    for (i, e) in u.index.iter().enumerate() {
-                        if i > 0 {
-                            text.push(b',');
-                        }
-                        entry_text(e, &mut text);
-                    }
-                }
-                if text.is_empty() {
+                // A part file exists only for a unit with entries.
+                if u.index_part.is_none() && u.index.is_empty() {
                     continue;
                 }
                 if !first {
-                    out.write_all(b",").map_err(io)?;
+                    text.push(b',');
                 }
                 first = false;
-                out.write_all(&text).map_err(io)?;
+                match &u.index_part {
+                    Some(part) => {
+                        segs.push(Segment::Bytes(std::mem::take(&mut text)));
+                        segs.push(Segment::File(part.clone()));
+                    }
+                    None => {
+                        for (i, e) in u.index.iter().enumerate() {
+                            if i > 0 {
+                                text.push(b',');
+                            }
+                            entry_text(e, &mut text);
+                        }
+                    }
+                }
             }
-            out.write_all(b"}}").map_err(io)?;
+            text.extend_from_slice(b"}}");
         }
-        out.write_all(b"}}\n").map_err(io)?;
-        out.flush().map_err(io)?;
+        text.extend_from_slice(b"}}\n");
+        segs.push(Segment::Bytes(text));
+        segs.retain(|s| !matches!(s, Segment::Bytes(b) if b.is_empty()));
+        files.insert(f, segs);
+    }
+    files
+}
+
+/// Write the four index files into `dir` (published mirrors). Returns bundle path → file.
+pub fn build_indexes(
+    outputs: &[UnitOutput],
+    kind_roots: &BTreeMap<Collection, NodeHash>,
+    dir: &Path,
+) -> Result<BTreeMap<&'static str, PathBuf>, ExportError> {
+    let mut files = BTreeMap::new();
+    for (f, segs) in index_segments(outputs, kind_roots) {
+        let path = dir.join(f);
+        std::fs::create_dir_all(path.parent().expect("index files live in indexes/"))
+            .map_err(|e| ExportError::io(&path, e))?;
+        let io = |e: std::io::Error| ExportError::io(&path, e);
+        let mut out = std::fs::File::create(&path).map_err(io)?;
+        std::io::copy(&mut SegmentReader::new(segs), &mut out).map_err(io)?;
         files.insert(f, path);
     }
     Ok(files)
 }
 
-pub fn digest_file(p: &Path) -> Result<(FileDigest, u64), ExportError> {
+/// sha256 and length of a file made of segments, read once.
+pub fn digest_segments(segs: &[Segment]) -> Result<(FileDigest, u64), ExportError> {
     use sha2::Digest;
-    use std::io::Read;
-    let io = |e: std::io::Error| ExportError::io(p, e);
-    let mut f = std::fs::File::open(p).map_err(io)?;
     let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf).map_err(io)?;
-        if k == 0 {
-            break;
+    for s in segs {
+        match s {
+            Segment::Bytes(b) => {
+                h.update(b);
+                n += b.len() as u64;
+            }
+            Segment::File(p) => {
+                n += hash_file_into(p, &mut h)?;
+            }
         }
-        h.update(&buf[..k]);
-        n += k as u64;
     }
     Ok((FileDigest(h.finalize().into()), n))
+}
+
+fn hash_file_into(p: &Path, h: &mut sha2::Sha256) -> Result<u64, ExportError> {
+    let io = |e: std::io::Error| ExportError::io(p, e);
+    std::io::copy(&mut std::fs::File::open(p).map_err(io)?, h).map_err(io)
 }

@@ -29,7 +29,7 @@ use crate::encryption::{BundleOpener, EncryptionMode, Identities, WrappedKey};
 use crate::ids::NodeHash;
 use crate::model::{Collection, Tenant};
 use crate::store::catalog::{applied_key, AppliedExport};
-use crate::store::{RecordEntry, Store, StoreError, CF_OBJECTS};
+use crate::store::{ObjectKey, RecordEntry, Store, StoreError};
 
 pub struct ImportSettings {
     pub trust: Vec<TrustedKey>,
@@ -361,7 +361,7 @@ pub fn apply_verified(
         let mut batch = WriteBatch::default();
         let mut pending = 0usize;
         read_records(staged, prefix, m, open, &mut |c, subject, leaf, doc| {
-            store.batch_put(&mut batch, CF_OBJECTS, leaf.object.as_bytes(), doc);
+            store.put_object(&mut batch, &ObjectKey::new(c, subject, &leaf.object), doc);
             pending += doc.len();
             if pending > 64 << 20 {
                 store.write_unreferenced(std::mem::take(&mut batch)).map_err(store_io)?;

@@ -18,7 +18,7 @@ use crate::merkle::StateNode;
 use crate::model::{shard_of, Collection, Leaf, Tenant};
 use crate::store::tree::ChangeSet;
 use crate::store::{
-    encode_entry, head_key, head_value, Keyspace, RecordEntry, Store, StoreError, CF_META, CF_OBJECTS, CF_RECORDS,
+    encode_entry, head_key, head_value, Keyspace, ObjectKey, RecordEntry, Store, StoreError, CF_META, CF_RECORDS,
     CF_SOURCES,
 };
 
@@ -75,7 +75,7 @@ impl<'a> ResetWriter<'a> {
         }
         self.last_unit = Some(unit);
         let s = self.store;
-        s.batch_put(&mut self.batch, CF_OBJECTS, leaf.object.as_bytes(), doc);
+        s.put_object(&mut self.batch, &ObjectKey::in_shard(c, unit.1, &leaf.object), doc);
         let entry = RecordEntry {
             subject: subject.to_string(),
             object: leaf.object,

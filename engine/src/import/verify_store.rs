@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::ids::ObjectId;
 use crate::merkle::{kind_root, shard_root, state_root, subject_root, KindRef, Node};
 use crate::model::Collection;
-use crate::store::{RecordEntry, Store, StoreError, CF_OBJECTS, CF_RECORDS};
+use crate::store::{ObjectKey, RecordEntry, Store, StoreError, CF_OBJECTS, CF_RECORDS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreVerifyError {
@@ -55,8 +55,9 @@ pub fn verify_store(store: &Store) -> Result<StoreReport, StoreVerifyError> {
     for kv in store.iter_cf(CF_OBJECTS) {
         let (k, v) = kv?;
         let actual = ObjectId::of(&v);
-        if actual.as_bytes()[..] != k[..] {
-            return Err(StoreVerifyError::ObjectCorrupt(hex::encode(&k), actual.to_prefixed()));
+        if ObjectKey::id_of_raw(&k) != Some(actual) {
+            let named = ObjectKey::id_of_raw(&k).map_or_else(|| hex::encode(&k), |id| hex::encode(id.as_bytes()));
+            return Err(StoreVerifyError::ObjectCorrupt(named, actual.to_prefixed()));
         }
         report.objects += 1;
     }
@@ -76,7 +77,7 @@ pub fn verify_store(store: &Store) -> Result<StoreReport, StoreVerifyError> {
             for (i, sr) in kind.shards.iter().enumerate() {
                 let shard = store.shard_node(i as u8, sr)?;
                 for s in &shard.subjects {
-                    let node = match store.node(&s.root)? {
+                    let node = match store.node(crate::store::NodeTag::Subject, &s.root)? {
                         Node::Subject(n) => n,
                         _ => return Err(mismatch(format!("{} is not a subject node", s.root))),
                     };
@@ -89,7 +90,7 @@ pub fn verify_store(store: &Store) -> Result<StoreReport, StoreVerifyError> {
                         )));
                     }
                     for l in &node.leaves {
-                        if !store.has_object(&l.object)? {
+                        if !store.has_object(&ObjectKey::new(k.collection, &s.subject, &l.object))? {
                             return Err(StoreVerifyError::ObjectMissing(
                                 format!("{} record {:?}", k.collection.name(), l.id),
                                 l.object.to_prefixed(),
@@ -175,9 +176,16 @@ mod tests {
         store
     }
 
-    fn some_record(store: &Store) -> RecordEntry {
+    /// A live record and the raw key of its object.
+    fn some_record(store: &Store) -> (RecordEntry, Vec<u8>) {
         let (_, v) = store.iter_cf(CF_RECORDS).next().unwrap().unwrap();
-        postcard::from_bytes(&v).unwrap()
+        let e: RecordEntry = postcard::from_bytes(&v).unwrap();
+        let key = store
+            .iter_cf(CF_OBJECTS)
+            .map(|kv| kv.unwrap().0)
+            .find(|k| ObjectKey::id_of_raw(k) == Some(e.object))
+            .unwrap();
+        (e, key.to_vec())
     }
 
     #[test]
@@ -192,9 +200,9 @@ mod tests {
     fn an_object_whose_bytes_changed_is_reported_corrupt() {
         let t = tempfile::tempdir().unwrap();
         let store = sample_store(t.path());
-        let e = some_record(&store);
+        let (e, key) = some_record(&store);
         let mut b = store.new_batch();
-        store.batch_put(&mut b, CF_OBJECTS, e.object.as_bytes(), b"{\"tampered\":true}");
+        store.batch_put(&mut b, CF_OBJECTS, &key, b"{\"tampered\":true}");
         store.commit(b).unwrap();
         let err = verify_store(&store).unwrap_err();
         assert_eq!(err.code(), "ERR_STORE_OBJECT_CORRUPT");
@@ -205,9 +213,9 @@ mod tests {
     fn a_missing_object_is_reported_with_its_record() {
         let t = tempfile::tempdir().unwrap();
         let store = sample_store(t.path());
-        let e = some_record(&store);
+        let (_, key) = some_record(&store);
         let mut b = store.new_batch();
-        store.batch_delete(&mut b, CF_OBJECTS, e.object.as_bytes());
+        store.batch_delete(&mut b, CF_OBJECTS, &key);
         store.commit(b).unwrap();
         let err = verify_store(&store).unwrap_err();
         assert_eq!(err.code(), "ERR_STORE_OBJECT_MISSING");
@@ -217,7 +225,7 @@ mod tests {
     fn a_live_record_missing_from_the_tree_is_reported() {
         let t = tempfile::tempdir().unwrap();
         let store = sample_store(t.path());
-        let mut e = some_record(&store);
+        let (mut e, _) = some_record(&store);
         e.subject = "pkg:golang/not-the-real-subject".into();
         let (k, _) = store.iter_cf(CF_RECORDS).next().unwrap().unwrap();
         let mut b = store.new_batch();

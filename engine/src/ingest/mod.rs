@@ -26,7 +26,7 @@ use crate::apply::{self, ChangeCounts, Mutation};
 use crate::audit::Progress;
 use crate::ids::{NodeHash, ObjectId};
 use crate::model::{Collection, Tenant};
-use crate::store::{RecordEntry, Store, StoreError, CF_OBJECTS, CF_SOURCES};
+use crate::store::{ObjectKey, RecordEntry, Store, StoreError, CF_SOURCES};
 
 /// Most records (primary + derived) committed in one batch. Consensus adds about one
 /// record per VEX statement on top; at 1M-record scale larger batches cost memory out of
@@ -370,12 +370,13 @@ fn commit_chunk(
     }
     // Objects first (immutable, unreferenced until the commit), then the commit.
     let mut writer = ObjectWriter::new(store);
-    for id in plan.objects(&m) {
+    for key in plan.objects(&m) {
+        let id = key.id();
         let b = bytes
             .get(&id)
             .or_else(|| consensus_objects.get(&id))
             .ok_or_else(|| StoreError::Corrupt(format!("ingest lost the bytes of object {id}")))?;
-        writer.put(id, b)?;
+        writer.put(key, b)?;
     }
     writer.flush()?;
     apply::commit(store, &plan, &m, &[])?;
@@ -388,7 +389,7 @@ struct ObjectWriter<'a> {
     store: &'a Store,
     batch: WriteBatch,
     bytes: usize,
-    seen: BTreeSet<ObjectId>,
+    seen: BTreeSet<ObjectKey>,
 }
 
 impl<'a> ObjectWriter<'a> {
@@ -400,11 +401,11 @@ impl<'a> ObjectWriter<'a> {
             seen: BTreeSet::new(),
         }
     }
-    fn put(&mut self, id: ObjectId, bytes: &[u8]) -> Result<(), IngestError> {
-        if !self.seen.insert(id) {
+    fn put(&mut self, key: ObjectKey, bytes: &[u8]) -> Result<(), IngestError> {
+        if !self.seen.insert(key) {
             return Ok(());
         }
-        self.store.batch_put(&mut self.batch, CF_OBJECTS, id.as_bytes(), bytes);
+        self.store.put_object(&mut self.batch, &key, bytes);
         self.bytes += bytes.len();
         if self.bytes >= OBJECT_CHUNK_BYTES {
             self.flush()?;
@@ -450,12 +451,17 @@ pub fn remove(
         }
     }
     // VEX consensus of the pairs whose statements go (docs/consensus.md).
-    let consensus_objects = crate::consensus::extend(store, tenant, &mut m, &HashMap::new())?;
+    let consensus_objects: HashMap<ObjectId, Vec<u8>> =
+        crate::consensus::extend(store, tenant, &mut m, &HashMap::new())?
+            .into_iter()
+            .collect();
     let plan = apply::plan(store, tenant, &m)?;
     let mut batch = WriteBatch::default();
-    for (id, b) in &consensus_objects {
-        if !store.has_object(id)? {
-            store.batch_put(&mut batch, CF_OBJECTS, id.as_bytes(), b);
+    for key in plan.objects(&m) {
+        if let Some(b) = consensus_objects.get(&key.id()) {
+            if !store.has_object(&key)? {
+                store.put_object(&mut batch, &key, b);
+            }
         }
     }
     store.write_unreferenced(batch)?;

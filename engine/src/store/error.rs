@@ -32,6 +32,9 @@ impl StoreError {
             StoreError::Open { message, .. } if message.contains("lock") => {
                 "another stellamirror process is using this store; wait for it to finish".into()
             }
+            StoreError::Open { message, .. } if message.contains("store format") => {
+                "the store was written by another stellamirror version: use that version, or rebuild a new store from the bundles with `stellamirror rebuild --bundles DIR --store NEW --trust PUB.pem` (docs/architecture.md, version history)".into()
+            }
             StoreError::Open { .. } => {
                 "check the --store path and its permissions; run `stellamirror verify --store DIR`".into()
             }

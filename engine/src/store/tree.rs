@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::{Store, StoreError, CF_NODES};
+use super::{node_key, NodeTag, Store, StoreError, CF_NODES};
 use crate::ids::NodeHash;
 use crate::merkle::{empty_shard_root, KindNode, KindRef, Node, ShardNode, StateNode, SubjectNode, SubjectRef};
 use crate::model::{shard_of, Collection, Leaf};
@@ -81,7 +81,7 @@ impl Store {
         if empty_kind_roots().get(&kind.collection) == Some(&kind.root) {
             return Ok(KindNode::empty(kind.collection));
         }
-        match self.node(&kind.root)? {
+        match self.node(NodeTag::Kind, &kind.root)? {
             Node::Kind(k) => Ok(k),
             _ => Err(StoreError::Corrupt(format!("{} is not a kind node", kind.root))),
         }
@@ -94,14 +94,14 @@ impl Store {
                 subjects: Vec::new(),
             });
         }
-        match self.node(root)? {
+        match self.node(NodeTag::Shard, root)? {
             Node::Shard(s) => Ok(s),
             _ => Err(StoreError::Corrupt(format!("{root} is not a shard node"))),
         }
     }
 
     pub fn subject_node(&self, root: &NodeHash) -> Result<SubjectNode, StoreError> {
-        match self.node(root)? {
+        match self.node(NodeTag::Subject, root)? {
             Node::Subject(s) => Ok(s),
             _ => Err(StoreError::Corrupt(format!("{root} is not a subject node"))),
         }
@@ -212,7 +212,8 @@ impl Store {
     /// Put nodes into a batch (they are immutable, keyed by hash).
     pub fn batch_nodes(&self, batch: &mut rocksdb::WriteBatch, nodes: &[(NodeHash, Vec<u8>)]) {
         for (h, b) in nodes {
-            batch.put_cf(self.cf(CF_NODES), h.as_bytes(), b);
+            let tag = NodeTag::of_encoded(b).expect("nodes are encoded by Node::encode");
+            batch.put_cf(self.cf(CF_NODES), node_key(tag, h), b);
         }
     }
 
