@@ -16,6 +16,8 @@ use failure::Failure;
 
 // Export and ingest allocate and free millions of short-lived buffers from two threads;
 // glibc's allocator spent ~12% of a 1M-record export in malloc/free (perf, docs/benchmarks.md).
+// Built with `no_thp`: mimalloc otherwise asks for transparent huge pages, and zeroing a
+// 2 MiB page on first touch was 15% of a short command such as a delta export.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

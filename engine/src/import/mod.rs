@@ -401,9 +401,9 @@ pub fn apply_verified(
         apply::commit(store, &plan, &mutation, &extra)?;
         (plan.root(), plan.counts.clone())
     };
-    // A large commit's write-ahead log would be replayed into memory by the next open;
-    // flushing it makes that open cheap.
-    store.flush()?;
+    // A large commit's write-ahead log would be replayed into memory by the next open and
+    // its compactions run by the next command: settle both here.
+    store.settle()?;
     let event = if is_delta {
         "mirror.delta.applied"
     } else {

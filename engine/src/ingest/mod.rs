@@ -289,7 +289,7 @@ pub fn ingest(
         }
         commit_chunk(store, tenant, chunk, absent, opts.dry_run, &mut report)?;
         if report.committed {
-            store.flush()?;
+            store.settle()?;
         }
         return Ok(report);
     }
@@ -313,8 +313,9 @@ pub fn ingest(
     })?;
     commit_chunk(store, tenant, pending, absent, false, &mut report)?;
     progress.finish();
-    // Large commits leave a write-ahead log the next open would replay into memory.
-    store.flush()?;
+    // Large commits leave a write-ahead log to replay and compactions to run: settle them
+    // here rather than in the next command.
+    store.settle()?;
     Ok(report)
 }
 

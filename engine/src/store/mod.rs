@@ -272,6 +272,17 @@ impl Store {
         Ok(self.db.get_cf(self.cf(cf), key)?)
     }
 
+    /// Flush the memtables and wait until RocksDB has no compaction pending or running.
+    /// Writers (ingest, import, rebuild) call it before they return, so that the command
+    /// after them — typically an export right after an ingest — neither runs the
+    /// compaction the bulk write left behind in its own background threads nor waits for
+    /// it when it closes the store (that made a 1M-record delta take 1.1 s instead of 0.6 s).
+    pub fn settle(&self) -> Result<(), StoreError> {
+        let mut o = rocksdb::WaitForCompactOptions::default();
+        o.set_flush(true);
+        Ok(self.db.wait_for_compact(&o)?)
+    }
+
     /// Commit a batch durably (fsync'd WAL): the unit of atomicity.
     pub fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
@@ -286,13 +297,6 @@ impl Store {
     }
 
     /// Flush memtables to disk so the write-ahead log need not be replayed on open.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        for cf in ALL_CFS {
-            self.db.flush_cf(self.cf(cf))?;
-        }
-        Ok(())
-    }
-
     pub fn new_batch(&self) -> WriteBatch {
         WriteBatch::default()
     }
