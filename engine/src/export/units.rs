@@ -178,8 +178,25 @@ pub fn write_staged(ctx: &UnitContext<'_>, path: &str, bytes: Vec<u8>) -> Result
     Ok(Body::File(dest, FileDigest::of(&sealed), sealed.len() as u64))
 }
 
+thread_local! {
+    /// One zstd context per thread, kept across files: a delta writes ~1,000 small shard
+    /// files, and creating (and zeroing) a level-3 context per file cost more than
+    /// compressing them. Every frame starts from a reset context, so the bytes do not
+    /// depend on what the context compressed before.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 pub fn compress(bytes: &[u8], level: i32) -> Result<Vec<u8>, ExportError> {
-    zstd::bulk::compress(bytes, level).map_err(|e| ExportError::io(Path::new("zstd"), e))
+    let io = |e| ExportError::io(Path::new("zstd"), e);
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level).map_err(io)?));
+        }
+        let (_, c) = slot.as_mut().expect("set above");
+        c.compress(bytes).map_err(io)
+    })
 }
 
 pub fn run_unit(ctx: &UnitContext<'_>, input: UnitInput) -> Result<UnitOutput, ExportError> {

@@ -362,9 +362,12 @@ impl Store {
     }
 
     /// A node's stored bytes, pinned (decode with [`crate::merkle::NodeView`]).
+    /// Read once by a diff, so the read bypasses the block cache.
     pub fn node_bytes(&self, tag: NodeTag, h: &NodeHash) -> Result<rocksdb::DBPinnableSlice<'_>, StoreError> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.fill_cache(false);
         self.db
-            .get_pinned_cf(self.cf(CF_NODES), node_key(tag, h))?
+            .get_pinned_cf_opt(self.cf(CF_NODES), node_key(tag, h), &ro)?
             .ok_or_else(|| StoreError::Corrupt(format!("Merkle node {h} is missing")))
     }
 
