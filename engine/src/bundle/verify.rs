@@ -204,12 +204,15 @@ fn check_data(
     let mut total = 0u64;
     for index_path in INDEX_FILES {
         let plain = !m.encryption.encrypted_paths.iter().any(|p| p == index_path);
-        let index: IndexFile = read_index(staged, index_path, open, plain)?;
+        let mut index: IndexFile = read_index(staged, index_path, open, plain)?;
         for c in Collection::ALL
             .into_iter()
             .filter(|c| super::layout::index_of(*c) == index_path)
         {
-            let ic = index.collections.get(c.name());
+            // Taken out of the file's map so that each collection's entries are freed once
+            // it is checked (the advisories index holds two million records at 1M).
+            let owned = index.collections.remove(c.name());
+            let ic = owned.as_ref();
             let mut subjects: BTreeMap<String, Vec<Leaf>> = BTreeMap::new();
             for_each_record(staged, prefix, c, ic, open, &mut |s, leaf, _| {
                 subjects.entry(s.to_string()).or_default().push(leaf);
