@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The step-by-step 1M re-measurement quoted in docs/benchmarks.md ("1M, last build"):
+# The step-by-step 1M re-measurement quoted in docs/benchmarks.md ("1M, store format 2, step by step"):
 # ingest, full export (plain, AES-GCM, age), churned ingest, delta export, each under
 # GNU time, on the data `smscale --n 1000000` generated (kept under WORK/data).
 # Usage: benches/scripts/steps-1m.sh [WORK (default target/smscale)] [OUT (default /tmp/sm-steps)]
@@ -25,5 +25,5 @@ t export-full-aes-gcm "$B" -q export full --store "$S" --tenant bench --out "$O"
 t export-full-age "$B" -q export full --store "$S" --tenant bench --out "$O" --run-id full-age --created-at 2026-01-01T00:00:00Z --sign-key "$K" --encrypt age --recipient "$R"
 t ingest1-advisories "$B" -q ingest --store "$S" --tenant bench --source osv --complete "$G1/advisories.jsonl"
 t ingest1-vex "$B" -q ingest --store "$S" --tenant bench --source openvex --complete "$G1/vex"
-sleep 30 # let RocksDB finish the compaction the bulk ingest started
+# Right after the ingest, as operators run it (ingest settles its compaction first).
 t export-delta "$B" -q export delta --store "$S" --tenant bench --out "$O" --base full-1 --run-id delta-1 --created-at 2026-01-01T01:00:00Z --sign-key "$K"
