@@ -123,31 +123,19 @@ fn diff_shard(
 ) -> Result<ShardDiff, StoreError> {
     // Subjects are sorted in shard nodes: merge the two lists.
     let mut pairs: Vec<(&str, Option<&NodeHash>, Option<&NodeHash>)> = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < bs.len() || j < ts.len() {
-        match (bs.get(i), ts.get(j)) {
-            (Some(b), Some(t)) if b.subject == t.subject => {
-                if b.root != t.root {
-                    pairs.push((b.subject, Some(&b.root), Some(&t.root)));
-                }
-                i += 1;
-                j += 1;
-            }
-            (Some(b), Some(t)) if b.subject < t.subject => {
-                pairs.push((b.subject, Some(&b.root), None));
-                i += 1;
-            }
-            (Some(b), None) => {
-                pairs.push((b.subject, Some(&b.root), None));
-                i += 1;
-            }
-            (_, Some(t)) => {
-                pairs.push((t.subject, None, Some(&t.root)));
-                j += 1;
-            }
-            (None, None) => unreachable!("the loop condition holds one side"),
-        }
-    }
+    merge_sorted(
+        bs,
+        ts,
+        |x, y| x.subject.cmp(y.subject),
+        |b, t| match (b, t) {
+            (Some(b), Some(t)) if b.root == t.root => {}
+            _ => pairs.push((
+                b.or(t).expect("one side").subject,
+                b.map(|x| &x.root),
+                t.map(|x| &x.root),
+            )),
+        },
+    );
     let mut out: BTreeMap<String, Change> = BTreeMap::new();
     let mut note = |subject: &str, old: Option<&LeafView<'_>>, new: Option<&LeafView<'_>>| {
         let id = old.or(new).expect("one side").id.to_string();
@@ -171,37 +159,55 @@ fn diff_shard(
         // the two versions are merged without building maps: hot subjects hold thousands.
         let (bb, tb) = (subject_bytes(store, b)?, subject_bytes(store, t)?);
         let (bl, tl) = (sorted_leaves(bb.as_deref(), b)?, sorted_leaves(tb.as_deref(), t)?);
-        let (mut i, mut j) = (0, 0);
-        while i < bl.len() || j < tl.len() {
-            match (bl.get(i), tl.get(j)) {
-                (Some(o), Some(n)) if o.id == n.id => {
-                    if o.object != n.object {
-                        note(subject, Some(o), Some(n));
-                    }
-                    i += 1;
-                    j += 1;
-                }
-                (Some(o), Some(n)) if o.id < n.id => {
-                    note(subject, Some(o), None);
-                    i += 1;
-                }
-                (Some(o), None) => {
-                    note(subject, Some(o), None);
-                    i += 1;
-                }
-                (_, Some(n)) => {
-                    note(subject, None, Some(n));
-                    j += 1;
-                }
-                (None, None) => unreachable!("the loop condition holds one side"),
-            }
-        }
+        merge_sorted(
+            &bl,
+            &tl,
+            |x, y| x.id.cmp(y.id),
+            |o, n| match (o, n) {
+                (Some(o), Some(n)) if o.object == n.object => {}
+                _ => note(subject, o, n),
+            },
+        );
         roots.push((subject.to_string(), t.copied()));
     }
     Ok(ShardDiff {
         changes: out.into_values().collect(),
         roots,
     })
+}
+
+/// Walk two lists sorted by `cmp` together: `f` receives each item with its equal on the
+/// other side, or alone.
+fn merge_sorted<'x, T>(
+    a: &'x [T],
+    b: &'x [T],
+    cmp: impl Fn(&T, &T) -> std::cmp::Ordering,
+    mut f: impl FnMut(Option<&'x T>, Option<&'x T>),
+) {
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let order = match (a.get(i), b.get(j)) {
+            (None, None) => return,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => cmp(x, y),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                f(a.get(i), None);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                f(None, b.get(j));
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                f(a.get(i), b.get(j));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
 }
 
 fn subject_bytes<'s>(store: &'s Store, root: Option<&NodeHash>) -> Result<Option<DBPinnableSlice<'s>>, StoreError> {

@@ -517,6 +517,37 @@ mod tests {
     }
 
     #[test]
+    fn settle_leaves_no_flush_or_compaction_to_the_next_command() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path()).unwrap();
+        let cf = store.cf(CF_OBJECTS);
+        let prop = |name: &str| store.db.property_int_value_cf(cf, name).unwrap().unwrap();
+        // Each settle flushes one level-0 file; the fourth triggers a compaction
+        // (level0_file_num_compaction_trigger), which settle must wait for.
+        for round in 0..6u32 {
+            let mut b = store.new_batch();
+            for i in 0..200u32 {
+                let id = ObjectId::of(format!("{round}-{i}").as_bytes());
+                store.put_object(
+                    &mut b,
+                    &ObjectKey::new(Collection::AdvisoriesRaw, "s", &id),
+                    &[7u8; 512],
+                );
+            }
+            store.commit(b).unwrap();
+            store.settle().unwrap();
+            assert_eq!(prop("rocksdb.num-immutable-mem-table"), 0, "round {round}");
+            assert!(
+                prop("rocksdb.cur-size-active-mem-table") < 4096,
+                "round {round}: memtable flushed"
+            );
+            assert_eq!(prop("rocksdb.compaction-pending"), 0, "round {round}");
+            assert_eq!(prop("rocksdb.num-running-compactions"), 0, "round {round}");
+            assert!(prop("rocksdb.num-files-at-level0") < 4, "round {round}");
+        }
+    }
+
+    #[test]
     fn object_keys_place_objects_by_collection_and_shard() {
         let id = ObjectId::of(b"doc");
         let k = ObjectKey::new(Collection::VexRaw, "pkg:oci/app", &id);
