@@ -288,26 +288,14 @@ fn product_selectors_export_only_matching_subjects_and_are_recorded() {
     let (key, public) = keypair(t.path(), "k");
     let store = producer(t.path());
     let out = t.path().join("out");
-    sm([
-        "export",
-        "full",
-        "--store",
-        p(&store),
-        "--tenant",
-        "acme",
-        "--out",
-        p(&out),
-        "--run-id",
+    let bundle = export_full(
+        &store,
+        &out,
+        &key,
         "sel",
-        "--created-at",
         CREATED,
-        "--sign-key",
-        p(&key),
-        "--product",
-        "pkg:golang/github.com/**",
-    ])
-    .ok();
-    let bundle = out.join("sel-full.tar.zst");
+        &["--product", "pkg:golang/github.com/**"],
+    );
     sm(["verify", p(&bundle), "--trust", p(&public)]).ok();
     let x = t.path().join("x");
     extract(&bundle, &x);
@@ -330,6 +318,41 @@ fn product_selectors_export_only_matching_subjects_and_are_recorded() {
         m.contains("pkg:golang/github.com/**"),
         "selectors recorded in the manifest"
     );
+}
+
+/// A delta's index names, for every subject it carries, the subject's root in the target
+/// state under the export's selectors: the root a full export of that state names. With a
+/// time window that root is recomputed from the subject's records inside the window.
+#[test]
+fn delta_indexes_name_the_subject_roots_a_full_export_of_the_target_names() {
+    let read = |p: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    for selectors in [&[][..], &["--from", "2026-07-01T00:00:00Z"][..]] {
+        let t = tempfile::tempdir().unwrap();
+        let (key, _) = keypair(t.path(), "k");
+        let store = producer(t.path());
+        let out = t.path().join("out");
+        export_full(&store, &out, &key, "f1", CREATED, selectors);
+        ingest_sample(&store, "new");
+        export_delta(&store, &out, &key, "f1", "d1", "2026-08-15T00:00:00Z", &[]).ok();
+        let full = export_full(&store, &out, &key, "f2", "2026-08-15T00:00:00Z", selectors);
+        let d = extract(&out.join("d1-delta.tar.zst"), &t.path().join("xd"));
+        let f = extract(&full, &t.path().join("xf"));
+        let mut compared = 0;
+        for index in files_below(&d.join("indexes")) {
+            let (di, fi) = (
+                read(&d.join("indexes").join(&index)),
+                read(&f.join("indexes").join(&index)),
+            );
+            for (c, coll) in di["collections"].as_object().unwrap() {
+                for (subject, e) in coll["subjects"].as_object().unwrap() {
+                    let want = &fi["collections"][c]["subjects"][subject]["root"];
+                    assert_eq!(&e["root"], want, "{selectors:?} {index} {c} {subject:?}");
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 0, "{selectors:?}: the delta carries subjects");
+    }
 }
 
 fn diff_json(bundle: &Path) -> serde_json::Value {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use stellamirror_tests::{
-    data, export_delta, extract, files_below, ingest, ingest_sample, keypair, p, sm, state_root, tool,
+    data, export_delta, extract, files_below, import_bundle, ingest, ingest_sample, keypair, p, sm, state_root, tool,
 };
 
 struct Setup {
@@ -86,17 +86,7 @@ fn an_age_keygen_recipient_works_for_export_and_import() {
         .to_string();
     let b = export(&s, "a2", &["--encrypt", "age", "--recipient", &recipient]);
     let mirror = s.dir.path().join("mirror");
-    sm([
-        "import",
-        p(&b),
-        "--store",
-        p(&mirror),
-        "--trust",
-        p(&s.public),
-        "--identity",
-        p(&id),
-    ])
-    .ok();
+    import_bundle(&b, &mirror, &s.public, &["--identity", p(&id)]).ok();
     assert_eq!(state_root(&mirror, "acme"), state_root(&s.store, "acme"));
 }
 
@@ -123,17 +113,7 @@ fn aes_gcm_bundles_round_trip_and_verify_with_an_identity() {
         "without an identity only signatures and digests are checked"
     );
     let mirror = s.dir.path().join("mirror");
-    sm([
-        "import",
-        p(&b),
-        "--store",
-        p(&mirror),
-        "--trust",
-        p(&s.public),
-        "--identity",
-        p(&identity),
-    ])
-    .ok();
+    import_bundle(&b, &mirror, &s.public, &["--identity", p(&identity)]).ok();
     assert_eq!(state_root(&mirror, "acme"), state_root(&s.store, "acme"));
     let m = extract(&b, &s.dir.path().join("x"));
     let prov: serde_json::Value =
@@ -155,29 +135,10 @@ fn a_wrong_or_missing_identity_fails_with_decrypt_failed_and_applies_nothing() {
             &["--encrypt", mode, "--recipient", &recipient],
         );
         let mirror = s.dir.path().join(format!("m-{mode}"));
-        let r = sm([
-            "import",
-            p(&b),
-            "--store",
-            p(&mirror),
-            "--trust",
-            p(&s.public),
-            "--identity",
-            p(&wrong),
-            "--json",
-        ])
-        .fails_with("ERR_DECRYPT_FAILED");
+        let r = import_bundle(&b, &mirror, &s.public, &["--identity", p(&wrong), "--json"])
+            .fails_with("ERR_DECRYPT_FAILED");
         assert!(!r.stdout.contains("AGE-SECRET-KEY"), "no key material in errors");
-        sm([
-            "import",
-            p(&b),
-            "--store",
-            p(&mirror),
-            "--trust",
-            p(&s.public),
-            "--json",
-        ])
-        .fails_with("ERR_DECRYPT_FAILED");
+        import_bundle(&b, &mirror, &s.public, &["--json"]).fails_with("ERR_DECRYPT_FAILED");
         assert_eq!(stellamirror_tests::status(&mirror, "acme")["records"], 0);
     }
 }
@@ -244,17 +205,7 @@ fn an_encrypted_delta_chain_imports_to_the_exporters_root() {
     .ok();
     let mirror = s.dir.path().join("mirror");
     for b in [full, out.join("d-delta.tar.zst")] {
-        sm([
-            "import",
-            p(&b),
-            "--store",
-            p(&mirror),
-            "--trust",
-            p(&s.public),
-            "--identity",
-            p(&identity),
-        ])
-        .ok();
+        import_bundle(&b, &mirror, &s.public, &["--identity", p(&identity)]).ok();
     }
     assert_eq!(state_root(&mirror, "acme"), state_root(&s.store, "acme"));
 }

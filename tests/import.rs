@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use stellamirror_tests::{data, export_delta, files_below, ingest, keypair, p, shared, sm, state_root, status, tool};
+use stellamirror_tests::{
+    data, export_delta, export_full, files_below, import_bundle, ingest, keypair, p, shared, sm, state_root, status,
+    tool,
+};
 
 struct Chain {
     _dir: tempfile::TempDir,
@@ -55,24 +58,7 @@ fn chain() -> Chain {
         }
         let created = format!("2026-09-0{}T00:00:00Z", i + 1);
         if i == 0 {
-            sm([
-                "export",
-                "full",
-                "--store",
-                p(&producer),
-                "--tenant",
-                "acme",
-                "--out",
-                p(&out),
-                "--run-id",
-                "f0",
-                "--created-at",
-                &created,
-                "--sign-key",
-                p(&key),
-            ])
-            .ok();
-            bundles.push(out.join("f0-full.tar.zst"));
+            bundles.push(export_full(&producer, &out, &key, "f0", &created, &[]));
         } else {
             let run = format!("d{i}");
             export_delta(&producer, &out, &key, "latest", &run, &created, &[]).ok();
@@ -91,15 +77,7 @@ fn chain() -> Chain {
 }
 
 fn import(c: &Chain, bundle: &Path, store: &Path) -> stellamirror_tests::Run {
-    sm([
-        "import",
-        p(bundle),
-        "--store",
-        p(store),
-        "--trust",
-        p(&c.public),
-        "--json",
-    ])
+    import_bundle(bundle, store, &c.public, &["--json"])
 }
 
 #[test]
@@ -142,18 +120,8 @@ fn out_of_order_skipped_repeated_and_foreign_tenant_imports_are_refused_or_no_op
     );
     assert_eq!(state_root(&mirror, "acme"), after);
     // Into another tenant.
-    sm([
-        "import",
-        p(&c.bundles[2]),
-        "--store",
-        p(&mirror),
-        "--trust",
-        p(&c.public),
-        "--tenant",
-        "other",
-        "--json",
-    ])
-    .fails_with("ERR_TENANT_MISMATCH");
+    import_bundle(&c.bundles[2], &mirror, &c.public, &["--tenant", "other", "--json"])
+        .fails_with("ERR_TENANT_MISMATCH");
     assert_eq!(state_root(&mirror, "acme"), after);
     // A mirror that diverged (local ingest) refuses the next delta.
     ingest(&mirror, "acme", &[], &[&data("sboms")]).ok();
@@ -373,24 +341,7 @@ fn sigkill_during_import_then_rerun_ends_at_the_right_root() {
     let producer = t.path().join("producer");
     ingest(&producer, "acme", &[], &[&t.path().join("big.jsonl")]).ok();
     let out = t.path().join("out");
-    sm([
-        "export",
-        "full",
-        "--store",
-        p(&producer),
-        "--tenant",
-        "acme",
-        "--out",
-        p(&out),
-        "--run-id",
-        "big",
-        "--created-at",
-        "2026-09-01T00:00:00Z",
-        "--sign-key",
-        p(&key),
-    ])
-    .ok();
-    let bundle = out.join("big-full.tar.zst");
+    let bundle = export_full(&producer, &out, &key, "big", "2026-09-01T00:00:00Z", &[]);
     let want = state_root(&producer, "acme");
     let mut saw_before = false;
     for (i, ms) in [20u64, 80, 200, 400, 700].into_iter().enumerate() {
@@ -413,7 +364,7 @@ fn sigkill_during_import_then_rerun_ends_at_the_right_root() {
         if !store.join("CURRENT").exists() {
             // Killed before RocksDB created the store: nothing was written at all.
             saw_before = true;
-            sm(["import", p(&bundle), "--store", p(&store), "--trust", p(&public)]).ok();
+            import_bundle(&bundle, &store, &public, &[]).ok();
             assert_eq!(state_root(&store, "acme"), want);
             continue;
         }
@@ -426,7 +377,7 @@ fn sigkill_during_import_then_rerun_ends_at_the_right_root() {
             );
             saw_before = true;
         }
-        sm(["import", p(&bundle), "--store", p(&store), "--trust", p(&public)]).ok();
+        import_bundle(&bundle, &store, &public, &[]).ok();
         assert_eq!(state_root(&store, "acme"), want);
         sm(["verify", "--store", p(&store)]).ok();
     }
@@ -477,17 +428,7 @@ fn publish_writes_the_current_mirror_tree_and_reuses_unchanged_files() {
     let mirror = c.root.join("mirror");
     let public_dir = c.root.join("published");
     for b in &c.bundles[..2] {
-        sm([
-            "import",
-            p(b),
-            "--store",
-            p(&mirror),
-            "--trust",
-            p(&c.public),
-            "--publish",
-            p(&public_dir),
-        ])
-        .ok();
+        import_bundle(b, &mirror, &c.public, &["--publish", p(&public_dir)]).ok();
     }
     let current = public_dir.join("acme/current");
     let state: serde_json::Value =
@@ -519,8 +460,8 @@ fn a_full_import_over_an_existing_state_replaces_it_whole() {
     let other = c.root.join("other-store");
     ingest(&other, "acme", &[], &[&data("osv/pypa.jsonl")]).ok();
     let out = c.root.join("other-out");
-    let b = stellamirror_tests::export_full(&other, &out, &key2, "o1", "2026-10-01T00:00:00Z", &[]);
-    sm(["import", p(&b), "--store", p(&mirror), "--trust", p(&public2)]).ok();
+    let b = export_full(&other, &out, &key2, "o1", "2026-10-01T00:00:00Z", &[]);
+    import_bundle(&b, &mirror, &public2, &[]).ok();
     assert_eq!(status(&mirror, "acme")["kinds"], status(&other, "acme")["kinds"]);
     assert_eq!(state_root(&mirror, "acme"), state_root(&other, "acme"));
     sm(["verify", "--store", p(&mirror)]).ok();

@@ -209,6 +209,13 @@ pub fn export_delta(store: &Path, out: &Path, key: &Path, base: &str, run: &str,
     sm(args)
 }
 
+/// `import BUNDLE --store STORE --trust TRUST [extra…]`; the run is returned unchecked.
+pub fn import_bundle(bundle: &Path, store: &Path, trust: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["import", p(bundle), "--store", p(store), "--trust", p(trust)];
+    args.extend_from_slice(extra);
+    sm(args)
+}
+
 /// Extract a bundle with GNU tar and the zstd CLI; returns its top folder.
 pub fn extract(bundle: &Path, into: &Path) -> PathBuf {
     std::fs::create_dir_all(into).expect("mkdir");

@@ -1,5 +1,5 @@
 //! The export jobs: choose records, materialise them in parallel, assemble, record.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -272,7 +272,7 @@ fn produce(
                     .into_par_iter()
                     .map(|u| run_unit(&ctx, u))
                     .collect::<Result<_, _>>()?;
-                fix_delta_index(store, state, &filter, &mut outputs, &removed_lines, &known)?;
+                fix_delta_index(store, &filter, &mut outputs, &known)?;
             }
             let by_kind = |m: &BTreeMap<Collection, u64>| -> BTreeMap<String, u64> {
                 let mut out: BTreeMap<String, u64> = KINDS.iter().map(|k| (k.to_string(), 0)).collect();
@@ -512,71 +512,38 @@ fn delta_sets(store: &Store, base: &StateNode, target: &StateNode, filter: &Filt
 }
 
 /// Delta indexes name each affected subject's root in the target (filtered) state,
-/// not the root of the changed records alone.
+/// not the root of the changed records alone. The diff reported the target root of every
+/// subject whose records changed, so no shard node is read again here.
 fn fix_delta_index(
     store: &Store,
-    target: &StateNode,
     filter: &Filter,
     outputs: &mut [UnitOutput],
-    removed: &[RemovedLine],
     known: &SubjectRoots,
 ) -> Result<(), ExportError> {
-    let mut affected: BTreeSet<(Collection, String)> = BTreeSet::new();
-    for o in outputs.iter() {
-        for s in &o.subjects {
-            affected.insert((o.collection, s.subject.clone()));
-        }
-    }
-    for r in removed {
-        if let Some(c) = Collection::from_name(&r.kind) {
-            affected.insert((c, r.subject.clone()));
-        }
-    }
-    let mut roots: BTreeMap<(Collection, String), Option<NodeHash>> = BTreeMap::new();
-    // Subjects the diff saw come with their target root; others (none expected) are looked
-    // up, reading each shard node once (at 1M records one holds ~1,000 subjects).
-    let mut kinds: BTreeMap<Collection, crate::merkle::KindNode> = BTreeMap::new();
-    let mut shards: BTreeMap<(Collection, u8), crate::merkle::ShardNode> = BTreeMap::new();
-    for (c, subject) in affected {
-        let stored = match known.get(&(c, subject.clone())) {
-            Some(r) => *r,
-            None => {
-                let shard = shard_of(&subject);
-                if let std::collections::btree_map::Entry::Vacant(slot) = shards.entry((c, shard)) {
-                    let kind = match kinds.entry(c) {
-                        std::collections::btree_map::Entry::Occupied(k) => k.into_mut(),
-                        std::collections::btree_map::Entry::Vacant(k) => k.insert(store.kind_node(target.kind(c))?),
-                    };
-                    slot.insert(store.shard_node(shard, &kind.shards[shard as usize])?);
-                }
-                let node = &shards[&(c, shard)];
-                node.subjects
-                    .binary_search_by(|s| s.subject.as_str().cmp(subject.as_str()))
-                    .ok()
-                    .map(|i| node.subjects[i].root)
-            }
-        };
-        let root = match stored {
-            None => None,
-            // Without a time window a subject is exported whole: its stored root is it.
-            Some(r) if !filter.has_time_window() => filter.subject(&subject).then_some(r),
-            Some(r) => {
-                let leaves: Vec<Leaf> = store
-                    .subject_node(&r)?
-                    .leaves
-                    .into_iter()
-                    .filter(|l| filter.leaf(l))
-                    .collect();
-                (!leaves.is_empty() && filter.subject(&subject)).then(|| crate::merkle::subject_root(&subject, &leaves))
-            }
-        };
-        roots.insert((c, subject), root);
-    }
     for o in outputs.iter_mut() {
         for e in o.index.iter_mut() {
-            if let Some(r) = roots.get(&(o.collection, e.subject.clone())) {
-                e.root = *r;
-            }
+            let stored = *known.get(&(o.collection, e.subject.clone())).ok_or_else(|| {
+                ExportError::Layout(format!(
+                    "{} subject {:?} has changed records the Merkle diff did not report",
+                    o.collection.name(),
+                    e.subject
+                ))
+            })?;
+            e.root = match stored {
+                None => None,
+                // Without a time window a subject is exported whole: its stored root is it.
+                Some(r) if !filter.has_time_window() => filter.subject(&e.subject).then_some(r),
+                Some(r) => {
+                    let leaves: Vec<Leaf> = store
+                        .subject_node(&r)?
+                        .leaves
+                        .into_iter()
+                        .filter(|l| filter.leaf(l))
+                        .collect();
+                    (!leaves.is_empty() && filter.subject(&e.subject))
+                        .then(|| crate::merkle::subject_root(&e.subject, &leaves))
+                }
+            };
         }
     }
     Ok(())
