@@ -183,13 +183,11 @@ pub fn churn(prev: &Path, out: &Path, p: &Params) -> Result<(Manifest, Report)> 
                     serde_json::from_slice(&line).ctx(|| format!("{} line {}", src.display(), i + 1))?;
                 osv::edit(cseed, gen, hash64(a.id.as_bytes()), &mut a);
                 pool.push(vuln_of(&a));
-                g::emit_advisory(out, &mut jsonl, &sink, &a)?;
+                g::emit_advisory(&mut jsonl, &a)?;
                 adv.changed_ids.push(a.id);
             }
             None => {
                 jsonl.write_all(&line)?;
-                let id = line_id(&line)?;
-                sink.link(g::plain_path(prev, &id), g::plain_path(out, &id))?;
             }
         }
         i += 1;
@@ -218,7 +216,7 @@ pub fn churn(prev: &Path, out: &Path, p: &Params) -> Result<(Manifest, Report)> 
             a.database_specific.nvd_published_at = Some(at);
         }
         new_pool.push(vuln_of(&a));
-        g::emit_advisory(out, &mut jsonl, &sink, &a)?;
+        g::emit_advisory(&mut jsonl, &a)?;
         adv.added_ids.push(a.id);
     }
     jsonl.flush()?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use stellamirror_benches::churn::{self, Amount, Params};
 use stellamirror_benches::fsio::walk_files;
-use stellamirror_benches::generate::{self, plain_path, Manifest};
+use stellamirror_benches::generate::{self, Manifest};
 use stellamirror_benches::scale::report::update_doc;
 
 /// A fresh scratch directory per test (removed at the start, left for inspection on failure).
@@ -74,10 +74,17 @@ fn same_seed_gives_identical_bytes() {
     );
     let per_pkg = 2000.0 / a.counts.packages.unwrap() as f64;
     assert!((3.0..=5.0).contains(&per_pkg), "{per_pkg} advisories per package");
-    // Each advisory's own file holds exactly its JSONL line; sizes are OSV-like.
-    for (id, line) in lines(&d.join("a")) {
-        assert_eq!(fs::read_to_string(plain_path(&d.join("a"), &id)).unwrap(), line + "\n");
-    }
+    // The dataset holds the ingest inputs and its manifest, nothing else (the floors archive
+    // exactly the inputs); sizes are OSV-like.
+    let mut top: Vec<String> = fs::read_dir(d.join("a"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    let mut expected: Vec<String> = generate::INPUT_PATHS.iter().map(|p| p.to_string()).collect();
+    expected.push(generate::MANIFEST.into());
+    expected.sort();
+    assert_eq!(top, expected);
     let avg = a.bytes.advisories as f64 / 2000.0;
     assert!((1000.0..=2000.0).contains(&avg), "{avg} bytes per advisory");
     drop(c);

@@ -1,11 +1,12 @@
-//! One benchmark run: generate (or reuse) the data, measure the peers, measure stellamirror on
-//! the same data, the scaling points, then the table, the targets and the doc section.
+//! One benchmark run: generate (or reuse) the data, measure the input floors, stellamirror's
+//! jobs, the floors of the bundle it wrote, the scaling points, then the table, the targets
+//! and the doc section. One step at a time: nothing overlaps a measured step.
 
 use std::path::{Path, PathBuf};
 
-use super::peers::{self, Restic};
+use super::floors::{self, Restic};
 use super::product::Stellamirror;
-use super::report::{self, Report, Row, ScalePoint};
+use super::report::{self, Job, Report, Row, ScalePoint};
 use super::run::{find_program, Measured, Outcome, Runner};
 use super::summary::{annotate, describe, group};
 use crate::fsio::{self, tree_bytes};
@@ -35,6 +36,7 @@ pub fn missing_tools() -> Vec<String> {
         ("zstd", "zstd"),
         ("b3sum", "b3sum"),
         ("sha256sum", "coreutils"),
+        ("comm", "coreutils"),
         ("restic", "restic"),
     ]
     .iter()
@@ -58,10 +60,7 @@ fn dataset(r: &mut Runner, smgen: &Path, dir: &Path, args: &[String]) -> Result<
         .ok()
         .filter(|m| m.generator == crate::generate::GENERATOR)
     {
-        return Ok((
-            m,
-            Measured::not_run(Outcome::Skipped("reused from an earlier run (not timed)".into())),
-        ));
+        return Ok((m, skipped("reused from an earlier run (not timed)")));
     }
     fsio::remove_any(dir)?;
     let mut all = vec!["--out".to_string(), dir.to_string_lossy().into_owned()];
@@ -73,10 +72,53 @@ fn dataset(r: &mut Runner, smgen: &Path, dir: &Path, args: &[String]) -> Result<
     Ok((Manifest::read(dir)?, m))
 }
 
-fn gen_row(job: &str, m: Measured, out: u64) -> Row {
-    let mut row = Row::new(job, "smgen", None, m, Some(out));
-    row.note = "generator".into();
-    row
+/// Generation 0 and its churned generation 1 of one N, with what differs between them.
+pub struct Data {
+    pub gen0: PathBuf,
+    pub gen1: PathBuf,
+    pub m0: Manifest,
+    pub m1: Manifest,
+    /// Input files of gen 1 that are new or changed / gone (relative paths).
+    pub changed: Vec<PathBuf>,
+    pub removed: Vec<PathBuf>,
+}
+
+impl Data {
+    fn prepare(
+        r: &mut Runner,
+        o: &Options,
+        n: u64,
+        churn: &[String],
+        gen1_name: &str,
+    ) -> Result<(Data, [Measured; 2])> {
+        let root = o.work.join("data").join(format!("n{n}-s{}", o.seed));
+        let gen0 = root.join("gen0");
+        let gen1 = root.join(gen1_name);
+        eprintln!("smscale: data in {}", root.display());
+        let gen0_args = ["--n".into(), n.to_string(), "--seed".into(), o.seed.to_string()];
+        let (m0, g0) = dataset(r, &o.smgen, &gen0, &gen0_args)?;
+        let mut args = vec!["--churn-from".into(), gen0.to_string_lossy().into_owned()];
+        args.extend_from_slice(churn);
+        let (m1, g1) = dataset(r, &o.smgen, &gen1, &args)?;
+        let (changed, removed) = floors::diff_inputs(&gen0, &gen1)?;
+        let data = Data {
+            gen0,
+            gen1,
+            m0,
+            m1,
+            changed,
+            removed,
+        };
+        Ok((data, [g0, g1]))
+    }
+
+    fn bytes0(&self) -> u64 {
+        self.m0.bytes.total()
+    }
+
+    fn bytes1(&self) -> u64 {
+        self.m1.bytes.total()
+    }
 }
 
 fn loadavg() -> String {
@@ -84,12 +126,252 @@ fn loadavg() -> String {
     l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
-fn file_len(p: &Path) -> Option<u64> {
+pub fn file_len(p: &Path) -> Option<u64> {
     std::fs::metadata(p).ok().map(|m| m.len())
 }
 
 fn skipped(why: &str) -> Measured {
     Measured::not_run(Outcome::Skipped(why.into()))
+}
+
+fn push(rows: &mut Vec<Row>, job: Job, in_bytes: Option<u64>, m: Measured, out: Option<u64>) {
+    rows.push(Row::new(job, in_bytes, m, out));
+}
+
+/// Where one run keeps its scratch: stores, bundles, floor outputs and logs.
+struct Dirs {
+    run: PathBuf,
+    floor: PathBuf,
+    keys: PathBuf,
+    store: PathBuf,
+    store_import: PathBuf,
+    store_rebuild: PathBuf,
+    bundles: PathBuf,
+}
+
+impl Dirs {
+    fn new(o: &Options) -> Result<Dirs> {
+        let run = o.work.join(format!("run-n{}", o.n));
+        fsio::remove_any(&run)?;
+        let d = Dirs {
+            floor: run.join("floor"),
+            keys: run.join("keys"),
+            store: run.join("store"),
+            store_import: run.join("store-import"),
+            store_rebuild: run.join("store-rebuild"),
+            bundles: run.join("bundles"),
+            run,
+        };
+        for p in [&d.floor, &d.keys, &d.bundles] {
+            std::fs::create_dir_all(p)?;
+        }
+        Ok(d)
+    }
+
+    /// A private copy of the binary: a concurrent `cargo build` must not swap it mid-run.
+    fn private_bin(&self, bin: &Path) -> PathBuf {
+        let copy = self.run.join("bin").join("stellamirror");
+        match std::fs::create_dir_all(self.run.join("bin")).and_then(|_| std::fs::copy(bin, &copy)) {
+            Ok(_) => copy,
+            Err(_) => bin.to_path_buf(),
+        }
+    }
+
+    fn scratch(&self) -> [&PathBuf; 5] {
+        [
+            &self.store,
+            &self.store_import,
+            &self.store_rebuild,
+            &self.bundles,
+            &self.floor,
+        ]
+    }
+}
+
+/// The input floors: hashing, floor-input, the changed records alone, restic.
+fn input_floors(r: &mut Runner, d: &Data, dirs: &Dirs, o: &Options, rows: &mut Vec<Row>) -> Result<()> {
+    eprintln!("smscale: input floors");
+    let (b0, b1) = (Some(d.bytes0()), Some(d.bytes1()));
+    for (job, tool, gen, bytes) in [
+        (Job::HashInputs, "b3sum", &d.gen0, b0),
+        (Job::ShaInputs, "sha256sum", &d.gen0, b0),
+        (Job::HashInputs1, "b3sum", &d.gen1, b1),
+    ] {
+        let m = match find_program(tool) {
+            Some(_) => floors::hash_inputs(r, &format!("floor-{tool}-{}", job.label()), tool, gen),
+            None => Measured::not_run(Outcome::NotAvailable(format!("{tool} not installed"))),
+        };
+        push(rows, job, bytes, m, None);
+    }
+    let archive = dirs.floor.join("inputs.tar.zst");
+    let m = floors::compress_inputs(r, &d.gen0, &archive);
+    push(rows, Job::FloorInput, b0, m, file_len(&archive));
+    let (records, len) = floors::changed_records(r, &d.gen0, &d.gen1, &d.changed, &dirs.floor.join("changed"))?;
+    let zst = dirs.floor.join("changed-records.zst");
+    let m = floors::compress_changed(r, "floor-delta-zstd-3", &records, &zst);
+    push(rows, Job::FloorDelta, Some(len), m, file_len(&zst));
+    restic_floors(r, d, dirs, o, rows)
+}
+
+fn restic_floors(r: &mut Runner, d: &Data, dirs: &Dirs, o: &Options, rows: &mut Vec<Row>) -> Result<()> {
+    let program = find_program("restic").filter(|_| std::env::var_os("RESTIC_PASSWORD").is_some());
+    let Some(program) = program else {
+        let na = Measured::not_run(Outcome::NotAvailable("restic or RESTIC_PASSWORD missing".into()));
+        for job in [Job::ResticBackup, Job::ResticBackup1, Job::ResticRestore] {
+            push(rows, job, None, na.clone(), None);
+        }
+        return Ok(());
+    };
+    let restic = Restic::new(r, program, &dirs.floor);
+    let init = restic.init(r);
+    if !init.outcome.is_ok() {
+        push(rows, Job::ResticBackup, None, init, None);
+        return Ok(());
+    }
+    let live = dirs.floor.join("live");
+    floors::make_live(&d.gen0, &live)?;
+    let b0 = restic.backup(r, "restic-backup-0", &live);
+    let repo0 = tree_bytes(&restic.repo).unwrap_or(0);
+    push(rows, Job::ResticBackup, Some(d.bytes0()), b0, Some(repo0));
+    floors::sync_live(&live, &d.gen1, &d.changed, &d.removed)?;
+    let b1 = restic.backup(r, "restic-backup-1", &live);
+    let growth = tree_bytes(&restic.repo).unwrap_or(0).saturating_sub(repo0);
+    let files = floors::restic_files_line(&b1.stdout).unwrap_or_default();
+    push(rows, Job::ResticBackup1, Some(d.bytes1()), b1, Some(growth));
+    if let Some(row) = rows.last_mut() {
+        row.note = format!("out = repository growth; {files}");
+    }
+    let target = dirs.floor.join("restore");
+    let rr = restic.restore(r, &target);
+    let restored = tree_bytes(&target).ok();
+    push(rows, Job::ResticRestore, Some(d.bytes1()), rr, restored);
+    if !o.keep {
+        fsio::remove_any(&target)?;
+        fsio::remove_any(&live)?;
+    }
+    Ok(())
+}
+
+/// State roots read after each phase: import and rebuild must reproduce the source's.
+#[derive(Default)]
+struct Roots {
+    after0: Option<String>,
+    after1: Option<String>,
+    import: Option<String>,
+    rebuild: Option<String>,
+}
+
+/// stellamirror's jobs on the same data, each after the step it depends on.
+fn product_jobs(r: &mut Runner, sm: &mut Stellamirror, d: &Data, dirs: &Dirs, rows: &mut Vec<Row>) -> Roots {
+    eprintln!("smscale: stellamirror ({})", sm.bin.display());
+    let changed_in = rows.iter().find(|x| x.job == Job::FloorDelta).and_then(|x| x.in_bytes);
+    let keygen = sm.keygen(r);
+    let steps = SmSteps {
+        keygen: keygen.outcome.clone(),
+    };
+    let mut roots = Roots::default();
+    let (b0, b1) = (Some(d.bytes0()), Some(d.bytes1()));
+    let (ing0, left0) = sm.ingest_all(r, "ingest-0", &dirs.store, &d.gen0);
+    push(rows, Job::Ingest, b0, ing0.clone(), tree_bytes(&dirs.store).ok());
+    note_left_out(rows, &left0);
+    roots.after0 = sm.state_root(r, "sm-status-0", &dirs.store).1;
+    let full = steps.after(&ing0, || sm.export_full(r, &dirs.store, &dirs.bundles));
+    let full_path = Stellamirror::full_bundle(&dirs.bundles);
+    push(rows, Job::ExportFull, b0, full.clone(), file_len(&full_path));
+    let mut left1 = Vec::new();
+    let ing1 = steps.after(&full, || {
+        let (m, left) = sm.ingest_all(r, "ingest-1", &dirs.store, &d.gen1);
+        left1 = left;
+        m
+    });
+    push(rows, Job::Reingest, b1, ing1.clone(), tree_bytes(&dirs.store).ok());
+    note_left_out(rows, &left1);
+    roots.after1 = sm.state_root(r, "sm-status-1", &dirs.store).1;
+    let delta = steps.after(&ing1, || sm.export_delta(r, &dirs.store, &dirs.bundles));
+    let delta_path = Stellamirror::delta_bundle(&dirs.bundles);
+    let delta_len = file_len(&delta_path);
+    push(rows, Job::ExportDelta, changed_in, delta.clone(), delta_len);
+    push(
+        rows,
+        Job::HourlyCycle,
+        b1,
+        Measured::combine(&[ing1, delta.clone()]),
+        delta_len,
+    );
+    let vf = steps.after(&full, || sm.verify(r, "sm-verify-full", &full_path));
+    push(rows, Job::VerifyFull, b0, vf, None);
+    let vd = steps.after(&delta, || sm.verify(r, "sm-verify-delta", &delta_path));
+    push(rows, Job::VerifyDelta, changed_in, vd, None);
+    let imf = steps.after(&full, || sm.import(r, "sm-import-full", &full_path, &dirs.store_import));
+    push(
+        rows,
+        Job::ImportFull,
+        b0,
+        imf.clone(),
+        tree_bytes(&dirs.store_import).ok(),
+    );
+    let imd = steps.after(&imf, || {
+        steps.after(&delta, || {
+            sm.import(r, "sm-import-delta", &delta_path, &dirs.store_import)
+        })
+    });
+    push(
+        rows,
+        Job::ImportDelta,
+        changed_in,
+        imd,
+        tree_bytes(&dirs.store_import).ok(),
+    );
+    roots.import = sm.state_root(r, "sm-status-import", &dirs.store_import).1;
+    let rb = steps.after(&delta, || sm.rebuild(r, &dirs.bundles, &dirs.store_rebuild));
+    push(rows, Job::Rebuild, b1, rb, tree_bytes(&dirs.store_rebuild).ok());
+    roots.rebuild = sm.state_root(r, "sm-status-rebuild", &dirs.store_rebuild).1;
+    roots
+}
+
+fn note_left_out(rows: &mut [Row], left: &[String]) {
+    if let (Some(row), false) = (rows.last_mut(), left.is_empty()) {
+        row.note = format!("**excludes** {}", left.join("; "));
+    }
+}
+
+/// The floors of the bundle stellamirror wrote: its content as one stream, compressed and
+/// hashed by the standard tools, and extracted.
+fn bundle_floors(r: &mut Runner, dirs: &Dirs, o: &Options, rows: &mut Vec<Row>) -> Result<()> {
+    let full = Stellamirror::full_bundle(&dirs.bundles);
+    if !full.is_file() {
+        for job in [
+            Job::BundleDecompress,
+            Job::FloorBundle,
+            Job::BundleB3,
+            Job::BundleSha,
+            Job::Extract,
+        ] {
+            push(rows, job, None, skipped("no full bundle"), None);
+        }
+        return Ok(());
+    }
+    eprintln!("smscale: bundle floors");
+    let stream = dirs.floor.join("full-bundle.tar");
+    let m = floors::decompress_to(r, &full, &stream);
+    let content = file_len(&stream);
+    push(rows, Job::BundleDecompress, file_len(&full), m, content);
+    let zst = dirs.floor.join("full-bundle.tar.zst");
+    let m = floors::compress_stream(r, &stream, &zst);
+    push(rows, Job::FloorBundle, content, m, file_len(&zst));
+    for (job, tool) in [(Job::BundleB3, "b3sum"), (Job::BundleSha, "sha256sum")] {
+        let m = floors::hash_file(r, tool, &stream);
+        push(rows, job, content, m, None);
+    }
+    let into = dirs.floor.join("extract");
+    let m = floors::extract(r, &full, &into);
+    let out = tree_bytes(&into).ok();
+    push(rows, Job::Extract, file_len(&full), m, out);
+    if !o.keep {
+        fsio::remove_any(&into)?;
+        fsio::remove_any(&stream)?;
+    }
+    Ok(())
 }
 
 pub fn run(o: &Options) -> Result<Report> {
@@ -99,340 +381,24 @@ pub fn run(o: &Options) -> Result<Report> {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0),
     );
-    let run_dir = o.work.join(format!("run-n{}", o.n));
-    fsio::remove_any(&run_dir)?;
-    let mut r = Runner::new(&run_dir.join("logs"))?;
-    // Run a private copy of the binary: a concurrent `cargo build` must not swap it mid-run.
-    let bin = run_dir.join("bin").join("stellamirror");
-    let bin = match std::fs::create_dir_all(run_dir.join("bin")).and_then(|_| std::fs::copy(&o.bin, &bin)) {
-        Ok(_) => bin,
-        Err(_) => o.bin.clone(),
-    };
+    let dirs = Dirs::new(o)?;
+    let mut r = Runner::new(&dirs.run.join("logs"))?;
+    let bin = dirs.private_bin(&o.bin);
     let load_start = loadavg();
     let missing = missing_tools();
     for m in &missing {
         eprintln!("smscale: missing: {m}");
     }
-    let data = o.work.join("data").join(format!("n{}-s{}", o.n, o.seed));
-    let gen0 = data.join("gen0");
-    let gen1 = data.join(format!("gen1-c{}", o.churn));
-    eprintln!("smscale: data in {}", data.display());
-    let (m0, g0) = dataset(
-        &mut r,
-        &o.smgen,
-        &gen0,
-        &["--n".into(), o.n.to_string(), "--seed".into(), o.seed.to_string()],
-    )?;
-    let churn_args = [
-        "--churn-from".into(),
-        gen0.to_string_lossy().into_owned(),
-        "--churn".into(),
-        o.churn.to_string(),
-    ];
-    let (m1, g1) = dataset(&mut r, &o.smgen, &gen1, &churn_args)?;
-    let (d0, d1) = (m0.bytes.total(), m1.bytes.total());
-    let mut rows = vec![gen_row("generate gen 0", g0, d0), gen_row("churn to gen 1", g1, d1)];
-    let (changed, removed, changed_bytes) = peers::diff_trees(&gen0, &gen1)?;
-
-    // ---- peers
-    eprintln!("smscale: peers");
-    let peer = run_dir.join("peer");
-    std::fs::create_dir_all(&peer)?;
-    let push =
-        |rows: &mut Vec<Row>, job: &str, tool: &str, i: Option<u64>, m: Measured, out: Option<u64>, note: &str| {
-            let mut row = Row::new(job, tool, i, m, out);
-            row.note = note.into();
-            rows.push(row);
-        };
-    for tool in ["b3sum", "sha256sum"] {
-        let m = if find_program(tool).is_some() {
-            peers::hash_floor(&mut r, tool, &gen0)
-        } else {
-            Measured::not_run(Outcome::NotAvailable(format!("{tool} not installed")))
-        };
-        push(
-            &mut rows,
-            "hash every record file",
-            tool,
-            Some(d0),
-            m,
-            None,
-            "hash floor",
-        );
-    }
-    let archive = peer.join("gen0.tar.zst");
-    let m = peers::compress_floor(&mut r, &gen0, &archive);
-    push(
-        &mut rows,
-        "archive + compress (full)",
-        "tar | zstd -T0 -3",
-        Some(d0),
-        m,
-        file_len(&archive),
-        "compression floor",
-    );
-    let extract_dir = peer.join("extract");
-    let m = if rows.last().is_some_and(Row::ok) {
-        peers::extract_floor(&mut r, &archive, &extract_dir)
-    } else {
-        skipped("no archive")
-    };
-    let out = tree_bytes(&extract_dir).ok();
-    push(
-        &mut rows,
-        "decompress + extract (full)",
-        "zstd -d | tar -x",
-        Some(d0),
-        m,
-        out,
-        "extract floor",
-    );
-    if !o.keep {
-        fsio::remove_any(&extract_dir)?;
-    }
-    // The extract floor is dominated by creating one file per record; decompressing alone is
-    // the stricter floor for an importer that writes no per-record files.
-    let m = if rows.last().is_some_and(Row::ok) {
-        peers::decompress_floor(&mut r, &archive)
-    } else {
-        skipped("no archive")
-    };
-    push(
-        &mut rows,
-        "decompress only (full)",
-        "zstd -d > /dev/null",
-        Some(d0),
-        m,
-        None,
-        "decompress floor",
-    );
-    let delta_archive = peer.join("gen1-changed.tar.zst");
-    let m = peers::delta_floor(&mut r, &gen1, &changed, &peer.join("changed.list"), &delta_archive)?;
-    push(
-        &mut rows,
-        "archive + compress changed files",
-        "tar | zstd -T0 -3",
-        Some(changed_bytes),
-        m,
-        file_len(&delta_archive),
-        "delta floor",
-    );
-
-    let restic_ok = find_program("restic").filter(|_| std::env::var_os("RESTIC_PASSWORD").is_some());
-    let (rb0, rb1, rr, repo0, repo1, restored) = match restic_ok {
-        Some(prog) => {
-            let restic = Restic::new(&mut r, prog, &peer);
-            let live = peer.join("live");
-            peers::make_live(&gen0, &live)?;
-            let init = restic.init(&mut r);
-            if init.outcome.is_ok() {
-                let b0 = restic.backup(&mut r, "restic-backup-0", &live);
-                let repo0 = tree_bytes(&restic.repo).unwrap_or(0);
-                peers::sync_live(&live, &gen1, &changed, &removed)?;
-                let b1 = restic.backup(&mut r, "restic-backup-1", &live);
-                let repo1 = tree_bytes(&restic.repo).unwrap_or(0);
-                let target = peer.join("restore");
-                let rr = restic.restore(&mut r, &target);
-                let restored = tree_bytes(&target).unwrap_or(0);
-                if !o.keep {
-                    fsio::remove_any(&target)?;
-                    fsio::remove_any(&live)?;
-                }
-                (b0, b1, rr, repo0, repo1.saturating_sub(repo0), restored)
-            } else {
-                (
-                    init.clone(),
-                    skipped("restic init failed"),
-                    skipped("restic init failed"),
-                    0,
-                    0,
-                    0,
-                )
-            }
-        }
-        None => {
-            let na = Measured::not_run(Outcome::NotAvailable("restic or RESTIC_PASSWORD missing".into()));
-            (na.clone(), na.clone(), na, 0, 0, 0)
-        }
-    };
-    push(
-        &mut rows,
-        "backup gen 0",
-        "restic backup",
-        Some(d0),
-        rb0,
-        Some(repo0),
-        "peer",
-    );
-    let files1 = peers::restic_files_line(&rb1.stdout).unwrap_or_default();
-    push(
-        &mut rows,
-        "backup gen 1 (incremental)",
-        "restic backup",
-        Some(changed_bytes),
-        rb1,
-        Some(repo1),
-        &format!("peer (out = repo growth); {files1}"),
-    );
-    push(
-        &mut rows,
-        "restore latest",
-        "restic restore",
-        Some(d1),
-        rr,
-        Some(restored),
-        "peer",
-    );
-
-    // ---- stellamirror
-    eprintln!("smscale: stellamirror ({})", o.bin.display());
-    let keys = run_dir.join("keys");
-    std::fs::create_dir_all(&keys)?;
-    let mut sm = Stellamirror::new(&bin, &o.tenant, &keys.join("bench"));
-    let (store, store2, store3, bundles) = (
-        run_dir.join("store"),
-        run_dir.join("store-import"),
-        run_dir.join("store-rebuild"),
-        run_dir.join("bundles"),
-    );
-    std::fs::create_dir_all(&bundles)?;
-    let keygen = sm.keygen(&mut r);
-    let sm_steps = SmSteps {
-        keygen: keygen.outcome.clone(),
-    };
-    let (ing0, left0) = sm.ingest_all(&mut r, "ingest-0", &store, &gen0);
-    let store_after0 = tree_bytes(&store).ok();
-    let (_, root0) = sm.state_root(&mut r, "sm-status-0", &store);
-    let full = sm_steps.after(&ing0, || sm.export_full(&mut r, &store, &bundles));
-    let full_path = Stellamirror::full_bundle(&bundles);
-    let mut left1 = Vec::new();
-    let ing1 = sm_steps.after(&full, || {
-        let (m, left) = sm.ingest_all(&mut r, "ingest-1", &store, &gen1);
-        left1 = left;
-        m
-    });
-    let (_, root1) = sm.state_root(&mut r, "sm-status-1", &store);
-    let delta = sm_steps.after(&ing1, || sm.export_delta(&mut r, &store, &bundles));
-    let delta_path = Stellamirror::delta_bundle(&bundles);
-    let vf = sm_steps.after(&full, || sm.verify(&mut r, "sm-verify-full", &full_path));
-    let vd = sm_steps.after(&delta, || sm.verify(&mut r, "sm-verify-delta", &delta_path));
-    let imf = sm_steps.after(&full, || sm.import(&mut r, "sm-import-full", &full_path, &store2));
-    let s2_full = tree_bytes(&store2).ok();
-    let imd = sm_steps.after(&imf, || {
-        sm_steps.after(&delta, || sm.import(&mut r, "sm-import-delta", &delta_path, &store2))
-    });
-    let (_, root2) = sm.state_root(&mut r, "sm-status-import", &store2);
-    let rb = sm_steps.after(&delta, || sm.rebuild(&mut r, &bundles, &store3));
-    let (_, root3) = sm.state_root(&mut r, "sm-status-rebuild", &store3);
-    let first_sm = rows.len();
-    push(
-        &mut rows,
-        "ingest gen 0 (4 kinds)",
-        "stellamirror ingest",
-        Some(d0),
-        ing0,
-        store_after0,
-        "",
-    );
-    push(
-        &mut rows,
-        "export full",
-        "stellamirror export full",
-        Some(d0),
-        full,
-        file_len(&full_path),
-        "",
-    );
-    push(
-        &mut rows,
-        "ingest gen 1 (churn)",
-        "stellamirror ingest",
-        Some(d1),
-        ing1.clone(),
-        tree_bytes(&store).ok(),
-        "",
-    );
-    push(
-        &mut rows,
-        "export delta",
-        "stellamirror export delta",
-        Some(changed_bytes),
-        delta.clone(),
-        file_len(&delta_path),
-        "",
-    );
-    push(
-        &mut rows,
-        "verify full bundle",
-        "stellamirror verify",
-        Some(d0),
-        vf,
-        None,
-        "",
-    );
-    push(
-        &mut rows,
-        "verify delta bundle",
-        "stellamirror verify",
-        Some(changed_bytes),
-        vd,
-        None,
-        "",
-    );
-    push(
-        &mut rows,
-        "import full (fresh store)",
-        "stellamirror import",
-        Some(d0),
-        imf,
-        s2_full,
-        "",
-    );
-    push(
-        &mut rows,
-        "import delta",
-        "stellamirror import",
-        Some(changed_bytes),
-        imd,
-        tree_bytes(&store2).ok(),
-        "",
-    );
-    push(
-        &mut rows,
-        "rebuild (full + delta)",
-        "stellamirror rebuild",
-        Some(d1),
-        rb,
-        tree_bytes(&store3).ok(),
-        "",
-    );
-
-    let targets = annotate(&mut rows, first_sm, o.n);
-    for (job, left) in [("ingest gen 0 (4 kinds)", &left0), ("ingest gen 1 (churn)", &left1)] {
-        if let Some(row) = rows.iter_mut().find(|r| r.job == job).filter(|_| !left.is_empty()) {
-            row.note = format!(
-                "{}{}**excludes** {}",
-                row.note,
-                if row.note.is_empty() { "" } else { "; " },
-                left.join("; ")
-            );
-        }
-    }
-    let main_point = ScalePoint {
-        n: o.n,
-        churned: m1_touched(&gen1),
-        delta: delta.clone(),
-        delta_bytes: file_len(&delta_path),
-        ingest: ing1,
-        floor: rows
-            .iter()
-            .find(|r| r.note == "delta floor")
-            .map(|r| r.m.clone())
-            .unwrap_or_else(|| skipped("")),
-        floor_bytes: file_len(&delta_archive),
-    };
-
-    // ---- scaling points (fixed absolute churn)
+    let churn = ["--churn".into(), o.churn.to_string()];
+    let (data, [g0, g1]) = Data::prepare(&mut r, o, o.n, &churn, &format!("gen1-c{}", o.churn))?;
+    let mut rows = Vec::new();
+    push(&mut rows, Job::Generate, None, g0, Some(data.bytes0()));
+    push(&mut rows, Job::Churn, None, g1, Some(data.bytes1()));
+    input_floors(&mut r, &data, &dirs, o, &mut rows)?;
+    let mut sm = Stellamirror::new(&bin, &o.tenant, &dirs.keys.join("bench"));
+    let roots = product_jobs(&mut r, &mut sm, &data, &dirs, &mut rows);
+    bundle_floors(&mut r, &dirs, o, &mut rows)?;
+    let main_point = main_scale_point(&data, &rows);
     let mut scaling = Vec::new();
     for &n in &o.scaling {
         if n == o.n && main_point.churned == o.scaling_records {
@@ -440,33 +406,10 @@ pub fn run(o: &Options) -> Result<Report> {
             continue;
         }
         eprintln!("smscale: scaling point N={n}");
-        scaling.push(scale_point(&mut r, o, &mut sm, n, &run_dir)?);
+        scaling.push(scale_point(&mut r, o, &mut sm, n, &dirs.run)?);
     }
-
-    let roots = [
-        ("ingest store after gen 0", root0),
-        ("ingest store after gen 1", root1),
-        ("import store (full + delta)", root2),
-        ("rebuild store", root3),
-    ];
-    let mut notes = vec![
-        "Warm page cache: the data was generated just before; nothing is dropped between steps. One step at a time.".to_string(),
-        "MB = 10^6 bytes. `in MB` = logical evidence bytes the job covers: the whole generation for full jobs, the new and changed record files for delta jobs; MB/s = in MB / wall s.".into(),
-        "Peak RSS and CPU s (user + system) = GNU time `%M`, `%U + %S` of the step: for a pipeline, its largest process and the CPU of all its processes; for the 4-command ingest, the largest command and the sum. CPU s is the figure least distorted by other load on the machine.".into(),
-        "Peers read `plain/` (one file per advisory, byte-identical to its JSONL line) plus `vex/`, `sboms/`, `policy/`: the same bytes stellamirror ingests. restic's incremental backup runs on a live tree updated in place (unchanged files keep path, inode and mtime).".into(),
-    ];
-    let root_line: Vec<String> = roots
-        .iter()
-        .map(|(k, v)| format!("{k}: `{}`", v.as_deref().unwrap_or("n/a")))
-        .collect();
-    notes.push(format!("State roots — {}.", root_line.join("; ")));
-    if let (Some(a), Some(b), Some(c)) = (&roots[1].1, &roots[2].1, &roots[3].1) {
-        notes.push(if a == b && b == c {
-            "Import and rebuild reproduce the source store's state root.".into()
-        } else {
-            "**State roots differ between source, import and rebuild.**".into()
-        });
-    }
+    let targets = annotate(&mut rows, o.n, &scaling);
+    let mut notes = method_notes(&roots, &dirs.run);
     for m in &missing {
         notes.push(format!("Missing on this machine: {m}."));
     }
@@ -475,11 +418,8 @@ pub fn run(o: &Options) -> Result<Report> {
         loadavg(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     ));
-    notes.push(format!(
-        "Logs and exact command lines: `{}`.",
-        run_dir.join("logs").display()
-    ));
-    let dataset = describe(&m0, &m1, &gen1, changed.len(), removed.len(), changed_bytes, o);
+    let changed_bytes = rows.iter().find(|x| x.job == Job::FloorDelta).and_then(|x| x.in_bytes);
+    let dataset = describe(&data.m0, &data.m1, &data.gen1, &data, changed_bytes, o);
     let report = Report {
         date,
         n: o.n,
@@ -496,11 +436,43 @@ pub fn run(o: &Options) -> Result<Report> {
         notes,
     };
     if !o.keep {
-        for p in [&store, &store2, &store3, &bundles, &peer] {
+        for p in dirs.scratch() {
             fsio::remove_any(p)?;
         }
     }
     Ok(report)
+}
+
+fn method_notes(roots: &Roots, run_dir: &Path) -> Vec<String> {
+    let mut notes = vec![
+        "Warm page cache: the data was generated (or read) just before; nothing is dropped between steps. One step at a time.".to_string(),
+        "MB = 10^6 bytes. `in MB` = the bytes the job handles: the input files of the generation for ingest, export, import and rebuild; the changed records alone (floor-delta's input) for delta jobs; the bundle or its content for the bundle floors. MB/s = in MB / wall s.".into(),
+        "Floors are measured in this run on exactly the bytes the job handles: floor-input = `tar --sort=name advisories.jsonl vex sboms policy | zstd -T0 -3`; floor-bundle = `zstd -T0 -3` of the full bundle's uncompressed content as one stream; extract = `zstd -d | tar -x` of the same bundle; floor-delta = `LC_ALL=C comm -13` of the sorted JSONL generations plus the new and changed VEX/SBOM files, at `zstd -3`; restic backs up and restores the same input files (the incremental backup on a live copy updated in place: unchanged files keep path, inode and mtime).".into(),
+        "Peak RSS and CPU s (user + system) = GNU time `%M`, `%U + %S` of the step: for a pipeline, its largest process and the CPU of all its processes; for a job of several commands, the largest command and the sum. CPU s is the figure least distorted by other load on the machine.".into(),
+    ];
+    let list = [
+        ("ingest store after gen 0", &roots.after0),
+        ("after gen 1", &roots.after1),
+        ("import (full + delta)", &roots.import),
+        ("rebuild", &roots.rebuild),
+    ];
+    let line: Vec<String> = list
+        .iter()
+        .map(|(k, v)| format!("{k}: `{}`", v.as_deref().unwrap_or("n/a")))
+        .collect();
+    notes.push(format!("State roots — {}.", line.join("; ")));
+    if let (Some(a), Some(b), Some(c)) = (&roots.after1, &roots.import, &roots.rebuild) {
+        notes.push(if a == b && b == c {
+            "Import and rebuild reproduce the source store's state root.".into()
+        } else {
+            "**State roots differ between source, import and rebuild.**".into()
+        });
+    }
+    notes.push(format!(
+        "Logs and exact command lines: `{}`.",
+        run_dir.join("logs").display()
+    ));
+    notes
 }
 
 /// Runs stellamirror steps only after the step they depend on succeeded.
@@ -523,7 +495,7 @@ impl SmSteps {
     }
 }
 
-fn m1_touched(gen1: &Path) -> u64 {
+fn touched(gen1: &Path) -> u64 {
     std::fs::read(gen1.join(crate::generate::CHURN))
         .ok()
         .and_then(|b| serde_json::from_slice::<crate::churn::Report>(&b).ok())
@@ -531,37 +503,38 @@ fn m1_touched(gen1: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+fn main_scale_point(d: &Data, rows: &[Row]) -> ScalePoint {
+    let get = |job: Job| rows.iter().find(|x| x.job == job);
+    let m = |job: Job| get(job).map(|x| x.m.clone()).unwrap_or_else(|| skipped(""));
+    ScalePoint {
+        n: d.m0.counts.advisories,
+        churned: touched(&d.gen1),
+        delta: m(Job::ExportDelta),
+        delta_bytes: get(Job::ExportDelta).and_then(|x| x.out_bytes),
+        ingest: m(Job::Reingest),
+        hash: m(Job::HashInputs1),
+        floor_bytes: get(Job::FloorDelta).and_then(|x| x.out_bytes),
+    }
+}
+
 /// One scaling point: fresh data at `n`, churned by a fixed number of advisories; only the
-/// delta path (ingest gen 1, export delta) and its floor are reported.
+/// hourly path (re-ingest, export delta) and its floors are reported.
 fn scale_point(r: &mut Runner, o: &Options, sm: &mut Stellamirror, n: u64, run_dir: &Path) -> Result<ScalePoint> {
-    let data = o.work.join("data").join(format!("n{n}-s{}", o.seed));
-    let gen0 = data.join("gen0");
-    let gen1 = data.join(format!("gen1-r{}", o.scaling_records));
-    dataset(
-        r,
-        &o.smgen,
-        &gen0,
-        &["--n".into(), n.to_string(), "--seed".into(), o.seed.to_string()],
-    )?;
-    let args = [
-        "--churn-from".into(),
-        gen0.to_string_lossy().into_owned(),
-        "--churn-records".into(),
-        o.scaling_records.to_string(),
-    ];
-    dataset(r, &o.smgen, &gen1, &args)?;
+    let churn = ["--churn-records".into(), o.scaling_records.to_string()];
+    let (d, _) = Data::prepare(r, o, n, &churn, &format!("gen1-r{}", o.scaling_records))?;
     let dir = run_dir.join(format!("scale-n{n}"));
     std::fs::create_dir_all(&dir)?;
-    let (changed, _, _) = peers::diff_trees(&gen0, &gen1)?;
-    let archive = dir.join("changed.tar.zst");
-    let floor = peers::delta_floor(r, &gen1, &changed, &dir.join("changed.list"), &archive)?;
+    let (records, _) = floors::changed_records(r, &d.gen0, &d.gen1, &d.changed, &dir)?;
+    let zst = dir.join("changed-records.zst");
+    let floor = floors::compress_changed(r, &format!("scale-{n}-floor-delta"), &records, &zst);
+    let hash = floors::hash_inputs(r, &format!("scale-{n}-b3sum-gen1"), "b3sum", &d.gen1);
     let (store, bundles) = (dir.join("store"), dir.join("bundles"));
     std::fs::create_dir_all(&bundles)?;
     let steps = SmSteps { keygen: Outcome::Ok };
-    let (ing0, _) = sm.ingest_all(r, &format!("scale-{n}-ingest-0"), &store, &gen0);
+    let (ing0, _) = sm.ingest_all(r, &format!("scale-{n}-ingest-0"), &store, &d.gen0);
     let full = steps.after(&ing0, || sm.export_full(r, &store, &bundles));
     let ingest = steps.after(&full, || {
-        sm.ingest_all(r, &format!("scale-{n}-ingest-1"), &store, &gen1).0
+        sm.ingest_all(r, &format!("scale-{n}-ingest-1"), &store, &d.gen1).0
     });
     let delta = steps.after(&ingest, || sm.export_delta(r, &store, &bundles));
     let point = ScalePoint {
@@ -570,8 +543,8 @@ fn scale_point(r: &mut Runner, o: &Options, sm: &mut Stellamirror, n: u64, run_d
         delta_bytes: file_len(&Stellamirror::delta_bundle(&bundles)).filter(|_| delta.outcome.is_ok()),
         delta,
         ingest,
-        floor_bytes: file_len(&archive),
-        floor,
+        hash,
+        floor_bytes: file_len(&zst).filter(|_| floor.outcome.is_ok()),
     };
     if !o.keep {
         fsio::remove_any(&dir)?;

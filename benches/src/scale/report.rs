@@ -8,25 +8,116 @@ use std::process::Command;
 
 use super::run::{Measured, Outcome};
 
+/// Every job the harness measures: the data steps, the floors, and stellamirror's jobs. Rows
+/// are found by this key, never by their display text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Job {
+    Generate,
+    Churn,
+    /// `b3sum` of the gen-0 inputs.
+    HashInputs,
+    ShaInputs,
+    /// `b3sum` of the gen-1 inputs (what an hourly re-ingest must at least read and hash).
+    HashInputs1,
+    /// floor-input: `tar --sort=name INPUTS | zstd -T0 -3`.
+    FloorInput,
+    ResticBackup,
+    ResticBackup1,
+    ResticRestore,
+    /// floor-delta: the changed records alone at `zstd -3`.
+    FloorDelta,
+    Ingest,
+    ExportFull,
+    Reingest,
+    ExportDelta,
+    /// Re-ingest + export delta, as one job: what an operator runs every hour.
+    HourlyCycle,
+    VerifyFull,
+    VerifyDelta,
+    ImportFull,
+    ImportDelta,
+    Rebuild,
+    /// `zstd -d` of the full bundle to one stream.
+    BundleDecompress,
+    /// floor-bundle: `zstd -T0 -3` of that stream.
+    FloorBundle,
+    BundleB3,
+    BundleSha,
+    /// `zstd -d | tar -x` of the full bundle.
+    Extract,
+}
+
+impl Job {
+    pub fn label(self) -> &'static str {
+        match self {
+            Job::Generate => "generate gen 0",
+            Job::Churn => "churn to gen 1",
+            Job::HashInputs => "hash the inputs (gen 0)",
+            Job::ShaInputs => "hash the inputs (gen 0)",
+            Job::HashInputs1 => "hash the inputs (gen 1)",
+            Job::FloorInput => "floor-input: archive + compress the inputs",
+            Job::ResticBackup => "backup the inputs (gen 0)",
+            Job::ResticBackup1 => "backup the inputs (gen 1, incremental)",
+            Job::ResticRestore => "restore the inputs (latest)",
+            Job::FloorDelta => "floor-delta: compress the changed records alone",
+            Job::Ingest => "initial ingest (4 commands)",
+            Job::ExportFull => "export full",
+            Job::Reingest => "hourly re-ingest, 1% churn (4 commands)",
+            Job::ExportDelta => "export delta",
+            Job::HourlyCycle => "hourly cycle (re-ingest + export delta)",
+            Job::VerifyFull => "verify full bundle",
+            Job::VerifyDelta => "verify delta bundle",
+            Job::ImportFull => "import full (empty store)",
+            Job::ImportDelta => "import delta",
+            Job::Rebuild => "rebuild (full + delta, with its verification)",
+            Job::BundleDecompress => "decompress the full bundle to one stream",
+            Job::FloorBundle => "floor-bundle: compress the bundle's content",
+            Job::BundleB3 => "hash the bundle's content",
+            Job::BundleSha => "hash the bundle's content",
+            Job::Extract => "extract the full bundle",
+        }
+    }
+
+    pub fn tool(self) -> &'static str {
+        match self {
+            Job::Generate | Job::Churn => "smgen",
+            Job::HashInputs | Job::HashInputs1 | Job::BundleB3 => "b3sum",
+            Job::ShaInputs | Job::BundleSha => "sha256sum",
+            Job::FloorInput => "tar --sort=name | zstd -T0 -3",
+            Job::ResticBackup | Job::ResticBackup1 => "restic backup",
+            Job::ResticRestore => "restic restore",
+            Job::FloorDelta => "comm -13 + zstd -3",
+            Job::Ingest | Job::Reingest => "stellamirror ingest",
+            Job::ExportFull => "stellamirror export full",
+            Job::ExportDelta => "stellamirror export delta",
+            Job::HourlyCycle => "stellamirror ingest + export delta",
+            Job::VerifyFull | Job::VerifyDelta => "stellamirror verify",
+            Job::ImportFull | Job::ImportDelta => "stellamirror import",
+            Job::Rebuild => "stellamirror rebuild",
+            Job::BundleDecompress => "zstd -d",
+            Job::FloorBundle => "zstd -T0 -3",
+            Job::Extract => "zstd -d | tar -x",
+        }
+    }
+}
+
 /// One line of the result table.
 #[derive(Clone, Debug)]
 pub struct Row {
-    pub job: String,
-    pub tool: String,
+    pub job: Job,
     /// Logical evidence bytes the job handles (MB/s is computed from these).
     pub in_bytes: Option<u64>,
     pub m: Measured,
     pub out_bytes: Option<u64>,
-    /// Ratio to the relevant floor/peer, filled in once all rows exist.
+    /// Ratios to the floors of the same run (filled in once all rows exist), or what the row is.
     pub note: String,
 }
 
 impl Row {
-    pub fn new(job: &str, tool: &str, in_bytes: Option<u64>, m: Measured, out_bytes: Option<u64>) -> Row {
+    pub fn new(job: Job, in_bytes: Option<u64>, m: Measured, out_bytes: Option<u64>) -> Row {
         let out_bytes = if m.outcome.is_ok() { out_bytes } else { None };
         Row {
-            job: job.into(),
-            tool: tool.into(),
+            job,
             in_bytes,
             m,
             out_bytes,
@@ -43,6 +134,10 @@ impl Row {
             (true, Some(b)) if self.m.wall_s > 0.0 => Some(b as f64 / 1e6 / self.m.wall_s),
             _ => None,
         }
+    }
+
+    pub fn rss_mib(&self) -> Option<f64> {
+        self.m.rss_kib.filter(|_| self.ok()).map(|k| k as f64 / 1024.0)
     }
 }
 
@@ -61,8 +156,9 @@ pub struct ScalePoint {
     pub delta: Measured,
     pub delta_bytes: Option<u64>,
     pub ingest: Measured,
-    /// `tar | zstd` of just the changed files: the peer floor for a delta.
-    pub floor: Measured,
+    /// `b3sum` of the churned generation's inputs: the floor of its re-ingest.
+    pub hash: Measured,
+    /// The changed records alone at `zstd -3` (floor-delta bytes).
     pub floor_bytes: Option<u64>,
 }
 
@@ -101,8 +197,8 @@ fn rss(m: &Measured) -> String {
 fn row_cells(r: &Row) -> Vec<String> {
     let note = if r.ok() { r.note.clone() } else { r.m.outcome.label() };
     vec![
-        r.job.clone(),
-        r.tool.clone(),
+        r.job.label().to_string(),
+        r.job.tool().to_string(),
         mb(r.in_bytes),
         secs(&r.m),
         match (&r.m.outcome, r.m.cpu_s) {
@@ -202,7 +298,7 @@ pub fn markdown(r: &Report) -> String {
         .collect();
     s.push_str(&md_table(&["target", "figure", "result"], &trows));
     if !r.scaling.is_empty() {
-        s.push_str("\nScaling: delta export at a fixed absolute churn (same shares as above):\n\n");
+        s.push_str("\nScaling at a fixed absolute churn (same shares as above):\n\n");
         let srows: Vec<Vec<String>> = r
             .scaling
             .iter()
@@ -211,13 +307,13 @@ pub fn markdown(r: &Report) -> String {
                     crate::scale::summary::group(p.n),
                     crate::scale::summary::group(p.churned),
                     secs(&p.ingest),
+                    secs(&p.hash),
                     if p.delta.outcome.is_ok() {
                         secs(&p.delta)
                     } else {
                         p.delta.outcome.label()
                     },
                     mb(p.delta_bytes),
-                    secs(&p.floor),
                     mb(p.floor_bytes),
                 ]
             })
@@ -226,14 +322,17 @@ pub fn markdown(r: &Report) -> String {
             &[
                 "N",
                 "records touched",
-                "ingest churn s",
+                "re-ingest s (4 commands)",
+                "b3sum of the inputs s",
                 "export delta s",
                 "delta MB",
-                "floor: tar|zstd changed files s",
-                "floor MB",
+                "floor-delta MB",
             ],
             &srows,
         ));
+        if let Some(g) = scaling_growth(&r.scaling) {
+            let _ = writeln!(s, "\n{g}");
+        }
     }
     if !r.notes.is_empty() {
         s.push('\n');
@@ -242,6 +341,25 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     s
+}
+
+/// "100k → 1M: re-ingest grows a×, delta b×" for the smallest and largest point.
+pub fn scaling_growth(points: &[ScalePoint]) -> Option<String> {
+    let (a, b) = (points.first()?, points.last()?);
+    if a.n == b.n {
+        return None;
+    }
+    let grow = |x: &Measured, y: &Measured| {
+        (x.outcome.is_ok() && y.outcome.is_ok() && x.wall_s > 0.0).then(|| y.wall_s / x.wall_s)
+    };
+    let f = |g: Option<f64>| g.map(|g| format!("{g:.2}×")).unwrap_or_else(|| "–".into());
+    Some(format!(
+        "From N = {} to N = {} at equal absolute churn: re-ingest grows {}, export delta {}.",
+        crate::scale::summary::group(a.n),
+        crate::scale::summary::group(b.n),
+        f(grow(&a.ingest, &b.ingest)),
+        f(grow(&a.delta, &b.delta))
+    ))
 }
 
 /// Replaces this N's section of the doc (between markers) or appends it; everything outside the

@@ -2,13 +2,21 @@
 
 use std::path::Path;
 
-use super::pipeline::Options;
-use super::report::{Row, Target};
+use super::pipeline::{Data, Options};
+use super::report::{scaling_growth, Job, Row, ScalePoint, Target};
 use crate::generate::Manifest;
 
 /// Wall-time ratio of two successful rows.
 pub fn ratio(a: &Row, b: &Row) -> Option<f64> {
     (a.ok() && b.ok() && b.m.wall_s > 0.0).then(|| a.m.wall_s / b.m.wall_s)
+}
+
+/// Output-bytes ratio of two successful rows.
+pub fn bytes_ratio(a: &Row, b: &Row) -> Option<f64> {
+    match (a.out_bytes, b.out_bytes) {
+        (Some(x), Some(y)) if y > 0 && a.ok() && b.ok() => Some(x as f64 / y as f64),
+        _ => None,
+    }
 }
 
 /// 1234567 -> "1,234,567".
@@ -27,9 +35,8 @@ pub fn describe(
     m0: &Manifest,
     m1: &Manifest,
     gen1: &Path,
-    files: usize,
-    removed: usize,
-    bytes: u64,
+    d: &Data,
+    changed_bytes: Option<u64>,
     o: &Options,
 ) -> String {
     let c = &m0.counts;
@@ -45,131 +52,193 @@ pub fn describe(
             let k = |x: &crate::churn::KindChurn| format!("{}/{}/{}", x.changed, x.added, x.removed);
             s.push_str(&format!(
                 " Churn to generation 1 (`--churn {}`, changed/added/removed): advisories {}, VEX statements {}, SBOMs {}, evaluations {}; \
-                 {} files new or changed ({:.1} MB), {} removed; {:.1} MB in all.",
-                o.churn, k(&r.advisories), k(&r.vex_statements), k(&r.sboms), k(&r.policy_evaluations), group(files as u64), bytes as f64 / 1e6,
-                removed, m1.bytes.total() as f64 / 1e6
+                 changed records alone {:.1} MB; {} input files new or changed, {} removed; {:.1} MB in all.",
+                o.churn, k(&r.advisories), k(&r.vex_statements), k(&r.sboms), k(&r.policy_evaluations), changed_bytes.unwrap_or(0) as f64 / 1e6,
+                group(d.changed.len() as u64), d.removed.len(), m1.bytes.total() as f64 / 1e6
             ));
         }
     }
     s
 }
 
-/// Fills the "vs floor" notes of the stellamirror rows and evaluates the issue's targets.
-pub fn annotate(rows: &mut [Row], first_sm: usize, n: u64) -> Vec<Target> {
-    let find = |rows: &[Row], job: &str| rows.iter().find(|r| r.job == job).cloned();
-    let (Some(tarz), Some(extract), Some(b3), Some(restic0)) = (
-        find(rows, "archive + compress (full)"),
-        find(rows, "decompress + extract (full)"),
-        rows.iter().find(|r| r.tool == "b3sum").cloned(),
-        find(rows, "backup gen 0"),
-    ) else {
-        return Vec::new();
-    };
-    let dfloor = find(rows, "archive + compress changed files");
-    let full = find(rows, "export full");
-    let decompress = find(rows, "decompress only (full)");
-    let snapshot: Vec<Row> = rows.to_vec();
-    let rows_snapshot = snapshot.as_slice();
-    let mut targets = Vec::new();
-    for row in rows[first_sm..].iter_mut() {
-        let note = match row.job.as_str() {
-            "export full" => ratio(row, &tarz).map(|x| format!("{x:.2}× compression floor")),
-            "import full (fresh store)" | "rebuild (full + delta)" => ratio(row, &extract).map(|x| {
-                let strict = decompress.as_ref().and_then(|d| ratio(row, d));
-                let strict = strict
-                    .map(|y| format!("; {y:.1}× decompress floor"))
-                    .unwrap_or_default();
-                format!("{x:.2}× extract floor{strict}")
-            }),
-            "export delta" => full
-                .as_ref()
-                .and_then(|f| ratio(row, f))
-                .map(|x| format!("{:.1}% of full export", x * 100.0)),
-            "verify full bundle" => ratio(row, &b3).map(|x| format!("{x:.2}× b3sum floor")),
-            "import delta" => find(rows_snapshot, "import full (fresh store)")
+/// A ratio to a floor as a note fragment: "3.80× floor-input time".
+fn frac(x: Option<f64>, what: &str) -> Option<String> {
+    x.map(|x| format!("{x:.2}× {what}"))
+}
+
+/// The notes of one row: its ratios to the floors of the same run.
+fn row_note(row: &Row, get: &dyn Fn(Job) -> Option<Row>) -> Vec<String> {
+    let t = |job: Job, what: &str| get(job).and_then(|f| frac(ratio(row, &f), what));
+    let b = |job: Job, what: &str| get(job).and_then(|f| frac(bytes_ratio(row, &f), what));
+    let parts = match row.job {
+        Job::FloorInput => vec![Some("floor-input".to_string())],
+        Job::FloorBundle => vec![Some("floor-bundle".to_string())],
+        Job::FloorDelta => vec![Some("floor-delta (bytes)".to_string())],
+        Job::Ingest => vec![
+            t(Job::ResticBackup, "restic backup"),
+            t(Job::HashInputs, "b3sum of the inputs"),
+        ],
+        Job::ExportFull => vec![
+            t(Job::FloorInput, "floor-input time"),
+            b(Job::FloorInput, "floor-input bytes"),
+            t(Job::FloorBundle, "floor-bundle time"),
+        ],
+        Job::Reingest | Job::HourlyCycle => vec![t(Job::HashInputs1, "b3sum of the inputs")],
+        Job::ExportDelta => vec![
+            b(Job::FloorDelta, "floor-delta bytes"),
+            get(Job::ExportFull)
                 .and_then(|f| ratio(row, &f))
-                .map(|x| format!("{:.1}% of full import", x * 100.0)),
-            "ingest gen 0 (4 kinds)" => match (row.mb_per_s(), restic0.mb_per_s()) {
-                (Some(a), Some(b)) => Some(format!("{:.2}× restic backup throughput", a / b)),
-                _ => None,
-            },
-            _ => None,
-        };
-        row.note = note.unwrap_or_default();
-    }
-    if let Some(df) = &dfloor {
-        if let Some(d) = find(rows, "export delta") {
-            if let Some(x) = ratio(&d, df) {
-                let row = rows.iter_mut().find(|r| r.job == "export delta");
-                if let Some(row) = row {
-                    row.note = format!("{}; {x:.2}× delta floor", row.note);
-                }
-            }
+                .map(|x| format!("{:.1}% of export full time", x * 100.0)),
+        ],
+        Job::VerifyFull => vec![
+            t(Job::ExportFull, "export full"),
+            t(Job::BundleB3, "b3sum of the bundle's content"),
+        ],
+        Job::VerifyDelta | Job::ImportDelta => vec![t(Job::ExportDelta, "export delta")],
+        Job::ImportFull => vec![t(Job::ResticRestore, "restic restore"), t(Job::Extract, "extract")],
+        Job::Rebuild => vec![t(Job::ResticRestore, "restic restore")],
+        _ => Vec::new(),
+    };
+    parts.into_iter().flatten().collect()
+}
+
+/// Fills the ratio notes of every row and evaluates the open issues' targets.
+pub fn annotate(rows: &mut [Row], n: u64, scaling: &[ScalePoint]) -> Vec<Target> {
+    let snapshot: Vec<Row> = rows.to_vec();
+    let get = |job: Job| snapshot.iter().find(|r| r.job == job).cloned();
+    for row in rows.iter_mut() {
+        let mut parts = row_note(row, &get);
+        if !row.note.is_empty() {
+            parts.push(std::mem::take(&mut row.note));
         }
+        row.note = parts.join("; ");
     }
-    let get = |job: &str| find(rows, job);
-    let t = |name: &str, fig: Option<(String, bool)>| Target {
+    targets(&get, n, scaling)
+}
+
+/// One target: a figure and whether it is met (None: a row it needs did not run).
+fn target(name: &str, fig: Option<(String, bool)>) -> Target {
+    Target {
         name: name.into(),
         met: fig.as_ref().map(|f| f.1),
         figure: fig
             .map(|f| f.0)
-            .unwrap_or_else(|| "pending: stellamirror step not available".into()),
-    };
-    let scope = if n == 1_000_000 {
-        String::new()
-    } else {
-        format!(" (measured at N = {}; the target is for 1M)", group(n))
-    };
-    targets.push(t(
-        "full export ≤ 1.25× compression floor",
-        get("export full").and_then(|f| ratio(&f, &tarz)).map(|x| {
-            (
-                format!("{x:.2}× ({:.2} s vs {:.2} s)", x * tarz.m.wall_s, tarz.m.wall_s),
-                x <= 1.25,
-            )
-        }),
-    ));
-    targets.push(t(
-        "delta (1% churn) ≤ 5% of full export",
-        match (get("export delta"), &full) {
-            (Some(d), Some(f)) => ratio(&d, f).map(|x| {
-                let size = match (d.out_bytes, f.out_bytes) {
-                    (Some(a), Some(b)) if b > 0 => {
-                        format!("; size {:.1}%", a as f64 * 100.0 / b as f64)
-                    }
-                    _ => String::new(),
-                };
-                (format!("{:.1}% of full export time{size}{scope}", x * 100.0), x <= 0.05)
-            }),
-            _ => None,
-        },
-    ));
-    targets.push(t(
-        "full import ≤ 2× extract floor",
-        get("import full (fresh store)")
-            .and_then(|i| ratio(&i, &extract))
-            .map(|x| {
-                (
-                    format!("{x:.2}× ({:.2} s vs {:.2} s)", x * extract.m.wall_s, extract.m.wall_s),
-                    x <= 2.0,
-                )
-            }),
-    ));
-    targets.push(t(
-        "ingest ≥ restic backup throughput",
-        get("ingest gen 0 (4 kinds)").and_then(|i| match (i.mb_per_s(), restic0.mb_per_s()) {
-            (Some(a), Some(b)) => Some((format!("{a:.1} MB/s vs restic {b:.1} MB/s"), a >= b)),
-            _ => None,
-        }),
-    ));
-    let peak = rows[first_sm..]
+            .unwrap_or_else(|| "pending: a step it needs did not run".into()),
+    }
+}
+
+/// `job` against `floor` by wall time: "1.23× (4.56 s vs 3.70 s)", met when ≤ `bound`.
+fn time_target(get: &dyn Fn(Job) -> Option<Row>, job: Job, floor: Job, bound: f64) -> Option<(String, bool)> {
+    let (a, f) = (get(job)?, get(floor)?);
+    let x = ratio(&a, &f)?;
+    Some((
+        format!("{x:.2}× ({:.2} s vs {:.2} s)", a.m.wall_s, f.m.wall_s),
+        x <= bound,
+    ))
+}
+
+fn bytes_target(get: &dyn Fn(Job) -> Option<Row>, job: Job, floor: Job, bound: f64) -> Option<(String, bool)> {
+    let (a, f) = (get(job)?, get(floor)?);
+    let x = bytes_ratio(&a, &f)?;
+    let mb = |r: &Row| r.out_bytes.unwrap_or(0) as f64 / 1e6;
+    Some((format!("{x:.2}× ({:.1} MB vs {:.1} MB)", mb(&a), mb(&f)), x <= bound))
+}
+
+fn rss_target(get: &dyn Fn(Job) -> Option<Row>, jobs: &[Job], mib: f64) -> Option<(String, bool)> {
+    let peak = jobs
         .iter()
-        .filter(|r| r.ok())
-        .filter_map(|r| r.m.rss_kib.map(|k| (k, r.job.clone())))
-        .max();
-    targets.push(t(
-        "peak RSS ≤ 1 GiB at 1M",
-        peak.map(|(k, job)| (format!("{:.0} MiB ({job}){scope}", k as f64 / 1024.0), k <= 1024 * 1024)),
+        .filter_map(|j| get(*j))
+        .filter_map(|r| r.rss_mib().map(|m| (m, r.job)))
+        .max_by(|a, b| a.0.total_cmp(&b.0))?;
+    Some((format!("{:.0} MiB ({})", peak.0, peak.1.label()), peak.0 <= mib))
+}
+
+/// The targets of the open performance issues (13: hourly cycle, 14: DR import/rebuild,
+/// 15: bundle format v2), each against its floor of this run. They are set for 1M.
+fn targets(get: &dyn Fn(Job) -> Option<Row>, n: u64, scaling: &[ScalePoint]) -> Vec<Target> {
+    let abs = |job: Job, secs: f64| {
+        get(job)
+            .filter(Row::ok)
+            .map(|r| (format!("{:.2} s", r.m.wall_s), r.m.wall_s <= secs))
+    };
+    let both = |a: Option<(String, bool)>, b: Option<(String, bool)>| match (a, b) {
+        (Some(a), Some(b)) => Some((format!("{}; {}", a.0, b.0), a.1 && b.1)),
+        _ => None,
+    };
+    let mut t = vec![
+        target(
+            "#13 hourly re-ingest ≤ 3× b3sum of the inputs and ≤ 10 s",
+            both(
+                time_target(get, Job::Reingest, Job::HashInputs1, 3.0),
+                abs(Job::Reingest, 10.0),
+            ),
+        ),
+        target(
+            "#13 hourly cycle (re-ingest + export delta) ≤ 12 s",
+            abs(Job::HourlyCycle, 12.0),
+        ),
+        target(
+            "#13 initial ingest ≤ 1.0× restic backup",
+            time_target(get, Job::Ingest, Job::ResticBackup, 1.0),
+        ),
+        target(
+            "#13 peak RSS of any ingest ≤ 512 MiB",
+            rss_target(get, &[Job::Ingest, Job::Reingest], 512.0),
+        ),
+        target(
+            "#14 import full ≤ 1.5× restic restore",
+            time_target(get, Job::ImportFull, Job::ResticRestore, 1.5),
+        ),
+        target(
+            "#14 import delta ≤ 2× export delta",
+            time_target(get, Job::ImportDelta, Job::ExportDelta, 2.0),
+        ),
+        target(
+            "#14 rebuild ≤ 2.5× restic restore",
+            time_target(get, Job::Rebuild, Job::ResticRestore, 2.5),
+        ),
+        target(
+            "#14 peak RSS of import and rebuild ≤ 512 MiB",
+            rss_target(get, &[Job::ImportFull, Job::ImportDelta, Job::Rebuild], 512.0),
+        ),
+        target(
+            "#15 full bundle bytes ≤ 1.3× floor-input bytes",
+            bytes_target(get, Job::ExportFull, Job::FloorInput, 1.3),
+        ),
+        target(
+            "#15 export full ≤ 1.5× floor-input time",
+            time_target(get, Job::ExportFull, Job::FloorInput, 1.5),
+        ),
+        target(
+            "#15 verify full ≤ 1.0× export full, peak RSS ≤ 256 MiB",
+            both(
+                time_target(get, Job::VerifyFull, Job::ExportFull, 1.0),
+                rss_target(get, &[Job::VerifyFull], 256.0),
+            ),
+        ),
+        target(
+            "#15 delta bundle bytes ≤ 1.0× floor-delta bytes",
+            bytes_target(get, Job::ExportDelta, Job::FloorDelta, 1.0),
+        ),
+    ];
+    t.push(target(
+        "#13 100k → 1M at equal churn: re-ingest ≤ 10×, delta ≤ 2×",
+        growth(scaling),
     ));
-    targets
+    if n != 1_000_000 {
+        for x in &mut t {
+            x.figure = format!("{} (measured at N = {}; the target is for 1M)", x.figure, group(n));
+        }
+    }
+    t
+}
+
+fn growth(points: &[ScalePoint]) -> Option<(String, bool)> {
+    let (a, b) = (points.first()?, points.last()?);
+    let ok = |m: &super::run::Measured| m.outcome.is_ok() && m.wall_s > 0.0;
+    if a.n == b.n || !ok(&a.ingest) || !ok(&b.ingest) || !ok(&a.delta) || !ok(&b.delta) {
+        return None;
+    }
+    let (gi, gd) = (b.ingest.wall_s / a.ingest.wall_s, b.delta.wall_s / a.delta.wall_s);
+    Some((scaling_growth(points)?, gi <= 10.0 && gd <= 2.0))
 }
