@@ -5,6 +5,8 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release/stellamirror
 export STELLAMIRROR_BIN := $(BIN)
 N ?= 100000
+# Generated benchmark data (kept and reused by later runs with the same N and seed) and scratch.
+SMSCALE_WORK ?= $(CARGO_TARGET_DIR)/smscale
 
 .PHONY: deps build demo test lint bench bench-scale clean
 
@@ -29,7 +31,7 @@ bench: build
 
 bench-scale: build
 	@bash tests/scripts/install-deps.sh restic b3sum time
-	RESTIC_PASSWORD=$${RESTIC_PASSWORD:-smscale-local-only} $(CARGO_TARGET_DIR)/release/smscale --n $(N) --bin $(BIN) --docs docs/benchmarks.md
+	RESTIC_PASSWORD=$${RESTIC_PASSWORD:-smscale-local-only} $(CARGO_TARGET_DIR)/release/smscale --n $(N) --bin $(BIN) --work $(SMSCALE_WORK) --docs docs/benchmarks.md
 
 clean:
 	cargo clean
