@@ -24,7 +24,7 @@ pub enum KindArg {
 #[derive(Args)]
 pub struct IngestArgs {
     #[arg(long)]
-    store: PathBuf,
+    pub store: PathBuf,
     #[arg(long)]
     tenant: String,
     /// Upstream source name recorded on each record (needed by --complete).
@@ -80,9 +80,9 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
     let bar = Bar::new(quiet || json);
     let report = ingest::ingest(&store, &a.paths, &opts, &bar)?;
     if json {
-        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        out!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
-        println!(
+        out!(
             "ingested {} documents into tenant {}{}",
             report.documents,
             report.tenant,
@@ -95,9 +95,9 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
             }
         );
         for (c, n) in &report.counts {
-            println!("  {:<22} +{} ~{} -{}", c.name(), n.added, n.changed, n.removed);
+            out!("  {:<22} +{} ~{} -{}", c.name(), n.added, n.changed, n.removed);
         }
-        println!("state root {}", report.state_root);
+        out!("state root {}", report.state_root);
         for bad in &report.skipped {
             eprintln!("skipped[{}]: {bad}", bad.code());
         }
@@ -141,12 +141,12 @@ pub fn remove(a: RemoveArgs, json: bool) -> Result<i32, Failure> {
     let store = Store::open_existing(&a.store)?;
     let r = ingest::remove(&store, &tenant, &collections, &a.ids)?;
     if json {
-        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        out!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {
         for (c, n) in &r.removed {
-            println!("  {:<22} -{}", c.name(), n.removed);
+            out!("  {:<22} -{}", c.name(), n.removed);
         }
-        println!("state root {}", r.state_root);
+        out!("state root {}", r.state_root);
     }
     Ok(0)
 }
@@ -191,14 +191,14 @@ pub fn status(a: StatusArgs, json: bool) -> Result<i32, Failure> {
         } else {
             json!({"tenants": out})
         };
-        println!("{v}");
+        out!("{v}");
     } else {
         for t in out {
-            println!("tenant {}", t["tenant"].as_str().unwrap_or_default());
-            println!("  state root {}", t["stateRoot"].as_str().unwrap_or_default());
+            out!("tenant {}", t["tenant"].as_str().unwrap_or_default());
+            out!("  state root {}", t["stateRoot"].as_str().unwrap_or_default());
             if let Some(kinds) = t["kinds"].as_object() {
                 for (name, k) in kinds {
-                    println!(
+                    out!(
                         "  {:<22} {:>9} records {:>7} subjects  {}",
                         name,
                         k["records"],

@@ -4,10 +4,13 @@
 // A `Failure` is built at most once per process, on the way to `exit`; its size is irrelevant.
 #![allow(clippy::result_large_err)]
 
+#[macro_use]
+mod output;
 mod cmd_bundle;
 mod cmd_keys;
 mod cmd_store;
 mod failure;
+mod fresh;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -41,23 +44,41 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Ingest OSV, OpenVEX, CSAF, CycloneDX, SPDX and policy documents into the store.
+    #[command(
+        after_help = "Example:\n  stellamirror ingest --store S --tenant acme --source osv-go --complete go.jsonl\n  stellamirror ingest --store S --tenant acme --source vexhub --keep-going vex/"
+    )]
     Ingest(cmd_store::IngestArgs),
     /// Remove records (and the records derived from them) by id.
+    #[command(
+        after_help = "Example:\n  stellamirror remove --store S --tenant acme --kind advisories GHSA-xxxx-yyyy-zzzz"
+    )]
     Remove(cmd_store::RemoveArgs),
     /// Counts per kind, subjects, state root and kind roots.
+    #[command(after_help = "Example:\n  stellamirror status --store MIRROR --tenant acme --json | jq -r .stateRoot")]
     Status(cmd_store::StatusArgs),
     /// Create an Ed25519 signing key pair (or an age identity with --age).
+    #[command(
+        after_help = "Example:\n  stellamirror keygen --out producer          # producer.pem, producer.pub.pem\n  stellamirror keygen --age --out mirror.age  # mirror.age, mirror.age.pub"
+    )]
     Keygen(cmd_bundle::KeygenArgs),
     /// Write a signed mirror bundle.
     #[command(subcommand)]
     Export(cmd_bundle::ExportCmd),
     /// Check bundles (signatures, digests, listing, records, Merkle roots) or a store.
+    #[command(
+        after_help = "Example:\n  stellamirror verify OUT/run-1-full.tar.zst OUT/run-2-delta.tar.zst --trust producer.pub.pem\n  stellamirror verify --store MIRROR"
+    )]
     Verify(cmd_bundle::VerifyArgs),
     /// Apply a bundle to a store (in order, atomically).
+    #[command(
+        after_help = "Example:\n  stellamirror import OUT/run-1-full.tar.zst --store MIRROR --trust producer.pub.pem --publish /srv/mirror"
+    )]
     Import(cmd_bundle::ImportArgs),
     /// Disaster recovery: rebuild a store from a folder of bundles.
+    #[command(after_help = "Example:\n  stellamirror rebuild --bundles OUT --store NEW --trust producer.pub.pem")]
     Rebuild(cmd_bundle::RebuildArgs),
     /// Exports produced and imports applied.
+    #[command(after_help = "Example:\n  stellamirror log --store S --json")]
     Log(cmd_bundle::LogArgs),
 }
 
@@ -65,14 +86,14 @@ fn main() {
     let cli = Cli::parse();
     let json = cli.json;
     let result: Result<i32, Failure> = match cli.command {
-        Command::Ingest(a) => cmd_store::ingest(a, json, cli.quiet),
+        Command::Ingest(a) => fresh::FreshStore::before(&a.store).after(cmd_store::ingest(a, json, cli.quiet)),
         Command::Remove(a) => cmd_store::remove(a, json),
         Command::Status(a) => cmd_store::status(a, json),
         Command::Keygen(a) => cmd_bundle::keygen(a, json),
         Command::Export(c) => cmd_bundle::export(c, json),
         Command::Verify(a) => cmd_bundle::verify(a, json),
-        Command::Import(a) => cmd_bundle::import_cmd(a, json),
-        Command::Rebuild(a) => cmd_bundle::rebuild_cmd(a, json),
+        Command::Import(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::import_cmd(a, json)),
+        Command::Rebuild(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::rebuild_cmd(a, json)),
         Command::Log(a) => cmd_bundle::log(a, json),
     };
     match result {

@@ -10,6 +10,9 @@
 //! the caller's gate) before accepting any other entry, then refuses unlisted entries
 //! and entries whose declared size differs from the manifest before reading their
 //! data. Decompressed bytes are bounded by the declared sizes (a zstd bomb is cut off).
+//! The archive is exactly one zstd frame: after the tar end the reader decodes the frame to
+//! its end (so libzstd checks the frame checksum), accepts only zero padding there, and
+//! refuses any byte after the frame (trailing data or a second frame).
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -203,6 +206,18 @@ impl Staged {
     }
 }
 
+/// The error `Bounded` raises when its limit is reached, recognised by type (not by text).
+#[derive(Debug)]
+struct LimitExceeded(u64);
+
+impl std::fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "decompressed size limit of {} bytes exceeded", self.0)
+    }
+}
+
+impl std::error::Error for LimitExceeded {}
+
 /// Decompressed-byte counter with a limit that can be raised once the manifest is known.
 struct Bounded<R> {
     inner: R,
@@ -214,8 +229,9 @@ impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
-        if self.read > self.limit.load(Ordering::Relaxed) {
-            return Err(std::io::Error::other("decompressed size limit exceeded"));
+        let limit = self.limit.load(Ordering::Relaxed);
+        if self.read > limit {
+            return Err(std::io::Error::other(LimitExceeded(limit)));
         }
         Ok(n)
     }
@@ -264,7 +280,9 @@ pub fn stage_archive(
         reason,
     };
     let file = File::open(archive).map_err(|e| io_err(archive, e))?;
-    let dec = zstd::Decoder::new(file).map_err(|e| malformed(format!("not zstd: {e}")))?;
+    let dec = zstd::Decoder::new(file)
+        .map_err(|e| malformed(format!("not zstd: {e}")))?
+        .single_frame();
     let limit = Arc::new(AtomicU64::new(limits.max_manifest_bytes + (1 << 20)));
     let bounded = Bounded {
         inner: dec,
@@ -381,6 +399,7 @@ pub fn stage_archive(
         }
     }
     let top = top.ok_or_else(|| malformed("empty archive".into()))?;
+    check_archive_end(ar.into_inner(), &arc_name, limits)?;
     Ok(Staged {
         root: staging.join(&top),
         top,
@@ -388,11 +407,47 @@ pub fn stage_archive(
     })
 }
 
+/// After the tar end: the rest of the frame must be zero padding (reading it to the frame's
+/// end makes libzstd verify the frame checksum), and nothing may follow the frame.
+fn check_archive_end(
+    mut rest: Bounded<zstd::Decoder<'static, std::io::BufReader<File>>>,
+    arc: &str,
+    limits: &Limits,
+) -> Result<(), BundleError> {
+    let malformed = |reason: &str| BundleError::Malformed {
+        path: arc.to_string(),
+        reason: reason.into(),
+    };
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = rest.read(&mut buf).map_err(|e| classify_read_error(arc, e, limits))?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Err(malformed("data after the end of the tar archive"));
+        }
+    }
+    let mut file = rest.inner.finish();
+    let mut one = [0u8; 1];
+    match file.read(&mut one) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(malformed(
+            "bytes after the end of the zstd frame (trailing data or a second frame)",
+        )),
+        Err(e) => Err(io_err(Path::new(arc), e)),
+    }
+}
+
 fn classify_read_error(arc: &str, e: std::io::Error, limits: &Limits) -> BundleError {
-    if e.to_string().contains("decompressed size limit exceeded") {
+    let limit = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<LimitExceeded>())
+        .map(|l| l.0);
+    if let Some(limit) = limit {
         BundleError::TooLarge {
             what: "decompressed size".into(),
-            limit: limits.max_total_bytes,
+            limit: limit.min(limits.max_total_bytes),
         }
     } else {
         BundleError::Malformed {

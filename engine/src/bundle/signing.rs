@@ -118,7 +118,15 @@ pub fn keygen(out: &Path) -> Result<(PathBuf, PathBuf, String), KeyError> {
         }
     }
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let pem = key.to_pkcs8_pem(LineEnding::LF).expect("ed25519 keys always encode");
+    // PKCS#8 v1 (RFC 8410: the private key alone). ed25519-dalek writes v2 (RFC 5958, with the
+    // public key) by default, which OpenSSL 3.0 cannot read; both versions are read back.
+    let keypair = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    let pem = keypair
+        .to_pkcs8_pem(LineEnding::LF)
+        .expect("ed25519 keys always encode");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
