@@ -215,3 +215,29 @@ fn a_failed_writer_leaves_no_new_store() {
     import_bundle(&bad, &mirror, &public, &[]).fails_with("ERR_BUNDLE_MALFORMED");
     assert_eq!(state_root(&mirror, "acme"), root);
 }
+
+#[test]
+fn finding_5_a_store_path_that_is_a_file_is_named_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-store");
+    std::fs::write(&file, b"precious").unwrap();
+    let input = stellamirror_tests::data("osv/go-old.jsonl");
+    for args in [
+        vec!["status", "--store", p(&file), "--tenant", "acme"],
+        vec![
+            "ingest",
+            "--store",
+            p(&file),
+            "--tenant",
+            "acme",
+            "--source",
+            "go",
+            p(&input),
+        ],
+    ] {
+        let r = sm(&args).fails_with("ERR_STORE_OPEN");
+        assert!(r.stderr.contains("is a file, not a store directory"), "{}", r.stderr);
+        assert!(!r.stderr.contains("Os {"), "debug formatting in {}", r.stderr);
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+}

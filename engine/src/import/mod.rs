@@ -184,7 +184,7 @@ fn opener_for(staged: &Staged, v: &Verified, identities: &Identities) -> Result<
                 .first()
                 .cloned()
                 .unwrap_or_default(),
-            reason: "the bundle is encrypted and no --identity was given".into(),
+            source: crate::encryption::DecryptError::NoIdentities,
         });
     }
     let wrapped: Vec<WrappedKey> = if mode == EncryptionMode::AesGcm {
@@ -207,9 +207,9 @@ fn opener_for(staged: &Staged, v: &Verified, identities: &Identities) -> Result<
     };
     BundleOpener::new(mode, &wrapped, identities)
         .map(Some)
-        .map_err(|e| BundleError::Decrypt {
+        .map_err(|source| BundleError::Decrypt {
             path: "data key".into(),
-            reason: e.to_string(),
+            source,
         })
 }
 
@@ -221,9 +221,9 @@ fn open_with(
 ) -> Result<Vec<u8>, BundleError> {
     match opener {
         Some(o) if encrypted_paths.iter().any(|p| p == path) => {
-            o.open(path, &bytes).map_err(|e| BundleError::Decrypt {
+            o.open(path, &bytes).map_err(|source| BundleError::Decrypt {
                 path: path.into(),
-                reason: e.to_string(),
+                source,
             })
         }
         _ => Ok(bytes),

@@ -188,9 +188,22 @@ pub fn head_value(root: &NodeHash, ks: &Keyspace) -> Vec<u8> {
     v
 }
 
+/// A `--store` path that exists but is not a directory is named as such (RocksDB would
+/// report it as an `Os { .. }` debug string).
+fn refuse_non_directory(path: &Path) -> Result<(), StoreError> {
+    if path.exists() && !path.is_dir() {
+        return Err(StoreError::Open {
+            path: path.to_path_buf(),
+            message: "this is a file, not a store directory".into(),
+        });
+    }
+    Ok(())
+}
+
 impl Store {
     /// Open (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        refuse_non_directory(path)?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -251,6 +264,7 @@ impl Store {
 
     /// Open an existing store; refuses to create one (for read-only commands).
     pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        refuse_non_directory(path)?;
         if !path.join("CURRENT").exists() {
             return Err(StoreError::Open {
                 path: path.to_path_buf(),
