@@ -7,6 +7,7 @@
 #[macro_use]
 mod output;
 mod cmd_bundle;
+mod cmd_docs;
 mod cmd_keys;
 mod cmd_store;
 mod failure;
@@ -30,7 +31,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     version,
     about = "Signed, verifiable mirror bundles of vulnerability evidence for air-gapped networks"
 )]
-struct Cli {
+pub struct Cli {
     /// Print machine-readable JSON on stdout (errors too).
     #[arg(long, global = true)]
     json: bool,
@@ -80,6 +81,12 @@ enum Command {
     /// Exports produced and imports applied.
     #[command(after_help = "Example:\n  stellamirror log --store S --json")]
     Log(cmd_bundle::LogArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Example:\n  stellamirror completions bash > /etc/bash_completion.d/stellamirror")]
+    Completions(cmd_docs::CompletionsArgs),
+    /// Write the man pages (one per command) into a folder.
+    #[command(after_help = "Example:\n  stellamirror man --out /usr/local/share/man/man1")]
+    Man(cmd_docs::ManArgs),
 }
 
 fn main() {
@@ -95,6 +102,8 @@ fn main() {
         Command::Import(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::import_cmd(a, json)),
         Command::Rebuild(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::rebuild_cmd(a, json)),
         Command::Log(a) => cmd_bundle::log(a, json),
+        Command::Completions(a) => cmd_docs::completions(a),
+        Command::Man(a) => cmd_docs::man(a),
     };
     match result {
         Ok(code) => std::process::exit(code),
