@@ -103,10 +103,22 @@ fn rank(path: &str) -> (u8, &str) {
     }
 }
 
+/// Prefix of the temporary archive beside its destination (swept by `export::debris`).
+pub const PARTIAL_PREFIX: &str = ".stellamirror-partial-";
+
+/// `.stellamirror-partial-<bundle name>-<pid>` beside `dest`.
+fn partial_path(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!("{PARTIAL_PREFIX}{name}-{}", std::process::id()))
+}
+
 /// Write the archive to `dest` atomically (temp file, fsync, rename). Returns its size.
 pub fn write_archive(dest: &Path, top: &str, mut entries: Vec<Entry>, mtime: u64) -> Result<u64, BundleError> {
     entries.sort_by(|a, b| rank(&a.path).cmp(&rank(&b.path)));
-    let tmp = dest.with_extension(format!("partial-{}", std::process::id()));
+    let tmp = partial_path(dest);
     let result = (|| -> std::io::Result<()> {
         let file = File::create(&tmp)?;
         let mut enc = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, file), OUTER_ZSTD_LEVEL)?;
