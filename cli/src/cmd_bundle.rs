@@ -152,8 +152,8 @@ fn store_key(store: &Path) -> Result<PathBuf, Failure> {
 }
 
 fn settings(c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
-    let tenant = crate::tenant(&c.tenant)?;
     let store = Store::open_existing(&c.store)?;
+    let tenant = crate::known_tenant(&store, &c.tenant)?;
     let key_path = match c.sign_key {
         Some(k) => k,
         None => store_key(&c.store)?,

@@ -126,7 +126,6 @@ pub struct RemoveArgs {
 }
 
 pub fn remove(a: RemoveArgs, json: bool) -> Result<i32, Failure> {
-    let tenant = crate::tenant(&a.tenant)?;
     let collections: Vec<Collection> = Collection::ALL
         .into_iter()
         .filter(|c| a.kind.as_deref().is_none_or(|k| c.kind() == k))
@@ -139,6 +138,7 @@ pub fn remove(a: RemoveArgs, json: bool) -> Result<i32, Failure> {
         ));
     }
     let store = Store::open_existing(&a.store)?;
+    let tenant = crate::known_tenant(&store, &a.tenant)?;
     let r = ingest::remove(&store, &tenant, &collections, &a.ids)?;
     if json {
         out!("{}", serde_json::to_string(&r).unwrap_or_default());
@@ -163,7 +163,7 @@ pub struct StatusArgs {
 pub fn status(a: StatusArgs, json: bool) -> Result<i32, Failure> {
     let store = Store::open_existing(&a.store)?;
     let tenants = match &a.tenant {
-        Some(t) => vec![crate::tenant(t)?],
+        Some(t) => vec![crate::known_tenant(&store, t)?],
         None => store.tenants()?,
     };
     let mut out = Vec::new();

@@ -119,3 +119,31 @@ pub fn tenant(name: &str) -> Result<stellamirror_engine::model::Tenant, Failure>
     stellamirror_engine::model::Tenant::new(name)
         .map_err(|m| Failure::new("ERR_USAGE", m, "tenant names use letters, digits, '.', '_' and '-'"))
 }
+
+/// A tenant the store holds (for commands that read a tenant's state: status, export,
+/// remove). A mistyped `--tenant` is refused, naming the tenants there are, instead of
+/// reporting (or exporting) an empty one.
+pub fn known_tenant(
+    store: &stellamirror_engine::store::Store,
+    name: &str,
+) -> Result<stellamirror_engine::model::Tenant, Failure> {
+    let t = tenant(name)?;
+    let known = store.tenants()?;
+    if known.contains(&t) {
+        return Ok(t);
+    }
+    let list: Vec<&str> = known.iter().map(|k| k.as_str()).collect();
+    Err(Failure::new(
+        "ERR_TENANT_UNKNOWN",
+        format!(
+            "tenant {name} is not in store {} (tenants: {})",
+            store.path().display(),
+            if list.is_empty() {
+                "none yet".to_string()
+            } else {
+                list.join(", ")
+            }
+        ),
+        "check --tenant (and --store); `stellamirror status --store DIR` lists the tenants",
+    ))
+}
