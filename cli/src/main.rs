@@ -54,8 +54,14 @@ enum Command {
     /// Check bundles (signatures, digests, listing, records, Merkle roots) or a store.
     Verify(cmd_bundle::VerifyArgs),
     /// Apply a bundle to a store (in order, atomically).
+    #[command(
+        after_help = "Example:\n  stellamirror import full-1-full.tar.zst --store mirror --trust producer.pub.pem\n\nAn unencrypted archive is read in one pass (decompressed, checked and loaded as it streams);\na full bundle is bulk-loaded. Progress (bytes/s, records/s, ETA) is drawn on stderr unless --quiet."
+    )]
     Import(cmd_bundle::ImportArgs),
     /// Disaster recovery: rebuild a store from a folder of bundles.
+    #[command(
+        after_help = "Example:\n  stellamirror rebuild --bundles received/ --store mirror-new --trust producer.pub.pem\n\nApplies the newest full bundle and the deltas that chain from it, then checks the store's\nMerkle tree and records (objects were hashed as they were imported)."
+    )]
     Rebuild(cmd_bundle::RebuildArgs),
     /// Exports produced and imports applied.
     Log(cmd_bundle::LogArgs),
@@ -71,8 +77,8 @@ fn main() {
         Command::Keygen(a) => cmd_bundle::keygen(a, json),
         Command::Export(c) => cmd_bundle::export(c, json),
         Command::Verify(a) => cmd_bundle::verify(a, json),
-        Command::Import(a) => cmd_bundle::import_cmd(a, json),
-        Command::Rebuild(a) => cmd_bundle::rebuild_cmd(a, json),
+        Command::Import(a) => cmd_bundle::import_cmd(a, json, cli.quiet),
+        Command::Rebuild(a) => cmd_bundle::rebuild_cmd(a, json, cli.quiet),
         Command::Log(a) => cmd_bundle::log(a, json),
     };
     match result {
