@@ -78,7 +78,40 @@ pub fn read_index(staged: &Staged, path: &str, open: Opener<'_>, plain: bool) ->
     serde_json::from_slice(&read_plain(staged, path, open)?).map_err(malformed)
 }
 
+thread_local! {
+    /// One zstd decompression context per thread, kept across files: a delta holds
+    /// hundreds of small shard files, and making a context per file was a visible share of
+    /// reading them.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 pub fn decompress(path: &str, bytes: &[u8]) -> Result<Vec<u8>, BundleError> {
+    // Frames written by the exporter carry their size (one frame per file): decompressed
+    // into a buffer of that size, with a kept context. Anything else — no size, a size
+    // beyond the bound, more frames, or a size that does not hold — takes the streamed,
+    // bounded decoder, so what is accepted does not depend on the fast path.
+    let known = zstd::zstd_safe::get_frame_content_size(bytes).ok().flatten();
+    let Some(size) = known.filter(|n| *n <= BULK_MAX_BYTES) else {
+        return decompress_streamed(path, bytes);
+    };
+    let fast = DECOMPRESSOR.with(|cell| -> std::io::Result<Vec<u8>> {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        let d = slot.as_mut().expect("set above");
+        let mut out = Vec::with_capacity(size as usize);
+        d.decompress_to_buffer(bytes, &mut out)?;
+        Ok(out)
+    });
+    fast.or_else(|_| decompress_streamed(path, bytes))
+}
+
+/// Largest declared size decompressed in one buffer (larger files are streamed).
+const BULK_MAX_BYTES: u64 = 256 << 20;
+
+fn decompress_streamed(path: &str, bytes: &[u8]) -> Result<Vec<u8>, BundleError> {
     let mut out = Vec::new();
     let dec = zstd::stream::read::Decoder::new(bytes).map_err(|e| BundleError::Malformed {
         path: path.into(),

@@ -55,6 +55,9 @@ type SubjectChanges = BTreeMap<String, Option<Leaf>>;
 /// Encoded nodes to write, keyed by hash.
 pub type NodeWrites = Vec<(NodeHash, Vec<u8>)>;
 
+/// One dirty shard rewritten: shard, its old (records, subjects), new node, nodes to write.
+type ShardUpdate = (u8, (u64, u64), ShardNode, NodeWrites);
+
 /// The result of applying a change set: the new state and the nodes to write.
 pub struct TreeUpdate {
     pub state: StateNode,
@@ -118,19 +121,20 @@ impl Store {
             for (subject, ids) in subjects {
                 by_shard.entry(shard_of(subject)).or_default().push((subject, ids));
             }
-            let results: Vec<Result<(u8, ShardNode, NodeWrites), StoreError>> = by_shard
+            // Each dirty shard node is read once; its old counts come back with the update.
+            let results: Vec<Result<ShardUpdate, StoreError>> = by_shard
                 .into_par_iter()
                 .map(|(shard, dirty)| {
                     let old = self.shard_node(shard, &kind.shards[shard as usize])?;
+                    let counts = (old.records(), old.subjects.len() as u64);
                     let (new, written) = self.update_shard(old, &dirty)?;
-                    Ok((shard, new, written))
+                    Ok((shard, counts, new, written))
                 })
                 .collect();
             for r in results {
-                let (shard, node, written) = r?;
-                let old = self.shard_node(shard, &kind.shards[shard as usize])?;
-                kind.records = kind.records - old.records() + node.records();
-                kind.subjects = kind.subjects - old.subjects.len() as u64 + node.subjects.len() as u64;
+                let (shard, (old_records, old_subjects), node, written) = r?;
+                kind.records = kind.records - old_records + node.records();
+                kind.subjects = kind.subjects - old_subjects + node.subjects.len() as u64;
                 let root = node.root();
                 kind.shards[shard as usize] = root;
                 nodes.extend(written);
