@@ -160,18 +160,24 @@ impl Store {
         Ok(TreeUpdate { state, nodes })
     }
 
+    /// Rewrite the dirty subjects of one shard. `dirty` is sorted by subject (it comes
+    /// from a map), as the shard's subjects are: one merge walk, without re-keying the
+    /// shard's (at a million records, ~1,000) subjects into a map.
     fn update_shard(
         &self,
         mut shard: ShardNode,
         dirty: &[(&String, &SubjectChanges)],
     ) -> Result<(ShardNode, NodeWrites), StoreError> {
+        debug_assert!(dirty.windows(2).all(|w| w[0].0 < w[1].0), "dirty subjects sorted");
         let mut written = Vec::new();
-        let mut subjects: BTreeMap<String, SubjectRef> = std::mem::take(&mut shard.subjects)
-            .into_iter()
-            .map(|s| (s.subject.clone(), s))
-            .collect();
+        let old = std::mem::take(&mut shard.subjects);
+        let mut subjects = Vec::with_capacity(old.len() + dirty.len());
+        let mut rest = old.into_iter().peekable();
         for (subject, ids) in dirty {
-            let mut leaves: BTreeMap<String, Leaf> = match subjects.get(*subject) {
+            while let Some(s) = rest.next_if(|s| s.subject.as_str() < subject.as_str()) {
+                subjects.push(s);
+            }
+            let mut leaves: BTreeMap<String, Leaf> = match rest.next_if(|s| s.subject == **subject) {
                 Some(r) => self
                     .subject_node(&r.root)?
                     .leaves
@@ -191,7 +197,6 @@ impl Store {
                 }
             }
             if leaves.is_empty() {
-                subjects.remove(*subject);
                 continue;
             }
             let node = SubjectNode {
@@ -199,17 +204,15 @@ impl Store {
                 leaves: leaves.into_values().collect(),
             };
             let root = node.root();
-            subjects.insert(
-                (*subject).clone(),
-                SubjectRef {
-                    subject: (*subject).clone(),
-                    root,
-                    records: node.leaves.len() as u64,
-                },
-            );
+            subjects.push(SubjectRef {
+                subject: (*subject).clone(),
+                root,
+                records: node.leaves.len() as u64,
+            });
             written.push((root, Node::Subject(node).encode()));
         }
-        shard.subjects = subjects.into_values().collect();
+        subjects.extend(rest);
+        shard.subjects = subjects;
         Ok((shard, written))
     }
 
