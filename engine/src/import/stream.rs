@@ -96,6 +96,9 @@ impl ArchiveVisitor for Visitor<'_> {
     }
 
     fn target(&mut self, _: &str, rel: &str, size: u64) -> Result<Target, BundleError> {
+        if rel == EXPORT {
+            self.progress.advance(size);
+        }
         if [MANIFEST, MANIFEST_SIG, EXPORT_SIG, EXPORT].contains(&rel) {
             return Ok(Target::Memory);
         }
@@ -231,4 +234,98 @@ pub fn import_stream(
     };
     let verified = verify_listing(&docs, &files, &s.trust)?;
     Ok(Streamed::Applied(loader.finish(&verified, audit)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::audit::{NoProgress, StoreAuditLog};
+    use crate::bundle::archive::Limits;
+    use crate::bundle::signing::{keygen, SignKey, TrustedKey};
+    use crate::encryption::Identities;
+    use crate::export::{export_full, ExportSettings};
+    use crate::ingest::{ingest, IngestOptions};
+    use crate::model::Tenant;
+    use crate::store::catalog::Selectors;
+
+    #[derive(Default)]
+    struct Counting {
+        total: AtomicU64,
+        bytes: AtomicU64,
+        records: AtomicU64,
+    }
+
+    impl Progress for Counting {
+        fn phase(&self, _: &str, total: u64) {
+            self.total.store(total, Ordering::Relaxed);
+        }
+        fn advance(&self, n: u64) {
+            self.bytes.fetch_add(n, Ordering::Relaxed);
+        }
+        fn records(&self, n: u64) {
+            self.records.fetch_add(n, Ordering::Relaxed);
+        }
+        fn finish(&self) {}
+    }
+
+    #[test]
+    fn a_streamed_import_reports_every_byte_and_record_it_reads() {
+        let t = tempfile::tempdir().unwrap();
+        let tenant = Tenant::new("acme").unwrap();
+        let producer = Store::open(&t.path().join("producer")).unwrap();
+        let input = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/osv/go-old.jsonl");
+        ingest(
+            &producer,
+            &[input],
+            &IngestOptions::new(tenant.clone(), "go"),
+            &NoProgress,
+        )
+        .unwrap();
+        let (private, public, _) = keygen(&t.path().join("k")).unwrap();
+        let settings = ExportSettings {
+            tenant: tenant.clone(),
+            out_dir: t.path().join("out"),
+            run_id: Some("f1".into()),
+            created_at: Some("2026-01-01T00:00:00Z".into()),
+            selectors: Selectors::default(),
+            selectors_given: false,
+            schedule: None,
+            zstd_level: 3,
+            sign_key: SignKey::load(&private).unwrap(),
+            encryption: None,
+        };
+        let exported = export_full(&producer, &settings, &StoreAuditLog::new(t.path())).unwrap();
+        let mirror = Store::open(&t.path().join("mirror")).unwrap();
+        let s = ImportSettings {
+            trust: vec![TrustedKey::load(&public).unwrap()],
+            identities: Identities::default(),
+            limits: Limits::default(),
+            expect_tenant: None,
+        };
+        let progress = Counting::default();
+        let work = t.path().join("mirror/staging/test");
+        let r = match import_stream(
+            &mirror,
+            &exported.bundle,
+            &s,
+            &StoreAuditLog::new(t.path()),
+            &progress,
+            &work,
+        ) {
+            Ok(Streamed::Applied(r)) => r,
+            _ => panic!("an unencrypted archive is imported in one pass"),
+        };
+        assert_eq!(r.state_root, exported.state_root);
+        assert_eq!(
+            progress.records.load(Ordering::Relaxed),
+            78 * 2,
+            "raw and normalized records"
+        );
+        let total = progress.total.load(Ordering::Relaxed);
+        assert!(total > 0);
+        assert_eq!(progress.bytes.load(Ordering::Relaxed), total, "every listed byte");
+    }
 }
