@@ -194,6 +194,40 @@ fn refused_and_nothing_written(c: &Chain, bundle: &Path, code: &str, canary: &Pa
     );
 }
 
+/// Repack bundle `i` with GNU tar in plain path order: the manifest no longer comes
+/// first, so the importer cannot check entries against it while streaming.
+fn repack_sorted(c: &Chain, i: usize) -> PathBuf {
+    let x = c.root.join(format!("sorted-{i}"));
+    std::fs::create_dir_all(&x).unwrap();
+    let out = c.root.join(format!("sorted-{i}.tar.zst"));
+    let script = format!(
+        "zstd -dc '{}' | tar -xf - && find mirror delta -type f 2>/dev/null | LC_ALL=C sort | tar -cf - --no-recursion -T - | zstd -q -o '{}'",
+        c.bundles[i].display(),
+        out.display()
+    );
+    let r = tool("sh", &["-c", &script], &x);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    out
+}
+
+#[test]
+fn archives_whose_manifest_is_not_first_are_staged_and_imported() {
+    let c = chain();
+    let mirror = c.root.join("mirror");
+    for i in 0..2 {
+        let b = repack_sorted(&c, i);
+        let r = import(&c, &b, &mirror).ok().json();
+        assert_eq!(r["outcome"], "applied");
+        assert_eq!(r["stateRoot"], c.roots[i]);
+    }
+    sm(["verify", "--store", p(&mirror)]).ok();
+    let staging = mirror.join("staging");
+    assert!(
+        !staging.exists() || files_below(&staging).is_empty(),
+        "staging area cleaned up"
+    );
+}
+
 #[test]
 fn path_traversal_entry_is_refused() {
     let c = chain();
