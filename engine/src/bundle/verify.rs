@@ -30,13 +30,14 @@ fn check_signature(
     bytes: &[u8],
     sig: &[u8],
     sig_path: &str,
-    claimed_key: Option<String>,
+    claimed_key: &dyn Fn() -> Option<String>,
 ) -> Result<(), BundleError> {
     if trust.iter().any(|k| k.verify(bytes, sig)) {
         return Ok(());
     }
+    // Named only for the error: parsing the manifest for it costs a YAML parse.
     let trusted: Vec<String> = trust.iter().map(|k| k.key_id()).collect();
-    match claimed_key {
+    match claimed_key() {
         Some(k) if !trusted.contains(&k) => Err(BundleError::SignatureUntrusted {
             key_id: k,
             trusted: trusted.join(", "),
@@ -73,7 +74,7 @@ pub fn gate(trust: &[TrustedKey], input: &GateInput<'_>) -> Result<Vec<Artifact>
         input.manifest,
         input.manifest_sig,
         MANIFEST_SIG,
-        claimed_key_id(input.manifest),
+        &|| claimed_key_id(input.manifest),
     )?;
     Ok(parse_manifest(input.manifest)?.artifacts)
 }
@@ -112,7 +113,7 @@ pub fn verify_listing(
         manifest_bytes,
         msig,
         MANIFEST_SIG,
-        claimed_key_id(manifest_bytes),
+        &|| claimed_key_id(manifest_bytes),
     )?;
     let manifest = parse_manifest(manifest_bytes)?;
     check_signature(
@@ -120,7 +121,7 @@ pub fn verify_listing(
         export_bytes,
         esig,
         EXPORT_SIG,
-        Some(manifest.signing.key_id.clone()),
+        &|| Some(manifest.signing.key_id.clone()),
     )?;
 
     // Listing: every artifact present with its digest and size, nothing else.
