@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
-use stellamirror_engine::audit::{AuditSink, StoreAuditLog};
+use stellamirror_engine::audit::{AuditSink, Progress, StoreAuditLog};
 use stellamirror_engine::bundle::archive::Limits;
 use stellamirror_engine::bundle::error::BundleError;
 use stellamirror_engine::bundle::signing::{self, SignKey, TrustedKey};
@@ -14,6 +14,7 @@ use stellamirror_engine::store::catalog::Selectors;
 use stellamirror_engine::store::Store;
 
 use crate::failure::{Failure, EXIT_VERIFY_FAILED};
+use crate::progress::Bar;
 
 pub fn bundle_failure(e: BundleError) -> Failure {
     let detail = json!({"path": e.subject()});
@@ -399,11 +400,14 @@ fn import_settings(trust: &[PathBuf], identity: &[PathBuf], tenant: Option<&str>
     })
 }
 
-pub fn import_cmd(a: ImportArgs, json: bool) -> Result<i32, Failure> {
+pub fn import_cmd(a: ImportArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
     let s = import_settings(&a.trust, &a.identity, a.tenant.as_deref())?;
     let store = Store::open(&a.store)?;
     let audit = StoreAuditLog::new(&a.store);
-    let r = import::import(&store, &a.bundle, &s, &audit).map_err(|e| {
+    let bar = Bar::new(quiet || json);
+    let r = import::import(&store, &a.bundle, &s, &audit, &bar);
+    bar.finish();
+    let r = r.map_err(|e| {
         let f = Failure::new(e.code(), format!("{}: {e}", a.bundle.display()), e.hint());
         match e {
             import::ImportError::Bundle(b) => f.with_detail(json!({"path": b.subject()})),
@@ -440,12 +444,14 @@ pub struct RebuildArgs {
     identity: Vec<PathBuf>,
 }
 
-pub fn rebuild_cmd(a: RebuildArgs, json: bool) -> Result<i32, Failure> {
+pub fn rebuild_cmd(a: RebuildArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
     let s = import_settings(&a.trust, &a.identity, None)?;
     let store = Store::open(&a.store)?;
     let audit = StoreAuditLog::new(&a.store);
-    let r = rebuild::rebuild(&store, &a.bundles, &s, &audit)
-        .map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
+    let bar = Bar::new(quiet || json);
+    let r = rebuild::rebuild(&store, &a.bundles, &s, &audit, &bar);
+    bar.finish();
+    let r = r.map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
     if json {
         out!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {

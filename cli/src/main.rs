@@ -72,11 +72,13 @@ enum Command {
     Verify(cmd_bundle::VerifyArgs),
     /// Apply a bundle to a store (in order, atomically).
     #[command(
-        after_help = "Example:\n  stellamirror import OUT/run-1-full.tar.zst --store MIRROR --trust producer.pub.pem --publish /srv/mirror"
+        after_help = "Example:\n  stellamirror import full-1-full.tar.zst --store mirror --trust producer.pub.pem\n\nAn unencrypted archive is read in one pass (decompressed, checked and loaded as it streams);\na full bundle is bulk-loaded. Progress (bytes/s, records/s, ETA) is drawn on stderr unless --quiet."
     )]
     Import(cmd_bundle::ImportArgs),
     /// Disaster recovery: rebuild a store from a folder of bundles.
-    #[command(after_help = "Example:\n  stellamirror rebuild --bundles OUT --store NEW --trust producer.pub.pem")]
+    #[command(
+        after_help = "Example:\n  stellamirror rebuild --bundles received/ --store mirror-new --trust producer.pub.pem\n\nApplies the newest full bundle and the deltas that chain from it, then checks the store's\nMerkle tree and records (objects were hashed as they were imported)."
+    )]
     Rebuild(cmd_bundle::RebuildArgs),
     /// Exports produced and imports applied.
     #[command(after_help = "Example:\n  stellamirror log --store S --json")]
@@ -99,8 +101,8 @@ fn main() {
         Command::Keygen(a) => cmd_bundle::keygen(a, json),
         Command::Export(c) => cmd_bundle::export(c, json),
         Command::Verify(a) => cmd_bundle::verify(a, json),
-        Command::Import(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::import_cmd(a, json)),
-        Command::Rebuild(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::rebuild_cmd(a, json)),
+        Command::Import(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::import_cmd(a, json, cli.quiet)),
+        Command::Rebuild(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::rebuild_cmd(a, json, cli.quiet)),
         Command::Log(a) => cmd_bundle::log(a, json),
         Command::Completions(a) => cmd_docs::completions(a),
         Command::Man(a) => cmd_docs::man(a),

@@ -30,13 +30,14 @@ fn check_signature(
     bytes: &[u8],
     sig: &[u8],
     sig_path: &str,
-    claimed_key: Option<String>,
+    claimed_key: &dyn Fn() -> Option<String>,
 ) -> Result<(), BundleError> {
     if trust.iter().any(|k| k.verify(bytes, sig)) {
         return Ok(());
     }
+    // Named only for the error: parsing the manifest for it costs a YAML parse.
     let trusted: Vec<String> = trust.iter().map(|k| k.key_id()).collect();
-    match claimed_key {
+    match claimed_key() {
         Some(k) if !trusted.contains(&k) => Err(BundleError::SignatureUntrusted {
             key_id: k,
             trusted: trusted.join(", "),
@@ -73,7 +74,7 @@ pub fn gate(trust: &[TrustedKey], input: &GateInput<'_>) -> Result<Vec<Artifact>
         input.manifest,
         input.manifest_sig,
         MANIFEST_SIG,
-        claimed_key_id(input.manifest),
+        &|| claimed_key_id(input.manifest),
     )?;
     Ok(parse_manifest(input.manifest)?.artifacts)
 }
@@ -81,24 +82,46 @@ pub fn gate(trust: &[TrustedKey], input: &GateInput<'_>) -> Result<Vec<Artifact>
 /// Verify a staged bundle's signatures, listing and digests (no content is parsed but
 /// `manifest.yaml` and `export.json`).
 pub fn verify_staged(staged: &Staged, trust: &[TrustedKey]) -> Result<Verified, BundleError> {
-    let manifest_bytes = staged.read(MANIFEST)?;
-    let msig = staged.read(MANIFEST_SIG)?;
+    let docs = SignedDocs {
+        manifest: staged.read(MANIFEST)?,
+        manifest_sig: staged.read(MANIFEST_SIG)?,
+        export: staged.read(EXPORT)?,
+        export_sig: staged.read(EXPORT_SIG)?,
+    };
+    verify_listing(&docs, &staged.files, trust)
+}
+
+/// The four signed documents of a bundle, as shipped.
+pub struct SignedDocs {
+    pub manifest: Vec<u8>,
+    pub manifest_sig: Vec<u8>,
+    pub export: Vec<u8>,
+    pub export_sig: Vec<u8>,
+}
+
+/// Verify the signatures, then that `files` (path → digest and size) are exactly the
+/// listed artifacts, then that `export.json` agrees with the manifest.
+pub fn verify_listing(
+    docs: &SignedDocs,
+    files: &BTreeMap<String, super::archive::StagedFile>,
+    trust: &[TrustedKey],
+) -> Result<Verified, BundleError> {
+    let (manifest_bytes, msig, export_bytes, esig) =
+        (&docs.manifest, &docs.manifest_sig, &docs.export, &docs.export_sig);
     check_signature(
         trust,
-        &manifest_bytes,
-        &msig,
+        manifest_bytes,
+        msig,
         MANIFEST_SIG,
-        claimed_key_id(&manifest_bytes),
+        &|| claimed_key_id(manifest_bytes),
     )?;
-    let manifest = parse_manifest(&manifest_bytes)?;
-    let export_bytes = staged.read(EXPORT)?;
-    let esig = staged.read(EXPORT_SIG)?;
+    let manifest = parse_manifest(manifest_bytes)?;
     check_signature(
         trust,
-        &export_bytes,
-        &esig,
+        export_bytes,
+        esig,
         EXPORT_SIG,
-        Some(manifest.signing.key_id.clone()),
+        &|| Some(manifest.signing.key_id.clone()),
     )?;
 
     // Listing: every artifact present with its digest and size, nothing else.
@@ -112,8 +135,7 @@ pub fn verify_staged(staged: &Staged, trust: &[TrustedKey]) -> Result<Verified, 
         }
     }
     for (path, a) in &listed {
-        let f = staged
-            .files
+        let f = files
             .get(*path)
             .ok_or_else(|| BundleError::MissingFile { path: path.to_string() })?;
         if f.bytes != a.bytes {
@@ -133,14 +155,14 @@ pub fn verify_staged(staged: &Staged, trust: &[TrustedKey]) -> Result<Verified, 
             });
         }
     }
-    for path in staged.files.keys() {
+    for path in files.keys() {
         let meta = path == MANIFEST || path == MANIFEST_SIG || path == EXPORT_SIG;
         if !meta && !listed.contains_key(path.as_str()) {
             return Err(BundleError::UnlistedFile { path: path.clone() });
         }
     }
 
-    let export: ExportDoc = serde_json::from_slice(&export_bytes).map_err(|e| BundleError::Malformed {
+    let export: ExportDoc = serde_json::from_slice(export_bytes).map_err(|e| BundleError::Malformed {
         path: EXPORT.into(),
         reason: format!("does not parse: {e}"),
     })?;
@@ -157,7 +179,7 @@ pub fn verify_staged(staged: &Staged, trust: &[TrustedKey]) -> Result<Verified, 
     }
 
     Ok(Verified {
-        manifest_digest: FileDigest::of(&manifest_bytes),
+        manifest_digest: FileDigest::of(manifest_bytes),
         manifest,
         export,
         diff: None,
