@@ -22,6 +22,13 @@ pub enum KindArg {
 }
 
 #[derive(Args)]
+#[command(after_help = "Examples:
+  stellamirror ingest --store /srv/sm --tenant acme --source osv-go --complete go.jsonl
+  stellamirror ingest --store /srv/sm --tenant acme --kind policy-evaluations evals.jsonl
+
+Re-ingesting a snapshot costs what changed: documents whose bytes are those their live
+record came from are skipped unparsed (\"N unchanged (skipped), M parsed\"). Every ingest
+is one atomic commit, whatever its size.")]
 pub struct IngestArgs {
     #[arg(long)]
     store: PathBuf,
@@ -45,11 +52,11 @@ pub struct IngestArgs {
     /// SBOM subject (artifact) overriding metadata.component.
     #[arg(long)]
     subject: Option<String>,
-    /// Inputs up to this many MiB are committed in one batch; larger ones are validated
-    /// first, then committed in chunks of half this size (bounded memory).
+    /// Most MiB of changed documents held in memory at once; a larger change is staged in
+    /// chunks of this size and made live by one commit (atomic either way).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     batch_mib: u64,
-    /// Most records (documents and the records derived from them) per commit.
+    /// Most records (documents and the records derived from them) per chunk.
     #[arg(long, default_value_t = 64_000, value_parser = clap::value_parser!(u64).range(1..))]
     batch_records: u64,
     /// Files (JSON, JSON Lines) and directories.
@@ -83,9 +90,11 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
         println!(
-            "ingested {} documents into tenant {}{}",
+            "ingested {} documents into tenant {}: {} unchanged (skipped), {} parsed{}",
             report.documents,
             report.tenant,
+            report.unchanged,
+            report.parsed,
             if report.committed {
                 ""
             } else if opts.dry_run {
@@ -180,6 +189,7 @@ pub fn status(a: StatusArgs, json: bool) -> Result<i32, Failure> {
         out.push(json!({
             "tenant": t.as_str(),
             "stateRoot": s.root().to_prefixed(),
+            "storeSequence": store.sequence(),
             "records": s.kinds.iter().map(|k| k.records).sum::<u64>(),
             "kinds": kinds,
             "appliedExportIds": history.applied_export_ids,

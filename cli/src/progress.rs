@@ -5,6 +5,7 @@ use stellamirror_engine::audit::Progress;
 
 pub struct Bar {
     bar: ProgressBar,
+    phase: std::sync::Mutex<String>,
 }
 
 impl Bar {
@@ -13,7 +14,10 @@ impl Bar {
         if !quiet {
             bar.set_draw_target(ProgressDrawTarget::stderr());
         }
-        Self { bar }
+        Self {
+            bar,
+            phase: std::sync::Mutex::new(String::new()),
+        }
     }
 }
 
@@ -22,10 +26,21 @@ impl Progress for Bar {
         self.bar.reset();
         self.bar.set_length(total);
         self.bar.set_style(
-            ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {elapsed}")
+            ProgressStyle::with_template("[{bar:30}] {bytes}/{total_bytes} {elapsed} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         self.bar.set_message(name.to_string());
+        if let Ok(mut p) = self.phase.lock() {
+            *p = name.to_string();
+        }
+    }
+    fn documents(&self, parsed: u64, unchanged: u64) {
+        let secs = self.bar.elapsed().as_secs_f64().max(1e-3);
+        let rate = (parsed + unchanged) as f64 / secs;
+        let phase = self.phase.lock().map(|p| p.clone()).unwrap_or_default();
+        self.bar.set_message(format!(
+            "{phase}: {parsed} parsed, {unchanged} unchanged (skipped), {rate:.0} docs/s"
+        ));
     }
     fn advance(&self, n: u64) {
         self.bar.inc(n);

@@ -69,6 +69,8 @@ pub trait Progress: Send + Sync {
     /// A new phase with a known (or unknown: 0) amount of work.
     fn phase(&self, name: &str, total: u64);
     fn advance(&self, n: u64);
+    /// Documents so far: parsed, and skipped as unchanged (ingest).
+    fn documents(&self, _parsed: u64, _unchanged: u64) {}
     fn finish(&self);
 }
 

@@ -92,6 +92,13 @@ blake3_id!(
     NodeHash
 );
 
+blake3_id!(
+    /// Digest of one input document as received (its bytes plus the parse context that
+    /// shapes its records), kept in the source index so that an unchanged document is
+    /// recognised without parsing it (`ingest::digest`).
+    InputDigest
+);
+
 impl ObjectId {
     pub fn of(bytes: &[u8]) -> Self {
         Self(*blake3::hash(bytes).as_bytes())

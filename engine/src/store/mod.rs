@@ -8,8 +8,12 @@
 //!   once instead of once per object it holds (store format 2).
 //! * `nodes`: Merkle node hash → postcard node. Immutable, likewise.
 //! * `records`: `tenant \0 generation \0 collection \0 id` → [`RecordEntry`]: the live state.
-//! * `sources`: `tenant \0 generation \0 source \0 collection \0 id` → empty: which source
-//!   produced a record (for `ingest --complete`). See [`Keyspace`].
+//! * `sources`: `tenant \0 generation \0 source \0 collection \0 id` → the input digest of
+//!   the document the record was ingested from (32 bytes), or empty when unknown (imports,
+//!   format-2 stores): which source produced a record (for `ingest --complete`) and which
+//!   input bytes did (for change detection, `ingest::digest`). See [`Keyspace`].
+//! * `staging`: record changes of a large ingest, staged until one small commit makes them
+//!   live (see [`staging`]).
 //! * `meta`: `head \0 tenant` → state root + records generation; `export \0 tenant \0 runId` → export record;
 //!   `applied \0 tenant` → import history.
 //!
@@ -17,6 +21,7 @@
 //! that also moves the tenant's head; objects and nodes it needs were written earlier.
 pub mod catalog;
 pub mod error;
+pub mod staging;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
@@ -35,9 +40,13 @@ pub const CF_NODES: &str = "nodes";
 pub const CF_RECORDS: &str = "records";
 pub const CF_SOURCES: &str = "sources";
 pub const CF_META: &str = "meta";
-const ALL_CFS: [&str; 5] = [CF_OBJECTS, CF_NODES, CF_RECORDS, CF_SOURCES, CF_META];
+pub const CF_STAGING: &str = "staging";
+const ALL_CFS: [&str; 6] = [CF_OBJECTS, CF_NODES, CF_RECORDS, CF_SOURCES, CF_META, CF_STAGING];
 /// Version of the store's on-disk encoding (docs/architecture.md, version history).
-pub const STORE_FORMAT: u32 = 2;
+pub const STORE_FORMAT: u32 = 3;
+/// The previous format, upgraded in place at open: format 3 only adds the `staging`
+/// column family (created at open) and input digests in `sources` values (empty = unknown).
+const UPGRADABLE_FORMAT: u32 = 2;
 const STORE_FORMAT_KEY: &[u8] = b"store-format";
 
 /// Where an object is stored: `[collection code, shard of the subject, blake3 of the bytes]`.
@@ -231,6 +240,7 @@ impl Store {
         // incompatible version is refused rather than misread.
         match store.get(CF_META, STORE_FORMAT_KEY)? {
             Some(v) if v == STORE_FORMAT.to_le_bytes() => {}
+            Some(v) if v == UPGRADABLE_FORMAT.to_le_bytes() => store.write_format()?,
             Some(v) => {
                 return Err(StoreError::Open {
                     path: path.to_path_buf(),
@@ -240,13 +250,24 @@ impl Store {
                     ),
                 })
             }
-            None => {
-                let mut b = WriteBatch::default();
-                store.batch_put(&mut b, CF_META, STORE_FORMAT_KEY, &STORE_FORMAT.to_le_bytes());
-                store.commit(b)?;
-            }
+            None => store.write_format()?,
         }
+        // A staged ingest whose commit landed is finished before anything reads.
+        staging::recover(&store)?;
         Ok(store)
+    }
+
+    fn write_format(&self) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        self.batch_put(&mut b, CF_META, STORE_FORMAT_KEY, &STORE_FORMAT.to_le_bytes());
+        self.commit(b)
+    }
+
+    /// RocksDB's latest sequence number: it grows by one for every key written (put or
+    /// delete, in any column family) and never otherwise, so an operation that leaves it
+    /// unchanged wrote nothing (`status --json` shows it as `storeSequence`).
+    pub fn sequence(&self) -> u64 {
+        self.db.latest_sequence_number()
     }
 
     /// Open an existing store; refuses to create one (for read-only commands).
@@ -514,6 +535,26 @@ mod tests {
         let db = DB::open_cf(&Options::default(), t.path(), ALL_CFS).unwrap();
         let v = db.get_cf(db.cf_handle(CF_META).unwrap(), STORE_FORMAT_KEY).unwrap();
         assert_eq!(v, Some(1u32.to_le_bytes().to_vec()));
+    }
+
+    #[test]
+    fn a_format_2_store_is_upgraded_in_place() {
+        let t = tempfile::tempdir().unwrap();
+        {
+            let cfs = ALL_CFS.iter().filter(|c| **c != CF_STAGING).copied();
+            let mut o = Options::default();
+            o.create_if_missing(true);
+            o.create_missing_column_families(true);
+            let db = DB::open_cf(&o, t.path(), cfs).unwrap();
+            db.put_cf(db.cf_handle(CF_META).unwrap(), STORE_FORMAT_KEY, 2u32.to_le_bytes())
+                .unwrap();
+        }
+        let store = Store::open(t.path()).unwrap();
+        assert_eq!(
+            store.get(CF_META, STORE_FORMAT_KEY).unwrap(),
+            Some(STORE_FORMAT.to_le_bytes().to_vec())
+        );
+        assert!(store.first_key_from(CF_STAGING, b"").unwrap().is_none());
     }
 
     #[test]
