@@ -139,7 +139,9 @@ fn sigkill_at_random_points_of_a_staged_ingest_leaves_the_old_or_the_new_state()
             assert_eq!(state_root(&store, "acme"), after, "trial {trial}: rerun completes");
             std::fs::remove_dir_all(&store).unwrap();
         }
-        eprintln!("case {ci}: a full run takes {full:?}; {saw_before} kills left the old state, {saw_after} the new one");
+        eprintln!(
+            "case {ci}: a full run takes {full:?}; {saw_before} kills left the old state, {saw_after} the new one"
+        );
         if trials >= 10 {
             assert!(
                 saw_before > 0 && saw_after > 0,

@@ -119,10 +119,15 @@ fn complete_removes_the_absent_records_while_skipping_the_unchanged_ones() {
     assert_eq!(r["counts"]["advisories.raw"]["removed"], 3);
     assert_eq!(r["counts"]["advisories.normalized"]["removed"], 3);
     assert_eq!(
-        status(&store, "acme")["kinds"]["advisories.raw"]["records"].as_u64().unwrap() as usize,
+        status(&store, "acme")["kinds"]["advisories.raw"]["records"]
+            .as_u64()
+            .unwrap() as usize,
         n - 3
     );
-    assert_eq!(state_root(&store, "acme"), fresh_root(t.path(), "fresh", &[(args, &smaller)]));
+    assert_eq!(
+        state_root(&store, "acme"),
+        fresh_root(t.path(), "fresh", &[(args, &smaller)])
+    );
 }
 
 #[test]
@@ -156,9 +161,14 @@ fn the_same_bytes_under_another_context_are_parsed_again() {
     ingest(&store, "acme", &["--source", "sbom"], &[&sbom]).ok();
     // A different --subject makes different records from the same bytes.
     let file = std::fs::read_dir(&sbom).unwrap().flatten().next().unwrap().path();
-    let r = ingest(&store, "acme", &["--source", "sbom", "--subject", "pkg:oci/other"], &[&file])
-        .ok()
-        .json();
+    let r = ingest(
+        &store,
+        "acme",
+        &["--source", "sbom", "--subject", "pkg:oci/other"],
+        &[&file],
+    )
+    .ok()
+    .json();
     assert_eq!(r["parsed"], 1);
     assert_eq!(r["counts"]["sboms.raw"]["added"], 1);
     sm(["verify", "--store", p(&store)]).ok();

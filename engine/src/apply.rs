@@ -146,14 +146,7 @@ pub fn plan_on(
 pub fn commit(store: &Store, plan: &Plan, m: &Mutation, extra: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
     write_nodes(store, plan)?;
     let mut b = WriteBatch::default();
-    record_ops(
-        plan,
-        m,
-        &mut LiveOps {
-            store,
-            batch: &mut b,
-        },
-    );
+    record_ops(plan, m, &mut LiveOps { store, batch: &mut b });
     store.batch_put(
         &mut b,
         CF_META,

@@ -77,7 +77,13 @@ impl Chunk {
 
     /// Put the live record `key` (and its derived records) back in place of a document
     /// parsed earlier in this run: the input held the live version again, later.
-    pub fn restore(&mut self, store: &Store, tenant: &Tenant, key: (Collection, String), digest: InputDigest) -> Result<(), StoreError> {
+    pub fn restore(
+        &mut self,
+        store: &Store,
+        tenant: &Tenant,
+        key: (Collection, String),
+        digest: InputDigest,
+    ) -> Result<(), StoreError> {
         self.forget(&key);
         let live = LiveView::new(store, tenant)?;
         let Some(e) = live.record(key.0, &key.1)? else {

@@ -358,7 +358,8 @@ pub fn remove(
     }
     // VEX consensus of the pairs whose statements go (docs/consensus.md).
     let view = LiveView::new(store, tenant)?;
-    let consensus_objects: HashMap<ObjectId, Vec<u8>> = crate::consensus::extend(store, &view, &mut m, &HashMap::new())?
+    let consensus_objects: HashMap<ObjectId, Vec<u8>> =
+        crate::consensus::extend(store, &view, &mut m, &HashMap::new())?
             .into_iter()
             .collect();
     let plan = apply::plan(store, tenant, &m)?;

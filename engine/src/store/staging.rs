@@ -24,8 +24,7 @@ use std::collections::BTreeMap;
 use rocksdb::WriteBatch;
 
 use super::{
-    head_key, head_value, Keyspace, RecordEntry, Store, StoreError, CF_META, CF_RECORDS, CF_SOURCES,
-    CF_STAGING,
+    head_key, head_value, Keyspace, RecordEntry, Store, StoreError, CF_META, CF_RECORDS, CF_SOURCES, CF_STAGING,
 };
 use crate::ids::NodeHash;
 use crate::model::{Collection, Tenant};
@@ -324,11 +323,20 @@ mod tests {
         let t = Tenant::new("acme").unwrap();
         let ks = store.keyspace(&t).unwrap();
         let mut b = WriteBatch::default();
-        store.batch_put(&mut b, CF_RECORDS, &ks.record_key(Collection::AdvisoriesRaw, "a"), &encode_entry(&entry(1)));
+        store.batch_put(
+            &mut b,
+            CF_RECORDS,
+            &ks.record_key(Collection::AdvisoriesRaw, "a"),
+            &encode_entry(&entry(1)),
+        );
         store.commit(b).unwrap();
         let mut ops = StagedOps::new(&store, &t);
         ops.delete(CF_RECORDS, &ks.record_key(Collection::AdvisoriesRaw, "a"));
-        ops.put(CF_RECORDS, &ks.record_key(Collection::AdvisoriesRaw, "b"), &encode_entry(&entry(2)));
+        ops.put(
+            CF_RECORDS,
+            &ks.record_key(Collection::AdvisoriesRaw, "b"),
+            &encode_entry(&entry(2)),
+        );
         ops.write().unwrap();
         (store, t, ks)
     }

@@ -211,11 +211,19 @@ mod tests {
 
     fn corpora() -> Vec<std::path::PathBuf> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let mut out: Vec<_> = ["tests/data/osv/go-new.jsonl", "tests/data/osv/go-old.jsonl", "tests/data/osv/pypa.jsonl"]
-            .iter()
-            .map(|p| root.join(p))
-            .collect();
-        for shared in ["advisories/go.jsonl", "advisories/pypa.jsonl", "history/pypa-2022-01-14.jsonl"] {
+        let mut out: Vec<_> = [
+            "tests/data/osv/go-new.jsonl",
+            "tests/data/osv/go-old.jsonl",
+            "tests/data/osv/pypa.jsonl",
+        ]
+        .iter()
+        .map(|p| root.join(p))
+        .collect();
+        for shared in [
+            "advisories/go.jsonl",
+            "advisories/pypa.jsonl",
+            "history/pypa-2022-01-14.jsonl",
+        ] {
             let p = root.join("../shared/data").join(shared);
             if p.exists() {
                 out.push(p);
@@ -228,7 +236,11 @@ mod tests {
     fn the_typed_path_gives_exactly_the_value_path_on_every_advisory_of_the_corpora() {
         let mut n = 0;
         for f in corpora() {
-            for line in std::fs::read_to_string(&f).unwrap().lines().filter(|l| !l.trim().is_empty()) {
+            for line in std::fs::read_to_string(&f)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+            {
                 let v: serde_json::Value = serde_json::from_str(line).unwrap();
                 let slow = parse_document(v, &ParseContext::default(), None).unwrap();
                 let fast = parse_bytes(line.as_bytes()).unwrap_or_else(|| panic!("{}: not taken: {line}", f.display()));
