@@ -135,7 +135,14 @@ pub type KvResult = Result<(Box<[u8]>, Box<[u8]>), StoreError>;
 pub struct Store {
     db: DB,
     path: PathBuf,
+    /// Whether unreferenced writes bypassed the write-ahead log since the last flush
+    /// (see [`Store::write_unreferenced`]); the next commit flushes them first.
+    unlogged: std::sync::atomic::AtomicBool,
 }
+
+/// Unreferenced batches at least this large skip the write-ahead log: bulk object writes
+/// would otherwise be written twice (log and table) before the commit that needs them.
+const UNLOGGED_BATCH_BYTES: usize = 4 << 20;
 
 /// Where a tenant's live records and source index are: `tenant \0 <generation> \0`.
 /// A full import writes the next generation beside the live one, in bounded chunks, and
@@ -235,6 +242,7 @@ impl Store {
         let store = Self {
             db,
             path: path.to_path_buf(),
+            unlogged: std::sync::atomic::AtomicBool::new(false),
         };
         // The on-disk encoding of nodes and records is versioned; a store written by an
         // incompatible version is refused rather than misread.
@@ -304,17 +312,33 @@ impl Store {
         Ok(self.db.wait_for_compact(&o)?)
     }
 
-    /// Commit a batch durably (fsync'd WAL): the unit of atomicity.
+    /// Commit a batch durably (fsync'd WAL): the unit of atomicity. Unreferenced writes
+    /// that bypassed the log are flushed to table files first, so that nothing committed
+    /// can refer to data a crash would lose.
     pub fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if self.unlogged.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let mut fo = rocksdb::FlushOptions::default();
+            fo.set_wait(true);
+            let cfs: Vec<_> = ALL_CFS.iter().filter(|c| **c != CF_META).map(|c| self.cf(c)).collect();
+            self.db.flush_cfs_opt(&cfs, &fo)?;
+        }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         Ok(self.db.write_opt(batch, &wo)?)
     }
 
-    /// Write immutable objects/nodes ahead of the commit that refers to them. Not
-    /// fsync'd: the later synced commit orders them before it in the WAL.
+    /// Write immutable objects/nodes (or staged, not yet live records) ahead of the commit
+    /// that refers to them. Not fsync'd: small batches go through the WAL, which the later
+    /// synced commit orders before it; large ones skip it and [`Store::commit`] flushes
+    /// them before it commits (a crash before that loses only unreferenced data).
     pub fn write_unreferenced(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        Ok(self.db.write(batch)?)
+        if batch.size_in_bytes() < UNLOGGED_BATCH_BYTES {
+            return Ok(self.db.write(batch)?);
+        }
+        self.unlogged.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        Ok(self.db.write_opt(batch, &wo)?)
     }
 
     /// Flush memtables to disk so the write-ahead log need not be replayed on open.
