@@ -1,8 +1,8 @@
 //! Change detection before parsing: input digests.
 //!
 //! A record's source-index entry (`sources` value, store format 3) holds the digest of
-//! the input document it was ingested from: blake3 (derive-key mode, [`CONTEXT`]) of
-//! the parse context that shapes the records (the `--kind` hint, the `--subject`
+//! the input document it was ingested from: SHA-256 of [`CONTEXT`] (length-prefixed), the
+//! parse context that shapes the records (the `--kind` hint, the `--subject`
 //! override, and for whole-file documents their name, which is the identity of OpenVEX
 //! and serial-less CycloneDX VEX documents) followed by the document's bytes exactly as
 //! read (a JSON Lines line without its line break). Stored raw documents are
@@ -17,6 +17,9 @@
 //! writing it. [`CONTEXT`] names the parser generation: change it whenever a parser maps
 //! the same bytes to different records, so that every document is parsed again once.
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use sha2::{Digest, Sha256};
 
 use super::formats::{KindHint, ParseContext};
 use super::input::{FileShape, InputFile};
@@ -24,17 +27,15 @@ use crate::ids::InputDigest;
 use crate::model::{Collection, Tenant};
 use crate::store::{Store, StoreError, CF_SOURCES};
 
-/// blake3 key-derivation context of input digests; includes the parser generation.
+/// Domain of input digests; includes the parser generation.
 pub const CONTEXT: &str = "stellamirror 2026-12-01 ingest input digest, parsers v1";
 
-fn put_field(h: &mut blake3::Hasher, field: Option<&str>) {
+fn put_field(h: &mut Sha256, field: Option<&str>) {
     match field {
-        None => {
-            h.update(&[0]);
-        }
+        None => h.update([0]),
         Some(s) => {
-            h.update(&[1]);
-            h.update(&(s.len() as u64).to_le_bytes());
+            h.update([1]);
+            h.update((s.len() as u64).to_le_bytes());
             h.update(s.as_bytes());
         }
     }
@@ -42,17 +43,18 @@ fn put_field(h: &mut blake3::Hasher, field: Option<&str>) {
 
 /// The digest state of one input file: its context absorbed, cloned per document.
 #[derive(Clone)]
-pub struct FileDigester(blake3::Hasher);
+pub struct FileDigester(Sha256);
 
 impl FileDigester {
     pub fn new(ctx: &ParseContext, file: &InputFile) -> Self {
-        let mut h = blake3::Hasher::new_derive_key(CONTEXT);
+        let mut h = Sha256::new();
+        put_field(&mut h, Some(CONTEXT));
         let kind = match ctx.kind {
             KindHint::Auto => 0u8,
             KindHint::PolicySnapshot => 1,
             KindHint::PolicyEvaluations => 2,
         };
-        h.update(&[kind]);
+        h.update([kind]);
         put_field(&mut h, ctx.subject_override.as_deref());
         let name = (file.shape == FileShape::Json).then_some(file.name.as_str());
         put_field(&mut h, name);
@@ -62,7 +64,7 @@ impl FileDigester {
     pub fn digest(&self, bytes: &[u8]) -> InputDigest {
         let mut h = self.0.clone();
         h.update(bytes);
-        InputDigest(*h.finalize().as_bytes())
+        InputDigest(h.finalize().into())
     }
 }
 
@@ -70,10 +72,27 @@ impl FileDigester {
 pub type Position = u64;
 const NOT_SEEN: Position = Position::MAX;
 
+/// Hashes a digest by its first eight bytes: they are uniformly distributed already, and
+/// SipHash over a million 32-byte keys was a visible part of a re-ingest.
+#[derive(Default)]
+pub struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(b);
+    }
+}
+
 /// The input digests of one source's live records, from one sorted pass over its index,
 /// and where in this run's input each was seen again.
 pub struct KnownDigests {
-    seen: HashMap<InputDigest, Position>,
+    seen: HashMap<InputDigest, Position, BuildHasherDefault<PrefixHasher>>,
 }
 
 /// One entry of a source's index.
@@ -111,13 +130,13 @@ pub fn for_each_source_entry(
 
 impl KnownDigests {
     pub fn load(store: &Store, tenant: &Tenant, source: &str) -> Result<Self, super::IngestError> {
-        let mut seen = HashMap::new();
-        for_each_source_entry(store, tenant, source, |e| {
-            if let Some(d) = e.digest {
+        let mut seen = HashMap::default();
+        let prefix = store.keyspace(tenant)?.source_prefix(source);
+        for kv in store.scan_prefix(CF_SOURCES, &prefix) {
+            if let Some(d) = InputDigest::from_slice(&kv?.1) {
                 seen.insert(d, NOT_SEEN);
             }
-            Ok(())
-        })?;
+        }
         Ok(Self { seen })
     }
 

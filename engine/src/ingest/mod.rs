@@ -26,7 +26,7 @@ use commit::{Chunk, Committer};
 use digest::{FileDigester, KnownDigests, Position};
 pub use error::{BadInput, BadInputKind, IngestError, InputLocation};
 use formats::{parse_document, DocError, ParseContext, ParsedDoc};
-use input::{enumerate, for_each_block, InputFile, RawDoc};
+use input::{enumerate, for_each_block, InputFile};
 
 use crate::apply::{self, ChangeCounts, Mutation};
 use crate::audit::Progress;
@@ -102,7 +102,7 @@ pub struct IngestReport {
     pub staged: bool,
 }
 
-fn to_bad(file: &InputFile, doc: &RawDoc, e: DocError) -> BadInput {
+fn to_bad(file: &InputFile, line: Option<usize>, e: DocError) -> BadInput {
     let (kind, pointer, reason) = match e {
         DocError::Unrecognized(r) => (BadInputKind::Unrecognized, None, r),
         DocError::Invalid { pointer, reason } => (BadInputKind::Invalid, Some(pointer), reason),
@@ -111,28 +111,28 @@ fn to_bad(file: &InputFile, doc: &RawDoc, e: DocError) -> BadInput {
         kind,
         at: InputLocation {
             file: file.path.clone(),
-            line: doc.line,
+            line,
             pointer,
         },
         reason,
     }
 }
 
-fn parse_raw(file: &InputFile, doc: &RawDoc, ctx: &ParseContext) -> Result<ParsedDoc, BadInput> {
-    if let Some(d) = formats::parse_fast(&doc.bytes, ctx) {
+fn parse_raw(file: &InputFile, line: Option<usize>, bytes: &[u8], ctx: &ParseContext) -> Result<ParsedDoc, BadInput> {
+    if let Some(d) = formats::parse_fast(bytes, ctx) {
         return Ok(d);
     }
-    let v: serde_json::Value = serde_json::from_slice(&doc.bytes).map_err(|e| BadInput {
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| BadInput {
         kind: BadInputKind::Invalid,
         at: InputLocation {
             file: file.path.clone(),
-            line: doc.line.or(Some(e.line())),
+            line: line.or(Some(e.line())),
             pointer: None,
         },
         reason: format!("not valid JSON: {e}"),
     })?;
     let name = (file.shape == input::FileShape::Json).then_some(file.name.as_str());
-    parse_document(v, ctx, name).map_err(|e| to_bad(file, doc, e))
+    parse_document(v, ctx, name).map_err(|e| to_bad(file, line, e))
 }
 
 /// What reading one document gave.
@@ -164,16 +164,18 @@ impl Run<'_> {
         for file in files {
             let digester = FileDigester::new(ctx, file);
             for_each_block(file, BLOCK_BYTES, |block| {
-                let n: u64 = block.iter().map(|d| d.bytes.len() as u64).sum();
+                let n = block.data.len() as u64;
                 let known = &self.known;
                 let outcomes: Vec<Outcome> = block
+                    .docs
                     .par_iter()
                     .map(|d| {
-                        let digest = digester.digest(&d.bytes);
+                        let bytes = block.bytes(d);
+                        let digest = digester.digest(bytes);
                         if known.contains(&digest) {
                             Outcome::Unchanged(digest)
                         } else {
-                            Outcome::Parsed(digest, parse_raw(file, d, ctx))
+                            Outcome::Parsed(digest, parse_raw(file, d.line, bytes, ctx))
                         }
                     })
                     .collect();
@@ -318,10 +320,12 @@ pub fn ingest(
     };
     report.staged = committer.is_staged();
     committer.finish(chunk, absent, opts.dry_run, &mut report)?;
-    if report.committed {
+    if report.committed && report.staged {
         // Large commits leave a write-ahead log to replay and compactions to run: settle
         // them here rather than in the next command.
         store.settle()?;
+    } else if report.committed {
+        store.settle_small()?;
     }
     Ok(report)
 }

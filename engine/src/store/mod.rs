@@ -211,6 +211,16 @@ impl Store {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
+        // A small commit's data may stay in the memtable and its write-ahead log
+        // (`Store::settle_small`); the next open replays the log without writing a table
+        // file, so small changes do not pile up level-0 files that each trigger a
+        // compaction rewriting the objects column family.
+        let mut opts = opts
+            .get_options_from_string("avoid_flush_during_recovery=true")
+            .map_err(|e| StoreError::Open {
+                path: path.to_path_buf(),
+                message: e.into_string(),
+            })?;
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         // Bound the memtables of all column families together (RocksDB's default is
         // 64 MiB × 2 per family), so peak memory stays well under 1 GiB at 1M records.
@@ -309,6 +319,17 @@ impl Store {
     pub fn settle(&self) -> Result<(), StoreError> {
         let mut o = rocksdb::WaitForCompactOptions::default();
         o.set_flush(true);
+        Ok(self.db.wait_for_compact(&o)?)
+    }
+
+    /// After a small commit: wait for compactions already pending or running, but leave
+    /// the memtables to the write-ahead log. Flushing them would add a level-0 file per
+    /// command, and every fourth one triggers a compaction of the objects (hash-keyed, so
+    /// each level-0 file overlaps the whole level below), which the small command would
+    /// then pay for in full.
+    pub fn settle_small(&self) -> Result<(), StoreError> {
+        let mut o = rocksdb::WaitForCompactOptions::default();
+        o.set_flush(false);
         Ok(self.db.wait_for_compact(&o)?)
     }
 
