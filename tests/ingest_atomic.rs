@@ -60,7 +60,15 @@ fn cases(dir: &Path) -> Vec<Case> {
         },
         Case {
             base,
-            args: strings(&["--source", "vex", "--complete", "--batch-records", records]),
+            // The hub dropped 369 of its 511 documents between the two snapshots.
+            args: strings(&[
+                "--source",
+                "vex",
+                "--complete",
+                "--allow-mass-removal",
+                "--batch-records",
+                records,
+            ]),
             input: vex_new,
         },
     ]

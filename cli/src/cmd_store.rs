@@ -26,6 +26,9 @@ pub enum KindArg {
   stellamirror ingest --store /srv/sm --tenant acme --source osv-go --complete go.jsonl
   stellamirror ingest --store /srv/sm --tenant acme --kind policy-evaluations evals.jsonl
 
+--complete refuses to remove more than 10% of the source's records (an empty or
+truncated feed) unless --max-removal PCT or --allow-mass-removal says so.
+
 Re-ingesting a snapshot costs what changed: documents whose bytes are those their live
 record came from are skipped unparsed (\"N unchanged (skipped), M parsed\"). Every ingest
 is one atomic commit, whatever its size.")]
@@ -40,6 +43,13 @@ pub struct IngestArgs {
     /// The input is the source's complete current set: remove its records not in it.
     #[arg(long, requires = "source")]
     complete: bool,
+    /// --complete: refuse (before changing anything) a run that would remove more than
+    /// this percentage of the source's records, e.g. an empty or truncated feed.
+    #[arg(long, value_name = "PCT", default_value_t = 10.0, value_parser = parse_pct)]
+    max_removal: f64,
+    /// --complete: allow removing any share of the source's records.
+    #[arg(long, conflicts_with = "max_removal")]
+    allow_mass_removal: bool,
     /// Skip bad documents, ingest the rest and list every bad one (exit code 4).
     #[arg(long)]
     keep_going: bool,
@@ -64,6 +74,13 @@ pub struct IngestArgs {
     paths: Vec<PathBuf>,
 }
 
+fn parse_pct(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a percentage between 0 and 100")),
+    }
+}
+
 pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
     let tenant = crate::tenant(&a.tenant)?;
     let store = Store::open(&a.store)?;
@@ -83,6 +100,7 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
         },
         batch_bytes: a.batch_mib << 20,
         batch_records: a.batch_records as usize,
+        max_removal_pct: (!a.allow_mass_removal).then_some(a.max_removal),
     };
     let bar = Bar::new(quiet || json);
     let report = ingest::ingest(&store, &a.paths, &opts, &bar)?;

@@ -60,7 +60,13 @@ pub struct IngestOptions {
     pub batch_bytes: u64,
     /// Most records (primary + derived) per chunk.
     pub batch_records: usize,
+    /// `complete`: the largest share (percent) of the source's live records one run may
+    /// remove; `None` allows any. A run over it is refused before anything changes.
+    pub max_removal_pct: Option<f64>,
 }
+
+/// Default of [`IngestOptions::max_removal_pct`].
+pub const DEFAULT_MAX_REMOVAL_PCT: f64 = 10.0;
 
 impl IngestOptions {
     /// Options with the defaults: detect formats, refuse bad input, commit, default batches.
@@ -74,6 +80,7 @@ impl IngestOptions {
             ctx: ParseContext::default(),
             batch_bytes: DEFAULT_BATCH_BYTES,
             batch_records: DEFAULT_BATCH_RECORDS,
+            max_removal_pct: Some(DEFAULT_MAX_REMOVAL_PCT),
         }
     }
 }
@@ -233,8 +240,10 @@ impl Run<'_> {
         }
         let mut absent = Vec::new();
         let mut restores = Vec::new();
+        let mut live = 0u64;
         let (known, parsed) = (&self.known, &self.parsed);
         digest::for_each_source_entry(self.store, &self.opts.tenant, &self.opts.source, |e| {
+            live += 1;
             let seen_at = e.digest.and_then(|d| Some((d, known.seen_at(&d)?)));
             let key = (e.collection, e.id);
             match (parsed.get(&key), seen_at) {
@@ -253,7 +262,26 @@ impl Run<'_> {
             self.report.complete_withheld = absent.len() as u64;
             absent.clear();
         }
+        self.guard_removal(absent.len() as u64, live)?;
         Ok(absent)
+    }
+
+    /// Refuse a `--complete` run that would remove more than the allowed share of the
+    /// source (an empty or truncated feed).
+    fn guard_removal(&self, removing: u64, live: u64) -> Result<(), IngestError> {
+        let Some(limit_pct) = self.opts.max_removal_pct else {
+            return Ok(());
+        };
+        if removing == 0 || (removing as f64) * 100.0 <= limit_pct * live as f64 {
+            return Ok(());
+        }
+        Err(IngestError::MassRemoval {
+            source_name: self.opts.source.clone(),
+            removing,
+            live,
+            documents: self.report.documents,
+            limit_pct,
+        })
     }
 }
 
