@@ -449,3 +449,29 @@ fn an_empty_or_truncated_feed_with_complete_is_refused_and_changes_nothing() {
     ingest(&store, "acme", &a, &[&empty]).ok();
     assert_eq!(records(&store, "acme", "advisories.raw"), 0);
 }
+
+#[test]
+fn symlinks_in_an_input_folder_are_not_followed_and_are_named_in_the_summary() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(data("osv/pypa.jsonl"), dir.join("a.jsonl")).unwrap();
+    std::os::unix::fs::symlink(data("osv/go-new.jsonl"), dir.join("b.jsonl")).unwrap();
+    let store = t.path().join("s");
+    let r = ingest(&store, "acme", &[], &[&dir]).ok();
+    let links = r.json()["skippedLinks"].clone();
+    assert_eq!(links, serde_json::json!([p(&dir.join("b.jsonl"))]));
+    assert_eq!(
+        records(&store, "acme", "advisories.raw") as usize,
+        lines(&data("osv/pypa.jsonl"))
+    );
+    let human = sm(["ingest", "--store", p(&store), "--tenant", "acme", p(&dir)]).ok();
+    assert!(
+        human.stderr.contains(&format!(
+            "skipped symbolic link (not followed): {}",
+            dir.join("b.jsonl").display()
+        )),
+        "{}",
+        human.stderr
+    );
+}

@@ -125,6 +125,9 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
             println!("  {:<22} +{} ~{} -{}", c.name(), n.added, n.changed, n.removed);
         }
         println!("state root {}", report.state_root);
+        for link in &report.skipped_links {
+            eprintln!("skipped symbolic link (not followed): {}", link.display());
+        }
         for bad in &report.skipped {
             eprintln!("skipped[{}]: {bad}", bad.code());
         }

@@ -32,10 +32,18 @@ fn shape_of(path: &Path, force_lines: bool) -> Option<FileShape> {
     }
 }
 
+/// The documents' files, and the symbolic links found in directories (not followed: a
+/// link could lead out of the input or loop; they are named in the report).
+pub struct Inputs {
+    pub files: Vec<InputFile>,
+    pub skipped_links: Vec<PathBuf>,
+}
+
 /// Files named directly are taken whatever their extension (JSON unless `.jsonl`);
 /// directories are walked in sorted order for `.json`, `.jsonl` and `.ndjson` files.
-pub fn enumerate(paths: &[PathBuf], force_lines: bool) -> Result<Vec<InputFile>, IngestError> {
+pub fn enumerate(paths: &[PathBuf], force_lines: bool) -> Result<Inputs, IngestError> {
     let mut out = Vec::new();
+    let mut skipped_links = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| IngestError::Io {
             path: p.clone(),
@@ -48,7 +56,9 @@ pub fn enumerate(paths: &[PathBuf], force_lines: bool) -> Result<Vec<InputFile>,
                     path: p.clone(),
                     message: e.to_string(),
                 })?;
-                if entry.file_type().is_file() {
+                if entry.path_is_symlink() {
+                    skipped_links.push(entry.path().to_path_buf());
+                } else if entry.file_type().is_file() {
                     if let Some(shape) = shape_of(entry.path(), force_lines) {
                         let name = entry
                             .path()
@@ -77,7 +87,10 @@ pub fn enumerate(paths: &[PathBuf], force_lines: bool) -> Result<Vec<InputFile>,
             });
         }
     }
-    Ok(out)
+    Ok(Inputs {
+        files: out,
+        skipped_links,
+    })
 }
 
 /// One document of a block: where it came from and its bytes' range in the block.

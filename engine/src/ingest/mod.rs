@@ -107,6 +107,8 @@ pub struct IngestReport {
     pub committed: bool,
     /// Whether the change was staged in chunks and made live by one commit.
     pub staged: bool,
+    /// Symbolic links found in input directories, not followed.
+    pub skipped_links: Vec<PathBuf>,
 }
 
 fn to_bad(file: &InputFile, line: Option<usize>, e: DocError) -> BadInput {
@@ -295,7 +297,7 @@ pub fn ingest(
         return Err(IngestError::CompleteWithoutSource);
     }
     let force_lines = opts.ctx.kind == formats::KindHint::PolicyEvaluations;
-    let files = enumerate(paths, force_lines)?;
+    let input::Inputs { files, skipped_links } = enumerate(paths, force_lines)?;
     if files.is_empty() {
         return Err(IngestError::NoInput);
     }
@@ -328,6 +330,7 @@ pub fn ingest(
             state_root: previous_root,
             committed: false,
             staged: false,
+            skipped_links,
         },
     };
     progress.phase("parse", total);
