@@ -8,6 +8,7 @@
 mod output;
 mod cmd_bundle;
 mod cmd_keys;
+mod cmd_publish;
 mod cmd_store;
 mod failure;
 mod fresh;
@@ -77,6 +78,11 @@ enum Command {
     /// Disaster recovery: rebuild a store from a folder of bundles.
     #[command(after_help = "Example:\n  stellamirror rebuild --bundles OUT --store NEW --trust producer.pub.pem")]
     Rebuild(cmd_bundle::RebuildArgs),
+    /// Write the scanner-facing mirror tree (OSV zips, VEX repository, CSAF provider, bundle layout).
+    #[command(
+        after_help = "Example:\n  stellamirror publish --store MIRROR --tenant acme --out /srv/mirror --base-url https://mirror.example/acme\n  stellamirror serve --publish /srv/mirror --addr 127.0.0.1:8080"
+    )]
+    Publish(cmd_publish::PublishArgs),
     /// Exports produced and imports applied.
     #[command(after_help = "Example:\n  stellamirror log --store S --json")]
     Log(cmd_bundle::LogArgs),
@@ -94,6 +100,7 @@ fn main() {
         Command::Verify(a) => cmd_bundle::verify(a, json),
         Command::Import(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::import_cmd(a, json)),
         Command::Rebuild(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::rebuild_cmd(a, json)),
+        Command::Publish(a) => cmd_publish::publish_cmd(a, json),
         Command::Log(a) => cmd_bundle::log(a, json),
     };
     match result {

@@ -6,7 +6,6 @@
 //! delta, base = last applied export and store root = `baseStateRoot`. Then records are
 //! read (objects written ahead, unreferenced), the new state is planned, and it is
 //! committed in one batch only if its root equals the bundle's target root.
-pub mod publish;
 pub mod rebuild;
 pub mod reset;
 pub mod verify_store;
