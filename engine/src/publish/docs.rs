@@ -83,12 +83,16 @@ pub fn classify(c: Collection, id: &str, bytes: &[u8]) -> Result<DocKind, Publis
     if let Some(d) = h.document.filter(|d| d.csaf_version.is_some()) {
         return Ok(DocKind::Csaf(d));
     }
-    if h.context
+    if let Some(ctx) = h
+        .context
         .as_ref()
         .and_then(|v| v.as_str())
-        .is_some_and(|s| s.contains("openvex"))
+        .filter(|s| s.contains("openvex"))
     {
-        return Ok(DocKind::OpenVex);
+        // The VEX repository carries OpenVEX 0.2.0 and later (the versions the official
+        // schema describes); 0.0.x documents stay in the bundle layout only.
+        let current = ctx.contains("openvex.dev/ns/v") && !ctx.contains("/ns/v0.0.");
+        return Ok(if current { DocKind::OpenVex } else { DocKind::Other });
     }
     if c == Collection::AdvisoriesRaw && h.id.is_some() && h.modified.is_some() {
         let mut ecos: Vec<String> = h

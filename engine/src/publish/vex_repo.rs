@@ -4,8 +4,8 @@
 //! A package's document is the raw OpenVEX document whose subject it is; when several
 //! documents share a subject, their statements are combined into one OpenVEX document
 //! (each statement keeping its own or its document's timestamp). Subjects that are not
-//! plain purls (`vex-document:…`, qualifiers) are not in the repository; CSAF VEX is in
-//! the CSAF provider tree instead. Only the packages a change touches are rewritten.
+//! plain purls (`vex-document:…`, qualifiers) are not in the repository, nor are OpenVEX
+//! 0.0.x documents; CSAF VEX is in the CSAF provider tree instead. Only the packages a change touches are rewritten.
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
@@ -214,7 +214,11 @@ fn combine(purl: &str, mut docs: Vec<Vec<u8>>) -> Result<Vec<u8>, PublishError> 
             if st.get("timestamp").is_none() && !ts.is_empty() {
                 st["timestamp"] = Value::String(ts.clone());
             }
-            statements.push(st);
+            // Documents that repeat a statement would make the combined one invalid
+            // (`statements` items are unique).
+            if !statements.contains(&st) {
+                statements.push(st);
+            }
         }
         latest = latest.max(ts);
     }
