@@ -9,6 +9,7 @@ mod output;
 mod cmd_bundle;
 mod cmd_keys;
 mod cmd_publish;
+mod cmd_serve;
 mod cmd_store;
 mod failure;
 mod fresh;
@@ -83,6 +84,11 @@ enum Command {
         after_help = "Example:\n  stellamirror publish --store MIRROR --tenant acme --out /srv/mirror --base-url https://mirror.example/acme\n  stellamirror serve --publish /srv/mirror --addr 127.0.0.1:8080"
     )]
     Publish(cmd_publish::PublishArgs),
+    /// Read-only HTTP(S) gateway over a published tree (ETag, Range, /healthz, /status).
+    #[command(
+        after_help = "Example:\n  stellamirror serve --publish /srv/mirror --addr 127.0.0.1:8080\n  curl http://127.0.0.1:8080/acme/osv/ecosystems.txt\n  stellamirror serve --publish /srv/mirror --tenant acme --addr 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem"
+    )]
+    Serve(cmd_serve::ServeArgs),
     /// Exports produced and imports applied.
     #[command(after_help = "Example:\n  stellamirror log --store S --json")]
     Log(cmd_bundle::LogArgs),
@@ -101,6 +107,7 @@ fn main() {
         Command::Import(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::import_cmd(a, json)),
         Command::Rebuild(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::rebuild_cmd(a, json)),
         Command::Publish(a) => cmd_publish::publish_cmd(a, json),
+        Command::Serve(a) => cmd_serve::serve_cmd(a),
         Command::Log(a) => cmd_bundle::log(a, json),
     };
     match result {
