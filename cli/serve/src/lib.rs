@@ -22,6 +22,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use axum_server::accept::NoDelayAcceptor;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
@@ -125,19 +126,23 @@ async fn serve(cfg: ServeConfig, on_listen: impl FnOnce(SocketAddr, bool) + Send
         stopper.graceful_shutdown(Some(Duration::from_secs(10)));
     });
     let addr = cfg.addr;
+    // Small responses would otherwise wait for the peer's delayed ACK (Nagle's algorithm).
     let err = |source| ServeError::Serve { addr, source };
     match cfg.tls {
         Some((cert, key)) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                 .await
                 .map_err(|source| ServeError::Tls { cert, key, source })?;
-            axum_server::bind_rustls(addr, config)
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new());
+            axum_server::bind(addr)
+                .acceptor(acceptor)
                 .handle(handle)
                 .serve(router.into_make_service())
                 .await
                 .map_err(err)
         }
         None => axum_server::bind(addr)
+            .acceptor(NoDelayAcceptor::new())
             .handle(handle)
             .serve(router.into_make_service())
             .await
