@@ -261,15 +261,19 @@ fn finding_4_killed_exports_leave_no_debris_after_the_next_run() {
     let store = dir.path().join("store");
     ingest_sample(&store, "old");
     let out = dir.path().join("out");
-    // Kill points spread over an export's whole life (it takes tens of milliseconds here);
-    // a fixed pseudo-random sequence, so a failure can be replayed.
+    // Kill points spread over an export's whole life, as long as one takes on this machine
+    // now (timed first, into another folder); a fixed pseudo-random sequence, so a failure
+    // can be replayed.
+    let started = std::time::Instant::now();
+    export_full(&store, &dir.path().join("timed"), &key, "timed", "2026-09-01T00:00:00Z", &[]);
+    let span_us = (started.elapsed().as_micros() as u64 * 6 / 5).max(20_000);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut left_some = 0;
     for trial in 0..30 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let delay_us = x % 60_000;
+        let delay_us = x % span_us;
         let run = format!("killed-{trial}");
         let mut child = Command::new(bin())
             .args(["--quiet", "export", "full", "--store", p(&store), "--tenant", "acme"])

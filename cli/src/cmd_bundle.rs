@@ -135,7 +135,7 @@ pub enum ExportCmd {
     },
 }
 
-fn store_key(store: &Path) -> Result<PathBuf, Failure> {
+pub(crate) fn store_key(store: &Path) -> Result<PathBuf, Failure> {
     let dir = store.join("keys");
     let base = dir.join("export-signing");
     let private = PathBuf::from(format!("{}.pem", base.display()));
@@ -442,6 +442,9 @@ pub struct RebuildArgs {
     trust: Vec<PathBuf>,
     #[arg(long)]
     identity: Vec<PathBuf>,
+    /// Publish the rebuilt tenants' mirror trees here afterwards (as `publish --out`).
+    #[arg(long)]
+    publish: Option<PathBuf>,
 }
 
 pub fn rebuild_cmd(a: RebuildArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
@@ -452,6 +455,11 @@ pub fn rebuild_cmd(a: RebuildArgs, json: bool, quiet: bool) -> Result<i32, Failu
     let r = rebuild::rebuild(&store, &a.bundles, &s, &audit, &bar);
     bar.finish();
     let r = r.map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
+    if let Some(dir) = &a.publish {
+        for t in store.tenants()? {
+            crate::cmd_keys::publish(&store, &t, dir)?;
+        }
+    }
     if json {
         out!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {

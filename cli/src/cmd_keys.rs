@@ -41,7 +41,7 @@ pub fn age_keygen(out: &Path) -> Result<(PathBuf, String), Failure> {
     Ok((identity, key.recipient))
 }
 
+/// `import --publish DIR` / `rebuild --publish DIR`: publish with the default URL and key.
 pub fn publish(store: &Store, tenant: &Tenant, dir: &Path) -> Result<PathBuf, Failure> {
-    stellamirror_engine::import::publish::publish(store, tenant, dir)
-        .map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))
+    Ok(crate::cmd_publish::run(store, tenant, dir, None, None)?.version)
 }

@@ -9,6 +9,8 @@ mod output;
 mod cmd_bundle;
 mod cmd_docs;
 mod cmd_keys;
+mod cmd_publish;
+mod cmd_serve;
 mod cmd_store;
 mod failure;
 mod fresh;
@@ -80,6 +82,16 @@ enum Command {
         after_help = "Example:\n  stellamirror rebuild --bundles received/ --store mirror-new --trust producer.pub.pem\n\nApplies the newest full bundle and the deltas that chain from it, then checks the store's\nMerkle tree and records (objects were hashed as they were imported)."
     )]
     Rebuild(cmd_bundle::RebuildArgs),
+    /// Write the scanner-facing mirror tree (OSV zips, VEX repository, CSAF provider, bundle layout).
+    #[command(
+        after_help = "Example:\n  stellamirror publish --store MIRROR --tenant acme --out /srv/mirror --base-url https://mirror.example/acme\n  stellamirror serve --publish /srv/mirror --addr 127.0.0.1:8080"
+    )]
+    Publish(cmd_publish::PublishArgs),
+    /// Read-only HTTP(S) gateway over a published tree (ETag, Range, /healthz, /status).
+    #[command(
+        after_help = "Example:\n  stellamirror serve --publish /srv/mirror --addr 127.0.0.1:8080\n  curl http://127.0.0.1:8080/acme/osv/ecosystems.txt\n  stellamirror serve --publish /srv/mirror --tenant acme --addr 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem"
+    )]
+    Serve(cmd_serve::ServeArgs),
     /// Exports produced and imports applied.
     #[command(after_help = "Example:\n  stellamirror log --store S --json")]
     Log(cmd_bundle::LogArgs),
@@ -103,6 +115,8 @@ fn main() {
         Command::Verify(a) => cmd_bundle::verify(a, json),
         Command::Import(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::import_cmd(a, json, cli.quiet)),
         Command::Rebuild(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::rebuild_cmd(a, json, cli.quiet)),
+        Command::Publish(a) => cmd_publish::publish_cmd(a, json),
+        Command::Serve(a) => cmd_serve::serve_cmd(a),
         Command::Log(a) => cmd_bundle::log(a, json),
         Command::Completions(a) => cmd_docs::completions(a),
         Command::Man(a) => cmd_docs::man(a),

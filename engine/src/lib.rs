@@ -13,4 +13,5 @@ pub mod import;
 pub mod ingest;
 pub mod merkle;
 pub mod model;
+pub mod publish;
 pub mod store;

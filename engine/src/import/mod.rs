@@ -10,7 +10,6 @@
 //! target root (`load::Loader::finish`).
 pub mod bulk;
 pub mod load;
-pub mod publish;
 pub mod rebuild;
 pub mod stream;
 pub mod verify_store;

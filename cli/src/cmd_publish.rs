@@ -1,0 +1,93 @@
+//! `publish` (and the `--publish DIR` of `import` and `rebuild`): the scanner-facing mirror
+//! tree, signed with the store's key.
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use stellamirror_engine::bundle::signing::SignKey;
+use stellamirror_engine::model::Tenant;
+use stellamirror_engine::publish::{self, PublishReport, PublishSettings};
+use stellamirror_engine::store::Store;
+
+use crate::failure::Failure;
+
+/// The environment variable that gives the public URL when `--base-url` is not given.
+pub const BASE_URL_ENV: &str = "STELLAMIRROR_PUBLIC_URL";
+
+#[derive(Args)]
+pub struct PublishArgs {
+    #[arg(long)]
+    store: PathBuf,
+    #[arg(long)]
+    tenant: String,
+    /// Folder of published trees: writes OUT/<tenant>/versions/<root>/ and swaps OUT/<tenant>/current.
+    #[arg(long)]
+    out: PathBuf,
+    /// The https URL OUT/<tenant>/current/ is served under (written into the VEX repository
+    /// manifest and the CSAF provider metadata). Default: https://localhost:8443/<tenant>,
+    /// which is where `stellamirror serve --tls-cert … --addr 127.0.0.1:8443` serves it.
+    #[arg(long, env = BASE_URL_ENV)]
+    base_url: Option<String>,
+    /// Ed25519 PKCS#8 PEM key that signs state.json (default: the store's own key).
+    #[arg(long)]
+    sign_key: Option<PathBuf>,
+}
+
+pub fn publish_cmd(a: PublishArgs, json: bool) -> Result<i32, Failure> {
+    let tenant = crate::tenant(&a.tenant)?;
+    let store = Store::open_existing(&a.store)?;
+    let r = run(&store, &tenant, &a.out, a.base_url, a.sign_key.as_deref())?;
+    render(&r, json);
+    Ok(0)
+}
+
+/// Publish with the given or default URL and key.
+pub fn run(
+    store: &Store,
+    tenant: &Tenant,
+    out: &Path,
+    base_url: Option<String>,
+    sign_key: Option<&Path>,
+) -> Result<PublishReport, Failure> {
+    let key_path = match sign_key {
+        Some(k) => k.to_path_buf(),
+        None => crate::cmd_bundle::store_key(store.path())?,
+    };
+    let sign_key = SignKey::load(&key_path).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
+    let public = key_path
+        .to_str()
+        .and_then(|p| p.strip_suffix(".pem"))
+        .map(|stem| PathBuf::from(format!("{stem}.pub.pem")));
+    let settings = PublishSettings {
+        base_url: base_url
+            .or_else(|| std::env::var(BASE_URL_ENV).ok())
+            .unwrap_or_else(|| format!("https://localhost:8443/{tenant}")),
+        sign_key,
+        public_pem: public.and_then(|p| std::fs::read(p).ok()),
+    };
+    publish::publish(store, tenant, out, &settings).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))
+}
+
+pub fn render(r: &PublishReport, json: bool) {
+    if json {
+        out!("{}", serde_json::to_string(r).unwrap_or_default());
+        return;
+    }
+    if r.outcome == "unchanged" {
+        out!("published tree of {} is already at {}", r.tenant, r.state_root);
+        return;
+    }
+    out!("published {} → {}", r.tenant, r.version.display());
+    out!(
+        "  {} OSV ecosystems, {} VEX packages, {} CSAF documents",
+        r.osv_ecosystems,
+        r.vex_packages,
+        r.csaf_documents
+    );
+    out!(
+        "  {} records changed; {} files written, {} linked{}",
+        r.changed_records,
+        r.files_written,
+        r.files_linked,
+        if r.incremental { " (incremental)" } else { "" }
+    );
+}

@@ -1,0 +1,138 @@
+//! The bundle-layout part of the tree (`data/…`, `indexes/…`, as in a full bundle), built
+//! unit by unit (collection × Merkle shard): a unit whose shard root equals the previous
+//! version's is hard-linked, files and index entries alike; only changed units are read
+//! from the store and written. Single-file collections (policy evaluations, consensus) are
+//! rewritten whole when any of their shards changed.
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+
+use super::docs::Context;
+use super::{link_prev, FileCounts, Previous, PublishError, SIDECAR};
+use crate::bundle::layout::{layout, safe_name, shard_path, FileLayout};
+use crate::export::select::Filter;
+use crate::export::units::{build_indexes, finish_single, load_unit, run_unit, spill_index, UnitContext, UnitOutput};
+use crate::export::ExportError;
+use crate::ids::NodeHash;
+use crate::merkle::empty_shard_root;
+use crate::model::Collection;
+use crate::store::catalog::Selectors;
+
+type Unit = (Collection, u8, NodeHash);
+
+pub fn write(ctx: &Context<'_>) -> Result<FileCounts, PublishError> {
+    let store = ctx.store;
+    let parts = ctx.out.join(SIDECAR).join("index");
+    let identity = |_: &str, b: Vec<u8>| -> Result<Vec<u8>, ExportError> { Ok(b) };
+    let uctx = UnitContext {
+        store,
+        staging: ctx.out,
+        prefix: "",
+        zstd_level: 3,
+        seal: &identity,
+        in_memory: false,
+    };
+    let filter = Filter::new(&Selectors::default()).map_err(ExportError::Usage)?;
+    let mut counts = FileCounts::default();
+    let (dirty, clean, dirty_single) = plan(ctx)?;
+    let mut outputs: Vec<UnitOutput> = dirty
+        .par_iter()
+        .map(|(c, s, r)| -> Result<UnitOutput, ExportError> {
+            let mut o = run_unit(&uctx, load_unit(store, *c, *s, r, &filter)?)?;
+            spill_index(&mut o, &parts)?;
+            Ok(o)
+        })
+        .collect::<Result<_, _>>()?;
+    counts.written += outputs.iter().map(|o| o.files.len() as u64).sum::<u64>();
+    for c in Collection::ALL {
+        match (layout(c), dirty_single.contains(&c), ctx.prev) {
+            (FileLayout::Single(_), true, _) => {
+                if finish_single(&uctx, c, &outputs)?.is_some() {
+                    counts.written += 1;
+                }
+            }
+            (FileLayout::Single(p), false, Some(prev)) if prev.dir.join(p).exists() => {
+                link_prev(&prev.dir, ctx.out, p)?;
+                counts.linked += 1;
+            }
+            _ => {}
+        }
+    }
+    if let Some(prev) = ctx.prev {
+        let stubs: Vec<(UnitOutput, u64)> = clean
+            .par_iter()
+            .map(|u| clean_unit(ctx, prev, u))
+            .collect::<Result<_, _>>()?;
+        for (o, linked) in stubs {
+            counts.linked += linked;
+            outputs.push(o);
+        }
+    }
+    outputs.sort_by_key(|o| (o.collection, o.shard));
+    let kind_roots: BTreeMap<Collection, NodeHash> = ctx.state.kinds.iter().map(|k| (k.collection, k.root)).collect();
+    counts.written += build_indexes(&outputs, &kind_roots, ctx.out)?.len() as u64;
+    Ok(counts)
+}
+
+/// Units to write, units to link, and the single-file collections to rewrite.
+fn plan(ctx: &Context<'_>) -> Result<(Vec<Unit>, Vec<Unit>, Vec<Collection>), PublishError> {
+    let (mut dirty, mut clean, mut dirty_single) = (Vec::new(), Vec::new(), Vec::new());
+    for c in Collection::ALL {
+        let kind = ctx.store.kind_node(ctx.state.kind(c))?;
+        let prev_kind = match ctx.prev {
+            Some(p) => Some(ctx.store.kind_node(p.state.kind(c))?),
+            None => None,
+        };
+        let single = matches!(layout(c), FileLayout::Single(_));
+        let changed = prev_kind.as_ref().is_none_or(|pk| pk.shards != kind.shards);
+        if single && changed {
+            dirty_single.push(c);
+        }
+        for (i, r) in kind.shards.iter().enumerate() {
+            if *r == empty_shard_root(i as u8) {
+                continue;
+            }
+            let same = prev_kind.as_ref().is_some_and(|pk| pk.shards[i] == *r) && !(single && changed);
+            if same {
+                clean.push((c, i as u8, *r));
+            } else {
+                dirty.push((c, i as u8, *r));
+            }
+        }
+    }
+    Ok((dirty, clean, dirty_single))
+}
+
+/// Link an unchanged unit's files and index part from the previous version; its output
+/// carries the subjects (for the index's shard roots and counts) read from the shard node.
+fn clean_unit(ctx: &Context<'_>, prev: &Previous, (c, shard, root): &Unit) -> Result<(UnitOutput, u64), PublishError> {
+    let node = ctx.store.shard_node(*shard, root)?;
+    let mut linked = 0u64;
+    match layout(*c) {
+        FileLayout::Sharded(dir) => {
+            link_prev(&prev.dir, ctx.out, &shard_path(dir, *shard))?;
+            linked += 1;
+        }
+        FileLayout::PerSubject(dir, name) => {
+            for s in &node.subjects {
+                link_prev(&prev.dir, ctx.out, &format!("{dir}/{}/{name}", safe_name(&s.subject)))?;
+                linked += 1;
+            }
+        }
+        FileLayout::Single(_) => {}
+    }
+    let part = format!("{SIDECAR}/index/{}-{shard:02x}.part", c.name());
+    link_prev(&prev.dir, ctx.out, &part)?;
+    let records = node.subjects.iter().map(|s| s.records).sum();
+    let out = UnitOutput {
+        collection: *c,
+        shard: *shard,
+        files: Vec::new(),
+        lines: Vec::new(),
+        subjects: node.subjects,
+        index: Vec::new(),
+        index_part: Some(ctx.out.join(part)),
+        records,
+    };
+    Ok((out, linked + 1))
+}
