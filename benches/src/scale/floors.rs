@@ -47,6 +47,13 @@ pub fn input_files(root: &Path) -> Result<Vec<(PathBuf, PathBuf, u64)>> {
     Ok(out)
 }
 
+/// Reads every input file once (untimed), so every floor and every stellamirror job of the
+/// run starts from the same warm page cache whatever ran before.
+pub fn warm_cache(r: &mut Runner, label: &str, data: &Path) -> Measured {
+    let script = format!("find {} -type f -print0 | xargs -0 -r cat > /dev/null", input_args());
+    r.shell(label, &script, Some(data))
+}
+
 /// `find INPUTS -type f | xargs TOOL`: read and hash every input file once.
 pub fn hash_inputs(r: &mut Runner, label: &str, tool: &str, data: &Path) -> Measured {
     let script = format!("find {} -type f -print0 | xargs -0 -r {tool} > /dev/null", input_args());
