@@ -21,7 +21,7 @@ use crate::model::{Collection, Tenant};
 use crate::store::staging::{self, LiveView, RecordView, StagedOps, StagedView};
 use crate::store::{ObjectKey, RecordEntry, Store, StoreError};
 
-const OBJECT_CHUNK_BYTES: usize = 64 << 20;
+const OBJECT_CHUNK_BYTES: usize = 16 << 20;
 
 fn entry_of(r: &NewRecord, source: &str, derived: Vec<(Collection, String)>) -> RecordEntry {
     RecordEntry {

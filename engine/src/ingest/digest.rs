@@ -95,6 +95,51 @@ pub struct KnownDigests {
     seen: HashMap<InputDigest, Position, BuildHasherDefault<PrefixHasher>>,
 }
 
+/// Where each parsed primary record was in the input. Keyed by a 128-bit hash of
+/// (collection, id) under random keys rather than by the id itself: a million ids held
+/// as strings were a sizeable part of a bulk ingest's memory, and with random keys an
+/// input cannot be crafted to collide (chance for a million ids: about 2^-88).
+pub struct ParsedKeys {
+    keys: (std::hash::RandomState, std::hash::RandomState),
+    at: HashMap<u128, Position, BuildHasherDefault<PrefixHasher>>,
+}
+
+impl ParsedKeys {
+    pub fn new() -> Self {
+        Self {
+            keys: (std::hash::RandomState::new(), std::hash::RandomState::new()),
+            at: HashMap::default(),
+        }
+    }
+
+    fn key(&self, c: Collection, id: &str) -> u128 {
+        use std::hash::BuildHasher;
+        let hi = self.keys.0.hash_one((c.code(), id));
+        let lo = self.keys.1.hash_one((c.code(), id));
+        (u128::from(hi) << 64) | u128::from(lo)
+    }
+
+    /// Note the record parsed at `at` (a later one replaces an earlier one).
+    pub fn insert(&mut self, c: Collection, id: &str, at: Position) {
+        let k = self.key(c, id);
+        self.at.insert(k, at);
+    }
+
+    pub fn get(&self, c: Collection, id: &str) -> Option<Position> {
+        self.at.get(&self.key(c, id)).copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+}
+
+impl Default for ParsedKeys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// One entry of a source's index.
 pub struct SourceEntry {
     pub collection: Collection,

@@ -118,19 +118,21 @@ impl Store {
             for (subject, ids) in subjects {
                 by_shard.entry(shard_of(subject)).or_default().push((subject, ids));
             }
-            let results: Vec<Result<(u8, ShardNode, NodeWrites), StoreError>> = by_shard
+            // Each dirty shard is read and decoded once; its old counts travel with it.
+            type Rewritten = (u8, ShardNode, NodeWrites, (u64, u64));
+            let results: Vec<Result<Rewritten, StoreError>> = by_shard
                 .into_par_iter()
                 .map(|(shard, dirty)| {
                     let old = self.shard_node(shard, &kind.shards[shard as usize])?;
+                    let counts = (old.records(), old.subjects.len() as u64);
                     let (new, written) = self.update_shard(old, &dirty)?;
-                    Ok((shard, new, written))
+                    Ok((shard, new, written, counts))
                 })
                 .collect();
             for r in results {
-                let (shard, node, written) = r?;
-                let old = self.shard_node(shard, &kind.shards[shard as usize])?;
-                kind.records = kind.records - old.records() + node.records();
-                kind.subjects = kind.subjects - old.subjects.len() as u64 + node.subjects.len() as u64;
+                let (shard, node, written, (old_records, old_subjects)) = r?;
+                kind.records = kind.records - old_records + node.records();
+                kind.subjects = kind.subjects - old_subjects + node.subjects.len() as u64;
                 let root = node.root();
                 kind.shards[shard as usize] = root;
                 nodes.extend(written);
