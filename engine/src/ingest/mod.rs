@@ -188,7 +188,6 @@ impl Run<'_> {
                         }
                     })
                     .collect();
-                drop(block);
                 for o in outcomes {
                     self.take(o)?;
                 }
@@ -247,12 +246,15 @@ impl Run<'_> {
         digest::for_each_source_entry(self.store, &self.opts.tenant, &self.opts.source, |e| {
             live += 1;
             let seen_at = e.digest.and_then(|d| Some((d, known.seen_at(&d)?)));
-            let at = parsed.get(e.collection, &e.id);
-            let key = (e.collection, e.id);
+            let at = if parsed.is_empty() {
+                None
+            } else {
+                parsed.get(e.collection, e.id)
+            };
             match (at, seen_at) {
-                (Some(p), Some((d, h))) if h > p => restores.push((key, d)),
+                (Some(p), Some((d, h))) if h > p => restores.push(((e.collection, e.id.to_string()), d)),
                 (Some(_), _) | (None, Some(_)) => {}
-                (None, None) if complete => absent.push(key),
+                (None, None) if complete => absent.push((e.collection, e.id.to_string())),
                 (None, None) => {}
             }
             Ok(())

@@ -386,6 +386,36 @@ impl Store {
             })
     }
 
+    /// Visit the key/value pairs whose key starts with `prefix`, in key order, borrowed
+    /// (no allocation per pair) and without filling the block cache: for one-pass scans
+    /// of a whole index (ingest reads a source's index this way).
+    pub fn for_each_in_prefix<E: From<StoreError>>(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.fill_cache(false);
+        ro.set_readahead_size(2 << 20);
+        let mut end = prefix.to_vec();
+        // Upper bound: the prefix with its last byte incremented (prefixes here end in NUL).
+        if let Some(last) = end.last_mut() {
+            *last = last.saturating_add(1);
+        }
+        ro.set_iterate_upper_bound(end);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf), ro);
+        it.seek(prefix);
+        while it.valid() {
+            match (it.key(), it.value()) {
+                (Some(k), Some(v)) if k.starts_with(prefix) => f(k, v)?,
+                _ => break,
+            }
+            it.next();
+        }
+        it.status().map_err(|e| E::from(StoreError::from(e)))
+    }
+
     pub fn object(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(CF_OBJECTS, key.as_bytes())
     }
