@@ -348,13 +348,20 @@ impl Store {
         Ok(self.db.write_opt(batch, &wo)?)
     }
 
-    /// Write immutable objects/nodes (or staged, not yet live records) ahead of the commit
-    /// that refers to them. Not fsync'd: small batches go through the WAL, which the later
-    /// synced commit orders before it; large ones skip it and [`Store::commit`] flushes
-    /// them before it commits (a crash before that loses only unreferenced data).
+    /// Write immutable objects/nodes ahead of the commit that refers to them. Not
+    /// fsync'd: the later synced commit orders them before it in the WAL.
     pub fn write_unreferenced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Like [`Store::write_unreferenced`], for bulk data (a staged ingest): large batches
+    /// skip the write-ahead log, which would carry every byte twice, and [`Store::commit`]
+    /// flushes them to table files before it commits (a crash before that loses only
+    /// unreferenced data). Small commits keep the log: a flush per command would add a
+    /// level-0 file per command (see [`Store::settle_small`]).
+    pub fn write_bulk(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if batch.size_in_bytes() < UNLOGGED_BATCH_BYTES {
-            return Ok(self.db.write(batch)?);
+            return self.write_unreferenced(batch);
         }
         self.unlogged.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut wo = WriteOptions::default();
