@@ -144,7 +144,7 @@ pub fn plan_on(
 /// Write a plan atomically, together with `extra` meta entries (catalog, history).
 /// `m` is the mutation the plan was made from.
 pub fn commit(store: &Store, plan: &Plan, m: &Mutation, extra: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
-    write_nodes(store, plan)?;
+    write_nodes(store, plan, false)?;
     commit_records(store, plan, m, extra)
 }
 
@@ -176,12 +176,16 @@ pub fn commit_records(
 }
 
 /// Write a plan's Merkle nodes ahead of its commit: they are immutable and
-/// content-addressed, so unreferenced until then.
-pub fn write_nodes(store: &Store, plan: &Plan) -> Result<(), StoreError> {
+/// content-addressed, so unreferenced until then. `bulk`: as `Store::write_bulk`.
+pub fn write_nodes(store: &Store, plan: &Plan, bulk: bool) -> Result<(), StoreError> {
     for chunk in plan.nodes.chunks(20_000) {
         let mut b = WriteBatch::default();
         store.batch_nodes(&mut b, chunk);
-        store.write_unreferenced(b)?;
+        if bulk {
+            store.write_bulk(b)?;
+        } else {
+            store.write_unreferenced(b)?;
+        }
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ use crate::model::{Collection, Tenant};
 use crate::store::staging::{self, LiveView, RecordView, StagedOps, StagedView};
 use crate::store::{ObjectKey, RecordEntry, Store, StoreError};
 
-const OBJECT_CHUNK_BYTES: usize = 64 << 20;
+const OBJECT_CHUNK_BYTES: usize = 16 << 20;
 
 fn entry_of(r: &NewRecord, source: &str, derived: Vec<(Collection, String)>) -> RecordEntry {
     RecordEntry {
@@ -146,8 +146,8 @@ impl<'a> Committer<'a> {
     }
 
     fn write_staged(&self, plan: &Plan, m: &Prepared) -> Result<(), IngestError> {
-        m.write_objects(self.store, plan)?;
-        apply::write_nodes(self.store, plan)?;
+        m.write_objects(self.store, plan, true)?;
+        apply::write_nodes(self.store, plan, true)?;
         let mut ops = StagedOps::new(self.store, &self.tenant);
         apply::record_ops(plan, &m.m, &mut ops);
         ops.write()?;
@@ -170,7 +170,7 @@ impl<'a> Committer<'a> {
             if plan.is_noop() || dry_run {
                 return Ok(());
             }
-            m.write_objects(self.store, &plan)?;
+            m.write_objects(self.store, &plan, false)?;
             apply::commit(self.store, &plan, &m.m, &[])?;
             report.committed = true;
             return Ok(());
@@ -260,9 +260,9 @@ fn add_counts(into: &mut BTreeMap<Collection, apply::ChangeCounts>, plan: &Plan)
 }
 
 impl Prepared {
-    /// Objects first (immutable, unreferenced until the commit).
-    fn write_objects(&self, store: &Store, plan: &Plan) -> Result<(), IngestError> {
-        let mut writer = ObjectWriter::new(store);
+    /// Objects first (immutable, unreferenced until the commit); `bulk` for staged runs.
+    fn write_objects(&self, store: &Store, plan: &Plan, bulk: bool) -> Result<(), IngestError> {
+        let mut writer = ObjectWriter::new(store, bulk);
         for key in plan.objects(&self.m) {
             let id = key.id();
             let b = self
@@ -279,15 +279,17 @@ impl Prepared {
 /// Buffers immutable objects into write batches of bounded size.
 struct ObjectWriter<'a> {
     store: &'a Store,
+    bulk: bool,
     batch: WriteBatch,
     bytes: usize,
     seen: BTreeSet<ObjectKey>,
 }
 
 impl<'a> ObjectWriter<'a> {
-    fn new(store: &'a Store) -> Self {
+    fn new(store: &'a Store, bulk: bool) -> Self {
         Self {
             store,
+            bulk,
             batch: WriteBatch::default(),
             bytes: 0,
             seen: BTreeSet::new(),
@@ -307,7 +309,11 @@ impl<'a> ObjectWriter<'a> {
     fn flush(&mut self) -> Result<(), IngestError> {
         let b = std::mem::take(&mut self.batch);
         self.bytes = 0;
-        self.store.write_unreferenced(b)?;
+        if self.bulk {
+            self.store.write_bulk(b)?;
+        } else {
+            self.store.write_unreferenced(b)?;
+        }
         Ok(())
     }
 }

@@ -95,10 +95,56 @@ pub struct KnownDigests {
     seen: HashMap<InputDigest, Position, BuildHasherDefault<PrefixHasher>>,
 }
 
-/// One entry of a source's index.
-pub struct SourceEntry {
+/// Where each parsed primary record was in the input. Keyed by a 128-bit hash of
+/// (collection, id) under random keys rather than by the id itself: a million ids held
+/// as strings were a sizeable part of a bulk ingest's memory, and with random keys an
+/// input cannot be crafted to collide (chance for a million ids: about 2^-88).
+pub struct ParsedKeys {
+    keys: (std::hash::RandomState, std::hash::RandomState),
+    at: HashMap<u128, Position, BuildHasherDefault<PrefixHasher>>,
+}
+
+impl ParsedKeys {
+    pub fn new() -> Self {
+        Self {
+            keys: (std::hash::RandomState::new(), std::hash::RandomState::new()),
+            at: HashMap::default(),
+        }
+    }
+
+    fn key(&self, c: Collection, id: &str) -> u128 {
+        use std::hash::BuildHasher;
+        let hi = self.keys.0.hash_one((c.code(), id));
+        let lo = self.keys.1.hash_one((c.code(), id));
+        (u128::from(hi) << 64) | u128::from(lo)
+    }
+
+    /// Note the record parsed at `at` (a later one replaces an earlier one).
+    pub fn insert(&mut self, c: Collection, id: &str, at: Position) {
+        let k = self.key(c, id);
+        self.at.insert(k, at);
+    }
+
+    pub fn get(&self, c: Collection, id: &str) -> Option<Position> {
+        self.at.get(&self.key(c, id)).copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+}
+
+impl Default for ParsedKeys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One entry of a source's index, borrowed from the key and value being scanned (the
+/// scan visits every record of the source; allocating per entry was a visible cost).
+pub struct SourceEntry<'a> {
     pub collection: Collection,
-    pub id: String,
+    pub id: &'a str,
     pub digest: Option<InputDigest>,
 }
 
@@ -107,36 +153,51 @@ pub fn for_each_source_entry(
     store: &Store,
     tenant: &Tenant,
     source: &str,
-    mut f: impl FnMut(SourceEntry) -> Result<(), super::IngestError>,
+    mut f: impl FnMut(SourceEntry<'_>) -> Result<(), super::IngestError>,
 ) -> Result<(), super::IngestError> {
     let prefix = store.keyspace(tenant)?.source_prefix(source);
-    for kv in store.scan_prefix(CF_SOURCES, &prefix) {
-        let (k, v) = kv?;
-        let rest = String::from_utf8_lossy(&k[prefix.len()..]).to_string();
-        let Some((cname, id)) = rest.split_once('\0') else {
-            return Err(StoreError::Corrupt(format!("source index key {rest:?} has no collection")).into());
+    let mut last: Option<(Vec<u8>, Collection)> = None;
+    store.for_each_in_prefix(CF_SOURCES, &prefix, |k, v| {
+        let rest = &k[prefix.len()..];
+        let corrupt = || {
+            StoreError::Corrupt(format!(
+                "source index key {:?} is malformed",
+                String::from_utf8_lossy(rest)
+            ))
         };
-        let Some(collection) = Collection::from_name(cname) else {
-            return Err(StoreError::Corrupt(format!("source index names unknown collection {cname:?}")).into());
+        let nul = memchr::memchr(0, rest).ok_or_else(corrupt)?;
+        let (cname, id) = (&rest[..nul], &rest[nul + 1..]);
+        // Keys come sorted, so the collection name changes rarely: look it up once per run.
+        let collection = match &last {
+            Some((name, c)) if name.as_slice() == cname => *c,
+            _ => {
+                let c = std::str::from_utf8(cname)
+                    .ok()
+                    .and_then(Collection::from_name)
+                    .ok_or_else(corrupt)?;
+                last = Some((cname.to_vec(), c));
+                c
+            }
         };
+        let id = std::str::from_utf8(id).map_err(|_| corrupt())?;
         f(SourceEntry {
             collection,
-            id: id.to_string(),
-            digest: InputDigest::from_slice(&v),
-        })?;
-    }
-    Ok(())
+            id,
+            digest: InputDigest::from_slice(v),
+        })
+    })
 }
 
 impl KnownDigests {
     pub fn load(store: &Store, tenant: &Tenant, source: &str) -> Result<Self, super::IngestError> {
         let mut seen = HashMap::default();
         let prefix = store.keyspace(tenant)?.source_prefix(source);
-        for kv in store.scan_prefix(CF_SOURCES, &prefix) {
-            if let Some(d) = InputDigest::from_slice(&kv?.1) {
+        store.for_each_in_prefix(CF_SOURCES, &prefix, |_, v| {
+            if let Some(d) = InputDigest::from_slice(v) {
                 seen.insert(d, NOT_SEEN);
             }
-        }
+            Ok::<(), super::IngestError>(())
+        })?;
         Ok(Self { seen })
     }
 

@@ -138,11 +138,12 @@ fn split_lines(data: Vec<u8>, first: usize) -> (Block, usize) {
 
 /// Read a file's documents in blocks of about `block_bytes`, so that huge JSONL files
 /// are digested and parsed in parallel without being held whole in memory. The next
-/// block is read (on another thread) while `f` works on the current one.
+/// block is read (on another thread) while `f` works on the current one; buffers go back
+/// to the reader, so a large file reuses a few of them instead of faulting in fresh pages.
 pub fn for_each_block(
     file: &InputFile,
     block_bytes: usize,
-    mut f: impl FnMut(Block) -> Result<(), IngestError>,
+    mut f: impl FnMut(&Block) -> Result<(), IngestError>,
 ) -> Result<(), IngestError> {
     let io = |e: std::io::Error| IngestError::Io {
         path: file.path.clone(),
@@ -151,43 +152,58 @@ pub fn for_each_block(
     if file.shape == FileShape::Json {
         let data = std::fs::read(&file.path).map_err(io)?;
         let range = 0..data.len();
-        return f(Block {
+        return f(&Block {
             data,
             docs: vec![RawDoc { line: None, range }],
         });
     }
-    let mut reader = std::fs::File::open(&file.path).map_err(io)?;
+    let reader = std::fs::File::open(&file.path).map_err(io)?;
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Block>>(1);
-        scope.spawn(move || {
-            let mut carry: Vec<u8> = Vec::new();
-            let mut line = 1;
-            loop {
-                let mut data = std::mem::take(&mut carry);
-                let eof = match read_lines(&mut reader, &mut data, block_bytes) {
-                    Ok(eof) => eof,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                };
-                // Whole lines only; the partial last one starts the next block.
-                if !eof {
-                    let cut = memchr::memrchr(b'\n', &data).expect("read_lines stops after a line break");
-                    carry = data.split_off(cut + 1);
-                }
-                let (block, next) = split_lines(data, line);
-                line = next;
-                if tx.send(Ok(block)).is_err() || (eof && carry.is_empty()) {
-                    return;
-                }
-            }
-        });
+        let (back, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+        scope.spawn(move || read_blocks(reader, block_bytes, &tx, &recycled));
         for block in rx {
-            f(block.map_err(io)?)?;
+            let block = block.map_err(io)?;
+            f(&block)?;
+            let _ = back.send(block.data);
         }
         Ok(())
     })
+}
+
+/// The reader thread of [`for_each_block`]: whole lines per block, the partial last line
+/// carried into the next one.
+fn read_blocks(
+    mut reader: std::fs::File,
+    block_bytes: usize,
+    tx: &std::sync::mpsc::SyncSender<std::io::Result<Block>>,
+    recycled: &std::sync::mpsc::Receiver<Vec<u8>>,
+) {
+    let mut carry: Vec<u8> = Vec::new();
+    let mut line = 1;
+    loop {
+        let mut data = recycled.try_recv().unwrap_or_default();
+        data.clear();
+        data.extend_from_slice(&carry);
+        let eof = match read_lines(&mut reader, &mut data, block_bytes) {
+            Ok(eof) => eof,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        carry.clear();
+        if !eof {
+            let cut = memchr::memrchr(b'\n', &data).expect("read_lines stops after a line break");
+            carry.extend_from_slice(&data[cut + 1..]);
+            data.truncate(cut + 1);
+        }
+        let (block, next) = split_lines(data, line);
+        line = next;
+        if tx.send(Ok(block)).is_err() || eof {
+            return;
+        }
+    }
 }
 
 /// Append to `data` at least `want` bytes and up to a line break, or to the end of the
@@ -206,22 +222,15 @@ fn read_lines(r: &mut impl Read, data: &mut Vec<u8>, want: usize) -> std::io::Re
 }
 
 /// Append to `data` until it holds `want` bytes or the file ends (returns whether it did).
+/// Reads into the buffer's spare capacity, without zeroing it first.
 fn read_some(r: &mut impl Read, data: &mut Vec<u8>, want: usize) -> std::io::Result<bool> {
-    let start = data.len();
-    data.resize(start.max(want), 0);
-    let mut filled = start;
-    while filled < data.len() {
-        match r.read(&mut data[filled..]) {
-            Ok(0) => {
-                data.truncate(filled);
-                return Ok(true);
-            }
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    let need = want.saturating_sub(data.len());
+    if need == 0 {
+        return Ok(false);
     }
-    Ok(false)
+    data.reserve(need);
+    let n = r.by_ref().take(need as u64).read_to_end(data)?;
+    Ok(n < need)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use rocksdb::WriteBatch;
 
 use commit::{Chunk, Committer};
-use digest::{FileDigester, KnownDigests, Position};
+use digest::{FileDigester, KnownDigests, ParsedKeys, Position};
 pub use error::{BadInput, BadInputKind, IngestError, InputLocation};
 use formats::{parse_document, DocError, ParseContext, ParsedDoc};
 use input::{enumerate, for_each_block, InputFile};
@@ -158,7 +158,7 @@ struct Run<'a> {
     known: KnownDigests,
     /// Where each parsed primary record was (kept when `complete` or when documents can
     /// be skipped: for removals and "the later document wins").
-    parsed: HashMap<(Collection, String), Position>,
+    parsed: ParsedKeys,
     keep_keys: bool,
     chunk: Chunk,
     committer: Committer<'a>,
@@ -188,7 +188,6 @@ impl Run<'_> {
                         }
                     })
                     .collect();
-                drop(block);
                 for o in outcomes {
                     self.take(o)?;
                 }
@@ -219,8 +218,8 @@ impl Run<'_> {
         self.report.parsed += 1;
         self.report.documents += 1;
         if self.keep_keys {
-            let key = (doc.primary.collection, doc.primary.id.clone());
-            self.parsed.insert(key, self.position);
+            self.parsed
+                .insert(doc.primary.collection, &doc.primary.id, self.position);
         }
         self.chunk.add(doc, digest, &self.opts.source);
         let full = self.chunk.size as u64 >= self.opts.batch_bytes || self.chunk.records >= self.opts.batch_records;
@@ -247,11 +246,15 @@ impl Run<'_> {
         digest::for_each_source_entry(self.store, &self.opts.tenant, &self.opts.source, |e| {
             live += 1;
             let seen_at = e.digest.and_then(|d| Some((d, known.seen_at(&d)?)));
-            let key = (e.collection, e.id);
-            match (parsed.get(&key), seen_at) {
-                (Some(p), Some((d, h))) if h > *p => restores.push((key, d)),
+            let at = if parsed.is_empty() {
+                None
+            } else {
+                parsed.get(e.collection, e.id)
+            };
+            match (at, seen_at) {
+                (Some(p), Some((d, h))) if h > p => restores.push(((e.collection, e.id.to_string()), d)),
                 (Some(_), _) | (None, Some(_)) => {}
-                (None, None) if complete => absent.push(key),
+                (None, None) if complete => absent.push((e.collection, e.id.to_string())),
                 (None, None) => {}
             }
             Ok(())
@@ -313,7 +316,7 @@ pub fn ingest(
         store,
         opts,
         known,
-        parsed: HashMap::new(),
+        parsed: ParsedKeys::new(),
         keep_keys,
         chunk: Chunk::default(),
         committer: Committer::new(store, tenant),

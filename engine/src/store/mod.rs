@@ -344,13 +344,20 @@ impl Store {
         Ok(self.db.write_opt(batch, &wo)?)
     }
 
-    /// Write immutable objects/nodes (or staged, not yet live records) ahead of the commit
-    /// that refers to them. Not fsync'd: small batches go through the WAL, which the later
-    /// synced commit orders before it; large ones skip it and [`Store::commit`] flushes
-    /// them before it commits (a crash before that loses only unreferenced data).
+    /// Write immutable objects/nodes ahead of the commit that refers to them. Not
+    /// fsync'd: the later synced commit orders them before it in the WAL.
     pub fn write_unreferenced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Like [`Store::write_unreferenced`], for bulk data (a staged ingest): large batches
+    /// skip the write-ahead log, which would carry every byte twice, and [`Store::commit`]
+    /// flushes them to table files before it commits (a crash before that loses only
+    /// unreferenced data). Small commits keep the log: a flush per command would add a
+    /// level-0 file per command (see [`Store::settle_small`]).
+    pub fn write_bulk(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if batch.size_in_bytes() < UNLOGGED_BATCH_BYTES {
-            return Ok(self.db.write(batch)?);
+            return self.write_unreferenced(batch);
         }
         self.unlogged.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut wo = WriteOptions::default();
@@ -380,6 +387,36 @@ impl Store {
                 Ok((k, _)) => k.starts_with(prefix),
                 Err(_) => true,
             })
+    }
+
+    /// Visit the key/value pairs whose key starts with `prefix`, in key order, borrowed
+    /// (no allocation per pair) and without filling the block cache: for one-pass scans
+    /// of a whole index (ingest reads a source's index this way).
+    pub fn for_each_in_prefix<E: From<StoreError>>(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.fill_cache(false);
+        ro.set_readahead_size(2 << 20);
+        let mut end = prefix.to_vec();
+        // Upper bound: the prefix with its last byte incremented (prefixes here end in NUL).
+        if let Some(last) = end.last_mut() {
+            *last = last.saturating_add(1);
+        }
+        ro.set_iterate_upper_bound(end);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf), ro);
+        it.seek(prefix);
+        while it.valid() {
+            match (it.key(), it.value()) {
+                (Some(k), Some(v)) if k.starts_with(prefix) => f(k, v)?,
+                _ => break,
+            }
+            it.next();
+        }
+        it.status().map_err(|e| E::from(StoreError::from(e)))
     }
 
     pub fn object(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>, StoreError> {

@@ -102,9 +102,9 @@ impl<'a> StagedOps<'a> {
             batch: WriteBatch::default(),
         }
     }
-    /// Write the staged changes (unsynced: the synced marker commit orders them first).
+    /// Write the staged changes (bulk: the marker commit makes them durable first).
     pub fn write(self) -> Result<(), StoreError> {
-        self.store.write_unreferenced(self.batch)
+        self.store.write_bulk(self.batch)
     }
 }
 
@@ -270,11 +270,11 @@ fn roll_forward(store: &Store, tenant: &str) -> Result<(), StoreError> {
         }
         size += k.len() + v.len();
         if size >= ROLL_BATCH_BYTES {
-            store.write_unreferenced(std::mem::take(&mut b))?;
+            store.write_bulk(std::mem::take(&mut b))?;
             size = 0;
         }
     }
-    store.write_unreferenced(b)?;
+    store.write_bulk(b)?;
     let mut done = WriteBatch::default();
     done.delete_range_cf(store.cf(CF_STAGING), &p, &prefix_end(&p));
     store.batch_delete(&mut done, CF_META, &marker_key(tenant));

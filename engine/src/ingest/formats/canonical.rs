@@ -184,76 +184,89 @@ impl Scan<'_> {
         Some(())
     }
 
-    fn array(&mut self, depth: usize) -> Option<()> {
+    /// Open a container (its first byte is at `i`); true when it is empty and closed.
+    fn open(&mut self, depth: usize, close: u8) -> Option<bool> {
         (depth <= MAX_DEPTH).then_some(())?;
+        self.out.push(self.b[self.i]);
         self.i += 1;
-        self.out.push(b'[');
         self.ws();
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.i += 1;
-            self.out.push(b']');
+            self.out.push(close);
+            return Some(true);
+        }
+        Some(false)
+    }
+
+    /// After a member: a `,` (false: more follow) or the closing byte (true).
+    fn next_member(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        let c = self.peek()?;
+        if c != b',' && c != close {
+            return None;
+        }
+        self.i += 1;
+        self.out.push(c);
+        self.ws();
+        Some(c == close)
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        if self.open(depth, b']')? {
             return Some(());
         }
         loop {
             self.value(depth)?;
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.i += 1;
-                    self.out.push(b',');
-                    self.ws();
-                }
-                b']' => {
-                    self.i += 1;
-                    self.out.push(b']');
-                    return Some(());
-                }
-                _ => return None,
+            if self.next_member(b']')? {
+                return Some(());
             }
         }
     }
 
     fn object(&mut self, depth: usize) -> Option<()> {
-        (depth <= MAX_DEPTH).then_some(())?;
-        self.i += 1;
-        self.out.push(b'{');
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            self.out.push(b'}');
+        if self.open(depth, b'}')? {
             return Some(());
         }
-        let mut keys: Vec<(usize, usize)> = Vec::new();
+        let mut keys = Keys::default();
         loop {
             (self.peek()? == b'"').then_some(())?;
-            let k = self.string()?;
+            let span = self.string()?;
             // Escaping is canonical, so equal keys have equal bytes.
-            let dup = keys.iter().any(|(a, b)| self.out[*a..*b] == self.out[k.0..k.1]);
-            if dup {
-                return None;
-            }
-            keys.push(k);
+            keys.insert(&self.out, span)?;
             self.ws();
             (self.peek()? == b':').then_some(())?;
             self.i += 1;
             self.out.push(b':');
             self.ws();
             self.value(depth)?;
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.i += 1;
-                    self.out.push(b',');
-                    self.ws();
-                }
-                b'}' => {
-                    self.i += 1;
-                    self.out.push(b'}');
-                    return Some(());
-                }
-                _ => return None,
+            if self.next_member(b'}')? {
+                return Some(());
             }
         }
+    }
+}
+
+/// The keys of one object so far, to refuse a duplicate: a short list compared in place,
+/// a hash set once an object has many (so that a huge object is not quadratic).
+#[derive(Default)]
+struct Keys {
+    /// Spans of the keys in the output (it only grows, so they stay valid).
+    few: Vec<(usize, usize)>,
+    many: std::collections::HashSet<Vec<u8>>,
+}
+
+impl Keys {
+    fn insert(&mut self, out: &[u8], (a, b): (usize, usize)) -> Option<()> {
+        let key = &out[a..b];
+        if self.many.is_empty() && self.few.len() < 32 {
+            if self.few.iter().any(|(x, y)| &out[*x..*y] == key) {
+                return None;
+            }
+            self.few.push((a, b));
+            return Some(());
+        }
+        self.many.extend(self.few.drain(..).map(|(x, y)| out[x..y].to_vec()));
+        self.many.insert(key.to_vec()).then_some(())
     }
 }
 
@@ -323,5 +336,11 @@ mod tests {
         }
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert_eq!(compact(deep.as_bytes()), None);
+        // Past the short list of keys, duplicates are still found.
+        let many: Vec<String> = (0..100).map(|i| format!("\"k{i}\":{i}")).collect();
+        let dup = format!("{{{},\"k7\":0}}", many.join(","));
+        assert_eq!(compact(dup.as_bytes()), None);
+        let fine = format!("{{{}}}", many.join(","));
+        assert_eq!(compact(fine.as_bytes()), reference(fine.as_bytes()));
     }
 }
