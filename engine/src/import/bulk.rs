@@ -26,8 +26,8 @@ use crate::merkle::{KindNode, KindRef, Node, ShardNode, StateNode, SubjectNode, 
 use crate::model::{shard_of, Collection, Leaf, Tenant};
 use crate::store::bulk::{Spill, SstOptions, SstSink};
 use crate::store::{
-    encode_entry, head_key, head_value, node_key, Keyspace, NodeTag, ObjectKey, RecordEntry, Store, StoreError,
-    CF_META, CF_NODES, CF_OBJECTS, CF_RECORDS, CF_SOURCES,
+    head_key, head_value, node_key, Keyspace, NodeTag, ObjectKey, Store, StoreError, CF_META, CF_NODES, CF_OBJECTS,
+    CF_RECORDS, CF_SOURCES,
 };
 
 /// Memory bounds of the external sorts (their pairs are spilled to run files beyond).
@@ -134,6 +134,17 @@ pub fn ingest_nodes(
     ingest_sorted(store, CF_NODES, spill, &opts.nodes, dir)
 }
 
+/// [`crate::store::RecordEntry`], borrowed, for encoding without copying its strings (postcard is
+/// positional: the same fields in the same order encode the same bytes).
+#[derive(serde::Serialize)]
+struct EntryRef<'a> {
+    subject: &'a str,
+    object: &'a crate::ids::ObjectId,
+    modified: Option<i64>,
+    source: &'a str,
+    derived: &'a [(Collection, String)],
+}
+
 /// One record as read from a data file: subject, leaf, document bytes.
 pub type ReadRecord<'a> = (String, Leaf, &'a [u8]);
 
@@ -237,6 +248,8 @@ pub struct BulkLoad<'s, 'o> {
     nodes: Spill,
     tree: TreeBuilder,
     state: Option<StateNode>,
+    /// Reused key and value buffers (one record at a time).
+    scratch: (Vec<u8>, Vec<u8>),
     pub counts: BTreeMap<Collection, ChangeCounts>,
 }
 
@@ -266,22 +279,29 @@ impl<'s, 'o> BulkLoad<'s, 'o> {
             nodes: Spill::new(dir, "nodes", NODES_SPILL),
             tree: TreeBuilder::new(tenant.as_str()),
             state: None,
+            scratch: (Vec::new(), Vec::new()),
             counts: BTreeMap::new(),
         })
     }
 
     fn put_record(&mut self, c: Collection, subject: &str, leaf: &Leaf) -> Result<(), StoreError> {
-        let entry = RecordEntry {
-            subject: subject.to_string(),
-            object: leaf.object,
+        let entry = EntryRef {
+            subject,
+            object: &leaf.object,
             modified: leaf.modified,
-            source: self.source.clone(),
-            derived: Vec::new(),
+            source: &self.source,
+            derived: &[],
         };
-        self.records
-            .put(&self.new.record_key(c, &leaf.id), &encode_entry(&entry))?;
+        let (key, value) = &mut self.scratch;
+        self.new.record_key_into(c, &leaf.id, key);
+        value.clear();
+        let value = postcard::to_extend(&entry, std::mem::take(value)).expect("record entries always encode");
+        self.records.put(key, &value)?;
+        self.scratch.1 = value;
         if c.is_primary() {
-            self.sources.put(&self.new.source_key(&self.source, c, &leaf.id), b"")?;
+            let key = &mut self.scratch.0;
+            self.new.source_key_into(&self.source, c, &leaf.id, key);
+            self.sources.put(key, b"")?;
         }
         self.counts.entry(c).or_default().added += 1;
         Ok(())
@@ -394,5 +414,31 @@ impl<'s, 'o> BulkLoad<'s, 'o> {
         }
         s.commit(b)?;
         Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ObjectId;
+    use crate::store::{encode_entry, RecordEntry};
+
+    #[test]
+    fn a_borrowed_entry_encodes_as_the_record_entry() {
+        let e = RecordEntry {
+            subject: "pkg:pypi/x".into(),
+            object: ObjectId::of(b"doc"),
+            modified: Some(-62135596800),
+            source: "import:f1".into(),
+            derived: Vec::new(),
+        };
+        let r = EntryRef {
+            subject: &e.subject,
+            object: &e.object,
+            modified: e.modified,
+            source: &e.source,
+            derived: &[],
+        };
+        assert_eq!(postcard::to_stdvec(&r).unwrap(), encode_entry(&e));
     }
 }

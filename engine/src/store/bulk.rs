@@ -109,12 +109,48 @@ impl<'o> SstSink<'o> {
 /// A key and its value.
 type Pair = (Box<[u8]>, Box<[u8]>);
 
+/// Pairs held in one buffer (no allocation per pair): `index` holds (start, key length,
+/// value length) of each pair in `bytes`.
+#[derive(Default)]
+struct Arena {
+    bytes: Vec<u8>,
+    index: Vec<(usize, u32, u32)>,
+}
+
+impl Arena {
+    fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.index
+            .push((self.bytes.len(), key.len() as u32, value.len() as u32));
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(value);
+    }
+
+    fn size(&self) -> usize {
+        self.bytes.len() + self.index.len() * std::mem::size_of::<(usize, u32, u32)>()
+    }
+
+    fn pair(&self, e: &(usize, u32, u32)) -> (&[u8], &[u8]) {
+        let k = e.0 + e.1 as usize;
+        (&self.bytes[e.0..k], &self.bytes[k..k + e.2 as usize])
+    }
+
+    fn sort(&mut self) {
+        let bytes = &self.bytes;
+        self.index
+            .sort_unstable_by(|a, b| bytes[a.0..a.0 + a.1 as usize].cmp(&bytes[b.0..b.0 + b.1 as usize]));
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.index.clear();
+    }
+}
+
 /// An external sort of key/value pairs with bounded memory.
 pub struct Spill {
     dir: PathBuf,
     stem: String,
-    mem: Vec<Pair>,
-    mem_bytes: usize,
+    mem: Arena,
     limit: usize,
     runs: Vec<PathBuf>,
 }
@@ -124,40 +160,39 @@ impl Spill {
         Self {
             dir: dir.to_path_buf(),
             stem: stem.to_string(),
-            mem: Vec::new(),
-            mem_bytes: 0,
+            mem: Arena::default(),
             limit,
             runs: Vec::new(),
         }
     }
 
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.mem_bytes += key.len() + value.len() + 48;
-        self.mem.push((key.into(), value.into()));
-        if self.mem_bytes >= self.limit {
+        self.mem.push(key, value);
+        if self.mem.size() >= self.limit {
             self.spill()?;
         }
         Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.mem.is_empty() && self.runs.is_empty()
+        self.mem.index.is_empty() && self.runs.is_empty()
     }
 
     /// Sort the in-memory pairs and write them as one run file (u32 lengths, key, value).
     fn spill(&mut self) -> Result<(), StoreError> {
-        self.mem.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.mem.sort();
         let path = self.dir.join(format!("{}-run-{:05}", self.stem, self.runs.len()));
         let mut w = BufWriter::with_capacity(1 << 20, File::create(&path).map_err(|e| io(&path, e))?);
-        for (k, v) in self.mem.drain(..) {
+        for e in &self.mem.index {
+            let (k, v) = self.mem.pair(e);
             let head = [(k.len() as u32).to_le_bytes(), (v.len() as u32).to_le_bytes()].concat();
             w.write_all(&head)
-                .and_then(|_| w.write_all(&k))
-                .and_then(|_| w.write_all(&v))
+                .and_then(|_| w.write_all(k))
+                .and_then(|_| w.write_all(v))
                 .map_err(|e| io(&path, e))?;
         }
         w.flush().map_err(|e| io(&path, e))?;
-        self.mem_bytes = 0;
+        self.mem.clear();
         self.runs.push(path);
         Ok(())
     }
@@ -170,7 +205,22 @@ impl Spill {
         sink: &mut SstSink<'_>,
         conflict: &dyn Fn(&[u8]) -> E,
     ) -> Result<(), E> {
-        self.mem.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.mem.sort();
+        if self.runs.is_empty() {
+            // Everything fit in memory: one sorted pass, no merge.
+            let mut last: Option<(&[u8], &[u8])> = None;
+            for e in &self.mem.index {
+                let (k, v) = self.mem.pair(e);
+                match last {
+                    Some((lk, lv)) if lk == k && lv != v => return Err(conflict(k)),
+                    Some((lk, _)) if lk == k => continue,
+                    _ => {}
+                }
+                sink.put(k, v)?;
+                last = Some((k, v));
+            }
+            return Ok(());
+        }
         let mut sources: Vec<RunReader> = Vec::with_capacity(self.runs.len() + 1);
         for p in &self.runs {
             sources.push(RunReader::File(
@@ -178,7 +228,17 @@ impl Spill {
                 p.clone(),
             ));
         }
-        sources.push(RunReader::Mem(std::mem::take(&mut self.mem).into_iter()));
+        let mem = std::mem::take(&mut self.mem);
+        let pairs: Vec<Pair> = mem
+            .index
+            .iter()
+            .map(|e| {
+                let (k, v) = mem.pair(e);
+                (k.into(), v.into())
+            })
+            .collect();
+        drop(mem);
+        sources.push(RunReader::Mem(pairs.into_iter()));
         let mut heap = BinaryHeap::new();
         for (i, s) in sources.iter_mut().enumerate() {
             if let Some((k, v)) = s.next_pair()? {
