@@ -64,6 +64,9 @@ pub struct ObjectFiles<'o> {
     dir: PathBuf,
     sinks: BTreeMap<Collection, SstSink<'o>>,
     late: Spill,
+    /// Sort everything at the end (a delta's few objects: one file instead of one per
+    /// collection, each file costing a sync).
+    sort_all: bool,
 }
 
 impl<'o> ObjectFiles<'o> {
@@ -73,6 +76,15 @@ impl<'o> ObjectFiles<'o> {
             dir: dir.to_path_buf(),
             sinks: BTreeMap::new(),
             late: Spill::new(dir, "objects-late", OBJECTS_SPILL),
+            sort_all: false,
+        }
+    }
+
+    /// For a delta: every object goes through the sort, into as few files as it fills.
+    pub fn sorted(opts: &'o BulkOptions, dir: &Path) -> Self {
+        Self {
+            sort_all: true,
+            ..Self::new(opts, dir)
         }
     }
 
@@ -82,6 +94,12 @@ impl<'o> ObjectFiles<'o> {
         objs.sort_unstable_by_key(|a| a.0);
         objs.dedup_by(|a, b| a.0 == b.0);
         let Some(first) = objs.first() else { return Ok(()) };
+        if self.sort_all {
+            for (k, v) in objs {
+                self.late.put(k.as_bytes(), v)?;
+            }
+            return Ok(());
+        }
         let (opts, dir) = (self.opts, &self.dir);
         let sink = self
             .sinks

@@ -87,7 +87,9 @@ impl<'o> SstSink<'o> {
             self.writer = Some(w);
         }
         self.writer.as_mut().expect("opened above").put(key, value)?;
-        self.last = Some(key.to_vec());
+        let last = self.last.get_or_insert_with(Vec::new);
+        last.clear();
+        last.extend_from_slice(key);
         self.entries += 1;
         Ok(())
     }
