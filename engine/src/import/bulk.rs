@@ -119,22 +119,34 @@ impl<'o> ObjectFiles<'o> {
 
     /// Finish the files and ingest them (objects are immutable and unreferenced).
     pub fn ingest(self, store: &Store) -> Result<(), StoreError> {
+        let (in_order, late) = self.finish()?;
+        store.ingest(CF_OBJECTS, in_order)?;
+        store.ingest(CF_OBJECTS, late)
+    }
+
+    /// Finish the files: those written in order, and those sorted at the end (two
+    /// ingests: the second set may overlap the first).
+    pub fn finish(self) -> Result<(Vec<PathBuf>, Vec<PathBuf>), StoreError> {
         let mut in_order = Vec::new();
         for (_, sink) in self.sinks {
             in_order.extend(sink.finish()?);
         }
-        store.ingest(CF_OBJECTS, in_order)?;
-        ingest_sorted(store, CF_OBJECTS, self.late, self.opts, &self.dir)
+        Ok((in_order, sorted_files(self.late, self.opts, &self.dir, "objects")?))
     }
 }
 
-/// Sort content-addressed pairs (objects, nodes) into SST files and ingest them.
-pub fn ingest_sorted(store: &Store, cf: &str, spill: Spill, opts: &SstOptions, dir: &Path) -> Result<(), StoreError> {
-    let mut sink = SstSink::new(opts, dir, cf);
+/// Sort content-addressed pairs (objects, nodes) into SST files named `stem-…`.
+pub fn sorted_files(spill: Spill, opts: &SstOptions, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, StoreError> {
+    let mut sink = SstSink::new(opts, dir, stem);
     spill.drain_into(&mut sink, &|_: &[u8]| {
-        StoreError::Corrupt(format!("a content-addressed key of {cf} holds two values"))
+        StoreError::Corrupt(format!("a content-addressed key of {stem} holds two values"))
     })?;
-    store.ingest(cf, sink.finish()?)
+    sink.finish()
+}
+
+/// Sort content-addressed pairs into SST files and ingest them into `cf`.
+pub fn ingest_sorted(store: &Store, cf: &str, spill: Spill, opts: &SstOptions, dir: &Path) -> Result<(), StoreError> {
+    store.ingest(cf, sorted_files(spill, opts, dir, cf)?)
 }
 
 /// Merkle nodes of an update, sorted into SST files and ingested.
@@ -396,14 +408,25 @@ impl<'s, 'o> BulkLoad<'s, 'o> {
             let id = String::from_utf8_lossy(&k[new.prefix().len()..]).replace('\0', " record ");
             ImportError::from(malformed(id, "appears twice in the bundle with different content"))
         };
-        objects.ingest(s)?;
-        ingest_sorted(s, CF_NODES, nodes, &opts.nodes, &dir)?;
-        let mut rec_sink = SstSink::new(&opts.records, &dir, "records");
-        records.drain_into(&mut rec_sink, &record_twice)?;
-        let mut source_sink = SstSink::new(&opts.sources, &dir, CF_SOURCES);
-        sources.drain_into(&mut source_sink, &|_: &[u8]| {
-            StoreError::Corrupt("a source key twice".into())
-        })?;
+        // The four sorts are independent: run them side by side.
+        let (objects, node_files, record_files, source_files) = std::thread::scope(|sc| {
+            let nodes = sc.spawn(|| sorted_files(nodes, &opts.nodes, &dir, "nodes"));
+            let records = sc.spawn(|| -> Result<Vec<PathBuf>, ImportError> {
+                let mut sink = SstSink::new(&opts.records, &dir, "records");
+                records.drain_into(&mut sink, &record_twice)?;
+                Ok(sink.finish()?)
+            });
+            let objects = objects.finish();
+            let sources = sorted_files(sources, &opts.sources, &dir, "sources");
+            let nodes = nodes.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            let records = records.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (objects, nodes, records, sources)
+        });
+        let (in_order, late) = objects?;
+        s.ingest(CF_OBJECTS, in_order)?;
+        s.ingest(CF_OBJECTS, late)?;
+        s.ingest(CF_NODES, node_files?)?;
+        let (record_files, source_files) = (record_files?, source_files?);
         // Leftovers of an interrupted attempt at this generation go first (their range
         // tombstone is older than the files ingested after it).
         let leftover = |cf: &str| -> Result<bool, StoreError> {
@@ -416,8 +439,8 @@ impl<'s, 'o> BulkLoad<'s, 'o> {
             b.delete_range_cf(s.cf(CF_SOURCES), new.prefix(), &new.end());
             s.write_unreferenced(b)?;
         }
-        s.ingest(CF_RECORDS, rec_sink.finish()?)?;
-        s.ingest(CF_SOURCES, source_sink.finish()?)?;
+        s.ingest(CF_RECORDS, record_files)?;
+        s.ingest(CF_SOURCES, source_files)?;
         for k in &old_state.kinds {
             if k.records > 0 {
                 counts.entry(k.collection).or_default().removed += k.records;

@@ -13,8 +13,6 @@
 //!
 //! Atomicity is unchanged: ingested objects and nodes are immutable and unreferenced, and
 //! ingested records belong to a generation no head names, until the usual synced commit.
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -107,9 +105,6 @@ impl<'o> SstSink<'o> {
         Ok(std::mem::take(&mut self.files))
     }
 }
-
-/// A key and its value.
-type Pair = (Box<[u8]>, Box<[u8]>);
 
 /// Pairs held in one buffer (no allocation per pair): `index` holds (start, key length,
 /// value length) of each pair in `bytes`.
@@ -223,46 +218,35 @@ impl Spill {
             }
             return Ok(());
         }
-        let mut sources: Vec<RunReader> = Vec::with_capacity(self.runs.len() + 1);
+        let mut cursors: Vec<Cursor> = Vec::with_capacity(self.runs.len() + 1);
         for p in &self.runs {
-            sources.push(RunReader::File(
-                BufReader::with_capacity(1 << 20, File::open(p).map_err(|e| io(p, e))?),
-                p.clone(),
-            ));
+            let r = BufReader::with_capacity(1 << 20, File::open(p).map_err(|e| io(p, e))?);
+            cursors.push(Cursor::new(Run::File(r, p.clone()))?);
         }
-        let mem = std::mem::take(&mut self.mem);
-        let pairs: Vec<Pair> = mem
-            .index
-            .iter()
-            .map(|e| {
-                let (k, v) = mem.pair(e);
-                (k.into(), v.into())
-            })
-            .collect();
-        drop(mem);
-        sources.push(RunReader::Mem(pairs.into_iter()));
-        let mut heap = BinaryHeap::new();
-        for (i, s) in sources.iter_mut().enumerate() {
-            if let Some((k, v)) = s.next_pair()? {
-                heap.push(Reverse((k, i, v)));
-            }
-        }
-        let mut last: Option<Pair> = None;
-        while let Some(Reverse((k, i, v))) = heap.pop() {
-            if let Some(next) = sources[i].next_pair()? {
-                heap.push(Reverse((next.0, i, next.1)));
-            }
-            match &last {
-                Some((lk, lv)) if *lk == k => {
-                    if *lv != v {
-                        return Err(conflict(&k));
-                    }
-                    continue;
+        cursors.push(Cursor::new(Run::Mem(std::mem::take(&mut self.mem), 0))?);
+        // A k-way merge over a handful of runs: the smallest current key by a linear scan,
+        // every pair read into its cursor's reused buffers (no allocation per pair).
+        let (mut last, mut last_value, mut any) = (Vec::new(), Vec::new(), false);
+        loop {
+            let mut min: Option<usize> = None;
+            for (i, c) in cursors.iter().enumerate() {
+                if c.live && min.is_none_or(|m| c.key < cursors[m].key) {
+                    min = Some(i);
                 }
-                _ => {}
             }
-            sink.put(&k, &v)?;
-            last = Some((k, v));
+            let Some(i) = min else { break };
+            let c = &cursors[i];
+            if any && c.key == last {
+                if c.value != last_value {
+                    return Err(conflict(&c.key));
+                }
+            } else {
+                sink.put(&c.key, &c.value)?;
+                last.clone_from(&c.key);
+                last_value.clone_from(&c.value);
+                any = true;
+            }
+            cursors[i].advance()?;
         }
         for p in &self.runs {
             let _ = std::fs::remove_file(p);
@@ -271,31 +255,65 @@ impl Spill {
     }
 }
 
-enum RunReader {
+/// Where a run's pairs come from: a run file, or the sorted in-memory arena (at a
+/// position).
+enum Run {
     File(BufReader<File>, PathBuf),
-    Mem(std::vec::IntoIter<Pair>),
+    Mem(Arena, usize),
 }
 
-impl RunReader {
-    fn next_pair(&mut self) -> Result<Option<Pair>, StoreError> {
-        match self {
-            RunReader::Mem(it) => Ok(it.next()),
-            RunReader::File(r, path) => {
+/// The current pair of one run.
+struct Cursor {
+    run: Run,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    live: bool,
+}
+
+impl Cursor {
+    fn new(run: Run) -> Result<Self, StoreError> {
+        let mut c = Cursor {
+            run,
+            key: Vec::new(),
+            value: Vec::new(),
+            live: true,
+        };
+        c.advance()?;
+        Ok(c)
+    }
+
+    fn advance(&mut self) -> Result<(), StoreError> {
+        match &mut self.run {
+            Run::Mem(arena, pos) => match arena.index.get(*pos) {
+                None => self.live = false,
+                Some(e) => {
+                    let (k, v) = arena.pair(e);
+                    self.key.clear();
+                    self.key.extend_from_slice(k);
+                    self.value.clear();
+                    self.value.extend_from_slice(v);
+                    *pos += 1;
+                }
+            },
+            Run::File(r, path) => {
                 let mut head = [0u8; 8];
                 match r.read_exact(&mut head) {
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        self.live = false;
+                        return Ok(());
+                    }
                     other => other.map_err(|e| io(path, e))?,
                 }
                 let kl = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
                 let vl = u32::from_le_bytes(head[4..].try_into().expect("4 bytes")) as usize;
-                let mut k = vec![0u8; kl];
-                let mut v = vec![0u8; vl];
-                r.read_exact(&mut k)
-                    .and_then(|_| r.read_exact(&mut v))
+                self.key.resize(kl, 0);
+                self.value.resize(vl, 0);
+                r.read_exact(&mut self.key)
+                    .and_then(|_| r.read_exact(&mut self.value))
                     .map_err(|e| io(path, e))?;
-                Ok(Some((k.into(), v.into())))
             }
         }
+        Ok(())
     }
 }
 
