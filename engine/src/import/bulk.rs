@@ -149,19 +149,23 @@ pub fn ingest_sorted(store: &Store, cf: &str, spill: Spill, opts: &SstOptions, d
     store.ingest(cf, sorted_files(spill, opts, dir, cf)?)
 }
 
-/// Merkle nodes of an update, sorted into SST files and ingested.
-pub fn ingest_nodes(
-    store: &Store,
-    nodes: &[(NodeHash, Vec<u8>)],
-    opts: &BulkOptions,
-    dir: &Path,
-) -> Result<(), StoreError> {
-    let mut spill = Spill::new(dir, "delta-nodes", NODES_SPILL);
-    for (h, b) in nodes {
-        let tag = NodeTag::of_encoded(b).expect("nodes are encoded by Node::encode");
-        spill.put(&node_key(tag, h), b)?;
+/// Merkle nodes of an update (already in memory), sorted by key into SST files and
+/// ingested: the node bytes are written from where they are, not copied into a sort.
+pub fn ingest_nodes(store: &Store, nodes: &[(NodeHash, Vec<u8>)], opts: &BulkOptions, dir: &Path) -> Result<(), StoreError> {
+    let mut keyed: Vec<([u8; 33], &[u8])> = nodes
+        .iter()
+        .map(|(h, b)| {
+            let tag = NodeTag::of_encoded(b).expect("nodes are encoded by Node::encode");
+            (node_key(tag, h), b.as_slice())
+        })
+        .collect();
+    keyed.sort_unstable_by_key(|a| a.0);
+    keyed.dedup_by(|a, b| a.0 == b.0);
+    let mut sink = SstSink::new(&opts.nodes, dir, "delta-nodes");
+    for (k, v) in keyed {
+        sink.put(&k, v)?;
     }
-    ingest_sorted(store, CF_NODES, spill, &opts.nodes, dir)
+    store.ingest(CF_NODES, sink.finish()?)
 }
 
 /// [`crate::store::RecordEntry`], borrowed, for encoding without copying its strings (postcard is
