@@ -151,7 +151,12 @@ pub fn ingest_sorted(store: &Store, cf: &str, spill: Spill, opts: &SstOptions, d
 
 /// Merkle nodes of an update (already in memory), sorted by key into SST files and
 /// ingested: the node bytes are written from where they are, not copied into a sort.
-pub fn ingest_nodes(store: &Store, nodes: &[(NodeHash, Vec<u8>)], opts: &BulkOptions, dir: &Path) -> Result<(), StoreError> {
+pub fn ingest_nodes(
+    store: &Store,
+    nodes: &[(NodeHash, Vec<u8>)],
+    opts: &BulkOptions,
+    dir: &Path,
+) -> Result<(), StoreError> {
     let mut keyed: Vec<([u8; 33], &[u8])> = nodes
         .iter()
         .map(|(h, b)| {
