@@ -69,13 +69,9 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
 
 /// The archive reader's gate: verify the manifest signature, then parse the manifest.
 pub fn gate(trust: &[TrustedKey], input: &GateInput<'_>) -> Result<Vec<Artifact>, BundleError> {
-    check_signature(
-        trust,
-        input.manifest,
-        input.manifest_sig,
-        MANIFEST_SIG,
-        &|| claimed_key_id(input.manifest),
-    )?;
+    check_signature(trust, input.manifest, input.manifest_sig, MANIFEST_SIG, &|| {
+        claimed_key_id(input.manifest)
+    })?;
     Ok(parse_manifest(input.manifest)?.artifacts)
 }
 
@@ -108,21 +104,13 @@ pub fn verify_listing(
 ) -> Result<Verified, BundleError> {
     let (manifest_bytes, msig, export_bytes, esig) =
         (&docs.manifest, &docs.manifest_sig, &docs.export, &docs.export_sig);
-    check_signature(
-        trust,
-        manifest_bytes,
-        msig,
-        MANIFEST_SIG,
-        &|| claimed_key_id(manifest_bytes),
-    )?;
+    check_signature(trust, manifest_bytes, msig, MANIFEST_SIG, &|| {
+        claimed_key_id(manifest_bytes)
+    })?;
     let manifest = parse_manifest(manifest_bytes)?;
-    check_signature(
-        trust,
-        export_bytes,
-        esig,
-        EXPORT_SIG,
-        &|| Some(manifest.signing.key_id.clone()),
-    )?;
+    check_signature(trust, export_bytes, esig, EXPORT_SIG, &|| {
+        Some(manifest.signing.key_id.clone())
+    })?;
 
     // Listing: every artifact present with its digest and size, nothing else.
     let mut listed: BTreeMap<&str, &Artifact> = BTreeMap::new();

@@ -26,8 +26,8 @@ use crate::merkle::{KindNode, KindRef, Node, ShardNode, StateNode, SubjectNode, 
 use crate::model::{shard_of, Collection, Leaf, Tenant};
 use crate::store::bulk::{Spill, SstOptions, SstSink};
 use crate::store::{
-    encode_entry, head_key, head_value, node_key, Keyspace, NodeTag, ObjectKey, RecordEntry, Store, StoreError,
-    CF_META, CF_NODES, CF_OBJECTS, CF_RECORDS, CF_SOURCES,
+    head_key, head_value, node_key, Keyspace, NodeTag, ObjectKey, Store, StoreError, CF_META, CF_NODES, CF_OBJECTS,
+    CF_RECORDS, CF_SOURCES,
 };
 
 /// Memory bounds of the external sorts (their pairs are spilled to run files beyond).
@@ -64,6 +64,9 @@ pub struct ObjectFiles<'o> {
     dir: PathBuf,
     sinks: BTreeMap<Collection, SstSink<'o>>,
     late: Spill,
+    /// Sort everything at the end (a delta's few objects: one file instead of one per
+    /// collection, each file costing a sync).
+    sort_all: bool,
 }
 
 impl<'o> ObjectFiles<'o> {
@@ -73,6 +76,15 @@ impl<'o> ObjectFiles<'o> {
             dir: dir.to_path_buf(),
             sinks: BTreeMap::new(),
             late: Spill::new(dir, "objects-late", OBJECTS_SPILL),
+            sort_all: false,
+        }
+    }
+
+    /// For a delta: every object goes through the sort, into as few files as it fills.
+    pub fn sorted(opts: &'o BulkOptions, dir: &Path) -> Self {
+        Self {
+            sort_all: true,
+            ..Self::new(opts, dir)
         }
     }
 
@@ -82,6 +94,12 @@ impl<'o> ObjectFiles<'o> {
         objs.sort_unstable_by_key(|a| a.0);
         objs.dedup_by(|a, b| a.0 == b.0);
         let Some(first) = objs.first() else { return Ok(()) };
+        if self.sort_all {
+            for (k, v) in objs {
+                self.late.put(k.as_bytes(), v)?;
+            }
+            return Ok(());
+        }
         let (opts, dir) = (self.opts, &self.dir);
         let sink = self
             .sinks
@@ -101,37 +119,69 @@ impl<'o> ObjectFiles<'o> {
 
     /// Finish the files and ingest them (objects are immutable and unreferenced).
     pub fn ingest(self, store: &Store) -> Result<(), StoreError> {
+        let (in_order, late) = self.finish()?;
+        store.ingest(CF_OBJECTS, in_order)?;
+        store.ingest(CF_OBJECTS, late)
+    }
+
+    /// Finish the files: those written in order, and those sorted at the end (two
+    /// ingests: the second set may overlap the first).
+    pub fn finish(self) -> Result<(Vec<PathBuf>, Vec<PathBuf>), StoreError> {
         let mut in_order = Vec::new();
         for (_, sink) in self.sinks {
             in_order.extend(sink.finish()?);
         }
-        store.ingest(CF_OBJECTS, in_order)?;
-        ingest_sorted(store, CF_OBJECTS, self.late, self.opts, &self.dir)
+        Ok((in_order, sorted_files(self.late, self.opts, &self.dir, "objects")?))
     }
 }
 
-/// Sort content-addressed pairs (objects, nodes) into SST files and ingest them.
-pub fn ingest_sorted(store: &Store, cf: &str, spill: Spill, opts: &SstOptions, dir: &Path) -> Result<(), StoreError> {
-    let mut sink = SstSink::new(opts, dir, cf);
+/// Sort content-addressed pairs (objects, nodes) into SST files named `stem-…`.
+pub fn sorted_files(spill: Spill, opts: &SstOptions, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, StoreError> {
+    let mut sink = SstSink::new(opts, dir, stem);
     spill.drain_into(&mut sink, &|_: &[u8]| {
-        StoreError::Corrupt(format!("a content-addressed key of {cf} holds two values"))
+        StoreError::Corrupt(format!("a content-addressed key of {stem} holds two values"))
     })?;
-    store.ingest(cf, sink.finish()?)
+    sink.finish()
 }
 
-/// Merkle nodes of an update, sorted into SST files and ingested.
+/// Sort content-addressed pairs into SST files and ingest them into `cf`.
+pub fn ingest_sorted(store: &Store, cf: &str, spill: Spill, opts: &SstOptions, dir: &Path) -> Result<(), StoreError> {
+    store.ingest(cf, sorted_files(spill, opts, dir, cf)?)
+}
+
+/// Merkle nodes of an update (already in memory), sorted by key into SST files and
+/// ingested: the node bytes are written from where they are, not copied into a sort.
 pub fn ingest_nodes(
     store: &Store,
     nodes: &[(NodeHash, Vec<u8>)],
     opts: &BulkOptions,
     dir: &Path,
 ) -> Result<(), StoreError> {
-    let mut spill = Spill::new(dir, "delta-nodes", NODES_SPILL);
-    for (h, b) in nodes {
-        let tag = NodeTag::of_encoded(b).expect("nodes are encoded by Node::encode");
-        spill.put(&node_key(tag, h), b)?;
+    let mut keyed: Vec<([u8; 33], &[u8])> = nodes
+        .iter()
+        .map(|(h, b)| {
+            let tag = NodeTag::of_encoded(b).expect("nodes are encoded by Node::encode");
+            (node_key(tag, h), b.as_slice())
+        })
+        .collect();
+    keyed.sort_unstable_by_key(|a| a.0);
+    keyed.dedup_by(|a, b| a.0 == b.0);
+    let mut sink = SstSink::new(&opts.nodes, dir, "delta-nodes");
+    for (k, v) in keyed {
+        sink.put(&k, v)?;
     }
-    ingest_sorted(store, CF_NODES, spill, &opts.nodes, dir)
+    store.ingest(CF_NODES, sink.finish()?)
+}
+
+/// [`crate::store::RecordEntry`], borrowed, for encoding without copying its strings (postcard is
+/// positional: the same fields in the same order encode the same bytes).
+#[derive(serde::Serialize)]
+struct EntryRef<'a> {
+    subject: &'a str,
+    object: &'a crate::ids::ObjectId,
+    modified: Option<i64>,
+    source: &'a str,
+    derived: &'a [(Collection, String)],
 }
 
 /// One record as read from a data file: subject, leaf, document bytes.
@@ -237,6 +287,8 @@ pub struct BulkLoad<'s, 'o> {
     nodes: Spill,
     tree: TreeBuilder,
     state: Option<StateNode>,
+    /// Reused key and value buffers (one record at a time).
+    scratch: (Vec<u8>, Vec<u8>),
     pub counts: BTreeMap<Collection, ChangeCounts>,
 }
 
@@ -266,22 +318,29 @@ impl<'s, 'o> BulkLoad<'s, 'o> {
             nodes: Spill::new(dir, "nodes", NODES_SPILL),
             tree: TreeBuilder::new(tenant.as_str()),
             state: None,
+            scratch: (Vec::new(), Vec::new()),
             counts: BTreeMap::new(),
         })
     }
 
     fn put_record(&mut self, c: Collection, subject: &str, leaf: &Leaf) -> Result<(), StoreError> {
-        let entry = RecordEntry {
-            subject: subject.to_string(),
-            object: leaf.object,
+        let entry = EntryRef {
+            subject,
+            object: &leaf.object,
             modified: leaf.modified,
-            source: self.source.clone(),
-            derived: Vec::new(),
+            source: &self.source,
+            derived: &[],
         };
-        self.records
-            .put(&self.new.record_key(c, &leaf.id), &encode_entry(&entry))?;
+        let (key, value) = &mut self.scratch;
+        self.new.record_key_into(c, &leaf.id, key);
+        value.clear();
+        let value = postcard::to_extend(&entry, std::mem::take(value)).expect("record entries always encode");
+        self.records.put(key, &value)?;
+        self.scratch.1 = value;
         if c.is_primary() {
-            self.sources.put(&self.new.source_key(&self.source, c, &leaf.id), b"")?;
+            let key = &mut self.scratch.0;
+            self.new.source_key_into(&self.source, c, &leaf.id, key);
+            self.sources.put(key, b"")?;
         }
         self.counts.entry(c).or_default().added += 1;
         Ok(())
@@ -358,14 +417,25 @@ impl<'s, 'o> BulkLoad<'s, 'o> {
             let id = String::from_utf8_lossy(&k[new.prefix().len()..]).replace('\0', " record ");
             ImportError::from(malformed(id, "appears twice in the bundle with different content"))
         };
-        objects.ingest(s)?;
-        ingest_sorted(s, CF_NODES, nodes, &opts.nodes, &dir)?;
-        let mut rec_sink = SstSink::new(&opts.records, &dir, "records");
-        records.drain_into(&mut rec_sink, &record_twice)?;
-        let mut source_sink = SstSink::new(&opts.sources, &dir, CF_SOURCES);
-        sources.drain_into(&mut source_sink, &|_: &[u8]| {
-            StoreError::Corrupt("a source key twice".into())
-        })?;
+        // The four sorts are independent: run them side by side.
+        let (objects, node_files, record_files, source_files) = std::thread::scope(|sc| {
+            let nodes = sc.spawn(|| sorted_files(nodes, &opts.nodes, &dir, "nodes"));
+            let records = sc.spawn(|| -> Result<Vec<PathBuf>, ImportError> {
+                let mut sink = SstSink::new(&opts.records, &dir, "records");
+                records.drain_into(&mut sink, &record_twice)?;
+                Ok(sink.finish()?)
+            });
+            let objects = objects.finish();
+            let sources = sorted_files(sources, &opts.sources, &dir, "sources");
+            let nodes = nodes.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            let records = records.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (objects, nodes, records, sources)
+        });
+        let (in_order, late) = objects?;
+        s.ingest(CF_OBJECTS, in_order)?;
+        s.ingest(CF_OBJECTS, late)?;
+        s.ingest(CF_NODES, node_files?)?;
+        let (record_files, source_files) = (record_files?, source_files?);
         // Leftovers of an interrupted attempt at this generation go first (their range
         // tombstone is older than the files ingested after it).
         let leftover = |cf: &str| -> Result<bool, StoreError> {
@@ -378,8 +448,8 @@ impl<'s, 'o> BulkLoad<'s, 'o> {
             b.delete_range_cf(s.cf(CF_SOURCES), new.prefix(), &new.end());
             s.write_unreferenced(b)?;
         }
-        s.ingest(CF_RECORDS, rec_sink.finish()?)?;
-        s.ingest(CF_SOURCES, source_sink.finish()?)?;
+        s.ingest(CF_RECORDS, record_files)?;
+        s.ingest(CF_SOURCES, source_files)?;
         for k in &old_state.kinds {
             if k.records > 0 {
                 counts.entry(k.collection).or_default().removed += k.records;
@@ -394,5 +464,31 @@ impl<'s, 'o> BulkLoad<'s, 'o> {
         }
         s.commit(b)?;
         Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ObjectId;
+    use crate::store::{encode_entry, RecordEntry};
+
+    #[test]
+    fn a_borrowed_entry_encodes_as_the_record_entry() {
+        let e = RecordEntry {
+            subject: "pkg:pypi/x".into(),
+            object: ObjectId::of(b"doc"),
+            modified: Some(-62135596800),
+            source: "import:f1".into(),
+            derived: Vec::new(),
+        };
+        let r = EntryRef {
+            subject: &e.subject,
+            object: &e.object,
+            modified: e.modified,
+            source: &e.source,
+            derived: &[],
+        };
+        assert_eq!(postcard::to_stdvec(&r).unwrap(), encode_entry(&e));
     }
 }

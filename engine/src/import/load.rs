@@ -310,7 +310,7 @@ impl<'s, 'o> Loader<'s, 'o> {
             Mode::Bulk(Box::new(BulkLoad::new(store, &ctx.tenant, &source, opts, work)?))
         } else {
             Mode::Delta(Box::new(DeltaLoad {
-                objects: ObjectFiles::new(opts, work),
+                objects: ObjectFiles::sorted(opts, work),
                 mutation: Mutation::default(),
                 source,
             }))

@@ -70,19 +70,44 @@ pub fn verify_store(store: &Store) -> Result<StoreReport, StoreVerifyError> {
     verify_store_with(store, Checks::Full)
 }
 
-/// A 16-byte digest of what a leaf and its live record must agree on: matching the two
-/// as sorted digests keeps memory at 16 bytes per record (a map of leaves cost hundreds
-/// of megabytes at a million records).
-fn leaf_digest(c: Collection, id: &str, subject: &str, object: &ObjectId) -> [u8; 16] {
-    let mut h = blake3::Hasher::new();
-    for part in [c.name().as_bytes(), id.as_bytes(), subject.as_bytes()] {
-        h.update(&(part.len() as u64).to_le_bytes());
-        h.update(part);
+/// A digest of what a leaf and its live record must agree on (collection, id, subject,
+/// object).
+fn leaf_digest(c: Collection, id: &str, subject: &str, object: &ObjectId) -> [u8; 32] {
+    // One call over one buffer: millions of small inputs, where a hasher's setup and
+    // several updates cost more than the hashing.
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    h.update(object.as_bytes());
-    let mut d = [0u8; 16];
-    d.copy_from_slice(&h.finalize().as_bytes()[..16]);
-    d
+    BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        b.clear();
+        b.push(c.code());
+        for part in [id.as_bytes(), subject.as_bytes()] {
+            b.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            b.extend_from_slice(part);
+        }
+        b.extend_from_slice(object.as_bytes());
+        *blake3::hash(&b).as_bytes()
+    })
+}
+
+/// An order-independent digest of a multiset of leaves: the count and the sum of their
+/// digests (two 128-bit halves, each modulo 2^128). The tree's leaves and the live records
+/// are matched by comparing their sums in one pass each, with no memory per record; only
+/// when the sums differ are they matched one by one to name the record that differs.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct LeafSum {
+    sum: [u128; 2],
+    count: u64,
+}
+
+impl LeafSum {
+    fn add(&mut self, d: &[u8; 32]) {
+        let half = |i: usize| u128::from_le_bytes(d[i * 16..i * 16 + 16].try_into().expect("16 bytes"));
+        self.sum[0] = self.sum[0].wrapping_add(half(0));
+        self.sum[1] = self.sum[1].wrapping_add(half(1));
+        self.count += 1;
+    }
 }
 
 pub fn verify_store_with(store: &Store, checks: Checks) -> Result<StoreReport, StoreVerifyError> {
@@ -151,7 +176,50 @@ fn verify_tenant(store: &Store, tenant: &Tenant, checks: Checks) -> Result<Tenan
         return Err(mismatch(format!("state root recomputes to {sr}, head is {head}")));
     }
     live.sort_unstable();
-    let mut leaves_seen: Vec<[u8; 16]> = Vec::new();
+    let mut tree = LeafSum::default();
+    tree_leaves(store, &live, checks, &mismatch, &mut |d| tree.add(d))?;
+    let mut records = LeafSum::default();
+    live_records(store, tenant, &mismatch, &mut |_, _, d| {
+        records.add(d);
+        Ok(())
+    })?;
+    if tree != records {
+        // Name what differs: the tree's digests, sorted, against each live record.
+        let mut leaves = Vec::with_capacity(tree.count as usize);
+        tree_leaves(store, &live, Checks::Tree, &mismatch, &mut |d| leaves.push(*d))?;
+        leaves.sort_unstable();
+        live_records(
+            store,
+            tenant,
+            &mismatch,
+            &mut |c, id, d| match leaves.binary_search(d) {
+                Ok(_) => Ok(()),
+                Err(_) => Err(mismatch(format!(
+                    "live record {c}/{id} is not in the Merkle tree as recorded"
+                ))),
+            },
+        )?;
+        return Err(mismatch(format!(
+            "{} leaves in the tree but {} live records",
+            tree.count, records.count
+        )));
+    }
+    Ok(TenantCheck {
+        state_root: head.to_prefixed(),
+        records: records.count,
+    })
+}
+
+/// Every leaf of the live subject nodes, as a digest: one sequential pass over the stored
+/// subject nodes, matched with the live roots (`live`, sorted) in hash order. Each node
+/// must hash to its root; with [`Checks::Full`] each leaf's object must be stored.
+fn tree_leaves(
+    store: &Store,
+    live: &[(NodeHash, Collection)],
+    checks: Checks,
+    mismatch: &dyn Fn(String) -> StoreVerifyError,
+    visit: &mut dyn FnMut(&[u8; 32]),
+) -> Result<(), StoreVerifyError> {
     let mut next = 0;
     for kv in store.scan_prefix(CF_NODES, &[NodeTag::Subject as u8]) {
         let (key, bytes) = kv?;
@@ -174,14 +242,13 @@ fn verify_tenant(store: &Store, tenant: &Tenant, checks: Checks) -> Result<Tenan
                 )));
             }
             for l in &node.leaves {
-                let full = checks == Checks::Full;
-                if full && !store.has_object(&ObjectKey::new(*c, &node.subject, &l.object))? {
+                if checks == Checks::Full && !store.has_object(&ObjectKey::new(*c, &node.subject, &l.object))? {
                     return Err(StoreVerifyError::ObjectMissing(
                         format!("{} record {:?}", c.name(), l.id),
                         l.object.to_prefixed(),
                     ));
                 }
-                leaves_seen.push(leaf_digest(*c, &l.id, &node.subject, &l.object));
+                visit(&leaf_digest(*c, &l.id, &node.subject, &l.object));
             }
             next += 1;
         }
@@ -189,11 +256,7 @@ fn verify_tenant(store: &Store, tenant: &Tenant, checks: Checks) -> Result<Tenan
     if let Some((missing, c)) = live.get(next) {
         return Err(mismatch(format!("{} subject node {missing} is missing", c.name())));
     }
-    let live = live_records_match(store, tenant, leaves_seen, &mismatch)?;
-    Ok(TenantCheck {
-        state_root: head.to_prefixed(),
-        records: live,
-    })
+    Ok(())
 }
 
 /// [`crate::store::RecordEntry`], borrowed (fields in its order: postcard is positional); the record
@@ -207,16 +270,17 @@ struct EntryView<'a> {
     _derived: Vec<(Collection, &'a str)>,
 }
 
-/// The live records (current generation) must be exactly the tree's leaves.
-fn live_records_match(
+/// Receives a live record's collection name, id and leaf digest.
+type RecordVisitor<'a> = &'a mut dyn FnMut(&str, &str, &[u8; 32]) -> Result<(), StoreVerifyError>;
+
+/// Every live record (current generation): collection, id and leaf digest.
+fn live_records(
     store: &Store,
     tenant: &Tenant,
-    mut leaves_seen: Vec<[u8; 16]>,
     mismatch: &dyn Fn(String) -> StoreVerifyError,
-) -> Result<u64, StoreVerifyError> {
-    leaves_seen.sort_unstable();
+    visit: RecordVisitor<'_>,
+) -> Result<(), StoreVerifyError> {
     let prefix = store.keyspace(tenant)?.prefix().to_vec();
-    let mut live = 0u64;
     for kv in store.scan_prefix(CF_RECORDS, &prefix) {
         let (k, v) = kv?;
         let rest = std::str::from_utf8(&k[prefix.len()..]).unwrap_or_default();
@@ -225,23 +289,9 @@ fn live_records_match(
             Collection::from_name(cname).ok_or_else(|| mismatch(format!("record key with unknown kind {cname:?}")))?;
         let e: EntryView<'_> =
             postcard::from_bytes(&v).map_err(|_| mismatch(format!("record {cname}/{id} does not decode")))?;
-        if leaves_seen
-            .binary_search(&leaf_digest(c, id, e.subject, &e.object))
-            .is_err()
-        {
-            return Err(mismatch(format!(
-                "live record {cname}/{id} is not in the Merkle tree as recorded"
-            )));
-        }
-        live += 1;
+        visit(cname, id, &leaf_digest(c, id, e.subject, &e.object))?;
     }
-    if live != leaves_seen.len() as u64 {
-        return Err(mismatch(format!(
-            "{} leaves in the tree but {live} live records",
-            leaves_seen.len()
-        )));
-    }
-    Ok(live)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -339,5 +389,21 @@ mod tests {
         let err = verify_store(&store).unwrap_err();
         assert_eq!(err.code(), "ERR_STATE_ROOT_MISMATCH");
         assert!(err.to_string().contains("not in the Merkle tree"));
+    }
+
+    #[test]
+    fn a_leaf_without_its_live_record_is_reported() {
+        let t = tempfile::tempdir().unwrap();
+        let store = sample_store(t.path());
+        let (k, _) = store.iter_cf(CF_RECORDS).next().unwrap().unwrap();
+        let mut b = store.new_batch();
+        store.batch_delete(&mut b, CF_RECORDS, &k);
+        store.commit(b).unwrap();
+        let err = verify_store_with(&store, Checks::Tree).unwrap_err();
+        assert_eq!(err.code(), "ERR_STATE_ROOT_MISMATCH");
+        assert!(
+            err.to_string().contains("156 leaves in the tree but 155 live records"),
+            "{err}"
+        );
     }
 }

@@ -13,8 +13,6 @@
 //!
 //! Atomicity is unchanged: ingested objects and nodes are immutable and unreferenced, and
 //! ingested records belong to a generation no head names, until the usual synced commit.
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -87,7 +85,9 @@ impl<'o> SstSink<'o> {
             self.writer = Some(w);
         }
         self.writer.as_mut().expect("opened above").put(key, value)?;
-        self.last = Some(key.to_vec());
+        let last = self.last.get_or_insert_with(Vec::new);
+        last.clear();
+        last.extend_from_slice(key);
         self.entries += 1;
         Ok(())
     }
@@ -106,15 +106,48 @@ impl<'o> SstSink<'o> {
     }
 }
 
-/// A key and its value.
-type Pair = (Box<[u8]>, Box<[u8]>);
+/// Pairs held in one buffer (no allocation per pair): `index` holds (start, key length,
+/// value length) of each pair in `bytes`.
+#[derive(Default)]
+struct Arena {
+    bytes: Vec<u8>,
+    index: Vec<(usize, u32, u32)>,
+}
+
+impl Arena {
+    fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.index
+            .push((self.bytes.len(), key.len() as u32, value.len() as u32));
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(value);
+    }
+
+    fn size(&self) -> usize {
+        self.bytes.len() + self.index.len() * std::mem::size_of::<(usize, u32, u32)>()
+    }
+
+    fn pair(&self, e: &(usize, u32, u32)) -> (&[u8], &[u8]) {
+        let k = e.0 + e.1 as usize;
+        (&self.bytes[e.0..k], &self.bytes[k..k + e.2 as usize])
+    }
+
+    fn sort(&mut self) {
+        let bytes = &self.bytes;
+        self.index
+            .sort_unstable_by(|a, b| bytes[a.0..a.0 + a.1 as usize].cmp(&bytes[b.0..b.0 + b.1 as usize]));
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.index.clear();
+    }
+}
 
 /// An external sort of key/value pairs with bounded memory.
 pub struct Spill {
     dir: PathBuf,
     stem: String,
-    mem: Vec<Pair>,
-    mem_bytes: usize,
+    mem: Arena,
     limit: usize,
     runs: Vec<PathBuf>,
 }
@@ -124,40 +157,39 @@ impl Spill {
         Self {
             dir: dir.to_path_buf(),
             stem: stem.to_string(),
-            mem: Vec::new(),
-            mem_bytes: 0,
+            mem: Arena::default(),
             limit,
             runs: Vec::new(),
         }
     }
 
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.mem_bytes += key.len() + value.len() + 48;
-        self.mem.push((key.into(), value.into()));
-        if self.mem_bytes >= self.limit {
+        self.mem.push(key, value);
+        if self.mem.size() >= self.limit {
             self.spill()?;
         }
         Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.mem.is_empty() && self.runs.is_empty()
+        self.mem.index.is_empty() && self.runs.is_empty()
     }
 
     /// Sort the in-memory pairs and write them as one run file (u32 lengths, key, value).
     fn spill(&mut self) -> Result<(), StoreError> {
-        self.mem.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.mem.sort();
         let path = self.dir.join(format!("{}-run-{:05}", self.stem, self.runs.len()));
         let mut w = BufWriter::with_capacity(1 << 20, File::create(&path).map_err(|e| io(&path, e))?);
-        for (k, v) in self.mem.drain(..) {
+        for e in &self.mem.index {
+            let (k, v) = self.mem.pair(e);
             let head = [(k.len() as u32).to_le_bytes(), (v.len() as u32).to_le_bytes()].concat();
             w.write_all(&head)
-                .and_then(|_| w.write_all(&k))
-                .and_then(|_| w.write_all(&v))
+                .and_then(|_| w.write_all(k))
+                .and_then(|_| w.write_all(v))
                 .map_err(|e| io(&path, e))?;
         }
         w.flush().map_err(|e| io(&path, e))?;
-        self.mem_bytes = 0;
+        self.mem.clear();
         self.runs.push(path);
         Ok(())
     }
@@ -170,37 +202,51 @@ impl Spill {
         sink: &mut SstSink<'_>,
         conflict: &dyn Fn(&[u8]) -> E,
     ) -> Result<(), E> {
-        self.mem.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut sources: Vec<RunReader> = Vec::with_capacity(self.runs.len() + 1);
-        for p in &self.runs {
-            sources.push(RunReader::File(
-                BufReader::with_capacity(1 << 20, File::open(p).map_err(|e| io(p, e))?),
-                p.clone(),
-            ));
-        }
-        sources.push(RunReader::Mem(std::mem::take(&mut self.mem).into_iter()));
-        let mut heap = BinaryHeap::new();
-        for (i, s) in sources.iter_mut().enumerate() {
-            if let Some((k, v)) = s.next_pair()? {
-                heap.push(Reverse((k, i, v)));
-            }
-        }
-        let mut last: Option<Pair> = None;
-        while let Some(Reverse((k, i, v))) = heap.pop() {
-            if let Some(next) = sources[i].next_pair()? {
-                heap.push(Reverse((next.0, i, next.1)));
-            }
-            match &last {
-                Some((lk, lv)) if *lk == k => {
-                    if *lv != v {
-                        return Err(conflict(&k));
-                    }
-                    continue;
+        self.mem.sort();
+        if self.runs.is_empty() {
+            // Everything fit in memory: one sorted pass, no merge.
+            let mut last: Option<(&[u8], &[u8])> = None;
+            for e in &self.mem.index {
+                let (k, v) = self.mem.pair(e);
+                match last {
+                    Some((lk, lv)) if lk == k && lv != v => return Err(conflict(k)),
+                    Some((lk, _)) if lk == k => continue,
+                    _ => {}
                 }
-                _ => {}
+                sink.put(k, v)?;
+                last = Some((k, v));
             }
-            sink.put(&k, &v)?;
-            last = Some((k, v));
+            return Ok(());
+        }
+        let mut cursors: Vec<Cursor> = Vec::with_capacity(self.runs.len() + 1);
+        for p in &self.runs {
+            let r = BufReader::with_capacity(1 << 20, File::open(p).map_err(|e| io(p, e))?);
+            cursors.push(Cursor::new(Run::File(r, p.clone()))?);
+        }
+        cursors.push(Cursor::new(Run::Mem(std::mem::take(&mut self.mem), 0))?);
+        // A k-way merge over a handful of runs: the smallest current key by a linear scan,
+        // every pair read into its cursor's reused buffers (no allocation per pair).
+        let (mut last, mut last_value, mut any) = (Vec::new(), Vec::new(), false);
+        loop {
+            let mut min: Option<usize> = None;
+            for (i, c) in cursors.iter().enumerate() {
+                if c.live && min.is_none_or(|m| c.key < cursors[m].key) {
+                    min = Some(i);
+                }
+            }
+            let Some(i) = min else { break };
+            let c = &cursors[i];
+            if any && c.key == last {
+                if c.value != last_value {
+                    return Err(conflict(&c.key));
+                }
+            } else {
+                sink.put(&c.key, &c.value)?;
+                last.clone_from(&c.key);
+                last_value.clone_from(&c.value);
+                any = true;
+            }
+            cursors[i].advance()?;
         }
         for p in &self.runs {
             let _ = std::fs::remove_file(p);
@@ -209,31 +255,65 @@ impl Spill {
     }
 }
 
-enum RunReader {
+/// Where a run's pairs come from: a run file, or the sorted in-memory arena (at a
+/// position).
+enum Run {
     File(BufReader<File>, PathBuf),
-    Mem(std::vec::IntoIter<Pair>),
+    Mem(Arena, usize),
 }
 
-impl RunReader {
-    fn next_pair(&mut self) -> Result<Option<Pair>, StoreError> {
-        match self {
-            RunReader::Mem(it) => Ok(it.next()),
-            RunReader::File(r, path) => {
+/// The current pair of one run.
+struct Cursor {
+    run: Run,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    live: bool,
+}
+
+impl Cursor {
+    fn new(run: Run) -> Result<Self, StoreError> {
+        let mut c = Cursor {
+            run,
+            key: Vec::new(),
+            value: Vec::new(),
+            live: true,
+        };
+        c.advance()?;
+        Ok(c)
+    }
+
+    fn advance(&mut self) -> Result<(), StoreError> {
+        match &mut self.run {
+            Run::Mem(arena, pos) => match arena.index.get(*pos) {
+                None => self.live = false,
+                Some(e) => {
+                    let (k, v) = arena.pair(e);
+                    self.key.clear();
+                    self.key.extend_from_slice(k);
+                    self.value.clear();
+                    self.value.extend_from_slice(v);
+                    *pos += 1;
+                }
+            },
+            Run::File(r, path) => {
                 let mut head = [0u8; 8];
                 match r.read_exact(&mut head) {
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        self.live = false;
+                        return Ok(());
+                    }
                     other => other.map_err(|e| io(path, e))?,
                 }
                 let kl = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
                 let vl = u32::from_le_bytes(head[4..].try_into().expect("4 bytes")) as usize;
-                let mut k = vec![0u8; kl];
-                let mut v = vec![0u8; vl];
-                r.read_exact(&mut k)
-                    .and_then(|_| r.read_exact(&mut v))
+                self.key.resize(kl, 0);
+                self.value.resize(vl, 0);
+                r.read_exact(&mut self.key)
+                    .and_then(|_| r.read_exact(&mut self.value))
                     .map_err(|e| io(path, e))?;
-                Ok(Some((k.into(), v.into())))
             }
         }
+        Ok(())
     }
 }
 

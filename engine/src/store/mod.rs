@@ -174,11 +174,16 @@ impl Keyspace {
     }
     pub fn record_key(&self, c: Collection, id: &str) -> Vec<u8> {
         let mut k = Vec::with_capacity(self.prefix.len() + id.len() + 24);
+        self.record_key_into(c, id, &mut k);
+        k
+    }
+    /// [`Self::record_key`] written into `k` (cleared first), for loops over many records.
+    pub fn record_key_into(&self, c: Collection, id: &str, k: &mut Vec<u8>) {
+        k.clear();
         k.extend_from_slice(&self.prefix);
         k.extend_from_slice(c.name().as_bytes());
         k.push(0);
         k.extend_from_slice(id.as_bytes());
-        k
     }
     pub fn source_prefix(&self, source: &str) -> Vec<u8> {
         let mut k = self.prefix.clone();
@@ -187,11 +192,19 @@ impl Keyspace {
         k
     }
     pub fn source_key(&self, source: &str, c: Collection, id: &str) -> Vec<u8> {
-        let mut k = self.source_prefix(source);
+        let mut k = Vec::new();
+        self.source_key_into(source, c, id, &mut k);
+        k
+    }
+    /// [`Self::source_key`] written into `k` (cleared first).
+    pub fn source_key_into(&self, source: &str, c: Collection, id: &str, k: &mut Vec<u8>) {
+        k.clear();
+        k.extend_from_slice(&self.prefix);
+        k.extend_from_slice(source.as_bytes());
+        k.push(0);
         k.extend_from_slice(c.name().as_bytes());
         k.push(0);
         k.extend_from_slice(id.as_bytes());
-        k
     }
 }
 
