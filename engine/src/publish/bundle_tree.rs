@@ -60,9 +60,7 @@ pub fn write(ctx: &Context<'_>) -> Result<FileCounts, PublishError> {
     for c in Collection::ALL {
         match (layout(c), dirty_single.contains(&c), prev) {
             (FileLayout::Single(_), true, _) => {
-                if finish_single(&uctx, c, &outputs)?.is_some() {
-                    counts.written += 1;
-                }
+                counts.written += u64::from(finish_single(&uctx, c, &outputs)?.is_some());
             }
             (FileLayout::Single(p), false, Some(prev)) if prev.dir.join(p).exists() => {
                 link_prev(&prev.dir, ctx.out, p)?;
@@ -87,8 +85,10 @@ pub fn write(ctx: &Context<'_>) -> Result<FileCounts, PublishError> {
     Ok(counts)
 }
 
-/// Units to write, units to link, and the single-file collections to rewrite.
-fn plan(ctx: &Context<'_>, prev: Option<&Previous>) -> Result<(Vec<Unit>, Vec<Unit>, Vec<Collection>), PublishError> {
+/// Units to write, units to link, single-file collections to rewrite.
+type Plan = (Vec<Unit>, Vec<Unit>, Vec<Collection>);
+
+fn plan(ctx: &Context<'_>, prev: Option<&Previous>) -> Result<Plan, PublishError> {
     let (mut dirty, mut clean, mut dirty_single) = (Vec::new(), Vec::new(), Vec::new());
     for c in Collection::ALL {
         let kind = ctx.store.kind_node(ctx.state.kind(c))?;
