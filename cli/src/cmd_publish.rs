@@ -30,12 +30,23 @@ pub struct PublishArgs {
     /// Ed25519 PKCS#8 PEM key that signs state.json (default: the store's own key).
     #[arg(long)]
     sign_key: Option<PathBuf>,
+    /// Leave out the bundle layout (data/, indexes/): only the scanner layouts and state.json.
+    /// Their publishing cost follows the churn; the bundle layout's follows the store's size.
+    #[arg(long)]
+    no_bundle_layout: bool,
 }
 
 pub fn publish_cmd(a: PublishArgs, json: bool) -> Result<i32, Failure> {
     let tenant = crate::tenant(&a.tenant)?;
     let store = Store::open_existing(&a.store)?;
-    let r = run(&store, &tenant, &a.out, a.base_url, a.sign_key.as_deref())?;
+    let r = run(
+        &store,
+        &tenant,
+        &a.out,
+        a.base_url,
+        a.sign_key.as_deref(),
+        !a.no_bundle_layout,
+    )?;
     render(&r, json);
     Ok(0)
 }
@@ -47,6 +58,7 @@ pub fn run(
     out: &Path,
     base_url: Option<String>,
     sign_key: Option<&Path>,
+    bundle_layout: bool,
 ) -> Result<PublishReport, Failure> {
     let key_path = match sign_key {
         Some(k) => k.to_path_buf(),
@@ -63,6 +75,7 @@ pub fn run(
             .unwrap_or_else(|| format!("https://localhost:8443/{tenant}")),
         sign_key,
         public_pem: public.and_then(|p| std::fs::read(p).ok()),
+        bundle_layout,
     };
     publish::publish(store, tenant, out, &settings).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))
 }

@@ -327,7 +327,7 @@ pub fn finish_single(
 }
 
 /// One index entry as JSON text: `"subject":{"shard","root","file","records"}`.
-fn entry_text(e: &IndexEntry, out: &mut Vec<u8>) {
+pub fn entry_text(e: &IndexEntry, out: &mut Vec<u8>) {
     push_json_str(out, &e.subject);
     let meta = json!({"shard": format!("{:02x}", e.shard), "root": e.root.map(|r| r.to_prefixed()), "file": e.file});
     let mut meta = serde_json::to_vec(&meta).expect("json");

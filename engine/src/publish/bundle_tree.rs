@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 
 use super::docs::Context;
+use super::frames;
 use super::{link_prev, FileCounts, Previous, PublishError, SIDECAR};
 use crate::bundle::layout::{layout, safe_name, shard_path, FileLayout};
 use crate::export::select::Filter;
@@ -20,6 +21,10 @@ use crate::store::catalog::Selectors;
 
 type Unit = (Collection, u8, NodeHash);
 
+/// zstd level of the published tree's data files: it is rewritten after every delta and
+/// never signed, so the fastest level.
+const LEVEL: i32 = 1;
+
 pub fn write(ctx: &Context<'_>) -> Result<FileCounts, PublishError> {
     let store = ctx.store;
     let parts = ctx.out.join(SIDECAR).join("index");
@@ -28,28 +33,34 @@ pub fn write(ctx: &Context<'_>) -> Result<FileCounts, PublishError> {
         store,
         staging: ctx.out,
         prefix: "",
-        zstd_level: 3,
+        zstd_level: LEVEL,
         seal: &identity,
         in_memory: false,
     };
     let filter = Filter::new(&Selectors::default()).map_err(ExportError::Usage)?;
     let mut counts = FileCounts::default();
-    let (dirty, clean, dirty_single) = plan(ctx)?;
+    // A previous version published without the bundle layout has nothing to link.
+    let prev = ctx.prev.filter(|p| p.dir.join(SIDECAR).join("index").is_dir());
+    let (dirty, clean, dirty_single) = plan(ctx, prev)?;
     let mut outputs: Vec<UnitOutput> = dirty
         .par_iter()
-        .map(|(c, s, r)| -> Result<UnitOutput, ExportError> {
+        .map(|(c, s, r)| -> Result<UnitOutput, PublishError> {
+            if matches!(layout(*c), FileLayout::Sharded(_)) {
+                return frames::write_unit(ctx, *c, *s, r, LEVEL);
+            }
             let mut o = run_unit(&uctx, load_unit(store, *c, *s, r, &filter)?)?;
             spill_index(&mut o, &parts)?;
             Ok(o)
         })
         .collect::<Result<_, _>>()?;
-    counts.written += outputs.iter().map(|o| o.files.len() as u64).sum::<u64>();
+    counts.written += outputs
+        .iter()
+        .map(|o| if o.files.is_empty() { 1 } else { o.files.len() as u64 })
+        .sum::<u64>();
     for c in Collection::ALL {
-        match (layout(c), dirty_single.contains(&c), ctx.prev) {
+        match (layout(c), dirty_single.contains(&c), prev) {
             (FileLayout::Single(_), true, _) => {
-                if finish_single(&uctx, c, &outputs)?.is_some() {
-                    counts.written += 1;
-                }
+                counts.written += u64::from(finish_single(&uctx, c, &outputs)?.is_some());
             }
             (FileLayout::Single(p), false, Some(prev)) if prev.dir.join(p).exists() => {
                 link_prev(&prev.dir, ctx.out, p)?;
@@ -58,7 +69,7 @@ pub fn write(ctx: &Context<'_>) -> Result<FileCounts, PublishError> {
             _ => {}
         }
     }
-    if let Some(prev) = ctx.prev {
+    if let Some(prev) = prev {
         let stubs: Vec<(UnitOutput, u64)> = clean
             .par_iter()
             .map(|u| clean_unit(ctx, prev, u))
@@ -74,12 +85,14 @@ pub fn write(ctx: &Context<'_>) -> Result<FileCounts, PublishError> {
     Ok(counts)
 }
 
-/// Units to write, units to link, and the single-file collections to rewrite.
-fn plan(ctx: &Context<'_>) -> Result<(Vec<Unit>, Vec<Unit>, Vec<Collection>), PublishError> {
+/// Units to write, units to link, single-file collections to rewrite.
+type Plan = (Vec<Unit>, Vec<Unit>, Vec<Collection>);
+
+fn plan(ctx: &Context<'_>, prev: Option<&Previous>) -> Result<Plan, PublishError> {
     let (mut dirty, mut clean, mut dirty_single) = (Vec::new(), Vec::new(), Vec::new());
     for c in Collection::ALL {
         let kind = ctx.store.kind_node(ctx.state.kind(c))?;
-        let prev_kind = match ctx.prev {
+        let prev_kind = match prev {
             Some(p) => Some(ctx.store.kind_node(p.state.kind(c))?),
             None => None,
         };
@@ -111,7 +124,8 @@ fn clean_unit(ctx: &Context<'_>, prev: &Previous, (c, shard, root): &Unit) -> Re
     match layout(*c) {
         FileLayout::Sharded(dir) => {
             link_prev(&prev.dir, ctx.out, &shard_path(dir, *shard))?;
-            linked += 1;
+            link_prev(&prev.dir, ctx.out, &frames::frames_rel(*c, *shard))?;
+            linked += 2;
         }
         FileLayout::PerSubject(dir, name) => {
             for s in &node.subjects {
@@ -121,7 +135,7 @@ fn clean_unit(ctx: &Context<'_>, prev: &Previous, (c, shard, root): &Unit) -> Re
         }
         FileLayout::Single(_) => {}
     }
-    let part = format!("{SIDECAR}/index/{}-{shard:02x}.part", c.name());
+    let part = frames::part_rel(*c, *shard);
     link_prev(&prev.dir, ctx.out, &part)?;
     let records = node.subjects.iter().map(|s| s.records).sum();
     let out = UnitOutput {

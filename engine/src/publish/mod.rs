@@ -18,6 +18,7 @@ mod bundle_tree;
 mod csaf;
 mod docs;
 mod error;
+mod frames;
 mod osv;
 mod state;
 mod vex_repo;
@@ -45,6 +46,10 @@ pub struct PublishSettings {
     pub sign_key: SignKey,
     /// The signing key's public half (SPKI PEM), copied to `state.pub.pem` when given.
     pub public_pem: Option<Vec<u8>>,
+    /// Write the bundle layout (`data/`, `indexes/`) too. Its cost follows the store's size,
+    /// not the churn: a 1% delta touches nearly every Merkle shard, and the index files are
+    /// whole-store files (docs/operations.md, "Published tree").
+    pub bundle_layout: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -155,7 +160,11 @@ pub fn publish(store: &Store, tenant: &Tenant, dir: &Path, s: &PublishSettings) 
         base_url: &base_url,
         updated_at: &updated_at,
     };
-    let mut files = bundle_tree::write(&ctx)?;
+    let mut files = if s.bundle_layout {
+        bundle_tree::write(&ctx)?
+    } else {
+        FileCounts::default()
+    };
     let (osv, vex, csaf, counts) = docs::write_documents(&ctx, &changes)?;
     files.add(counts);
     let published = PublishedState::new(&state, &history, &updated_at, s.sign_key.key_id(), osv, vex, csaf);

@@ -4,7 +4,7 @@
 //! has the same fixed time (1980-01-01, the zip epoch) and mode, so equal contents give
 //! equal bytes whether an archive was merged or written from scratch.
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use zip::write::SimpleFileOptions;
@@ -34,7 +34,7 @@ pub type KeyOf = fn(&str) -> Option<String>;
 pub struct MergeWriter {
     out: PathBuf,
     writer: ZipWriter<BufWriter<File>>,
-    prev: Option<(ZipArchive<File>, PathBuf)>,
+    prev: Option<(ZipArchive<SeekBuf>, PathBuf)>,
     /// (key, entry index) of the previous archive, sorted by key.
     prev_keys: Vec<(String, usize)>,
     pos: usize,
@@ -52,7 +52,7 @@ impl MergeWriter {
             None => None,
             Some(p) => {
                 let f = File::open(p).map_err(|e| PublishError::io(p, e))?;
-                let archive = ZipArchive::new(f).map_err(|e| PublishError::zip(p, e))?;
+                let archive = ZipArchive::new(SeekBuf::new(f)).map_err(|e| PublishError::zip(p, e))?;
                 for (i, name) in archive.file_names().enumerate() {
                     let name = name.map_err(|e| PublishError::zip(p, e))?;
                     if let Some(k) = key_of(&name) {
@@ -121,5 +121,72 @@ impl MergeWriter {
             std::fs::remove_file(&out).map_err(|e| PublishError::io(&out, e))?;
         }
         Ok(entries)
+    }
+}
+
+/// A read buffer that survives seeks inside it. The zip reader seeks to every entry it
+/// copies; entries are copied in file order, so the target is almost always already in
+/// the buffer (`BufReader` drops its buffer on every seek: one read call per entry).
+pub struct SeekBuf {
+    file: File,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    start: u64,
+    pos: usize,
+}
+
+impl SeekBuf {
+    fn new(file: File) -> Self {
+        Self {
+            file,
+            buf: Vec::new(),
+            start: 0,
+            pos: 0,
+        }
+    }
+    fn offset(&self) -> u64 {
+        self.start + self.pos as u64
+    }
+}
+
+impl Read for SeekBuf {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.buf.len() {
+            let at = self.offset();
+            self.file.seek(SeekFrom::Start(at))?;
+            self.buf.resize(1 << 20, 0);
+            let n = self.file.read(&mut self.buf)?;
+            self.buf.truncate(n);
+            self.start = at;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Seek for SeekBuf {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(x) => x,
+            SeekFrom::Current(d) => self
+                .offset()
+                .checked_add_signed(d)
+                .ok_or(std::io::ErrorKind::InvalidInput)?,
+            SeekFrom::End(d) => {
+                let len = self.file.metadata()?.len();
+                len.checked_add_signed(d).ok_or(std::io::ErrorKind::InvalidInput)?
+            }
+        };
+        if target >= self.start && target <= self.start + self.buf.len() as u64 {
+            self.pos = (target - self.start) as usize;
+        } else {
+            self.buf.clear();
+            self.start = target;
+            self.pos = 0;
+        }
+        Ok(target)
     }
 }
