@@ -265,7 +265,14 @@ fn finding_4_killed_exports_leave_no_debris_after_the_next_run() {
     // now (timed first, into another folder); a fixed pseudo-random sequence, so a failure
     // can be replayed.
     let started = std::time::Instant::now();
-    export_full(&store, &dir.path().join("timed"), &key, "timed", "2026-09-01T00:00:00Z", &[]);
+    export_full(
+        &store,
+        &dir.path().join("timed"),
+        &key,
+        "timed",
+        "2026-09-01T00:00:00Z",
+        &[],
+    );
     let span_us = (started.elapsed().as_micros() as u64 * 6 / 5).max(20_000);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut left_some = 0;

@@ -153,7 +153,7 @@ fn a_publish_switches_atomically_for_readers() {
     };
     let mut states = vec![first.clone()];
     for generation in ["new", "old", "new", "old"] {
-        ingest_sample(&store, generation);
+        stellamirror_tests::ingest_generation(&store, generation, &["--allow-mass-removal"]);
         sm(["publish", "--store", p(&store), "--tenant", "acme", "--out", p(&out)]).ok();
         states.push(state_root(&store, "acme"));
     }

@@ -236,20 +236,24 @@ pub fn extract(bundle: &Path, into: &Path) -> PathBuf {
 /// Ingest one generation (`"old"` or `"new"`) of the committed real sample into tenant
 /// `acme`: Go advisories and Rancher VEX as complete sources; the old one adds an SBOM.
 pub fn ingest_sample(store: &Path, generation: &str) {
-    ingest(
-        store,
-        "acme",
-        &["--source", "go", "--complete"],
-        &[&data(&format!("osv/go-{generation}.jsonl"))],
-    )
-    .ok();
-    ingest(
-        store,
-        "acme",
-        &["--source", "vex", "--complete"],
-        &[&data(&format!("vex/rancher-{generation}"))],
-    )
-    .ok();
+    ingest_generation(store, generation, &[]);
+}
+
+/// [`ingest_sample`] with extra flags for the two `--complete` ingests (e.g.
+/// `--allow-mass-removal` for a test that goes back from the new generation to the old one,
+/// which removes a fifth of the Go advisories on purpose).
+pub fn ingest_generation(store: &Path, generation: &str, extra: &[&str]) {
+    let complete = |source: &str| -> Vec<String> {
+        let mut a = vec!["--source".to_string(), source.to_string(), "--complete".to_string()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let go = complete("go");
+    let go: Vec<&str> = go.iter().map(String::as_str).collect();
+    ingest(store, "acme", &go, &[&data(&format!("osv/go-{generation}.jsonl"))]).ok();
+    let vex = complete("vex");
+    let vex: Vec<&str> = vex.iter().map(String::as_str).collect();
+    ingest(store, "acme", &vex, &[&data(&format!("vex/rancher-{generation}"))]).ok();
     if generation == "old" {
         ingest(store, "acme", &["--source", "sbom"], &[&data("sboms")]).ok();
     }
