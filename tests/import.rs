@@ -91,8 +91,14 @@ fn full_and_three_real_deltas_reproduce_the_exporters_state() {
     }
     let (mut a, mut b) = (status(&c.producer, "acme"), status(&mirror, "acme"));
     assert_eq!(b["appliedExportIds"], serde_json::json!(["f0", "d1", "d2", "d3"]));
-    a.as_object_mut().unwrap().remove("appliedExportIds");
-    b.as_object_mut().unwrap().remove("appliedExportIds");
+    // What the mirror applied, and how fresh it is, exists on the mirror side only.
+    assert_eq!(b["freshness"]["runId"], "d3");
+    assert_eq!(b["freshness"]["sequence"], 4);
+    for side in [&mut a, &mut b] {
+        let o = side.as_object_mut().unwrap();
+        o.remove("appliedExportIds");
+        o.remove("freshness");
+    }
     assert_eq!(a, b, "identical status on both sides");
     sm(["verify", "--store", p(&mirror)]).ok();
     let log = sm(["log", "--store", p(&mirror), "--json"]).ok().json();
@@ -356,6 +362,7 @@ fn sigkill_during_import_then_rerun_ends_at_the_right_root() {
                 "--trust",
                 p(&public),
             ])
+            .env("STELLAMIRROR_NOW", stellamirror_tests::TEST_NOW)
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(ms));
@@ -461,7 +468,10 @@ fn a_full_import_over_an_existing_state_replaces_it_whole() {
     ingest(&other, "acme", &[], &[&data("osv/pypa.jsonl")]).ok();
     let out = c.root.join("other-out");
     let b = export_full(&other, &out, &key2, "o1", "2026-10-01T00:00:00Z", &[]);
-    import_bundle(&b, &mirror, &public2, &[]).ok();
+    // Its sequence (1, the other producer's first export) is below the chain's (4): a
+    // change of producer is a deliberate step back in sequence.
+    import_bundle(&b, &mirror, &public2, &[]).fails_with("ERR_BUNDLE_ROLLBACK");
+    import_bundle(&b, &mirror, &public2, &["--allow-rollback"]).ok();
     assert_eq!(status(&mirror, "acme")["kinds"], status(&other, "acme")["kinds"]);
     assert_eq!(state_root(&mirror, "acme"), state_root(&other, "acme"));
     sm(["verify", "--store", p(&mirror)]).ok();

@@ -14,6 +14,7 @@ use stellamirror_engine::store::catalog::Selectors;
 use stellamirror_engine::store::Store;
 
 use crate::failure::{Failure, EXIT_VERIFY_FAILED};
+use crate::freshness::FreshnessArgs;
 
 pub fn bundle_failure(e: BundleError) -> Failure {
     let detail = json!({"path": e.subject()});
@@ -103,6 +104,10 @@ pub struct CommonExport {
     /// Encrypt everything except manifest.yaml, export.json and signatures/.
     #[arg(long, requires = "encrypt")]
     strict: bool,
+    /// Lifetime after --created-at, signed as expiresAt: importers refuse the bundle
+    /// afterwards (default 30d for full bundles, 7d for deltas). Units w, d, h, m, s.
+    #[arg(long, value_name = "DURATION", value_parser = crate::freshness::duration_arg)]
+    expires_in: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -116,6 +121,8 @@ pub enum ExportCmd {
         rerun: Option<String>,
     },
     /// Only what changed since a base export (mirror:delta).
+    #[command(after_help = "Example (hourly deltas that importers refuse after two days):\n  \
+stellamirror export delta --store /srv/sm --tenant acme --out /srv/out --base latest --expires-in 2d")]
     Delta {
         #[command(flatten)]
         common: CommonExport,
@@ -200,6 +207,7 @@ fn settings(c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
             zstd_level: c.zstd_level,
             sign_key,
             encryption,
+            expires_in: c.expires_in,
         },
     ))
 }
@@ -379,19 +387,27 @@ pub struct ImportArgs {
     /// Rewrite the tenant's published mirror tree here after applying.
     #[arg(long)]
     publish: Option<PathBuf>,
+    #[command(flatten)]
+    freshness: FreshnessArgs,
 }
 
-fn import_settings(trust: &[PathBuf], identity: &[PathBuf], tenant: Option<&str>) -> Result<ImportSettings, Failure> {
+fn import_settings(
+    trust: &[PathBuf],
+    identity: &[PathBuf],
+    tenant: Option<&str>,
+    freshness: &FreshnessArgs,
+) -> Result<ImportSettings, Failure> {
     Ok(ImportSettings {
         trust: load_trust(trust)?,
         identities: load_identities(identity)?,
         limits: Limits::default(),
         expect_tenant: tenant.map(crate::tenant).transpose()?,
+        freshness: freshness.policy()?,
     })
 }
 
 pub fn import_cmd(a: ImportArgs, json: bool) -> Result<i32, Failure> {
-    let s = import_settings(&a.trust, &a.identity, a.tenant.as_deref())?;
+    let s = import_settings(&a.trust, &a.identity, a.tenant.as_deref(), &a.freshness)?;
     let store = Store::open(&a.store)?;
     let audit = StoreAuditLog::new(&a.store);
     let r = import::import(&store, &a.bundle, &s, &audit).map_err(|e| {
@@ -429,10 +445,12 @@ pub struct RebuildArgs {
     trust: Vec<PathBuf>,
     #[arg(long)]
     identity: Vec<PathBuf>,
+    #[command(flatten)]
+    freshness: FreshnessArgs,
 }
 
 pub fn rebuild_cmd(a: RebuildArgs, json: bool) -> Result<i32, Failure> {
-    let s = import_settings(&a.trust, &a.identity, None)?;
+    let s = import_settings(&a.trust, &a.identity, None, &a.freshness)?;
     let store = Store::open(&a.store)?;
     let audit = StoreAuditLog::new(&a.store);
     let r = rebuild::rebuild(&store, &a.bundles, &s, &audit)

@@ -8,6 +8,7 @@ mod cmd_bundle;
 mod cmd_keys;
 mod cmd_store;
 mod failure;
+mod freshness;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -44,7 +45,11 @@ enum Command {
     Ingest(cmd_store::IngestArgs),
     /// Remove records (and the records derived from them) by id.
     Remove(cmd_store::RemoveArgs),
-    /// Counts per kind, subjects, state root and kind roots.
+    /// Counts per kind, subjects, state root and kind roots; how fresh imported data is.
+    #[command(
+        after_help = "Examples:\n  stellamirror status --store /var/lib/sm --tenant acme\n  \
+stellamirror status --store /var/lib/sm --max-age 2d   # monitoring: exit 5 when stale or expired"
+    )]
     Status(cmd_store::StatusArgs),
     /// Create an Ed25519 signing key pair (or an age identity with --age).
     Keygen(cmd_bundle::KeygenArgs),
@@ -53,7 +58,13 @@ enum Command {
     Export(cmd_bundle::ExportCmd),
     /// Check bundles (signatures, digests, listing, records, Merkle roots) or a store.
     Verify(cmd_bundle::VerifyArgs),
-    /// Apply a bundle to a store (in order, atomically).
+    /// Apply a bundle to a store (in order, atomically; never older than the newest applied).
+    #[command(
+        after_help = "Examples:\n  stellamirror import acme-delta-7-delta.tar.zst --store /var/lib/sm --trust producer.pub.pem\n  \
+stellamirror import acme-full-1-full.tar.zst --store /var/lib/sm --trust producer.pub.pem --allow-rollback\n\n\
+Bundles older than the newest one applied (ERR_BUNDLE_ROLLBACK) and expired bundles\n\
+(ERR_BUNDLE_EXPIRED) are refused before anything is written; see docs/operations.md."
+    )]
     Import(cmd_bundle::ImportArgs),
     /// Disaster recovery: rebuild a store from a folder of bundles.
     Rebuild(cmd_bundle::RebuildArgs),

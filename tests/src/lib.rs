@@ -84,8 +84,23 @@ fn from_output(o: Output) -> Run {
     }
 }
 
-/// Run `stellamirror ARGS` (always `--quiet`).
+/// The clock the tests' imports and `status` judge expiry and age by
+/// (`STELLAMIRROR_NOW`, docs/operations.md): the earliest `--created-at` the tests use,
+/// so no fixture bundle (fixed 2026 dates, 7- and 30-day default lifetimes) has expired
+/// whenever the tests run. Tests of expiry and age set their own with [`sm_at`].
+pub const TEST_NOW: &str = "2026-08-14T00:00:00Z";
+
+/// Run `stellamirror ARGS` (always `--quiet`) with the clock at [`TEST_NOW`].
 pub fn sm<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    sm_at(TEST_NOW, args)
+}
+
+/// Run `stellamirror ARGS` (always `--quiet`) with the freshness clock at `now` (RFC 3339).
+pub fn sm_at<I, S>(now: &str, args: I) -> Run
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
@@ -93,6 +108,7 @@ where
     let o = Command::new(bin())
         .arg("--quiet")
         .args(args)
+        .env("STELLAMIRROR_NOW", now)
         .output()
         .expect("run stellamirror");
     from_output(o)

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::bundle::archive::{write_archive, Entry, EntrySource, Segment, EXPORT, EXPORT_SIG, MANIFEST, MANIFEST_SIG};
+use crate::bundle::dsse;
 use crate::bundle::format::{
-    Artifact, BaseRef, Compression, EncryptionInfo, ExportDoc, Manifest, Schedule, Signing, FORMAT_VERSION,
+    Artifact, BaseRef, Compression, EncryptionInfo, ExportDoc, Manifest, Schedule, Signing, Stamp, FORMAT_VERSION_1,
 };
+use crate::bundle::provenance::{self, ProvenanceInput};
 use crate::bundle::signing::SignKey;
 use crate::ids::FileDigest;
 use crate::store::catalog::Selectors;
@@ -33,6 +35,8 @@ pub struct RunInfo<'a> {
     pub base: Option<BaseRef>,
     pub base_state_root: Option<String>,
     pub sources: Vec<serde_json::Value>,
+    /// Format version, channel, sequence and expiry (signed into the manifest).
+    pub stamp: &'a Stamp,
 }
 
 /// Encryption of the shipped files, as seen by the assembler.
@@ -127,7 +131,9 @@ pub fn assemble(
     let encrypting = enc.mode != "none";
     files.insert("README.md".into(), Shipped::Doc(readme(info, &enc, &key_id)));
 
-    // Provenance: in-toto style statement over the data and index files.
+    // Provenance: an in-toto Statement over the shipped files (format 1: data and
+    // indexes only).
+    let legacy = info.stamp.format_version == FORMAT_VERSION_1;
     let mut subjects = Vec::new();
     let mut shipped: BTreeMap<String, (FileDigest, u64, EntrySource)> = BTreeMap::new();
     let ship = |path: &str, s: Shipped| -> Result<(FileDigest, u64, EntrySource), ExportError> {
@@ -150,8 +156,8 @@ pub fn assemble(
     };
     for (path, s) in std::mem::take(&mut files) {
         let (d, n, src) = ship(&path, s)?;
-        if path.starts_with("data/") || path.starts_with("changed/") || path.starts_with("indexes/") {
-            subjects.push(json!({"name": path, "digest": {"sha256": hex::encode(d.0)}}));
+        if !legacy || path.starts_with("data/") || path.starts_with("changed/") || path.starts_with("indexes/") {
+            subjects.push(provenance::subject(&path, &hex::encode(d.0)));
         }
         shipped.insert(path, (d, n, src));
     }
@@ -159,25 +165,40 @@ pub fn assemble(
     if !strict && !sealing.wrapped_keys.is_empty() {
         encryption["recipients"] = json!(sealing.wrapped_keys);
     }
-    let provenance = json!({
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": subjects,
-        "predicateType": "https://stellamirror.dev/provenance/v1",
-        "predicate": {
-            "builder": {"id": format!("stellamirror/{}", env!("CARGO_PKG_VERSION"))},
-            "buildType": info.profile,
-            "runId": info.run_id,
-            "tenant": info.tenant,
-            "createdAt": info.created_at,
-            "materials": info.sources,
-            "signingKeyId": key_id,
-            "encryption": encryption,
-        }
-    });
-    let prov = ship(
-        "provenance.json",
-        Shipped::Doc(serde_json::to_vec_pretty(&provenance).expect("json")),
-    )?;
+    let input = ProvenanceInput {
+        profile: info.profile,
+        run_id: info.run_id,
+        tenant: info.tenant,
+        stamp: info.stamp,
+        selectors: info.selectors,
+        schedule: info.schedule,
+        base: info
+            .base
+            .as_ref()
+            .map(|b| (b.export_id.as_str(), b.manifest_digest.to_prefixed(), b.reset_baseline)),
+        sources: &info.sources,
+        signing_key_id: &key_id,
+        encryption,
+    };
+    let statement = if legacy {
+        provenance::legacy_statement(&input, subjects)
+    } else {
+        provenance::slsa_statement(&input, subjects)
+    };
+    let statement_bytes = serde_json::to_vec_pretty(&statement).expect("json");
+    // Strict encryption seals provenance.json; an envelope would carry it in the clear.
+    if !legacy && !strict {
+        let envelope = dsse::sign(key, &statement_bytes);
+        shipped.insert(
+            dsse::ENVELOPE_PATH.into(),
+            (
+                FileDigest::of(&envelope),
+                envelope.len() as u64,
+                EntrySource::Bytes(envelope),
+            ),
+        );
+    }
+    let prov = ship("provenance.json", Shipped::Doc(statement_bytes))?;
     shipped.insert("provenance.json".into(), prov);
     if encrypting {
         enc.encrypted_paths = shipped
@@ -188,11 +209,14 @@ pub fn assemble(
     }
 
     let export_doc = ExportDoc {
-        format_version: FORMAT_VERSION,
+        format_version: info.stamp.format_version,
         profile: info.profile.into(),
         run_id: info.run_id.into(),
         tenant: info.tenant.into(),
         created_at: info.created_at.into(),
+        channel: (!legacy).then(|| info.stamp.channel.clone()),
+        sequence: info.stamp.sequence,
+        expires_at: info.stamp.expires_at.clone(),
         selectors: info.selectors.clone(),
         schedule: info.schedule.map(|c| Schedule { cron: c.into() }),
         counts: info.counts.clone(),
@@ -220,11 +244,14 @@ pub fn assemble(
     );
 
     let manifest = Manifest {
-        format_version: FORMAT_VERSION,
+        format_version: info.stamp.format_version,
         profile: info.profile.into(),
         run_id: info.run_id.into(),
         tenant: info.tenant.into(),
         created_at: info.created_at.into(),
+        channel: (!legacy).then(|| info.stamp.channel.clone()),
+        sequence: info.stamp.sequence,
+        expires_at: info.stamp.expires_at.clone(),
         selectors: info.selectors.clone(),
         schedule: info.schedule.map(|c| Schedule { cron: c.into() }),
         counts: info.counts.clone(),

@@ -6,6 +6,7 @@
 pub mod assemble;
 pub mod diff;
 pub mod select;
+pub mod stamp;
 pub mod units;
 
 mod run;
@@ -41,6 +42,9 @@ pub struct ExportSettings {
     pub zstd_level: i32,
     pub sign_key: SignKey,
     pub encryption: Option<EncryptSettings>,
+    /// Lifetime of the bundle from `createdAt` (seconds); default 30 days for a full
+    /// bundle, 7 for a delta (`stamp`).
+    pub expires_in: Option<u64>,
 }
 
 pub enum BaseSpec {

@@ -6,6 +6,7 @@
 //! delta, base = last applied export and store root = `baseStateRoot`. Then records are
 //! read (objects written ahead, unreferenced), the new state is planned, and it is
 //! committed in one batch only if its root equals the bundle's target root.
+pub mod freshness;
 pub mod publish;
 pub mod rebuild;
 pub mod reset;
@@ -37,6 +38,8 @@ pub struct ImportSettings {
     pub limits: Limits,
     /// Refuse bundles of any other tenant.
     pub expect_tenant: Option<Tenant>,
+    /// Rollback and expiry checks (`freshness`).
+    pub freshness: freshness::Policy,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -80,6 +83,8 @@ pub enum ImportError {
         bundle: String,
     },
     #[error(transparent)]
+    Freshness(#[from] freshness::FreshnessError),
+    #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -92,6 +97,7 @@ impl ImportError {
             ImportError::StateRootMismatch { .. } => "ERR_STATE_ROOT_MISMATCH",
             ImportError::TenantMismatch { .. } => "ERR_TENANT_MISMATCH",
             ImportError::Conflict { .. } => "ERR_BUNDLE_CONFLICT",
+            ImportError::Freshness(e) => e.code(),
             ImportError::Bundle(e) => e.code(),
             ImportError::Store(e) => e.code(),
         }
@@ -102,6 +108,7 @@ impl ImportError {
             ImportError::StateRootMismatch { .. } => "this mirror diverged from the producer (local changes or a different chain); import a full bundle or a --reset-baseline delta; nothing was applied".into(),
             ImportError::TenantMismatch { .. } => "import into the bundle's tenant, or obtain the bundle for this tenant; nothing was applied".into(),
             ImportError::Conflict { .. } => "two different bundles share a run id; check which producer made this one; nothing was applied".into(),
+            ImportError::Freshness(e) => e.hint(),
             ImportError::Bundle(e) => e.hint(),
             ImportError::Store(e) => e.hint(),
         }
@@ -196,10 +203,7 @@ fn opener_for(staged: &Staged, v: &Verified, identities: &Identities) -> Result<
                     path: "provenance.json".into(),
                     reason: e.to_string(),
                 })?;
-            p["predicate"]["encryption"]["recipients"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
+            crate::bundle::provenance::wrapped_keys(&p)
         };
         raw.into_iter().filter_map(|w| serde_json::from_value(w).ok()).collect()
     } else {
@@ -238,7 +242,15 @@ pub fn import(
 ) -> Result<ImportReport, ImportError> {
     let staging = StagingArea::new(store)?;
     let (staged, v, opener) = stage_and_verify(bundle, &staging.0, &s.trust, &s.identities, &s.limits, false)?;
-    apply_verified(store, &staged, &v, &opener, s.expect_tenant.as_ref(), audit)
+    apply_verified(
+        store,
+        &staged,
+        &v,
+        &opener,
+        s.expect_tenant.as_ref(),
+        &s.freshness,
+        audit,
+    )
 }
 
 /// Apply a bundle whose signatures and digests were verified.
@@ -248,6 +260,7 @@ pub fn apply_verified(
     v: &Verified,
     opener: &Option<BundleOpener>,
     expect_tenant: Option<&Tenant>,
+    policy: &freshness::Policy,
     audit: &dyn AuditSink,
 ) -> Result<ImportReport, ImportError> {
     let m = &v.manifest;
@@ -288,7 +301,11 @@ pub fn apply_verified(
         state_root: root,
         counts,
     };
-    if let Some(a) = history.applied.iter().find(|a| a.run_id == m.run_id) {
+    // Issue 16, rollback and freeze protection: refuse a bundle older than the newest
+    // applied one, or expired, before anything is written (import/freshness.rs).
+    let accepted = freshness::check(&history, m, &v.manifest_digest, policy)?;
+    let applied_before = history.applied.iter().find(|a| a.run_id == m.run_id);
+    if let Some(a) = applied_before.filter(|_| !accepted.reapply) {
         if a.manifest_digest != v.manifest_digest {
             return Err(ImportError::Conflict {
                 run_id: m.run_id.clone(),
@@ -338,6 +355,7 @@ pub fn apply_verified(
             state_root: root,
             base_export_id: diff.as_ref().map(|d| d.base_export_id.clone()),
             created_at: m.created_at.clone(),
+            freshness: Some(accepted.applied()),
         });
         vec![(
             applied_key(tenant.as_str()),
@@ -404,6 +422,7 @@ pub fn apply_verified(
     // A large commit's write-ahead log would be replayed into memory by the next open and
     // its compactions run by the next command: settle both here.
     store.settle()?;
+    accepted.audit(m, audit);
     let event = if is_delta {
         "mirror.delta.applied"
     } else {

@@ -181,7 +181,13 @@ pub fn rebuild(
         ignored.push(h.manifest.run_id.clone());
     }
     let mut applied = Vec::new();
+    let end = *chain.last().expect("non-empty");
     for i in &chain {
+        // Only the chain's end is judged for expiry: the links before it are superseded.
+        let mut policy = s.freshness;
+        if *i != end {
+            policy.expiry = super::freshness::Expiry::Ignore;
+        }
         let path = &heads[*i].path;
         let staging = StagingArea::new(store).map_err(|e| RebuildError::Bundle {
             path: path.clone(),
@@ -192,7 +198,7 @@ pub fn rebuild(
                 path: path.clone(),
                 source: e,
             })?;
-        let r = apply_verified(store, &staged, &v, &opener, s.expect_tenant.as_ref(), audit).map_err(|e| {
+        let r = apply_verified(store, &staged, &v, &opener, s.expect_tenant.as_ref(), &policy, audit).map_err(|e| {
             RebuildError::Import {
                 path: path.clone(),
                 source: Box::new(e),

@@ -1,0 +1,342 @@
+//! Rollback and freeze protection on the far side: bundles older than the newest applied
+//! one, and expired bundles, are refused before anything is written.
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use stellamirror_tests::{
+    data, export_delta, export_full, files_below, import_bundle, ingest, ingest_sample, keypair, p, sm, sm_at,
+    state_root, status, Run,
+};
+
+/// A producer's history: full `f1` (08-14), delta `d2` on it and a reset-baseline delta
+/// `r2` (08-15) after an upstream update, full `f3` (08-16) after another.
+struct Producer {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+    public: PathBuf,
+    store: PathBuf,
+    out: PathBuf,
+    /// State root after f1, after d2 (= r2) and after f3.
+    roots: [String; 3],
+}
+
+fn producer() -> Producer {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keypair(dir.path(), "producer");
+    let store = dir.path().join("producer");
+    let out = dir.path().join("bundles");
+    ingest_sample(&store, "old");
+    export_full(&store, &out, &key, "f1", "2026-08-14T00:00:00Z", &[]);
+    let r1 = state_root(&store, "acme");
+    ingest_sample(&store, "new");
+    export_delta(&store, &out, &key, "f1", "d2", "2026-08-15T00:00:00Z", &[]).ok();
+    export_delta(
+        &store,
+        &out,
+        &key,
+        "d2",
+        "r2",
+        "2026-08-15T00:00:00Z",
+        &["--reset-baseline"],
+    )
+    .ok();
+    let r2 = state_root(&store, "acme");
+    ingest(&store, "acme", &["--source", "pypa"], &[&data("osv/pypa.jsonl")]).ok();
+    export_full(&store, &out, &key, "f3", "2026-08-16T00:00:00Z", &[]);
+    let r3 = state_root(&store, "acme");
+    Producer {
+        dir,
+        key,
+        public,
+        store,
+        out,
+        roots: [r1, r2, r3],
+    }
+}
+
+impl Producer {
+    fn bundle(&self, run: &str) -> PathBuf {
+        let kind = if run.starts_with('f') { "full" } else { "delta" };
+        self.out.join(format!("{run}-{kind}.tar.zst"))
+    }
+    fn import(&self, run: &str, mirror: &Path, extra: &[&str]) -> Run {
+        import_bundle(&self.bundle(run), mirror, &self.public, extra)
+    }
+}
+
+/// Everything a refused import must leave as it was: state, status, history, audit log,
+/// and the store's data files (RocksDB's own logs and option files aside).
+fn snapshot(mirror: &Path) -> (String, Value, Value, String, Vec<String>) {
+    let files = files_below(mirror)
+        .into_iter()
+        .filter(|f| f.ends_with(".sst") || f.ends_with(".jsonl"))
+        .collect();
+    (
+        state_root(mirror, "acme"),
+        status(mirror, "acme"),
+        sm(["log", "--store", p(mirror), "--json"]).ok().json(),
+        std::fs::read_to_string(mirror.join("audit.jsonl")).unwrap_or_default(),
+        files,
+    )
+}
+
+#[test]
+fn replaying_an_older_full_bundle_after_a_newer_one_is_refused_and_changes_nothing() {
+    let pr = producer();
+    let mirror = pr.dir.path().join("mirror");
+    pr.import("f3", &mirror, &[]).ok();
+    let before = snapshot(&mirror);
+    let r = pr.import("f1", &mirror, &[]).fails_with("ERR_BUNDLE_ROLLBACK");
+    // Both bundles are named, with their sequence and creation time.
+    for part in [
+        "f1",
+        "sequence 1",
+        "2026-08-14T00:00:00Z",
+        "f3",
+        "sequence 4",
+        "2026-08-16T00:00:00Z",
+    ] {
+        assert!(r.stderr.contains(part), "{part} missing from: {}", r.stderr);
+    }
+    assert_eq!(
+        snapshot(&mirror),
+        before,
+        "a refused rollback leaves the store as it was"
+    );
+    assert_eq!(state_root(&mirror, "acme"), pr.roots[2]);
+}
+
+#[test]
+fn replaying_older_deltas_after_a_newer_full_is_refused_and_changes_nothing() {
+    let pr = producer();
+    let mirror = pr.dir.path().join("mirror");
+    pr.import("f1", &mirror, &[]).ok();
+    pr.import("f3", &mirror, &[]).ok();
+    let before = snapshot(&mirror);
+    // A delta on f1 and a reset-baseline delta (which needs no base and would otherwise
+    // replace the whole state with the older one), both older than f3.
+    for run in ["d2", "r2"] {
+        let r = pr.import(run, &mirror, &["--json"]).fails_with("ERR_BUNDLE_ROLLBACK");
+        assert_eq!(r.json()["error"]["code"], "ERR_BUNDLE_ROLLBACK");
+        assert_eq!(snapshot(&mirror), before, "{run}: the store is unchanged");
+    }
+}
+
+#[test]
+fn allow_rollback_restores_an_older_state_and_is_audited_and_shown() {
+    let pr = producer();
+    let mirror = pr.dir.path().join("mirror");
+    pr.import("f1", &mirror, &[]).ok();
+    pr.import("d2", &mirror, &[]).ok();
+    pr.import("f3", &mirror, &[]).ok();
+    pr.import("r2", &mirror, &["--allow-rollback"]).ok();
+    assert_eq!(state_root(&mirror, "acme"), pr.roots[1]);
+    let audit = std::fs::read_to_string(mirror.join("audit.jsonl")).unwrap();
+    let event: Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "mirror.rollback.accepted")
+        .expect("mirror.rollback.accepted in the audit log");
+    assert_eq!(event["runId"], "r2");
+    assert_eq!(event["newestRunId"], "f3");
+    assert_eq!(event["sequence"], 3);
+    let f = &status(&mirror, "acme")["freshness"];
+    assert_eq!(f["runId"], "r2");
+    assert_eq!(f["rollbackFrom"], "f3");
+    let human = sm(["status", "--store", p(&mirror), "--tenant", "acme"]).ok();
+    assert!(human.stdout.contains("ROLLBACK accepted"), "{}", human.stdout);
+    // An older bundle applied long ago is a no-op, not a second rollback.
+    let again = pr.import("f1", &mirror, &["--json"]).ok().json();
+    assert_eq!(again["outcome"], "already-applied");
+    assert_eq!(state_root(&mirror, "acme"), pr.roots[1]);
+    // Going back deliberately does not lock the mirror: the newer bundle applies again.
+    pr.import("f3", &mirror, &[]).ok();
+    assert_eq!(state_root(&mirror, "acme"), pr.roots[2]);
+    assert_eq!(status(&mirror, "acme")["freshness"]["rollbackFrom"], Value::Null);
+}
+
+#[test]
+fn the_same_sequence_from_another_bundle_is_refused() {
+    // A second producer store for the same tenant starts its own sequence at 1: its
+    // first export does not go after f1 even though it is newer.
+    let pr = producer();
+    let other = pr.dir.path().join("other");
+    ingest_sample(&other, "old");
+    let b = export_full(
+        &other,
+        &pr.dir.path().join("o"),
+        &pr.key,
+        "o1",
+        "2026-08-20T00:00:00Z",
+        &[],
+    );
+    let mirror = pr.dir.path().join("mirror");
+    pr.import("f1", &mirror, &[]).ok();
+    import_bundle(&b, &mirror, &pr.public, &[]).fails_with("ERR_BUNDLE_ROLLBACK");
+}
+
+#[test]
+fn manifests_sign_channel_sequence_and_expiry_and_defaults_follow_the_profile() {
+    let pr = producer();
+    let x = pr.dir.path().join("x");
+    for (run, seq, expires) in [
+        ("f1", 1, "2026-09-13T00:00:00Z"),
+        ("d2", 2, "2026-08-22T00:00:00Z"),
+        ("f3", 4, "2026-09-15T00:00:00Z"),
+    ] {
+        let top = stellamirror_tests::extract(&pr.bundle(run), &x.join(run));
+        let m = std::fs::read_to_string(top.join("manifest.yaml")).unwrap();
+        assert!(m.starts_with("formatVersion: 2\n"), "{m}");
+        for line in [
+            "channel: default".to_string(),
+            format!("sequence: {seq}"),
+            format!("expiresAt: {expires}"),
+        ] {
+            assert!(
+                m.lines().any(|l| l == line),
+                "{run}: {line:?} missing from manifest.yaml"
+            );
+        }
+    }
+    // --expires-in sets the lifetime from createdAt.
+    export_delta(
+        &pr.store,
+        &pr.out,
+        &pr.key,
+        "latest",
+        "d5",
+        "2026-08-17T00:00:00Z",
+        &["--expires-in", "36h"],
+    )
+    .ok();
+    let top = stellamirror_tests::extract(&pr.bundle("d5"), &x.join("d5"));
+    let m = std::fs::read_to_string(top.join("manifest.yaml")).unwrap();
+    assert!(m.lines().any(|l| l == "expiresAt: 2026-08-18T12:00:00Z"), "{m}");
+    let bad = sm([
+        "export",
+        "delta",
+        "--store",
+        p(&pr.store),
+        "--tenant",
+        "acme",
+        "--out",
+        p(&pr.out),
+        "--base",
+        "latest",
+        "--expires-in",
+        "7",
+    ]);
+    assert_eq!(bad.code, 2, "a duration needs a unit: {}", bad.stderr);
+    assert!(bad.stderr.contains("duration"), "{}", bad.stderr);
+}
+
+#[test]
+fn an_expired_bundle_is_refused_unless_allowed_and_status_reports_age_and_expiry() {
+    let pr = producer();
+    let mirror = pr.dir.path().join("mirror");
+    let import_at = |now: &str, run: &str, extra: &[&str]| {
+        let bundle = pr.bundle(run);
+        let mut args = vec!["import", p(&bundle), "--store", p(&mirror), "--trust", p(&pr.public)];
+        args.extend_from_slice(extra);
+        sm_at(now, args)
+    };
+    // f1 expires 30 days after 2026-08-14.
+    let r = import_at("2026-09-13T00:00:00Z", "f1", &[]).fails_with("ERR_BUNDLE_EXPIRED");
+    assert!(r.stderr.contains("2026-09-13T00:00:00Z"), "{}", r.stderr);
+    assert!(!mirror.join("audit.jsonl").exists(), "nothing was applied or audited");
+    import_at("2026-09-12T23:59:59Z", "f1", &[]).ok();
+    // d2 lives 7 days: refused on 08-22, accepted with --allow-expired (audited).
+    import_at("2026-08-22T00:00:00Z", "d2", &[]).fails_with("ERR_BUNDLE_EXPIRED");
+    assert_eq!(state_root(&mirror, "acme"), pr.roots[0]);
+    import_at("2026-08-22T00:00:00Z", "d2", &["--allow-expired"]).ok();
+    assert_eq!(state_root(&mirror, "acme"), pr.roots[1]);
+    let audit = std::fs::read_to_string(mirror.join("audit.jsonl")).unwrap();
+    assert_eq!(audit.matches("\"mirror.expired.accepted\"").count(), 1);
+
+    // status: age of the newest applied bundle and whether it is past expiry.
+    let st = |now: &str, extra: &[&str]| {
+        let mut args = vec!["status", "--store", p(&mirror), "--tenant", "acme", "--json"];
+        args.extend_from_slice(extra);
+        sm_at(now, args)
+    };
+    let f = st("2026-08-18T00:00:00Z", &[]).ok().json()["freshness"].clone();
+    assert_eq!(f["runId"], "d2");
+    assert_eq!(f["ageSeconds"], 3 * 86_400);
+    assert_eq!(f["expiresAt"], "2026-08-22T00:00:00Z");
+    assert_eq!(f["expired"], false);
+    assert_eq!(
+        st("2026-08-23T00:00:00Z", &[]).ok().json()["freshness"]["expired"],
+        true
+    );
+
+    // --max-age for monitoring: exit 0 when fresh enough, 5 when older or expired.
+    assert_eq!(
+        st("2026-08-18T00:00:00Z", &["--max-age", "4d"]).ok().json()["stale"],
+        serde_json::json!([])
+    );
+    let old = st("2026-08-18T00:00:00Z", &["--max-age", "2d"]);
+    assert_eq!(old.code, 5, "{}", old.stdout);
+    assert!(old.json()["stale"][0].as_str().unwrap().contains("3d old"));
+    assert_eq!(
+        st("2026-08-23T00:00:00Z", &["--max-age", "30d"]).code,
+        5,
+        "expired data is stale"
+    );
+    let human = sm_at(
+        "2026-08-18T00:00:00Z",
+        ["status", "--store", p(&mirror), "--max-age", "1d"],
+    );
+    assert_eq!(human.code, 5);
+    assert!(human.stderr.contains("ERR_MIRROR_STALE"), "{}", human.stderr);
+    assert!(human.stdout.contains("3d old"), "{}", human.stdout);
+    // A store that imported nothing is stale too.
+    assert_eq!(sm(["status", "--store", p(&pr.store), "--max-age", "1d"]).code, 5);
+}
+
+#[test]
+fn rebuild_judges_only_the_chain_end_for_expiry() {
+    // A full bundle that lives one day, and a delta on it that lives seven.
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keypair(dir.path(), "producer");
+    let store = dir.path().join("producer");
+    let folder = dir.path().join("bundles");
+    ingest_sample(&store, "old");
+    export_full(
+        &store,
+        &folder,
+        &key,
+        "f1",
+        "2026-08-14T00:00:00Z",
+        &["--expires-in", "1d"],
+    );
+    ingest_sample(&store, "new");
+    export_delta(&store, &folder, &key, "f1", "d2", "2026-08-15T00:00:00Z", &[]).ok();
+    let rebuild = |now: &str, target: &str, extra: &[&str]| {
+        let s = dir.path().join(target);
+        let mut args = vec![
+            "rebuild",
+            "--bundles",
+            p(&folder),
+            "--store",
+            p(&s),
+            "--trust",
+            p(&public),
+        ];
+        args.extend_from_slice(extra);
+        sm_at(now, args)
+    };
+    // On 08-17 the full has expired but the delta that supersedes it has not.
+    rebuild("2026-08-17T00:00:00Z", "a", &[]).ok();
+    assert_eq!(state_root(&dir.path().join("a"), "acme"), state_root(&store, "acme"));
+    // On 08-23 the chain's end has expired too.
+    rebuild("2026-08-23T00:00:00Z", "b", &[]).fails_with("ERR_BUNDLE_EXPIRED");
+    rebuild("2026-08-23T00:00:00Z", "c", &["--allow-expired"]).ok();
+    // Importing the same bundles one by one judges each: the full is refused on 08-17.
+    let m = dir.path().join("m");
+    let f1 = folder.join("f1-full.tar.zst");
+    sm_at(
+        "2026-08-17T00:00:00Z",
+        ["import", p(&f1), "--store", p(&m), "--trust", p(&public)],
+    )
+    .fails_with("ERR_BUNDLE_EXPIRED");
+}
