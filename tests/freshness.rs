@@ -340,3 +340,66 @@ fn rebuild_judges_only_the_chain_end_for_expiry() {
     )
     .fails_with("ERR_BUNDLE_EXPIRED");
 }
+
+/// Turn an extracted format-2 bundle into the format-1 form (no channel, sequence,
+/// expiresAt or DSSE envelope), signed again with openssl.
+fn downgrade_to_format_1(top: &Path, key: &Path) {
+    let manifest = top.join("manifest.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut out = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(l) = lines.next() {
+        if l == "- path: signatures/provenance.dsse.json" {
+            lines.next();
+            lines.next();
+            continue;
+        }
+        if ["channel: ", "sequence: ", "expiresAt: "]
+            .iter()
+            .any(|k| l.starts_with(k))
+        {
+            continue;
+        }
+        out.push(if l == "formatVersion: 2" { "formatVersion: 1" } else { l });
+    }
+    std::fs::write(&manifest, out.join("\n") + "\n").unwrap();
+    std::fs::remove_file(top.join("signatures/provenance.dsse.json")).unwrap();
+    let export = top.join("export.json");
+    let mut e: Value = serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    e["formatVersion"] = 1.into();
+    for k in ["channel", "sequence", "expiresAt"] {
+        e.as_object_mut().unwrap().remove(k);
+    }
+    std::fs::write(&export, serde_json::to_vec_pretty(&e).unwrap()).unwrap();
+    stellamirror_tests::relist(top, "export.json");
+    stellamirror_tests::openssl_sign(key, top, "export.json", "signatures/export.sig");
+    stellamirror_tests::openssl_sign(key, top, "manifest.yaml", "signatures/manifest.sig");
+}
+
+#[test]
+fn format_1_bundles_import_never_expire_and_are_ordered_by_created_at() {
+    let pr = producer();
+    let top = stellamirror_tests::extract(&pr.bundle("f1"), &pr.dir.path().join("v1"));
+    downgrade_to_format_1(&top, &pr.key);
+    let import_v1 =
+        |mirror: &Path, now: &str| sm_at(now, ["import", p(&top), "--store", p(mirror), "--trust", p(&pr.public)]);
+    // Years later it still imports: format 1 carries no expiry.
+    let a = pr.dir.path().join("a");
+    import_v1(&a, "2030-01-01T00:00:00Z").ok();
+    assert_eq!(state_root(&a, "acme"), pr.roots[0]);
+    let f = &status(&a, "acme")["freshness"];
+    assert_eq!(
+        (f["sequence"].clone(), f["expiresAt"].clone()),
+        (Value::Null, Value::Null)
+    );
+    let human = sm(["status", "--store", p(&a), "--tenant", "acme"]).ok();
+    assert!(human.stdout.contains("expires: never"), "{}", human.stdout);
+    // Format-2 bundles follow it by sequence and time.
+    pr.import("f3", &a, &[]).ok();
+    // Older than the newest applied one by createdAt: refused like any other.
+    let b = pr.dir.path().join("b");
+    pr.import("f3", &b, &[]).ok();
+    let r = import_v1(&b, stellamirror_tests::TEST_NOW).fails_with("ERR_BUNDLE_ROLLBACK");
+    assert!(r.stderr.contains("sequence none"), "{}", r.stderr);
+    assert_eq!(state_root(&b, "acme"), pr.roots[2]);
+}

@@ -118,7 +118,14 @@ pub fn keygen(out: &Path) -> Result<(PathBuf, PathBuf, String), KeyError> {
         }
     }
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let pem = key.to_pkcs8_pem(LineEnding::LF).expect("ed25519 keys always encode");
+    // PKCS#8 v1 (no embedded public key): OpenSSL 3.0 refuses the v2 form that
+    // `SigningKey::to_pkcs8_pem` writes, and the key must work with `openssl pkeyutl`.
+    let pem = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(LineEnding::LF)
+    .expect("ed25519 keys always encode");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
