@@ -15,6 +15,8 @@ use stellamirror_engine::store::Store;
 
 use crate::failure::{Failure, EXIT_VERIFY_FAILED};
 use crate::freshness::FreshnessArgs;
+use crate::trust_args::TrustArgs;
+use stellamirror_engine::trust::rotation::Gate;
 
 pub fn bundle_failure(e: BundleError) -> Failure {
     let detail = json!({"path": e.subject()});
@@ -104,6 +106,11 @@ pub struct CommonExport {
     /// Encrypt everything except manifest.yaml, export.json and signatures/.
     #[arg(long, requires = "encrypt")]
     strict: bool,
+    /// Rotate keys: ship a statement, signed by --sign-key (the old key), that names
+    /// this new public key; importers then trust it and refuse the old key for bundles
+    /// created later. Export the next bundles with the new key.
+    #[arg(long, value_name = "NEW.pub.pem")]
+    rotate_to: Option<PathBuf>,
     /// Lifetime after --created-at, signed as expiresAt: importers refuse the bundle
     /// afterwards (default 30d for full bundles, 7d for deltas). Units w, d, h, m, s.
     #[arg(long, value_name = "DURATION", value_parser = crate::freshness::duration_arg)]
@@ -208,6 +215,12 @@ fn settings(c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
             sign_key,
             encryption,
             expires_in: c.expires_in,
+            rotate_to: c
+                .rotate_to
+                .as_deref()
+                .map(TrustedKey::load)
+                .transpose()
+                .map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?,
         },
     ))
 }
@@ -260,13 +273,6 @@ pub fn export(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
     })
 }
 
-fn load_trust(paths: &[PathBuf]) -> Result<Vec<TrustedKey>, Failure> {
-    paths
-        .iter()
-        .map(|p| TrustedKey::load(p).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint())))
-        .collect()
-}
-
 fn load_identities(paths: &[PathBuf]) -> Result<Identities, Failure> {
     Identities::from_files(paths).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))
 }
@@ -275,9 +281,8 @@ fn load_identities(paths: &[PathBuf]) -> Result<Identities, Failure> {
 pub struct VerifyArgs {
     /// Bundle archives (or extracted folders); several are checked as a chain.
     bundles: Vec<PathBuf>,
-    /// Trusted producer public key(s) (SPKI PEM).
-    #[arg(long)]
-    trust: Vec<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// age identity to check the data of encrypted bundles.
     #[arg(long)]
     identity: Vec<PathBuf>,
@@ -312,14 +317,8 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
             "stellamirror verify BUNDLE --trust KEY.pub.pem",
         ));
     }
-    if a.trust.is_empty() {
-        return Err(Failure::new(
-            "ERR_USAGE",
-            "verify needs --trust PUB.pem",
-            "pass the producer's public key",
-        ));
-    }
-    let trust = load_trust(&a.trust)?;
+    let (trust, rules) = a.trust.load()?;
+    let gate = Gate::new(None, &trust, &rules)?;
     let identities = load_identities(&a.identity)?;
     let tmp = tempfile::tempdir().map_err(|e| Failure::new("ERR_IO", e.to_string(), "check TMPDIR"))?;
     let mut results = Vec::new();
@@ -332,8 +331,13 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
             f.message = format!("{}: {}", b.display(), f.message);
             f
         };
-        let (_, v, _) =
-            import::stage_and_verify(b, &staging, &trust, &identities, &Limits::default(), true).map_err(vf)?;
+        let (staged, v, _) =
+            import::stage_and_verify(b, &staging, &gate.keys, &identities, &Limits::default(), true).map_err(vf)?;
+        // Revoked keys, validity windows and rotation statements (without a store:
+        // rotations this mirror applied are not known here).
+        gate.check(&staged, &v.manifest).map_err(|e| {
+            Failure::new(e.code(), format!("{}: {e}", b.display()), e.hint()).with_exit(EXIT_VERIFY_FAILED)
+        })?;
         if let (Some((pid, proot)), Some(d)) = (&prev, &v.diff) {
             if !d.reset_baseline && (&d.base_export_id != pid || &d.base_state_root != proot) {
                 return Err(Failure::new(
@@ -376,8 +380,8 @@ pub struct ImportArgs {
     bundle: PathBuf,
     #[arg(long)]
     store: PathBuf,
-    #[arg(long, required = true)]
-    trust: Vec<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// age identity file(s) for encrypted bundles.
     #[arg(long)]
     identity: Vec<PathBuf>,
@@ -392,13 +396,15 @@ pub struct ImportArgs {
 }
 
 fn import_settings(
-    trust: &[PathBuf],
+    trust: &TrustArgs,
     identity: &[PathBuf],
     tenant: Option<&str>,
     freshness: &FreshnessArgs,
 ) -> Result<ImportSettings, Failure> {
+    let (keys, key_rules) = trust.load()?;
     Ok(ImportSettings {
-        trust: load_trust(trust)?,
+        trust: keys,
+        key_rules,
         identities: load_identities(identity)?,
         limits: Limits::default(),
         expect_tenant: tenant.map(crate::tenant).transpose()?,
@@ -441,8 +447,8 @@ pub struct RebuildArgs {
     bundles: PathBuf,
     #[arg(long)]
     store: PathBuf,
-    #[arg(long, required = true)]
-    trust: Vec<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
     #[arg(long)]
     identity: Vec<PathBuf>,
     #[command(flatten)]

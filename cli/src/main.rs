@@ -10,6 +10,7 @@ mod cmd_store;
 mod failure;
 mod freshness;
 mod progress;
+mod trust_args;
 
 use clap::{Parser, Subcommand};
 

@@ -39,15 +39,20 @@ pub fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The envelope over `body`, as pretty JSON bytes (deterministic: Ed25519 is).
+/// The in-toto envelope over `body`, as pretty JSON bytes (deterministic: Ed25519 is).
 pub fn sign(key: &SignKey, body: &[u8]) -> Vec<u8> {
+    sign_typed(key, PAYLOAD_TYPE, body)
+}
+
+/// An envelope of any payload type.
+pub fn sign_typed(key: &SignKey, payload_type: &str, body: &[u8]) -> Vec<u8> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let env = Envelope {
         payload: b64.encode(body),
-        payload_type: PAYLOAD_TYPE.into(),
+        payload_type: payload_type.into(),
         signatures: vec![EnvelopeSignature {
             keyid: key.key_id(),
-            sig: b64.encode(key.sign(&pae(PAYLOAD_TYPE, body))),
+            sig: b64.encode(key.sign(&pae(payload_type, body))),
         }],
     };
     serde_json::to_vec_pretty(&env).expect("json")
@@ -63,32 +68,40 @@ fn decode_b64(s: &str) -> Option<Vec<u8>> {
 /// Check that the envelope carries exactly `expected_body` as an in-toto payload and
 /// that one of its signatures verifies over the PAE with a trusted key.
 pub fn verify(envelope: &[u8], expected_body: &[u8], trust: &[TrustedKey]) -> Result<(), BundleError> {
+    let body = open(envelope, PAYLOAD_TYPE, trust, ENVELOPE_PATH)?;
+    if body != expected_body {
+        return Err(BundleError::Malformed {
+            path: ENVELOPE_PATH.into(),
+            reason: "payload differs from provenance.json".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The payload of the envelope at bundle path `path`, if its type is `payload_type` and
+/// one of its signatures verifies over the PAE with one of `keys`.
+pub fn open(envelope: &[u8], payload_type: &str, keys: &[TrustedKey], path: &str) -> Result<Vec<u8>, BundleError> {
     let malformed = |reason: String| BundleError::Malformed {
-        path: ENVELOPE_PATH.into(),
+        path: path.into(),
         reason,
     };
     let env: Envelope = serde_json::from_slice(envelope).map_err(|e| malformed(format!("does not parse: {e}")))?;
-    if env.payload_type != PAYLOAD_TYPE {
+    if env.payload_type != payload_type {
         return Err(malformed(format!(
-            "payloadType {:?} is not {PAYLOAD_TYPE}",
+            "payloadType {:?} is not {payload_type}",
             env.payload_type
         )));
     }
     let body = decode_b64(&env.payload).ok_or_else(|| malformed("payload is not base64".into()))?;
-    if body != expected_body {
-        return Err(malformed("payload differs from provenance.json".into()));
-    }
     let signed = pae(&env.payload_type, &body);
     let ok = env
         .signatures
         .iter()
-        .any(|s| decode_b64(&s.sig).is_some_and(|sig| trust.iter().any(|k| k.verify(&signed, &sig))));
+        .any(|s| decode_b64(&s.sig).is_some_and(|sig| keys.iter().any(|k| k.verify(&signed, &sig))));
     if !ok {
-        return Err(BundleError::SignatureInvalid {
-            path: ENVELOPE_PATH.into(),
-        });
+        return Err(BundleError::SignatureInvalid { path: path.into() });
     }
-    Ok(())
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -11,9 +11,10 @@ use crate::bundle::format::{
     Artifact, BaseRef, Compression, EncryptionInfo, ExportDoc, Manifest, Schedule, Signing, Stamp, FORMAT_VERSION_1,
 };
 use crate::bundle::provenance::{self, ProvenanceInput};
-use crate::bundle::signing::SignKey;
+use crate::bundle::signing::{SignKey, TrustedKey};
 use crate::ids::FileDigest;
 use crate::store::catalog::Selectors;
+use crate::trust::rotation;
 
 use super::units::digest_segments;
 use super::ExportError;
@@ -37,6 +38,8 @@ pub struct RunInfo<'a> {
     pub sources: Vec<serde_json::Value>,
     /// Format version, channel, sequence and expiry (signed into the manifest).
     pub stamp: &'a Stamp,
+    /// The new key a rotation statement in this bundle names.
+    pub rotate_to: Option<&'a TrustedKey>,
 }
 
 /// Encryption of the shipped files, as seen by the assembler.
@@ -72,7 +75,8 @@ impl From<super::units::Body> for Shipped {
 
 pub fn is_encrypted_path(path: &str, strict: bool) -> bool {
     if strict {
-        !(path == MANIFEST || path == EXPORT || path.starts_with("signatures/"))
+        // Key rotation statements hold public keys only; they stay readable.
+        !(path == MANIFEST || path == EXPORT || path.starts_with("signatures/") || path.starts_with("keys/"))
     } else {
         path.starts_with("data/") || path.starts_with("changed/") || path.starts_with("removed/")
     }
@@ -130,6 +134,10 @@ pub fn assemble(
     let strict = enc.strict;
     let encrypting = enc.mode != "none";
     files.insert("README.md".into(), Shipped::Doc(readme(info, &enc, &key_id)));
+    if let Some(new) = info.rotate_to {
+        let st = rotation::statement(key, new, info.tenant, info.run_id, info.created_at);
+        files.insert(rotation::ROTATION_PATH.into(), Shipped::Doc(st));
+    }
 
     // Provenance: an in-toto Statement over the shipped files (format 1: data and
     // indexes only).

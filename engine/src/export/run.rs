@@ -384,6 +384,7 @@ fn produce(
         base_state_root,
         sources: sources.clone(),
         stamp: &stamp,
+        rotate_to: s.rotate_to.as_ref(),
     };
     let sealing = sealing_for(s, &seal_fn);
     let (bundle, bytes, digest) = assemble(&s.out_dir, &staging.0, &info, files, &s.sign_key, &sealing)?;
@@ -393,6 +394,9 @@ fn produce(
     };
     let mut options = json!({"zstdLevel": s.zstd_level, "schedule": s.schedule, "resetBaseline": reset, "encrypted": s.encryption.is_some(), "signingKeyId": s.sign_key.key_id(), "materials": sources});
     stamp_options(&stamp, &mut options);
+    if let Some(k) = &s.rotate_to {
+        options["rotateTo"] = json!(k.to_pem());
+    }
     let record = ExportRecord {
         run_id: run_id.clone(),
         profile: profile.into(),
@@ -730,6 +734,9 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
         sign_key: s.sign_key.clone(),
         encryption: None,
         expires_in: None,
+        rotate_to: rec.options["rotateTo"]
+            .as_str()
+            .and_then(crate::bundle::signing::TrustedKey::from_pem),
     };
     let mtime = parse_time(&rec.created_at).unwrap_or(0).max(0) as u64;
     let base_rec;

@@ -40,6 +40,8 @@ pub struct ImportSettings {
     pub expect_tenant: Option<Tenant>,
     /// Rollback and expiry checks (`freshness`).
     pub freshness: freshness::Policy,
+    /// Validity windows and revocations of keys (`--trust-file`, `trust::keys`).
+    pub key_rules: Vec<crate::trust::keys::KeyRule>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -85,6 +87,8 @@ pub enum ImportError {
     #[error(transparent)]
     Freshness(#[from] freshness::FreshnessError),
     #[error(transparent)]
+    Key(#[from] crate::trust::keys::KeyTrustError),
+    #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -98,6 +102,7 @@ impl ImportError {
             ImportError::TenantMismatch { .. } => "ERR_TENANT_MISMATCH",
             ImportError::Conflict { .. } => "ERR_BUNDLE_CONFLICT",
             ImportError::Freshness(e) => e.code(),
+            ImportError::Key(e) => e.code(),
             ImportError::Bundle(e) => e.code(),
             ImportError::Store(e) => e.code(),
         }
@@ -109,6 +114,7 @@ impl ImportError {
             ImportError::TenantMismatch { .. } => "import into the bundle's tenant, or obtain the bundle for this tenant; nothing was applied".into(),
             ImportError::Conflict { .. } => "two different bundles share a run id; check which producer made this one; nothing was applied".into(),
             ImportError::Freshness(e) => e.hint(),
+            ImportError::Key(e) => e.hint(),
             ImportError::Bundle(e) => e.hint(),
             ImportError::Store(e) => e.hint(),
         }
@@ -241,8 +247,11 @@ pub fn import(
     audit: &dyn AuditSink,
 ) -> Result<ImportReport, ImportError> {
     let staging = StagingArea::new(store)?;
-    let (staged, v, opener) = stage_and_verify(bundle, &staging.0, &s.trust, &s.identities, &s.limits, false)?;
-    apply_verified(
+    // Issue 16: keys rotated in by applied bundles, revoked keys, validity windows.
+    let gate = crate::trust::rotation::Gate::new(Some(store), &s.trust, &s.key_rules)?;
+    let (staged, v, opener) = stage_and_verify(bundle, &staging.0, &gate.keys, &s.identities, &s.limits, false)?;
+    let rotation = gate.check(&staged, &v.manifest)?;
+    let report = apply_verified(
         store,
         &staged,
         &v,
@@ -250,7 +259,11 @@ pub fn import(
         s.expect_tenant.as_ref(),
         &s.freshness,
         audit,
-    )
+    )?;
+    if let Some(r) = rotation {
+        crate::trust::rotation::record(store, &r, audit)?;
+    }
+    Ok(report)
 }
 
 /// Apply a bundle whose signatures and digests were verified.

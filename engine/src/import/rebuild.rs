@@ -193,17 +193,27 @@ pub fn rebuild(
             path: path.clone(),
             source: e,
         })?;
-        let (staged, v, opener) = stage_and_verify(path, &staging.0, &s.trust, &s.identities, &s.limits, false)
+        let import_err = |e: ImportError| RebuildError::Import {
+            path: path.clone(),
+            source: Box::new(e),
+        };
+        let gate =
+            crate::trust::rotation::Gate::new(Some(store), &s.trust, &s.key_rules).map_err(|e| import_err(e.into()))?;
+        let (staged, v, opener) = stage_and_verify(path, &staging.0, &gate.keys, &s.identities, &s.limits, false)
             .map_err(|e| RebuildError::Bundle {
                 path: path.clone(),
                 source: e,
             })?;
+        let rotation = gate.check(&staged, &v.manifest).map_err(|e| import_err(e.into()))?;
         let r = apply_verified(store, &staged, &v, &opener, s.expect_tenant.as_ref(), &policy, audit).map_err(|e| {
             RebuildError::Import {
                 path: path.clone(),
                 source: Box::new(e),
             }
         })?;
+        if let Some(rot) = rotation {
+            crate::trust::rotation::record(store, &rot, audit).map_err(|e| import_err(e.into()))?;
+        }
         applied.push(r);
     }
     super::verify_store::verify_store(store)?;

@@ -1,3 +1,6 @@
 //! Trust on the mirror side beyond one signature: clocks and durations for freshness
-//! checks, and the operator's trust file of keys (validity windows, rotation, revocation).
+//! checks, the operator's trust file of keys (validity windows, revocation), and key
+//! rotation statements shipped in bundles.
 pub mod clock;
+pub mod keys;
+pub mod rotation;
