@@ -403,3 +403,58 @@ fn format_1_bundles_import_never_expire_and_are_ordered_by_created_at() {
     assert!(r.stderr.contains("sequence none"), "{}", r.stderr);
     assert_eq!(state_root(&b, "acme"), pr.roots[2]);
 }
+
+#[test]
+fn files_of_two_valid_bundles_mixed_into_one_archive_are_refused() {
+    let pr = producer();
+    let a = stellamirror_tests::extract(&pr.bundle("f1"), &pr.dir.path().join("a"));
+    let b = stellamirror_tests::extract(&pr.bundle("f3"), &pr.dir.path().join("b"));
+    let mirror = pr.dir.path().join("mirror");
+    pr.import("f1", &mirror, &[]).ok();
+    let before = snapshot(&mirror);
+    // Both bundles hold this shard, with different records (f3 adds and changes some).
+    let shard = files_below(&a)
+        .into_iter()
+        .filter(|f| f.starts_with("data/raw/advisories/") && b.join(f).exists())
+        .find(|f| std::fs::read(a.join(f)).unwrap() != std::fs::read(b.join(f)).unwrap())
+        .expect("a data file both bundles hold, with different content");
+    // (case, files taken from f3, the file the refusal must name; None: the first file
+    // whose bytes differ from what the manifest lists, in archive order)
+    let cases: [(&str, Vec<&str>, Option<&str>); 3] = [
+        // f1's signed documents with one of f3's data files.
+        ("data", vec![shard.as_str()], Some(shard.as_str())),
+        // f3's manifest and signature over f1's files.
+        ("manifest", vec!["manifest.yaml", "signatures/manifest.sig"], None),
+        // f1's manifest with f3's export.json and its valid signature.
+        (
+            "export",
+            vec!["export.json", "signatures/export.sig"],
+            Some("export.json"),
+        ),
+    ];
+    for (name, from_b, named) in cases {
+        let top = stellamirror_tests::extract(&pr.bundle("f1"), &pr.dir.path().join(format!("mix-{name}")));
+        for f in &from_b {
+            std::fs::copy(b.join(f), top.join(f)).unwrap();
+        }
+        let archive = pr.dir.path().join(format!("mix-{name}.tar.zst"));
+        stellamirror_tests::pack(&top, &archive);
+        let r = import_bundle(&archive, &mirror, &pr.public, &["--json"]).fails_with("ERR_DIGEST_MISMATCH");
+        let path = r.json()["error"]["detail"]["path"].as_str().unwrap().to_string();
+        match named {
+            Some(n) => assert_eq!(path, n, "{name}"),
+            None => assert_ne!(
+                std::fs::read(a.join(&path)).unwrap(),
+                std::fs::read(b.join(&path)).unwrap()
+            ),
+        }
+        let v = sm(["verify", p(&archive), "--trust", p(&pr.public)]);
+        assert_eq!(v.code, 3, "{name}: verify refuses it too");
+        assert_eq!(snapshot(&mirror), before, "{name}: nothing written");
+    }
+    // The repacking itself is faithful: f1 repacked unchanged verifies.
+    let same = stellamirror_tests::extract(&pr.bundle("f1"), &pr.dir.path().join("same"));
+    let archive = pr.dir.path().join("same.tar.zst");
+    stellamirror_tests::pack(&same, &archive);
+    sm(["verify", p(&archive), "--trust", p(&pr.public)]).ok();
+}
