@@ -91,6 +91,26 @@ fn a_bundle_signed_by_a_rotated_out_key_after_the_rotation_is_refused() {
     // Signed by the new key, which only the rotation statement introduced.
     r.import("d3", &mirror).ok();
     assert_eq!(state_root(&mirror, "acme"), state_root(&r.store, "acme"));
+    // `verify` of the chain follows the rotation too, trusting only the old key.
+    let chain = sm([
+        "verify",
+        p(&r.bundle("f1")),
+        p(&r.bundle("d2")),
+        p(&r.bundle("d3")),
+        "--trust",
+        p(&r.old_pub),
+    ]);
+    assert_eq!(chain.code, 0, "{}", chain.stderr);
+    let forked = sm([
+        "verify",
+        p(&r.bundle("f1")),
+        p(&r.bundle("d2")),
+        p(&r.bundle("d3x")),
+        "--trust",
+        p(&r.old_pub),
+    ]);
+    assert_eq!(forked.code, 3);
+    assert!(forked.stderr.contains("ERR_SIGNATURE_REVOKED"), "{}", forked.stderr);
     // The rotation bundle again is a no-op and records nothing twice.
     r.import("d2", &mirror).ok();
     let audit = std::fs::read_to_string(mirror.join("audit.jsonl")).unwrap();

@@ -318,7 +318,7 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
         ));
     }
     let (trust, rules) = a.trust.load()?;
-    let gate = Gate::new(None, &trust, &rules)?;
+    let mut gate = Gate::new(None, &trust, &rules)?;
     let identities = load_identities(&a.identity)?;
     let tmp = tempfile::tempdir().map_err(|e| Failure::new("ERR_IO", e.to_string(), "check TMPDIR"))?;
     let mut results = Vec::new();
@@ -335,9 +335,12 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
             import::stage_and_verify(b, &staging, &gate.keys, &identities, &Limits::default(), true).map_err(vf)?;
         // Revoked keys, validity windows and rotation statements (without a store:
         // rotations this mirror applied are not known here).
-        gate.check(&staged, &v.manifest).map_err(|e| {
+        let rotation = gate.check(&staged, &v.manifest).map_err(|e| {
             Failure::new(e.code(), format!("{}: {e}", b.display()), e.hint()).with_exit(EXIT_VERIFY_FAILED)
         })?;
+        if let Some(r) = &rotation {
+            gate.accept(r);
+        }
         if let (Some((pid, proot)), Some(d)) = (&prev, &v.diff) {
             if !d.reset_baseline && (&d.base_export_id != pid || &d.base_state_root != proot) {
                 return Err(Failure::new(
@@ -353,17 +356,19 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
             .as_ref()
             .map_or(v.manifest.state_root.clone(), |d| d.target_state_root.clone());
         prev = Some((v.manifest.run_id.clone(), target));
-        results.push(json!({"bundle": b, "runId": v.manifest.run_id, "profile": v.manifest.profile, "manifestDigest": v.manifest_digest, "stateRoot": v.manifest.state_root, "dataChecked": v.data_checked, "recordsChecked": v.records_checked, "ok": true}));
+        results.push(json!({"bundle": b, "runId": v.manifest.run_id, "profile": v.manifest.profile, "manifestDigest": v.manifest_digest, "stateRoot": v.manifest.state_root, "dataChecked": v.data_checked, "recordsChecked": v.records_checked, "channel": v.manifest.channel, "sequence": v.manifest.sequence, "createdAt": v.manifest.created_at, "expiresAt": v.manifest.expires_at, "ok": true}));
     }
     if json {
         println!("{}", json!({"ok": true, "bundles": results}));
     } else {
         for r in &results {
             println!(
-                "OK {} ({} {}): signatures, digests{}",
+                "OK {} ({} {}, sequence {}, expires {}): signatures, digests{}",
                 r["bundle"].as_str().unwrap_or_default(),
                 r["profile"].as_str().unwrap_or_default(),
                 r["runId"].as_str().unwrap_or_default(),
+                r["sequence"].as_u64().map_or_else(|| "none".into(), |s| s.to_string()),
+                r["expiresAt"].as_str().unwrap_or("never"),
                 if r["dataChecked"] == json!(true) {
                     format!(", {} records and Merkle roots", r["recordsChecked"])
                 } else {
@@ -486,7 +491,7 @@ pub fn log(a: LogArgs, json: bool) -> Result<i32, Failure> {
     for t in store.tenants()? {
         let h = store.import_history(&t)?;
         for a in h.applied {
-            imports.push(json!({"tenant": t.as_str(), "runId": a.run_id, "profile": a.profile, "createdAt": a.created_at, "stateRoot": a.state_root.to_prefixed(), "base": a.base_export_id}));
+            imports.push(json!({"tenant": t.as_str(), "runId": a.run_id, "profile": a.profile, "createdAt": a.created_at, "stateRoot": a.state_root.to_prefixed(), "base": a.base_export_id, "freshness": a.freshness}));
         }
     }
     if json {

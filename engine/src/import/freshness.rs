@@ -245,3 +245,110 @@ pub fn report(history: &ImportHistory, clock: &Clock) -> Option<serde_json::Valu
         "now": clock.rfc3339(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn manifest(run: &str, channel: Option<&str>, seq: Option<u64>, created: &str) -> Manifest {
+        serde_json::from_value(json!({
+            "formatVersion": if seq.is_some() { 2 } else { 1 }, "profile": "mirror:full", "runId": run,
+            "tenant": "acme", "createdAt": created, "channel": channel, "sequence": seq,
+            "expiresAt": seq.map(|_| "2030-01-01T00:00:00Z"), "selectors": {}, "counts": {},
+            "stateRoot": "blake3:00", "kindRoots": {}, "compression": {"algorithm": "zstd", "level": 3},
+            "encryption": {"mode": "none"}, "signing": {"algorithm": "ed25519", "keyId": "k"}, "artifacts": [],
+        }))
+        .expect("manifest")
+    }
+
+    fn digest(run: &str) -> FileDigest {
+        FileDigest::of(run.as_bytes())
+    }
+
+    fn applied(m: &Manifest, accepted: &Accepted) -> AppliedExport {
+        serde_json::from_value(json!({
+            "runId": m.run_id, "profile": m.profile, "manifestDigest": digest(&m.run_id),
+            "stateRoot": format!("blake3:{}", "0".repeat(64)), "baseExportId": null, "createdAt": m.created_at,
+            "freshness": accepted.applied(),
+        }))
+        .expect("applied export")
+    }
+
+    fn clock() -> Policy {
+        Policy::strict(Clock::fixed("2026-08-20T00:00:00Z").expect("time"))
+    }
+
+    /// Apply `bundles` in order; the result of checking `next`.
+    fn after(bundles: &[Manifest], next: &Manifest) -> Result<Accepted, FreshnessError> {
+        let mut h = ImportHistory::default();
+        for m in bundles {
+            let a = check(&h, m, &digest(&m.run_id), &clock()).expect("in order");
+            h.applied.push(applied(m, &a));
+        }
+        check(&h, next, &digest(&next.run_id), &clock())
+    }
+
+    #[test]
+    fn sequence_and_created_at_must_both_move_forward() {
+        let base = [manifest("a", Some("default"), Some(5), "2026-08-14T00:00:00Z")];
+        let ok = |m: Manifest| after(&base, &m).is_ok();
+        assert!(
+            ok(manifest("b", Some("default"), Some(6), "2026-08-14T00:00:00Z")),
+            "same time, next sequence"
+        );
+        assert!(
+            !ok(manifest("b", Some("default"), Some(5), "2026-08-15T00:00:00Z")),
+            "same sequence, other bundle"
+        );
+        assert!(
+            !ok(manifest("b", Some("default"), Some(4), "2026-08-15T00:00:00Z")),
+            "lower sequence"
+        );
+        assert!(
+            !ok(manifest("b", Some("default"), Some(9), "2026-08-13T00:00:00Z")),
+            "earlier createdAt"
+        );
+        // Format 1 (no sequence): createdAt alone, either way round.
+        assert!(ok(manifest("b", None, None, "2026-08-15T00:00:00Z")));
+        assert!(!ok(manifest("b", None, None, "2026-08-13T00:00:00Z")));
+        let v1 = [manifest("a", None, None, "2026-08-14T00:00:00Z")];
+        assert!(after(&v1, &manifest("b", Some("default"), Some(1), "2026-08-14T00:00:00Z")).is_ok());
+    }
+
+    #[test]
+    fn channels_are_ordered_separately() {
+        let base = [
+            manifest("a", Some("default"), Some(5), "2026-08-14T00:00:00Z"),
+            manifest("n", Some("nightly"), Some(90), "2026-08-16T00:00:00Z"),
+        ];
+        // Older than the nightly channel's newest, newer than the default channel's.
+        assert!(after(&base, &manifest("b", Some("default"), Some(6), "2026-08-15T00:00:00Z")).is_ok());
+        let err = after(&base, &manifest("m", Some("nightly"), Some(89), "2026-08-17T00:00:00Z")).unwrap_err();
+        assert!(err.to_string().contains("channel nightly"), "{err}");
+        assert!(err.to_string().contains("n (sequence 90"), "{err}");
+    }
+
+    #[test]
+    fn an_applied_bundle_again_is_left_to_the_no_op_path() {
+        let a = manifest("a", Some("default"), Some(1), "2026-08-14T00:00:00Z");
+        let b = manifest("b", Some("default"), Some(2), "2026-08-15T00:00:00Z");
+        assert!(!after(&[a.clone(), b.clone()], &b).unwrap().reapply, "the newest again");
+        assert!(
+            !after(&[a.clone(), b.clone()], &a).unwrap().reapply,
+            "an older one again: no-op"
+        );
+        let mut h = ImportHistory::default();
+        for m in [&a, &b] {
+            let acc = check(&h, m, &digest(&m.run_id), &clock()).unwrap();
+            h.applied.push(applied(m, &acc));
+        }
+        let mut back = clock();
+        back.allow_rollback = true;
+        let acc = check(&h, &a, &digest("a"), &back).unwrap();
+        assert!(
+            acc.reapply && acc.rollback_from.as_deref() == Some("b"),
+            "rolled back to on purpose"
+        );
+    }
+}

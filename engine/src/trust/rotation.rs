@@ -119,6 +119,16 @@ impl Gate {
         Ok(g)
     }
 
+    /// Take a checked rotation into account for the bundles that follow (`verify` of a
+    /// chain, where nothing is stored).
+    pub fn accept(&mut self, st: &RotationStatement) {
+        let stored = StoredTrust {
+            rotations: vec![st.clone()],
+        };
+        self.keys.extend(stored.keys());
+        self.rules.extend(stored.rules());
+    }
+
     /// After signatures and digests verified: the signer's rules, and the rotation
     /// statement (if any) checked against the bundle and its signer. Nothing is written.
     pub fn check(&self, staged: &Staged, m: &Manifest) -> Result<Option<RotationStatement>, KeyTrustError> {
