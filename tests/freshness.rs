@@ -156,23 +156,33 @@ fn allow_rollback_restores_an_older_state_and_is_audited_and_shown() {
 }
 
 #[test]
-fn the_same_sequence_from_another_bundle_is_refused() {
+fn a_producer_store_rebuilt_from_scratch_continues_with_min_sequence() {
     // A second producer store for the same tenant starts its own sequence at 1: its
-    // first export does not go after f1 even though it is newer.
+    // first export does not go after f3 (sequence 4) even though it is newer.
     let pr = producer();
     let other = pr.dir.path().join("other");
-    ingest_sample(&other, "old");
-    let b = export_full(
-        &other,
-        &pr.dir.path().join("o"),
-        &pr.key,
-        "o1",
-        "2026-08-20T00:00:00Z",
-        &[],
-    );
+    ingest_sample(&other, "new");
+    let o = pr.dir.path().join("o");
+    let b = export_full(&other, &o, &pr.key, "o1", "2026-08-20T00:00:00Z", &[]);
     let mirror = pr.dir.path().join("mirror");
-    pr.import("f1", &mirror, &[]).ok();
-    import_bundle(&b, &mirror, &pr.public, &[]).fails_with("ERR_BUNDLE_ROLLBACK");
+    pr.import("f3", &mirror, &[]).ok();
+    let r = import_bundle(&b, &mirror, &pr.public, &[]).fails_with("ERR_BUNDLE_ROLLBACK");
+    assert!(r.stderr.contains("o1 (sequence 1"), "{}", r.stderr);
+    // Continuing above the mirrors' sequence, and on from there.
+    let b2 = export_full(
+        &other,
+        &o,
+        &pr.key,
+        "o2",
+        "2026-08-20T00:00:00Z",
+        &["--min-sequence", "5"],
+    );
+    import_bundle(&b2, &mirror, &pr.public, &[]).ok();
+    export_delta(&other, &o, &pr.key, "o2", "o3", "2026-08-21T00:00:00Z", &[]).ok();
+    let log = sm(["log", "--store", p(&other), "--json"]).ok().json();
+    assert_eq!(log["exports"].as_array().unwrap().last().unwrap()["seq"], 6);
+    import_bundle(&o.join("o3-delta.tar.zst"), &mirror, &pr.public, &[]).ok();
+    assert_eq!(status(&mirror, "acme")["freshness"]["sequence"], 6);
 }
 
 #[test]

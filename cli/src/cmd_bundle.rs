@@ -115,6 +115,11 @@ pub struct CommonExport {
     /// afterwards (default 30d for full bundles, 7d for deltas). Units w, d, h, m, s.
     #[arg(long, value_name = "DURATION", value_parser = crate::freshness::duration_arg)]
     expires_in: Option<u64>,
+    /// Sequence number of at least N (signed in the manifest). For a producer store
+    /// rebuilt from scratch: continue above the last sequence its mirrors applied, or
+    /// they refuse its bundles as rollbacks.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    min_sequence: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -215,6 +220,7 @@ fn settings(c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
             sign_key,
             encryption,
             expires_in: c.expires_in,
+            min_sequence: c.min_sequence,
             rotate_to: c
                 .rotate_to
                 .as_deref()

@@ -104,6 +104,7 @@ or by hand, after `zstd -d < {run}-{kind}.tar.zst | tar -x`:\n\n\
 ```\nopenssl pkeyutl -verify -pubin -inkey producer.pub.pem -rawin -in {top}/manifest.yaml -sigfile {top}/signatures/manifest.sig\n\
 openssl pkeyutl -verify -pubin -inkey producer.pub.pem -rawin -in {top}/export.json -sigfile {top}/signatures/export.sig\n```\n\n\
 then compare each file's sha256 with `artifacts` in manifest.yaml. Signing key id: `{key_id}`.\n\n\
+{attest}\
 ## Import\n\n\
 ```\nstellamirror import {run}-{kind}.tar.zst --store /var/lib/stellamirror --trust producer.pub.pem\n```\n\n\
 Deltas apply in order; see `manifest.diff.json` for the base they need.\n",
@@ -115,6 +116,12 @@ Deltas apply in order; see `manifest.diff.json` for the base they need.\n",
         top = info.top,
         mode = enc.mode,
         strict = if enc.strict { " (strict)" } else { "" },
+        attest = if info.stamp.format_version > FORMAT_VERSION_1 && !enc.strict {
+            "`provenance.json` (in-toto Statement, SLSA provenance) is signed in the DSSE envelope \
+`signatures/provenance.dsse.json` with the same key: any DSSE verifier checks it.\n\n"
+        } else {
+            ""
+        },
     )
     .into_bytes()
 }

@@ -616,7 +616,15 @@ pub fn export_full(store: &Store, s: &ExportSettings, audit: &dyn AuditSink) -> 
     }
     let selectors = normalize(s.selectors.clone()).map_err(ExportError::Usage)?;
     let state = store.state(&s.tenant)?;
-    let stamp = new_stamp(store, &s.tenant, PROFILE_FULL, &created_at, mtime as i64, s.expires_in)?;
+    let stamp = new_stamp(
+        store,
+        &s.tenant,
+        PROFILE_FULL,
+        &created_at,
+        mtime as i64,
+        s.expires_in,
+        s.min_sequence,
+    )?;
     let p = produce(
         store,
         s,
@@ -694,7 +702,15 @@ pub fn export_delta(
         base_state,
         reset,
     };
-    let stamp = new_stamp(store, &s.tenant, PROFILE_DELTA, &created_at, mtime as i64, s.expires_in)?;
+    let stamp = new_stamp(
+        store,
+        &s.tenant,
+        PROFILE_DELTA,
+        &created_at,
+        mtime as i64,
+        s.expires_in,
+        s.min_sequence,
+    )?;
     let p = produce(store, s, job, &state, selectors, run_id, created_at, mtime, None, stamp)?;
     register(store, p.record, &p.report.counts, audit)?;
     Ok(p.report)
@@ -734,6 +750,7 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
         sign_key: s.sign_key.clone(),
         encryption: None,
         expires_in: None,
+        min_sequence: None,
         rotate_to: rec.options["rotateTo"]
             .as_str()
             .and_then(crate::bundle::signing::TrustedKey::from_pem),

@@ -15,7 +15,8 @@ pub const DEFAULT_FULL_EXPIRY_SECS: u64 = 30 * 86_400;
 pub const DEFAULT_DELTA_EXPIRY_SECS: u64 = 7 * 86_400;
 
 /// The stamp of a new export. The sequence continues this store's per-tenant export
-/// sequence (the catalog's `seq`); every export is on the `default` channel for now.
+/// sequence (the catalog's `seq`), or jumps to `min_sequence`; every export is on the
+/// `default` channel for now.
 pub fn new_stamp(
     store: &Store,
     tenant: &Tenant,
@@ -23,8 +24,10 @@ pub fn new_stamp(
     created_at: &str,
     created_secs: i64,
     expires_in: Option<u64>,
+    min_sequence: Option<u64>,
 ) -> Result<Stamp, ExportError> {
-    let sequence = store.export_records(tenant)?.last().map_or(1, |r| r.seq + 1);
+    let next = store.export_records(tenant)?.last().map_or(1, |r| r.seq + 1);
+    let sequence = next.max(min_sequence.unwrap_or(0));
     let lifetime = expires_in.unwrap_or(if profile == PROFILE_DELTA {
         DEFAULT_DELTA_EXPIRY_SECS
     } else {
