@@ -12,6 +12,8 @@ use crate::store::catalog::Selectors;
 pub const FORMAT_VERSION: u32 = 2;
 /// The first version; written only by `--rerun` of an export made by it.
 pub const FORMAT_VERSION_1: u32 = 1;
+/// `formatVersion` of the index files, which bundle format 2 left unchanged.
+pub const INDEX_FORMAT_VERSION: u32 = 1;
 /// Bundles are tagged with a channel; until channels exist every bundle is on this one.
 pub const DEFAULT_CHANNEL: &str = "default";
 pub const PROFILE_FULL: &str = "mirror:full";

@@ -72,3 +72,35 @@ pub fn stamp_options(stamp: &Stamp, options: &mut serde_json::Value) {
     options["channel"] = json!(stamp.channel);
     options["expiresAt"] = json!(stamp.expires_at);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(options: serde_json::Value) -> ExportRecord {
+        let root = format!("blake3:{}", "0".repeat(64));
+        serde_json::from_value(json!({
+            "runId": "r", "profile": "mirror:full", "tenant": "acme", "createdAt": "2026-08-14T00:00:00Z",
+            "selectors": {}, "sourceRoot": root, "stateRoot": root, "manifestDigest": format!("sha256:{}", "0".repeat(64)),
+            "baseExportId": null, "bundleFile": "r-full.tar.zst", "bytes": 1, "options": options, "seq": 3,
+        }))
+        .expect("export record")
+    }
+
+    #[test]
+    fn reruns_reproduce_the_recorded_stamp_and_format_1_exports_stay_format_1() {
+        let legacy = recorded_stamp(&record(json!({"zstdLevel": 3})));
+        assert_eq!(legacy.format_version, FORMAT_VERSION_1);
+        assert_eq!((legacy.sequence, legacy.expires_at), (None, None));
+        let stamp = Stamp {
+            format_version: FORMAT_VERSION,
+            channel: DEFAULT_CHANNEL.into(),
+            sequence: Some(3),
+            created_at: "2026-08-14T00:00:00Z".into(),
+            expires_at: Some("2026-09-13T00:00:00Z".into()),
+        };
+        let mut options = json!({"zstdLevel": 3});
+        stamp_options(&stamp, &mut options);
+        assert_eq!(recorded_stamp(&record(options)), stamp);
+    }
+}
