@@ -468,3 +468,36 @@ fn files_of_two_valid_bundles_mixed_into_one_archive_are_refused() {
     stellamirror_tests::pack(&same, &archive);
     sm(["verify", p(&archive), "--trust", p(&pr.public)]).ok();
 }
+
+#[test]
+fn genuine_format_1_bundles_of_the_previous_version_verify_and_import() {
+    // tests/data/bundles/format-1: written by stellamirror before format 2.
+    let dir = tempfile::tempdir().unwrap();
+    let fx = stellamirror_tests::data("bundles/format-1");
+    let (full, delta, public) = (
+        fx.join("v1-full-full.tar.zst"),
+        fx.join("v1-delta-delta.tar.zst"),
+        fx.join("producer.pub.pem"),
+    );
+    let v = sm(["verify", p(&full), p(&delta), "--trust", p(&public), "--json"])
+        .ok()
+        .json();
+    assert_eq!(v["bundles"][1]["sequence"], Value::Null);
+    let mirror = dir.path().join("mirror");
+    for b in [&full, &delta] {
+        // Years after their creation: format 1 has no expiry.
+        sm_at(
+            "2031-01-01T00:00:00Z",
+            ["import", p(b), "--store", p(&mirror), "--trust", p(&public)],
+        )
+        .ok();
+    }
+    assert_eq!(
+        state_root(&mirror, "acme"),
+        "blake3:a98dba9f8c631b0b4305d00906bdc86e67929aa7844ca10a2b46b68f371e7fe7"
+    );
+    sm(["verify", "--store", p(&mirror)]).ok();
+    // The older full again: already applied, a no-op that rolls nothing back.
+    let again = import_bundle(&full, &mirror, &public, &["--json"]).ok().json();
+    assert_eq!(again["outcome"], "already-applied");
+}
