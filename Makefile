@@ -5,8 +5,11 @@ export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release/stellamirror
 export STELLAMIRROR_BIN := $(BIN)
 N ?= 100000
+# Generated benchmark data (kept and reused by later runs with the same N and seed) and scratch.
+SMSCALE_WORK ?= $(CARGO_TARGET_DIR)/smscale
 
-.PHONY: deps build demo test lint bench bench-scale clean
+.PHONY: deps build demo test lint bench bench-scale install clean
+PREFIX ?= /usr/local
 
 deps:
 	@bash tests/scripts/install-deps.sh
@@ -29,7 +32,16 @@ bench: build
 
 bench-scale: build
 	@bash tests/scripts/install-deps.sh restic b3sum time
-	RESTIC_PASSWORD=$${RESTIC_PASSWORD:-smscale-local-only} $(CARGO_TARGET_DIR)/release/smscale --n $(N) --bin $(BIN) --docs docs/benchmarks.md
+	RESTIC_PASSWORD=$${RESTIC_PASSWORD:-smscale-local-only} $(CARGO_TARGET_DIR)/release/smscale --n $(N) --bin $(BIN) --work $(SMSCALE_WORK) --docs docs/benchmarks.md
+
+# The binary, bash/zsh/fish completions and man pages, generated from the CLI definition.
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/stellamirror
+	mkdir -p $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(BIN) completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/stellamirror
+	$(BIN) completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_stellamirror
+	$(BIN) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/stellamirror.fish
+	$(BIN) --quiet man --out $(DESTDIR)$(PREFIX)/share/man/man1
 
 clean:
 	cargo clean

@@ -200,6 +200,40 @@ fn refused_and_nothing_written(c: &Chain, bundle: &Path, code: &str, canary: &Pa
     );
 }
 
+/// Repack bundle `i` with GNU tar in plain path order: the manifest no longer comes
+/// first, so the importer cannot check entries against it while streaming.
+fn repack_sorted(c: &Chain, i: usize) -> PathBuf {
+    let x = c.root.join(format!("sorted-{i}"));
+    std::fs::create_dir_all(&x).unwrap();
+    let out = c.root.join(format!("sorted-{i}.tar.zst"));
+    let script = format!(
+        "zstd -dc '{}' | tar -xf - && find mirror delta -type f 2>/dev/null | LC_ALL=C sort | tar -cf - --no-recursion -T - | zstd -q -o '{}'",
+        c.bundles[i].display(),
+        out.display()
+    );
+    let r = tool("sh", &["-c", &script], &x);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    out
+}
+
+#[test]
+fn archives_whose_manifest_is_not_first_are_staged_and_imported() {
+    let c = chain();
+    let mirror = c.root.join("mirror");
+    for i in 0..2 {
+        let b = repack_sorted(&c, i);
+        let r = import(&c, &b, &mirror).ok().json();
+        assert_eq!(r["outcome"], "applied");
+        assert_eq!(r["stateRoot"], c.roots[i]);
+    }
+    sm(["verify", "--store", p(&mirror)]).ok();
+    let staging = mirror.join("staging");
+    assert!(
+        !staging.exists() || files_below(&staging).is_empty(),
+        "staging area cleaned up"
+    );
+}
+
 #[test]
 fn path_traversal_entry_is_refused() {
     let c = chain();
@@ -299,7 +333,7 @@ fn truncated_archive_is_refused() {
     std::fs::write(&b, &bytes[..bytes.len() * 2 / 3]).unwrap();
     let mirror = c.root.join("m");
     import(&c, &b, &mirror).fails_with("ERR_BUNDLE_MALFORMED");
-    assert_eq!(status(&mirror, "acme")["records"], 0);
+    assert!(!mirror.exists(), "a refused import into a new store leaves no store");
 }
 
 #[test]
@@ -328,69 +362,140 @@ fn a_tampered_byte_anywhere_in_the_archive_is_refused() {
     }
 }
 
-#[test]
-fn sigkill_during_import_then_rerun_ends_at_the_right_root() {
-    let t = tempfile::tempdir().unwrap();
-    // A bundle big enough to kill mid-import: 300 distinct copies of the Go excerpt.
+/// `copies` distinct copies of the Go excerpt (ids suffixed with `tag` and the copy).
+fn big_osv(dir: &Path, tag: &str, copies: usize) -> PathBuf {
     let src = std::fs::read_to_string(data("osv/go-new.jsonl")).unwrap();
     let mut big = String::new();
-    for i in 0..300 {
+    for i in 0..copies {
         for l in src.lines() {
             let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["id"] = serde_json::Value::String(format!("{}-c{i}", v["id"].as_str().unwrap()));
+            v["id"] = serde_json::Value::String(format!("{}-{tag}{i}", v["id"].as_str().unwrap()));
             big.push_str(&serde_json::to_string(&v).unwrap());
             big.push('\n');
         }
     }
-    std::fs::write(t.path().join("big.jsonl"), big).unwrap();
-    let (key, public) = keypair(t.path(), "k");
-    let producer = t.path().join("producer");
-    ingest(&producer, "acme", &[], &[&t.path().join("big.jsonl")]).ok();
-    let out = t.path().join("out");
-    let bundle = export_full(&producer, &out, &key, "big", "2026-09-01T00:00:00Z", &[]);
-    let want = state_root(&producer, "acme");
-    let mut saw_before = false;
-    for (i, ms) in [20u64, 80, 200, 400, 700].into_iter().enumerate() {
-        let store = t.path().join(format!("m{i}"));
-        let mut child = Command::new(stellamirror_tests::bin())
-            .args([
-                "--quiet",
-                "import",
-                p(&bundle),
-                "--store",
-                p(&store),
-                "--trust",
-                p(&public),
-            ])
-            .env("STELLAMIRROR_NOW", stellamirror_tests::TEST_NOW)
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(ms));
-        let _ = child.kill();
-        let _ = child.wait();
-        if !store.join("CURRENT").exists() {
-            // Killed before RocksDB created the store: nothing was written at all.
-            saw_before = true;
-            import_bundle(&bundle, &store, &public, &[]).ok();
-            assert_eq!(state_root(&store, "acme"), want);
-            continue;
-        }
-        let s = status(&store, "acme");
-        let root = s["stateRoot"].as_str().unwrap().to_string();
-        if root != want {
-            assert_eq!(
-                s["records"], 0,
-                "killed after {ms} ms: the store is either before or after, never between"
-            );
-            saw_before = true;
-        }
-        import_bundle(&bundle, &store, &public, &[]).ok();
-        assert_eq!(state_root(&store, "acme"), want);
-        sm(["verify", "--store", p(&store)]).ok();
+    let path = dir.join(format!("big-{tag}.jsonl"));
+    std::fs::write(&path, big).unwrap();
+    path
+}
+
+/// xorshift64*: reproducible kill points from a printed seed.
+struct KillClock(u64);
+
+impl KillClock {
+    fn next_below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound.max(1)
     }
+}
+
+/// Start an import of `bundle` into `store` and SIGKILL it after `ms` milliseconds.
+fn import_killed_after(bundle: &Path, store: &Path, public: &Path, ms: u64) {
+    let mut child = Command::new(stellamirror_tests::bin())
+        .args([
+            "--quiet",
+            "import",
+            p(bundle),
+            "--store",
+            p(store),
+            "--trust",
+            p(public),
+        ])
+        .env("STELLAMIRROR_NOW", stellamirror_tests::TEST_NOW)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// SIGKILL at random moments of a bulk-loaded full import — into an empty store and over
+/// an existing state (a new records generation) — leaves the store exactly at the old
+/// state or at the new one, never between; rerunning the import completes it. Set
+/// `STELLAMIRROR_KILL_POINTS` for more kill points (default 30) and
+/// `STELLAMIRROR_KILL_SEED` to replay a run.
+#[test]
+fn sigkill_during_bulk_import_leaves_the_old_or_the_new_state() {
+    let t = tempfile::tempdir().unwrap();
+    let (key, public) = keypair(t.path(), "k");
+    let mut bundles = Vec::new();
+    let mut roots = Vec::new();
+    for (tag, copies) in [("a", 100), ("b", 300)] {
+        let producer = t.path().join(format!("producer-{tag}"));
+        ingest(&producer, "acme", &[], &[&big_osv(t.path(), tag, copies)]).ok();
+        let out = t.path().join(format!("out-{tag}"));
+        bundles.push(export_full(
+            &producer,
+            &out,
+            &key,
+            &format!("big-{tag}"),
+            "2026-09-01T00:00:00Z",
+            // The second producer continues the first one's sequence: its bundle is newer.
+            if tag == "b" { &["--min-sequence", "2"] } else { &[] },
+        ));
+        roots.push(state_root(&producer, "acme"));
+    }
+    let (old_root, want) = (roots[0].clone(), roots[1].clone());
+    // A store at the old state, copied for every kill point over an existing state.
+    let template = t.path().join("template");
+    import_bundle(&bundles[0], &template, &public, &[]).ok();
+    assert_eq!(state_root(&template, "acme"), old_root);
+    let timed = t.path().join("timed");
+    assert_eq!(tool("cp", &["-a", p(&template), p(&timed)], t.path()).code, 0);
+    let started = std::time::Instant::now();
+    import_bundle(&bundles[1], &timed, &public, &[]).ok();
+    let span = (started.elapsed().as_millis() as u64 * 6 / 5).max(50);
+    let points: u64 = std::env::var("STELLAMIRROR_KILL_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let seed: u64 = std::env::var("STELLAMIRROR_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_0014);
+    let mut clock = KillClock(seed | 1);
+    let (mut saw_old, mut saw_new) = (0, 0);
+    for k in 0..points {
+        let store = t.path().join(format!("m{k}"));
+        let over_existing = k % 2 == 1;
+        if over_existing {
+            assert_eq!(tool("cp", &["-a", p(&template), p(&store)], t.path()).code, 0);
+        }
+        let ms = clock.next_below(span);
+        import_killed_after(&bundles[1], &store, &public, ms);
+        let at = format!("seed {seed}, kill point {k} after {ms} ms of ~{span}");
+        let s = sm(["status", "--store", p(&store), "--tenant", "acme", "--json"]);
+        if !store.join("CURRENT").exists() || (!over_existing && s.code != 0) {
+            // Killed before the store or the tenant's first commit existed: before.
+            if s.code != 0 && store.join("CURRENT").exists() {
+                s.fails_with("ERR_TENANT_UNKNOWN");
+            }
+            saw_old += 1;
+        } else {
+            let s = s.ok().json();
+            let root = s["stateRoot"].as_str().unwrap_or_default().to_string();
+            if root == want {
+                saw_new += 1;
+            } else if over_existing {
+                assert_eq!(root, old_root, "{at}: the old state or the new one, never between");
+                saw_old += 1;
+            } else {
+                assert_eq!(s["records"], 0, "{at}: an empty store stays empty until the commit");
+                saw_old += 1;
+            }
+        }
+        import_bundle(&bundles[1], &store, &public, &[]).ok();
+        assert_eq!(state_root(&store, "acme"), want, "{at}: the rerun completes the import");
+        if k % 5 == 0 || k + 1 == points {
+            sm(["verify", "--store", p(&store)]).ok();
+        }
+    }
+    eprintln!("{points} kill points: {saw_old} before the commit, {saw_new} after");
     assert!(
-        saw_before,
-        "at least one kill must land before the commit for this test to mean anything"
+        saw_old > 0 && (saw_new > 0 || points < 10),
+        "kills must land before and after the commit for this test to mean anything ({saw_old} before, {saw_new} after)"
     );
 }
 

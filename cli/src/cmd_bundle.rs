@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
-use stellamirror_engine::audit::{AuditSink, StoreAuditLog};
+use stellamirror_engine::audit::{AuditSink, Progress, StoreAuditLog};
 use stellamirror_engine::bundle::archive::Limits;
 use stellamirror_engine::bundle::error::BundleError;
 use stellamirror_engine::bundle::signing::{self, SignKey, TrustedKey};
@@ -15,6 +15,7 @@ use stellamirror_engine::store::Store;
 
 use crate::failure::{Failure, EXIT_VERIFY_FAILED};
 use crate::freshness::FreshnessArgs;
+use crate::progress::Bar;
 use crate::trust_args::TrustArgs;
 use stellamirror_engine::trust::rotation::Gate;
 
@@ -25,8 +26,8 @@ pub fn bundle_failure(e: BundleError) -> Failure {
 
 #[derive(Args)]
 pub struct KeygenArgs {
-    /// Output name: writes NAME.pem (private, 0600) and NAME.pub.pem; with --age,
-    /// NAME.age (identity, 0600) and NAME.age.pub (recipient).
+    /// Output name: writes NAME.pem (private key, PKCS#8, 0600) and NAME.pub.pem (public key,
+    /// SPKI); with --age, NAME (identity, 0600, age-keygen format) and NAME.pub (recipient).
     #[arg(long)]
     out: PathBuf,
     /// Generate an age X25519 identity instead of an Ed25519 signing key.
@@ -38,21 +39,21 @@ pub fn keygen(a: KeygenArgs, json: bool) -> Result<i32, Failure> {
     if a.age {
         let (identity, recipient) = crate::cmd_keys::age_keygen(&a.out)?;
         if json {
-            println!("{}", json!({"identity": identity, "recipient": recipient}));
+            out!("{}", json!({"identity": identity, "recipient": recipient}));
         } else {
-            println!("identity  {}", identity.display());
-            println!("recipient {recipient}");
+            out!("identity  {}", identity.display());
+            out!("recipient {recipient}");
         }
         return Ok(0);
     }
     let (private, public, key_id) =
         signing::keygen(&a.out).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
     if json {
-        println!("{}", json!({"private": private, "public": public, "keyId": key_id}));
+        out!("{}", json!({"private": private, "public": public, "keyId": key_id}));
     } else {
-        println!("private key {}", private.display());
-        println!("public key  {}", public.display());
-        println!("key id      {key_id}");
+        out!("private key {}", private.display());
+        out!("public key  {}", public.display());
+        out!("key id      {key_id}");
     }
     Ok(0)
 }
@@ -125,6 +126,9 @@ pub struct CommonExport {
 #[derive(Subcommand)]
 pub enum ExportCmd {
     /// A complete snapshot (mirror:full).
+    #[command(
+        after_help = "Example:\n  stellamirror export full --store S --tenant acme --out OUT --sign-key producer.pem"
+    )]
     Full {
         #[command(flatten)]
         common: CommonExport,
@@ -133,8 +137,10 @@ pub enum ExportCmd {
         rerun: Option<String>,
     },
     /// Only what changed since a base export (mirror:delta).
-    #[command(after_help = "Example (hourly deltas that importers refuse after two days):\n  \
-stellamirror export delta --store /srv/sm --tenant acme --out /srv/out --base latest --expires-in 2d")]
+    #[command(
+        after_help = "Example:\n  stellamirror export delta --store S --tenant acme --out OUT --base latest --sign-key producer.pem\n  \
+stellamirror export delta --store S --tenant acme --out OUT --base latest --expires-in 2d   # importers refuse it after two days"
+    )]
     Delta {
         #[command(flatten)]
         common: CommonExport,
@@ -165,8 +171,8 @@ fn store_key(store: &Path) -> Result<PathBuf, Failure> {
 }
 
 fn settings(c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
-    let tenant = crate::tenant(&c.tenant)?;
     let store = Store::open_existing(&c.store)?;
+    let tenant = crate::known_tenant(&store, &c.tenant)?;
     let key_path = match c.sign_key {
         Some(k) => k,
         None => store_key(&c.store)?,
@@ -258,19 +264,22 @@ pub fn export(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
         }
     };
     if json {
-        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        out!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
-        println!("{} {} → {}", report.profile, report.run_id, report.bundle.display());
-        println!("  {} bytes, manifest {}", report.bytes, report.manifest_digest);
-        println!("  state root {}", report.state_root);
+        out!("{} {} → {}", report.profile, report.run_id, report.bundle.display());
+        out!("  {} bytes, manifest {}", report.bytes, report.manifest_digest);
+        out!("  state root {}", report.state_root);
         if let Some(d) = &report.diff {
-            println!(
+            out!(
                 "  base {}: added {:?} changed {:?} removed {:?}",
-                d.base_export_id, d.added, d.changed, d.removed
+                d.base_export_id,
+                d.added,
+                d.changed,
+                d.removed
             );
         }
         if let Some(same) = report.identical_to_original {
-            println!("  identical to the original: {same}");
+            out!("  identical to the original: {same}");
         }
     }
     Ok(match report.identical_to_original {
@@ -307,11 +316,11 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
             serde_json::to_value(&r).unwrap_or_default(),
         ));
         if json {
-            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            out!("{}", serde_json::to_string(&r).unwrap_or_default());
         } else {
-            println!("store OK: {} objects", r.objects);
+            out!("store OK: {} objects", r.objects);
             for (t, c) in &r.tenants {
-                println!("  tenant {t}: {} records, state root {}", c.records, c.state_root);
+                out!("  tenant {t}: {} records, state root {}", c.records, c.state_root);
             }
         }
         return Ok(0);
@@ -365,10 +374,10 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
         results.push(json!({"bundle": b, "runId": v.manifest.run_id, "profile": v.manifest.profile, "manifestDigest": v.manifest_digest, "stateRoot": v.manifest.state_root, "dataChecked": v.data_checked, "recordsChecked": v.records_checked, "channel": v.manifest.channel, "sequence": v.manifest.sequence, "createdAt": v.manifest.created_at, "expiresAt": v.manifest.expires_at, "ok": true}));
     }
     if json {
-        println!("{}", json!({"ok": true, "bundles": results}));
+        out!("{}", json!({"ok": true, "bundles": results}));
     } else {
         for r in &results {
-            println!(
+            out!(
                 "OK {} ({} {}, sequence {}, expires {}): signatures, digests{}",
                 r["bundle"].as_str().unwrap_or_default(),
                 r["profile"].as_str().unwrap_or_default(),
@@ -390,7 +399,7 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
 pub struct ImportArgs {
     bundle: PathBuf,
     #[arg(long)]
-    store: PathBuf,
+    pub store: PathBuf,
     #[command(flatten)]
     trust: TrustArgs,
     /// age identity file(s) for encrypted bundles.
@@ -423,11 +432,14 @@ fn import_settings(
     })
 }
 
-pub fn import_cmd(a: ImportArgs, json: bool) -> Result<i32, Failure> {
+pub fn import_cmd(a: ImportArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
     let s = import_settings(&a.trust, &a.identity, a.tenant.as_deref(), &a.freshness)?;
     let store = Store::open(&a.store)?;
     let audit = StoreAuditLog::new(&a.store);
-    let r = import::import(&store, &a.bundle, &s, &audit).map_err(|e| {
+    let bar = Bar::new(quiet || json);
+    let r = import::import(&store, &a.bundle, &s, &audit, &bar);
+    bar.finish();
+    let r = r.map_err(|e| {
         let f = Failure::new(e.code(), format!("{}: {e}", a.bundle.display()), e.hint());
         match e {
             import::ImportError::Bundle(b) => f.with_detail(json!({"path": b.subject()})),
@@ -439,15 +451,15 @@ pub fn import_cmd(a: ImportArgs, json: bool) -> Result<i32, Failure> {
         crate::cmd_keys::publish(&store, &t, dir)?;
     }
     if json {
-        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        out!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else if r.outcome == "already-applied" {
-        println!("{} {} was already applied; nothing to do", r.profile, r.run_id);
+        out!("{} {} was already applied; nothing to do", r.profile, r.run_id);
     } else {
-        println!("applied {} {} to tenant {}", r.profile, r.run_id, r.tenant);
+        out!("applied {} {} to tenant {}", r.profile, r.run_id, r.tenant);
         for (c, n) in &r.counts {
-            println!("  {:<22} +{} ~{} -{}", c.name(), n.added, n.changed, n.removed);
+            out!("  {:<22} +{} ~{} -{}", c.name(), n.added, n.changed, n.removed);
         }
-        println!("state root {}", r.state_root);
+        out!("state root {}", r.state_root);
     }
     Ok(0)
 }
@@ -457,7 +469,7 @@ pub struct RebuildArgs {
     #[arg(long)]
     bundles: PathBuf,
     #[arg(long)]
-    store: PathBuf,
+    pub store: PathBuf,
     #[command(flatten)]
     trust: TrustArgs,
     #[arg(long)]
@@ -466,20 +478,22 @@ pub struct RebuildArgs {
     freshness: FreshnessArgs,
 }
 
-pub fn rebuild_cmd(a: RebuildArgs, json: bool) -> Result<i32, Failure> {
+pub fn rebuild_cmd(a: RebuildArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
     let s = import_settings(&a.trust, &a.identity, None, &a.freshness)?;
     let store = Store::open(&a.store)?;
     let audit = StoreAuditLog::new(&a.store);
-    let r = rebuild::rebuild(&store, &a.bundles, &s, &audit)
-        .map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
+    let bar = Bar::new(quiet || json);
+    let r = rebuild::rebuild(&store, &a.bundles, &s, &audit, &bar);
+    bar.finish();
+    let r = r.map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
     if json {
-        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        out!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {
-        println!("rebuilt from {}", r.chain.join(" → "));
+        out!("rebuilt from {}", r.chain.join(" → "));
         for i in &r.ignored {
-            println!("  ignored {i} (not part of the chain from the newest full bundle)");
+            out!("  ignored {i} (not part of the chain from the newest full bundle)");
         }
-        println!("state root {}; store verified", r.state_root);
+        out!("state root {}; store verified", r.state_root);
     }
     Ok(0)
 }
@@ -501,16 +515,21 @@ pub fn log(a: LogArgs, json: bool) -> Result<i32, Failure> {
         }
     }
     if json {
-        println!("{}", json!({"exports": exports, "imports": imports}));
+        out!("{}", json!({"exports": exports, "imports": imports}));
     } else {
         for e in &exports {
-            println!(
+            out!(
                 "export {} {} {} {} {} ({} bytes)",
-                e.tenant, e.seq, e.run_id, e.profile, e.created_at, e.bytes
+                e.tenant,
+                e.seq,
+                e.run_id,
+                e.profile,
+                e.created_at,
+                e.bytes
             );
         }
         for i in &imports {
-            println!(
+            out!(
                 "import {} {} {} {}",
                 i["tenant"].as_str().unwrap_or_default(),
                 i["runId"].as_str().unwrap_or_default(),

@@ -25,7 +25,7 @@ pub enum KindArg {
 #[derive(Args)]
 pub struct IngestArgs {
     #[arg(long)]
-    store: PathBuf,
+    pub store: PathBuf,
     #[arg(long)]
     tenant: String,
     /// Upstream source name recorded on each record (needed by --complete).
@@ -81,9 +81,9 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
     let bar = Bar::new(quiet || json);
     let report = ingest::ingest(&store, &a.paths, &opts, &bar)?;
     if json {
-        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        out!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
-        println!(
+        out!(
             "ingested {} documents into tenant {}{}",
             report.documents,
             report.tenant,
@@ -96,9 +96,9 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
             }
         );
         for (c, n) in &report.counts {
-            println!("  {:<22} +{} ~{} -{}", c.name(), n.added, n.changed, n.removed);
+            out!("  {:<22} +{} ~{} -{}", c.name(), n.added, n.changed, n.removed);
         }
-        println!("state root {}", report.state_root);
+        out!("state root {}", report.state_root);
         for bad in &report.skipped {
             eprintln!("skipped[{}]: {bad}", bad.code());
         }
@@ -127,7 +127,6 @@ pub struct RemoveArgs {
 }
 
 pub fn remove(a: RemoveArgs, json: bool) -> Result<i32, Failure> {
-    let tenant = crate::tenant(&a.tenant)?;
     let collections: Vec<Collection> = Collection::ALL
         .into_iter()
         .filter(|c| a.kind.as_deref().is_none_or(|k| c.kind() == k))
@@ -140,14 +139,15 @@ pub fn remove(a: RemoveArgs, json: bool) -> Result<i32, Failure> {
         ));
     }
     let store = Store::open_existing(&a.store)?;
+    let tenant = crate::known_tenant(&store, &a.tenant)?;
     let r = ingest::remove(&store, &tenant, &collections, &a.ids)?;
     if json {
-        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+        out!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {
         for (c, n) in &r.removed {
-            println!("  {:<22} -{}", c.name(), n.removed);
+            out!("  {:<22} -{}", c.name(), n.removed);
         }
-        println!("state root {}", r.state_root);
+        out!("state root {}", r.state_root);
     }
     Ok(0)
 }
@@ -170,7 +170,7 @@ pub struct StatusArgs {
 pub fn status(a: StatusArgs, json: bool) -> Result<i32, Failure> {
     let store = Store::open_existing(&a.store)?;
     let tenants = match &a.tenant {
-        Some(t) => vec![crate::tenant(t)?],
+        Some(t) => vec![crate::known_tenant(&store, t)?],
         None => store.tenants()?,
     };
     let clock = a.clock.clock()?;
@@ -204,17 +204,17 @@ pub fn status(a: StatusArgs, json: bool) -> Result<i32, Failure> {
         if let Some(s) = &stale {
             // One JSON document on stdout: the verdict goes into it, the exit code says it.
             v["stale"] = json!(s);
-            println!("{v}");
+            out!("{v}");
             return Ok(if s.is_empty() { 0 } else { crate::failure::EXIT_STALE });
         }
-        println!("{v}");
+        out!("{v}");
     } else {
         for t in out {
-            println!("tenant {}", t["tenant"].as_str().unwrap_or_default());
-            println!("  state root {}", t["stateRoot"].as_str().unwrap_or_default());
+            out!("tenant {}", t["tenant"].as_str().unwrap_or_default());
+            out!("  state root {}", t["stateRoot"].as_str().unwrap_or_default());
             if let Some(kinds) = t["kinds"].as_object() {
                 for (name, k) in kinds {
-                    println!(
+                    out!(
                         "  {:<22} {:>9} records {:>7} subjects  {}",
                         name,
                         k["records"],

@@ -40,7 +40,7 @@ impl Failure {
     pub fn report(&self, as_json: bool) {
         if as_json {
             let v = json!({"error": {"code": self.code, "message": self.message, "hint": self.hint, "detail": self.detail}});
-            println!("{v}");
+            out!("{v}");
         } else {
             eprintln!("error[{}]: {}", self.code, self.message);
             eprintln!("  hint: {}", self.hint);

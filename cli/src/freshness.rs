@@ -64,7 +64,7 @@ pub fn duration_arg(s: &str) -> Result<u64, String> {
 /// `status` lines for a tenant's freshness report (`null`: nothing imported).
 pub fn print_freshness(f: &serde_json::Value) {
     if f.is_null() {
-        println!("  freshness: no bundle imported");
+        out!("  freshness: no bundle imported");
         return;
     }
     let age = f["ageSeconds"].as_i64().unwrap_or(0);
@@ -76,22 +76,22 @@ pub fn print_freshness(f: &serde_json::Value) {
     } else {
         format!("{} old", format_duration(age as u64))
     };
-    println!(
+    out!(
         "  freshness: {} (sequence {}, created {}) is {age_text}",
         f["runId"].as_str().unwrap_or_default(),
         f["sequence"].as_u64().map_or_else(|| "none".into(), |s| s.to_string()),
         f["createdAt"].as_str().unwrap_or_default(),
     );
     match f["expiresAt"].as_str() {
-        None => println!("  expires: never (format-1 bundle)"),
-        Some(e) if f["expired"] == true => println!("  expires: {e} — EXPIRED"),
-        Some(e) => println!("  expires: {e}"),
+        None => out!("  expires: never (format-1 bundle)"),
+        Some(e) if f["expired"] == true => out!("  expires: {e} — EXPIRED"),
+        Some(e) => out!("  expires: {e}"),
     }
     if let Some(from) = f["rollbackFrom"].as_str() {
-        println!("  ROLLBACK accepted (--allow-rollback): the newest bundle before it was {from}");
+        out!("  ROLLBACK accepted (--allow-rollback): the newest bundle before it was {from}");
     }
     if f["expiredAccepted"] == true {
-        println!("  applied although expired (--allow-expired)");
+        out!("  applied although expired (--allow-expired)");
     }
 }
 

@@ -4,10 +4,14 @@
 // A `Failure` is built at most once per process, on the way to `exit`; its size is irrelevant.
 #![allow(clippy::result_large_err)]
 
+#[macro_use]
+mod output;
 mod cmd_bundle;
+mod cmd_docs;
 mod cmd_keys;
 mod cmd_store;
 mod failure;
+mod fresh;
 mod freshness;
 mod progress;
 mod trust_args;
@@ -29,7 +33,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     version,
     about = "Signed, verifiable mirror bundles of vulnerability evidence for air-gapped networks"
 )]
-struct Cli {
+pub struct Cli {
     /// Print machine-readable JSON on stdout (errors too).
     #[arg(long, global = true)]
     json: bool,
@@ -43,49 +47,75 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Ingest OSV, OpenVEX, CSAF, CycloneDX, SPDX and policy documents into the store.
+    #[command(
+        after_help = "Example:\n  stellamirror ingest --store S --tenant acme --source osv-go --complete go.jsonl\n  stellamirror ingest --store S --tenant acme --source vexhub --keep-going vex/"
+    )]
     Ingest(cmd_store::IngestArgs),
     /// Remove records (and the records derived from them) by id.
+    #[command(
+        after_help = "Example:\n  stellamirror remove --store S --tenant acme --kind advisories GHSA-xxxx-yyyy-zzzz"
+    )]
     Remove(cmd_store::RemoveArgs),
     /// Counts per kind, subjects, state root and kind roots; how fresh imported data is.
     #[command(
-        after_help = "Examples:\n  stellamirror status --store /var/lib/sm --tenant acme\n  \
-stellamirror status --store /var/lib/sm --max-age 2d   # monitoring: exit 5 when stale or expired"
+        after_help = "Example:\n  stellamirror status --store MIRROR --tenant acme --json | jq -r .stateRoot\n  \
+stellamirror status --store MIRROR --max-age 2d   # monitoring: exit 5 when stale or expired"
     )]
     Status(cmd_store::StatusArgs),
     /// Create an Ed25519 signing key pair (or an age identity with --age).
+    #[command(
+        after_help = "Example:\n  stellamirror keygen --out producer          # producer.pem, producer.pub.pem\n  stellamirror keygen --age --out mirror.age  # mirror.age, mirror.age.pub"
+    )]
     Keygen(cmd_bundle::KeygenArgs),
     /// Write a signed mirror bundle.
     #[command(subcommand)]
     Export(cmd_bundle::ExportCmd),
     /// Check bundles (signatures, digests, listing, records, Merkle roots) or a store.
+    #[command(
+        after_help = "Example:\n  stellamirror verify OUT/run-1-full.tar.zst OUT/run-2-delta.tar.zst --trust producer.pub.pem\n  stellamirror verify --store MIRROR"
+    )]
     Verify(cmd_bundle::VerifyArgs),
     /// Apply a bundle to a store (in order, atomically; never older than the newest applied).
     #[command(
-        after_help = "Examples:\n  stellamirror import acme-delta-7-delta.tar.zst --store /var/lib/sm --trust producer.pub.pem\n  \
-stellamirror import acme-full-1-full.tar.zst --store /var/lib/sm --trust producer.pub.pem --allow-rollback\n\n\
+        after_help = "Example:\n  stellamirror import full-1-full.tar.zst --store mirror --trust producer.pub.pem\n  \
+stellamirror import full-1-full.tar.zst --store mirror --trust producer.pub.pem --allow-rollback\n\n\
+An unencrypted archive is read in one pass (decompressed, checked and loaded as it streams);\n\
+a full bundle is bulk-loaded. Progress (bytes/s, records/s, ETA) is drawn on stderr unless --quiet.\n\
 Bundles older than the newest one applied (ERR_BUNDLE_ROLLBACK) and expired bundles\n\
 (ERR_BUNDLE_EXPIRED) are refused before anything is written; see docs/operations.md."
     )]
     Import(cmd_bundle::ImportArgs),
     /// Disaster recovery: rebuild a store from a folder of bundles.
+    #[command(
+        after_help = "Example:\n  stellamirror rebuild --bundles received/ --store mirror-new --trust producer.pub.pem\n\nApplies the newest full bundle and the deltas that chain from it, then checks the store's\nMerkle tree and records (objects were hashed as they were imported)."
+    )]
     Rebuild(cmd_bundle::RebuildArgs),
     /// Exports produced and imports applied.
+    #[command(after_help = "Example:\n  stellamirror log --store S --json")]
     Log(cmd_bundle::LogArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Example:\n  stellamirror completions bash > /etc/bash_completion.d/stellamirror")]
+    Completions(cmd_docs::CompletionsArgs),
+    /// Write the man pages (one per command) into a folder.
+    #[command(after_help = "Example:\n  stellamirror man --out /usr/local/share/man/man1")]
+    Man(cmd_docs::ManArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let json = cli.json;
     let result: Result<i32, Failure> = match cli.command {
-        Command::Ingest(a) => cmd_store::ingest(a, json, cli.quiet),
+        Command::Ingest(a) => fresh::FreshStore::before(&a.store).after(cmd_store::ingest(a, json, cli.quiet)),
         Command::Remove(a) => cmd_store::remove(a, json),
         Command::Status(a) => cmd_store::status(a, json),
         Command::Keygen(a) => cmd_bundle::keygen(a, json),
         Command::Export(c) => cmd_bundle::export(c, json),
         Command::Verify(a) => cmd_bundle::verify(a, json),
-        Command::Import(a) => cmd_bundle::import_cmd(a, json),
-        Command::Rebuild(a) => cmd_bundle::rebuild_cmd(a, json),
+        Command::Import(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::import_cmd(a, json, cli.quiet)),
+        Command::Rebuild(a) => fresh::FreshStore::before(&a.store).after(cmd_bundle::rebuild_cmd(a, json, cli.quiet)),
         Command::Log(a) => cmd_bundle::log(a, json),
+        Command::Completions(a) => cmd_docs::completions(a),
+        Command::Man(a) => cmd_docs::man(a),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -100,4 +130,32 @@ fn main() {
 pub fn tenant(name: &str) -> Result<stellamirror_engine::model::Tenant, Failure> {
     stellamirror_engine::model::Tenant::new(name)
         .map_err(|m| Failure::new("ERR_USAGE", m, "tenant names use letters, digits, '.', '_' and '-'"))
+}
+
+/// A tenant the store holds (for commands that read a tenant's state: status, export,
+/// remove). A mistyped `--tenant` is refused, naming the tenants there are, instead of
+/// reporting (or exporting) an empty one.
+pub fn known_tenant(
+    store: &stellamirror_engine::store::Store,
+    name: &str,
+) -> Result<stellamirror_engine::model::Tenant, Failure> {
+    let t = tenant(name)?;
+    let known = store.tenants()?;
+    if known.contains(&t) {
+        return Ok(t);
+    }
+    let list: Vec<&str> = known.iter().map(|k| k.as_str()).collect();
+    Err(Failure::new(
+        "ERR_TENANT_UNKNOWN",
+        format!(
+            "tenant {name} is not in store {} (tenants: {})",
+            store.path().display(),
+            if list.is_empty() {
+                "none yet".to_string()
+            } else {
+                list.join(", ")
+            }
+        ),
+        "check --tenant (and --store); `stellamirror status --store DIR` lists the tenants",
+    ))
 }

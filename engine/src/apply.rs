@@ -4,7 +4,7 @@
 //! without writing anything, so a dry run is free and a refused plan leaves the store
 //! untouched. [`commit`] writes the plan's nodes and the record, source and head
 //! changes in one synced batch. Replacing a tenant's whole state (full import) goes
-//! through `import::reset` instead, which writes a new records generation in chunks.
+//! through `import::bulk` instead, which bulk-loads a new records generation.
 use std::collections::{BTreeMap, BTreeSet};
 
 use rocksdb::WriteBatch;
@@ -129,13 +129,29 @@ pub fn plan(store: &Store, tenant: &Tenant, m: &Mutation) -> Result<Plan, StoreE
 /// Write a plan atomically, together with `extra` meta entries (catalog, history).
 /// `m` is the mutation the plan was made from.
 pub fn commit(store: &Store, plan: &Plan, m: &Mutation, extra: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
-    let ks = &plan.keyspace;
     // Nodes are immutable and content-addressed: write them ahead, unreferenced.
     for chunk in plan.nodes.chunks(20_000) {
         let mut b = WriteBatch::default();
         store.batch_nodes(&mut b, chunk);
         store.write_unreferenced(b)?;
     }
+    commit_records(store, plan, m, extra)
+}
+
+/// The Merkle nodes a plan writes (for a caller that stores them itself, e.g. by
+/// ingesting SST files, before [`commit_records`]).
+pub fn plan_nodes(plan: &Plan) -> &[(NodeHash, Vec<u8>)] {
+    &plan.nodes
+}
+
+/// [`commit`] without writing the plan's nodes: they must be stored already.
+pub fn commit_records(
+    store: &Store,
+    plan: &Plan,
+    m: &Mutation,
+    extra: &[(Vec<u8>, Vec<u8>)],
+) -> Result<(), StoreError> {
+    let ks = &plan.keyspace;
     let mut b = WriteBatch::default();
     for (c, id, old_source) in &plan.dels {
         store.batch_delete(&mut b, CF_RECORDS, &ks.record_key(*c, id));

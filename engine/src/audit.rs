@@ -68,7 +68,10 @@ impl AuditSink for StoreAuditLog {
 pub trait Progress: Send + Sync {
     /// A new phase with a known (or unknown: 0) amount of work.
     fn phase(&self, name: &str, total: u64);
+    /// `n` more bytes of the phase's total done.
     fn advance(&self, n: u64);
+    /// `n` more records processed (for a records/s rate beside the byte progress).
+    fn records(&self, _n: u64) {}
     fn finish(&self);
 }
 

@@ -21,6 +21,26 @@ const CTX_SHARD: &str = "stellamirror 2026-11 merkle shard v1";
 const CTX_KIND: &str = "stellamirror 2026-11 merkle kind v1";
 const CTX_STATE: &str = "stellamirror 2026-11 merkle state v1";
 
+/// The node types, in the order of [`CONTEXTS`].
+#[derive(Clone, Copy)]
+enum Domain {
+    Leaf,
+    Subject,
+    Shard,
+    Kind,
+    State,
+}
+
+const CONTEXTS: [&str; 5] = [CTX_LEAF, CTX_SUBJECT, CTX_SHARD, CTX_KIND, CTX_STATE];
+
+/// A fresh hasher in key-derivation mode for `d`'s context. Deriving the context key hashes
+/// the context string, and a leaf hash is one compression more: a hasher made per call
+/// paid twice. The derived hashers are made once and cloned (a copy of their state).
+fn hasher(d: Domain) -> blake3::Hasher {
+    static HASHERS: std::sync::OnceLock<[blake3::Hasher; 5]> = std::sync::OnceLock::new();
+    HASHERS.get_or_init(|| CONTEXTS.map(blake3::Hasher::new_derive_key))[d as usize].clone()
+}
+
 fn put_str(h: &mut blake3::Hasher, s: &str) {
     h.update(&(s.len() as u64).to_le_bytes());
     h.update(s.as_bytes());
@@ -31,14 +51,14 @@ fn finish(h: blake3::Hasher) -> NodeHash {
 }
 
 pub fn leaf_hash(id: &str, object: &ObjectId) -> NodeHash {
-    let mut h = blake3::Hasher::new_derive_key(CTX_LEAF);
+    let mut h = hasher(Domain::Leaf);
     put_str(&mut h, id);
     h.update(object.as_bytes());
     finish(h)
 }
 
 pub fn subject_root(subject: &str, leaves: &[Leaf]) -> NodeHash {
-    let mut h = blake3::Hasher::new_derive_key(CTX_SUBJECT);
+    let mut h = hasher(Domain::Subject);
     put_str(&mut h, subject);
     h.update(&(leaves.len() as u64).to_le_bytes());
     for l in leaves {
@@ -48,7 +68,7 @@ pub fn subject_root(subject: &str, leaves: &[Leaf]) -> NodeHash {
 }
 
 pub fn shard_root(shard: u8, subjects: &[SubjectRef]) -> NodeHash {
-    let mut h = blake3::Hasher::new_derive_key(CTX_SHARD);
+    let mut h = hasher(Domain::Shard);
     h.update(&[shard]);
     h.update(&(subjects.len() as u64).to_le_bytes());
     for s in subjects {
@@ -63,7 +83,7 @@ pub fn empty_shard_root(shard: u8) -> NodeHash {
 }
 
 pub fn kind_root(collection: Collection, shards: &[NodeHash]) -> NodeHash {
-    let mut h = blake3::Hasher::new_derive_key(CTX_KIND);
+    let mut h = hasher(Domain::Kind);
     put_str(&mut h, collection.name());
     for s in shards {
         h.update(s.as_bytes());
@@ -72,7 +92,7 @@ pub fn kind_root(collection: Collection, shards: &[NodeHash]) -> NodeHash {
 }
 
 pub fn state_root(tenant: &str, kinds: &[KindRef]) -> NodeHash {
-    let mut h = blake3::Hasher::new_derive_key(CTX_STATE);
+    let mut h = hasher(Domain::State);
     put_str(&mut h, tenant);
     h.update(&(kinds.len() as u64).to_le_bytes());
     for k in kinds {

@@ -10,6 +10,9 @@
 //! the caller's gate) before accepting any other entry, then refuses unlisted entries
 //! and entries whose declared size differs from the manifest before reading their
 //! data. Decompressed bytes are bounded by the declared sizes (a zstd bomb is cut off).
+//! The archive is exactly one zstd frame: after the tar end the reader decodes the frame to
+//! its end (so libzstd checks the frame checksum), accepts only zero padding there, and
+//! refuses any byte after the frame (trailing data or a second frame).
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -100,10 +103,22 @@ fn rank(path: &str) -> (u8, &str) {
     }
 }
 
+/// Prefix of the temporary archive beside its destination (swept by `export::debris`).
+pub const PARTIAL_PREFIX: &str = ".stellamirror-partial-";
+
+/// `.stellamirror-partial-<bundle name>-<pid>` beside `dest`.
+fn partial_path(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!("{PARTIAL_PREFIX}{name}-{}", std::process::id()))
+}
+
 /// Write the archive to `dest` atomically (temp file, fsync, rename). Returns its size.
 pub fn write_archive(dest: &Path, top: &str, mut entries: Vec<Entry>, mtime: u64) -> Result<u64, BundleError> {
     entries.sort_by(|a, b| rank(&a.path).cmp(&rank(&b.path)));
-    let tmp = dest.with_extension(format!("partial-{}", std::process::id()));
+    let tmp = partial_path(dest);
     let result = (|| -> std::io::Result<()> {
         let file = File::create(&tmp)?;
         let mut enc = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, file), OUTER_ZSTD_LEVEL)?;
@@ -203,6 +218,18 @@ impl Staged {
     }
 }
 
+/// The error `Bounded` raises when its limit is reached, recognised by type (not by text).
+#[derive(Debug)]
+struct LimitExceeded(u64);
+
+impl std::fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "decompressed size limit of {} bytes exceeded", self.0)
+    }
+}
+
+impl std::error::Error for LimitExceeded {}
+
 /// Decompressed-byte counter with a limit that can be raised once the manifest is known.
 struct Bounded<R> {
     inner: R,
@@ -214,8 +241,9 @@ impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
-        if self.read > self.limit.load(Ordering::Relaxed) {
-            return Err(std::io::Error::other("decompressed size limit exceeded"));
+        let limit = self.limit.load(Ordering::Relaxed);
+        if self.read > limit {
+            return Err(std::io::Error::other(LimitExceeded(limit)));
         }
         Ok(n)
     }
@@ -249,6 +277,29 @@ pub struct GateInput<'a> {
     pub manifest_sig: &'a [u8],
 }
 
+/// Where the reader puts an entry's bytes (decided per entry by the visitor).
+pub enum Target {
+    /// Hash them only.
+    Discard,
+    /// Keep them in memory and hand them to [`ArchiveVisitor::complete`] once their size
+    /// and sha256 are checked against the manifest (or, before the manifest is known, as
+    /// read).
+    Memory,
+    /// Write them to this file.
+    File(PathBuf),
+}
+
+/// Receives a bundle archive entry by entry (see [`read_archive`]).
+pub trait ArchiveVisitor {
+    /// Verify the manifest signature and return the listed artifacts. Runs as soon as the
+    /// manifest and its signature have been read, before any other entry is accepted.
+    fn gate(&mut self, input: &GateInput<'_>) -> Result<Vec<Artifact>, BundleError>;
+    /// Where entry `rel` (below the top folder) of `size` bytes goes.
+    fn target(&mut self, top: &str, rel: &str, size: u64) -> Result<Target, BundleError>;
+    /// The bytes of an entry kept in memory.
+    fn complete(&mut self, rel: &str, bytes: Vec<u8>) -> Result<(), BundleError>;
+}
+
 /// Stream `archive` into `staging`, refusing unsafe entries. `gate` verifies the
 /// manifest signature and returns the listed artifacts; it runs as soon as the manifest
 /// and its signature have been read (before any other entry is accepted).
@@ -258,13 +309,126 @@ pub fn stage_archive(
     limits: &Limits,
     gate: &mut dyn FnMut(&GateInput<'_>) -> Result<Vec<Artifact>, BundleError>,
 ) -> Result<Staged, BundleError> {
+    struct Stage<'a> {
+        staging: &'a Path,
+        gate: &'a mut dyn FnMut(&GateInput<'_>) -> Result<Vec<Artifact>, BundleError>,
+    }
+    impl ArchiveVisitor for Stage<'_> {
+        fn gate(&mut self, input: &GateInput<'_>) -> Result<Vec<Artifact>, BundleError> {
+            (self.gate)(input)
+        }
+        fn target(&mut self, top: &str, rel: &str, _: u64) -> Result<Target, BundleError> {
+            let dest = self.staging.join(top).join(rel);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(|err| io_err(parent, err))?;
+            }
+            Ok(Target::File(dest))
+        }
+        fn complete(&mut self, _: &str, _: Vec<u8>) -> Result<(), BundleError> {
+            Ok(())
+        }
+    }
+    let (top, files) = read_archive(archive, limits, &mut Stage { staging, gate })?;
+    Ok(Staged {
+        root: staging.join(&top),
+        top,
+        files,
+    })
+}
+
+/// Checks of one entry's header: a regular file at a safe relative path under the one top
+/// folder, not seen before. Returns (top folder, path below it).
+fn check_header(
+    e: &tar::Entry<'_, impl Read>,
+    top: &mut Option<String>,
+    files: &BTreeMap<String, StagedFile>,
+) -> Result<(String, String), BundleError> {
+    let raw_path = e.path_bytes().to_vec();
+    let shown = String::from_utf8_lossy(&raw_path).to_string();
+    let kind = e.header().entry_type();
+    if kind != tar::EntryType::Regular && kind != tar::EntryType::Continuous {
+        return Err(BundleError::UnsafeEntry {
+            entry: shown,
+            reason: format!("{kind:?} entries are not allowed (regular files only)"),
+        });
+    }
+    let (t, rel) = split_entry_path(&raw_path).map_err(|reason| BundleError::UnsafeEntry {
+        entry: shown.clone(),
+        reason,
+    })?;
+    if t != "mirror" && t != "delta" {
+        return Err(BundleError::UnsafeEntry {
+            entry: shown,
+            reason: "top folder must be mirror/ or delta/".into(),
+        });
+    }
+    match top {
+        None => *top = Some(t.clone()),
+        Some(prev) if *prev != t => {
+            return Err(BundleError::UnsafeEntry {
+                entry: shown,
+                reason: format!("second top folder (first was {prev}/)"),
+            })
+        }
+        _ => {}
+    }
+    if files.contains_key(&rel) {
+        return Err(BundleError::UnsafeEntry {
+            entry: shown,
+            reason: "duplicate entry".into(),
+        });
+    }
+    Ok((t, rel))
+}
+
+/// Before its data is read: an entry must be listed with its size once the manifest is
+/// known (returns its listed digest), and be small while it is not.
+fn check_listed(
+    listed: Option<&BTreeMap<String, (u64, FileDigest)>>,
+    rel: &str,
+    size: u64,
+    is_meta: bool,
+    manifest_seen: bool,
+    limits: &Limits,
+) -> Result<Option<FileDigest>, BundleError> {
+    match listed {
+        Some(l) if !is_meta => match l.get(rel) {
+            None => Err(BundleError::UnlistedFile { path: rel.into() }),
+            Some((b, _)) if *b != size => Err(BundleError::DigestMismatch {
+                path: rel.into(),
+                what: "size".into(),
+                expected: b.to_string(),
+                actual: size.to_string(),
+            }),
+            Some((_, d)) => Ok(Some(*d)),
+        },
+        Some(_) => Ok(None),
+        None if size > limits.max_manifest_bytes && (is_meta || !manifest_seen) => Err(BundleError::TooLarge {
+            what: format!("{rel} size"),
+            limit: limits.max_manifest_bytes,
+        }),
+        None => Ok(None),
+    }
+}
+
+/// Read `archive` entry by entry, refusing unsafe entries, and hand each to `v`. Once the
+/// manifest is verified (by `v.gate`), an unlisted entry or one whose size differs is
+/// refused before its data is read, and an entry whose sha256 differs is refused when it
+/// ends (before `v.complete` sees it). Returns the top folder and every entry's digest.
+pub fn read_archive(
+    archive: &Path,
+    limits: &Limits,
+    v: &mut dyn ArchiveVisitor,
+) -> Result<(String, BTreeMap<String, StagedFile>), BundleError> {
     let arc_name = archive.display().to_string();
     let malformed = |reason: String| BundleError::Malformed {
         path: arc_name.clone(),
         reason,
     };
     let file = File::open(archive).map_err(|e| io_err(archive, e))?;
-    let dec = zstd::Decoder::new(file).map_err(|e| malformed(format!("not zstd: {e}")))?;
+    let dec = zstd::Decoder::new(file)
+        .map_err(|e| malformed(format!("not zstd: {e}")))?
+        .single_frame();
     let limit = Arc::new(AtomicU64::new(limits.max_manifest_bytes + (1 << 20)));
     let bounded = Bounded {
         inner: dec,
@@ -274,7 +438,7 @@ pub fn stage_archive(
     let mut ar = tar::Archive::new(bounded);
     let mut top: Option<String> = None;
     let mut files: BTreeMap<String, StagedFile> = BTreeMap::new();
-    let mut listed: Option<BTreeMap<String, u64>> = None;
+    let mut listed: Option<BTreeMap<String, (u64, FileDigest)>> = None;
     let mut manifest: Option<Vec<u8>> = None;
     let mut manifest_sig: Option<Vec<u8>> = None;
     let mut count = 0u64;
@@ -288,83 +452,45 @@ pub fn stage_archive(
                 limit: limits.max_entries,
             });
         }
-        let raw_path = e.path_bytes().to_vec();
-        let shown = String::from_utf8_lossy(&raw_path).to_string();
-        let kind = e.header().entry_type();
-        if kind != tar::EntryType::Regular && kind != tar::EntryType::Continuous {
-            return Err(BundleError::UnsafeEntry {
-                entry: shown,
-                reason: format!("{kind:?} entries are not allowed (regular files only)"),
-            });
-        }
-        let (t, rel) = split_entry_path(&raw_path).map_err(|reason| BundleError::UnsafeEntry {
-            entry: shown.clone(),
-            reason,
-        })?;
-        if t != "mirror" && t != "delta" {
-            return Err(BundleError::UnsafeEntry {
-                entry: shown,
-                reason: "top folder must be mirror/ or delta/".into(),
-            });
-        }
-        match &top {
-            None => top = Some(t.clone()),
-            Some(prev) if *prev != t => {
-                return Err(BundleError::UnsafeEntry {
-                    entry: shown,
-                    reason: format!("second top folder (first was {prev}/)"),
-                })
-            }
-            _ => {}
-        }
-        if files.contains_key(&rel) {
-            return Err(BundleError::UnsafeEntry {
-                entry: shown,
-                reason: "duplicate entry".into(),
-            });
-        }
+        let (t, rel) = check_header(&e, &mut top, &files)?;
         let size = e
             .header()
             .size()
-            .map_err(|err| malformed(format!("{shown}: bad size: {err}")))?;
+            .map_err(|err| malformed(format!("{rel}: bad size: {err}")))?;
         let is_meta = rel == MANIFEST || rel == MANIFEST_SIG || rel == EXPORT_SIG;
-        if let Some(l) = &listed {
-            if !is_meta {
-                match l.get(&rel) {
-                    None => return Err(BundleError::UnlistedFile { path: rel }),
-                    Some(b) if *b != size => {
-                        return Err(BundleError::DigestMismatch {
-                            path: rel,
-                            what: "size".into(),
-                            expected: b.to_string(),
-                            actual: size.to_string(),
-                        })
-                    }
-                    _ => {}
-                }
-            }
-        } else if size > limits.max_manifest_bytes && (is_meta || manifest.is_none()) {
-            return Err(BundleError::TooLarge {
-                what: format!("{rel} size"),
-                limit: limits.max_manifest_bytes,
+        let expected = check_listed(listed.as_ref(), &rel, size, is_meta, manifest.is_some(), limits)?;
+        let keep_meta = is_meta && listed.is_none();
+        let target = v.target(&t, &rel, size)?;
+        let keep = keep_meta || matches!(target, Target::Memory);
+        let dest = match &target {
+            Target::File(p) => Some(p.as_path()),
+            _ => None,
+        };
+        let (digest, kept) = copy_hashing(&mut e, dest, keep.then_some(size))
+            .map_err(|err| classify_read_error(&arc_name, err, limits))?;
+        // export.json is left to the verifier, which checks its signature first (a
+        // changed export.json is reported as a bad signature, as for a staged folder).
+        if let Some(want) = expected.filter(|d| *d != digest && rel != EXPORT) {
+            return Err(BundleError::DigestMismatch {
+                path: rel,
+                what: "sha256".into(),
+                expected: want.to_prefixed(),
+                actual: digest.to_prefixed(),
             });
         }
-        let dest = staging.join(&t).join(&rel);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|err| io_err(parent, err))?;
-        }
-        let keep = is_meta && listed.is_none();
-        let (digest, kept) =
-            copy_hashing(&mut e, &dest, keep).map_err(|err| classify_read_error(&arc_name, err, limits))?;
         files.insert(rel.clone(), StagedFile { digest, bytes: size });
-        if rel == MANIFEST {
-            manifest = kept;
-        } else if rel == MANIFEST_SIG {
-            manifest_sig = kept;
+        let kept = kept.unwrap_or_default();
+        if keep_meta && rel == MANIFEST {
+            manifest = Some(kept.clone());
+        } else if keep_meta && rel == MANIFEST_SIG {
+            manifest_sig = Some(kept.clone());
+        }
+        if matches!(target, Target::Memory) {
+            v.complete(&rel, kept)?;
         }
         if listed.is_none() {
             if let (Some(m), Some(s)) = (&manifest, &manifest_sig) {
-                let artifacts = gate(&GateInput {
+                let artifacts = v.gate(&GateInput {
                     manifest: m,
                     manifest_sig: s,
                 })?;
@@ -372,7 +498,7 @@ pub fn stage_archive(
                 let total: u64 =
                     artifacts.iter().map(|a| a.bytes + 2048).sum::<u64>() + (4 << 20) + limits.max_manifest_bytes;
                 limit.store(total.min(limits.max_total_bytes), Ordering::Relaxed);
-                listed = Some(artifacts.into_iter().map(|a| (a.path, a.bytes)).collect());
+                listed = Some(artifacts.into_iter().map(|a| (a.path, (a.bytes, a.sha256))).collect());
             } else if files.len() >= 3 {
                 // The manifest did not come first: fall back to the global bound and
                 // let the verifier check the listing after staging.
@@ -381,18 +507,51 @@ pub fn stage_archive(
         }
     }
     let top = top.ok_or_else(|| malformed("empty archive".into()))?;
-    Ok(Staged {
-        root: staging.join(&top),
-        top,
-        files,
-    })
+    check_archive_end(ar.into_inner(), &arc_name, limits)?;
+    Ok((top, files))
+}
+
+/// After the tar end: the rest of the frame must be zero padding (reading it to the frame's
+/// end makes libzstd verify the frame checksum), and nothing may follow the frame.
+fn check_archive_end(
+    mut rest: Bounded<zstd::Decoder<'static, std::io::BufReader<File>>>,
+    arc: &str,
+    limits: &Limits,
+) -> Result<(), BundleError> {
+    let malformed = |reason: &str| BundleError::Malformed {
+        path: arc.to_string(),
+        reason: reason.into(),
+    };
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = rest.read(&mut buf).map_err(|e| classify_read_error(arc, e, limits))?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Err(malformed("data after the end of the tar archive"));
+        }
+    }
+    let mut file = rest.inner.finish();
+    let mut one = [0u8; 1];
+    match file.read(&mut one) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(malformed(
+            "bytes after the end of the zstd frame (trailing data or a second frame)",
+        )),
+        Err(e) => Err(io_err(Path::new(arc), e)),
+    }
 }
 
 fn classify_read_error(arc: &str, e: std::io::Error, limits: &Limits) -> BundleError {
-    if e.to_string().contains("decompressed size limit exceeded") {
+    let limit = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<LimitExceeded>())
+        .map(|l| l.0);
+    if let Some(limit) = limit {
         BundleError::TooLarge {
             what: "decompressed size".into(),
-            limit: limits.max_total_bytes,
+            limit: limit.min(limits.max_total_bytes),
         }
     } else {
         BundleError::Malformed {
@@ -402,11 +561,21 @@ fn classify_read_error(arc: &str, e: std::io::Error, limits: &Limits) -> BundleE
     }
 }
 
-fn copy_hashing(r: &mut impl Read, dest: &Path, keep: bool) -> std::io::Result<(FileDigest, Option<Vec<u8>>)> {
+/// Copy an entry to `dest` (or nowhere), hashing it; `keep` (its size) also returns its
+/// bytes.
+fn copy_hashing(
+    r: &mut impl Read,
+    dest: Option<&Path>,
+    keep: Option<u64>,
+) -> std::io::Result<(FileDigest, Option<Vec<u8>>)> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    let mut out = BufWriter::with_capacity(1 << 20, File::create(dest)?);
-    let mut kept = keep.then(Vec::new);
+    let mut out = match dest {
+        Some(p) => Some(BufWriter::with_capacity(1 << 20, File::create(p)?)),
+        None => None,
+    };
+    // The size is the header's, checked against the listing (or bounded) by the caller.
+    let mut kept = keep.map(|n| Vec::with_capacity(n.min(1 << 30) as usize));
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = r.read(&mut buf)?;
@@ -414,12 +583,16 @@ fn copy_hashing(r: &mut impl Read, dest: &Path, keep: bool) -> std::io::Result<(
             break;
         }
         h.update(&buf[..n]);
-        out.write_all(&buf[..n])?;
+        if let Some(o) = out.as_mut() {
+            o.write_all(&buf[..n])?;
+        }
         if let Some(k) = kept.as_mut() {
             k.extend_from_slice(&buf[..n]);
         }
     }
-    out.flush()?;
+    if let Some(mut o) = out {
+        o.flush()?;
+    }
     Ok((FileDigest(h.finalize().into()), kept))
 }
 
@@ -453,7 +626,7 @@ pub fn scan_folder(dir: &Path) -> Result<Staged, BundleError> {
             });
         }
         let mut f = File::open(entry.path()).map_err(|e| io_err(entry.path(), e))?;
-        let (digest, _) = copy_hashing(&mut f, Path::new("/dev/null"), false).map_err(|e| io_err(entry.path(), e))?;
+        let (digest, _) = copy_hashing(&mut f, None, None).map_err(|e| io_err(entry.path(), e))?;
         let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
         files.insert(rel, StagedFile { digest, bytes });
     }

@@ -40,9 +40,14 @@ pub enum BundleError {
     /// Decompressed size or entry count beyond the limits.
     #[error("bundle exceeds the {what} limit of {limit}")]
     TooLarge { what: String, limit: u64 },
-    /// An encrypted file cannot be decrypted.
-    #[error("cannot decrypt {path}: {reason}")]
-    Decrypt { path: String, reason: String },
+    /// An encrypted file cannot be decrypted; the cause says why (no identity, not a
+    /// recipient, a segment that fails authentication) and gives the matching hint.
+    #[error("cannot decrypt {path}: {source}")]
+    Decrypt {
+        path: String,
+        #[source]
+        source: crate::encryption::DecryptError,
+    },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
 }
@@ -84,9 +89,7 @@ impl BundleError {
             BundleError::TooLarge { .. } => {
                 "the archive decompresses beyond its declared sizes (possible decompression bomb); obtain it again".into()
             }
-            BundleError::Decrypt { .. } => {
-                "pass the age identity of one of the bundle's recipients with --identity".into()
-            }
+            BundleError::Decrypt { source, .. } => source.hint(),
             BundleError::Io { .. } => "check the path, free space and permissions".into(),
         }
     }
@@ -112,5 +115,32 @@ pub fn io_err(path: &std::path::Path, e: std::io::Error) -> BundleError {
     BundleError::Io {
         path: path.display().to_string(),
         message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BundleError;
+    use crate::encryption::DecryptError;
+
+    /// The hint of a decryption failure is the cause's own: an AES-GCM segment that fails
+    /// authentication is a damaged or altered bundle, not a missing identity.
+    #[test]
+    fn decrypt_hints_match_the_cause() {
+        let auth = BundleError::Decrypt {
+            path: "data/raw/advisories/00.jsonl.zst".into(),
+            source: DecryptError::SegmentAuthFailed {
+                bundle_path: "data/raw/advisories/00.jsonl.zst".into(),
+                segment: 3,
+            },
+        };
+        assert!(auth.hint().contains("transfer it again"), "{}", auth.hint());
+        assert!(!auth.hint().contains("identity"), "{}", auth.hint());
+        assert!(std::error::Error::source(&auth).is_some(), "the cause is kept");
+        let none = BundleError::Decrypt {
+            path: "data key".into(),
+            source: DecryptError::NoIdentities,
+        };
+        assert!(none.hint().contains("identity"), "{}", none.hint());
     }
 }

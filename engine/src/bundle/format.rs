@@ -176,13 +176,17 @@ pub struct DiffManifest {
 }
 
 /// One record line of a `.jsonl.zst` data file. `doc` is the record's stored bytes,
-/// verbatim; `hash` is blake3 of exactly those bytes.
+/// verbatim; `hash` is blake3 of exactly those bytes. (Text fields borrow from the line
+/// when they hold no escapes: the importer parses millions of lines.)
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RecordLine<'a> {
-    pub kind: String,
-    pub subject: String,
+    #[serde(borrow)]
+    pub kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub subject: std::borrow::Cow<'a, str>,
     pub id: String,
-    pub hash: String,
+    #[serde(borrow)]
+    pub hash: std::borrow::Cow<'a, str>,
     #[serde(default)]
     pub modified: Option<i64>,
     #[serde(borrow)]

@@ -47,6 +47,9 @@ pub struct IndexFile {
 /// Receives each record: subject, leaf, and the document's bytes.
 pub type RecordVisitor<'a> = &'a mut dyn FnMut(&str, Leaf, &[u8]) -> Result<(), BundleError>;
 
+/// [`RecordVisitor`] whose documents borrow from the data file's text (`'d`).
+pub type LineVisitor<'a, 'd> = &'a mut dyn FnMut(&str, Leaf, &'d [u8]) -> Result<(), BundleError>;
+
 fn object_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectId, D::Error> {
     let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
     ObjectId::parse_prefixed(&s).ok_or_else(|| serde::de::Error::custom("expected blake3:<64 hex>"))
@@ -75,7 +78,40 @@ pub fn read_index(staged: &Staged, path: &str, open: Opener<'_>, plain: bool) ->
     serde_json::from_slice(&read_plain(staged, path, open)?).map_err(malformed)
 }
 
-fn decompress(path: &str, bytes: &[u8]) -> Result<Vec<u8>, BundleError> {
+thread_local! {
+    /// One zstd decompression context per thread, kept across files: a delta holds
+    /// hundreds of small shard files, and making a context per file was a visible share of
+    /// reading them.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+pub fn decompress(path: &str, bytes: &[u8]) -> Result<Vec<u8>, BundleError> {
+    // Frames written by the exporter carry their size (one frame per file): decompressed
+    // into a buffer of that size, with a kept context. Anything else — no size, a size
+    // beyond the bound, more frames, or a size that does not hold — takes the streamed,
+    // bounded decoder, so what is accepted does not depend on the fast path.
+    let known = zstd::zstd_safe::get_frame_content_size(bytes).ok().flatten();
+    let Some(size) = known.filter(|n| *n <= BULK_MAX_BYTES) else {
+        return decompress_streamed(path, bytes);
+    };
+    let fast = DECOMPRESSOR.with(|cell| -> std::io::Result<Vec<u8>> {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        let d = slot.as_mut().expect("set above");
+        let mut out = Vec::with_capacity(size as usize);
+        d.decompress_to_buffer(bytes, &mut out)?;
+        Ok(out)
+    });
+    fast.or_else(|_| decompress_streamed(path, bytes))
+}
+
+/// Largest declared size decompressed in one buffer (larger files are streamed).
+const BULK_MAX_BYTES: u64 = 256 << 20;
+
+fn decompress_streamed(path: &str, bytes: &[u8]) -> Result<Vec<u8>, BundleError> {
     let mut out = Vec::new();
     let dec = zstd::stream::read::Decoder::new(bytes).map_err(|e| BundleError::Malformed {
         path: path.into(),
@@ -129,46 +165,17 @@ pub fn for_each_record(
                 vec![]
             }
         }
-        FileLayout::PerSubject(dir, name) => {
+        FileLayout::PerSubject(dir, _) => {
             let start = format!("{prefix}{dir}/");
             for (path, _) in staged.files.range(start.clone()..) {
                 if !path.starts_with(&start) {
                     break;
                 }
-                let rest = &path[start.len()..];
-                let (safe, file) = rest.split_once('/').unwrap_or((rest, ""));
-                if file != name {
-                    return Err(BundleError::UnsafeEntry {
-                        entry: path.clone(),
-                        reason: format!("expected {start}<subject>/{name}"),
-                    });
-                }
-                let subject = unsafe_name(safe).ok_or_else(|| BundleError::Malformed {
-                    path: path.clone(),
-                    reason: "subject folder name does not decode".into(),
-                })?;
-                let rec = index
-                    .and_then(|i| i.subjects.get(&subject))
-                    .and_then(|s| s.records.iter().next())
-                    .ok_or_else(|| BundleError::Malformed {
-                        path: path.clone(),
-                        reason: format!("subject {subject:?} is not in the index"),
-                    })?;
-                let doc = read_plain(staged, path, open)?;
-                let id = ObjectId::of(&doc);
-                if id != rec.1.hash {
-                    return Err(mismatch(
-                        path,
-                        "record hash",
-                        rec.1.hash.to_prefixed(),
-                        id.to_prefixed(),
-                    ));
-                }
-                let leaf = Leaf {
-                    id: rec.0.clone(),
-                    object: id,
-                    modified: rec.1.modified,
+                let Some(DataFile::PerSubject(_, subject)) = classify(prefix, path)? else {
+                    continue;
                 };
+                let doc = read_plain(staged, path, open)?;
+                let leaf = per_subject_leaf(path, &subject, ObjectId::of(&doc), index)?;
                 f(&subject, leaf, &doc)?;
             }
             return Ok(());
@@ -180,40 +187,146 @@ pub fn for_each_record(
             FileLayout::Sharded(_) => u8::from_str_radix(&path[path.len() - 12..path.len() - 10], 16).ok(),
             _ => None,
         };
-        for (n, line) in data.split(|b| *b == b'\n').enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            let at = format!("{path}:{}", n + 1);
-            let rec: RecordLine<'_> = serde_json::from_slice(line).map_err(|e| BundleError::Malformed {
-                path: at.clone(),
-                reason: format!("record line does not parse: {e}"),
-            })?;
-            if rec.kind != c.name() {
-                return Err(mismatch(&at, "record kind", c.name(), &rec.kind));
-            }
-            if let Some(s) = shard {
-                if shard_of(&rec.subject) != s {
-                    return Err(mismatch(
-                        &at,
-                        "shard",
-                        format!("{s:02x}"),
-                        format!("{:02x}", shard_of(&rec.subject)),
-                    ));
-                }
-            }
-            let doc = rec.doc.get().as_bytes();
-            let id = ObjectId::of(doc);
-            if id.to_prefixed() != rec.hash {
-                return Err(mismatch(&at, "record hash", &rec.hash, id.to_prefixed()));
-            }
-            let leaf = Leaf {
-                id: rec.id,
-                object: id,
-                modified: rec.modified,
-            };
-            f(&rec.subject, leaf, doc)?;
-        }
+        parse_lines(&path, c, shard, &data, &mut |s, l, d| f(s, l, d))?;
     }
     Ok(())
+}
+
+/// The leaf of a one-file-per-subject record: its id and time come from the index, its
+/// bytes (hashing to `object`) from the file at `path`.
+pub fn per_subject_leaf(
+    path: &str,
+    subject: &str,
+    object: ObjectId,
+    index: Option<&IndexCollection>,
+) -> Result<Leaf, BundleError> {
+    let rec = index
+        .and_then(|i| i.subjects.get(subject))
+        .and_then(|s| s.records.iter().next())
+        .ok_or_else(|| BundleError::Malformed {
+            path: path.into(),
+            reason: format!("subject {subject:?} is not in the index"),
+        })?;
+    if object != rec.1.hash {
+        return Err(mismatch(
+            path,
+            "record hash",
+            rec.1.hash.to_prefixed(),
+            object.to_prefixed(),
+        ));
+    }
+    Ok(Leaf {
+        id: rec.0.clone(),
+        object,
+        modified: rec.1.modified,
+    })
+}
+
+/// Check and visit the record lines of one decompressed data file of collection `c`
+/// (`shard`: the shard its path names, for sharded layouts): each line parses, names the
+/// collection, sits in the right shard, and its document hashes to its recorded `hash`.
+pub fn parse_lines<'d>(
+    path: &str,
+    c: Collection,
+    shard: Option<u8>,
+    data: &'d [u8],
+    f: LineVisitor<'_, 'd>,
+) -> Result<(), BundleError> {
+    for (n, line) in data.split(|b| *b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        // The line's name, built only for an error (this loop runs once per record).
+        let at = || format!("{path}:{}", n + 1);
+        let rec: RecordLine<'_> = serde_json::from_slice(line).map_err(|e| BundleError::Malformed {
+            path: at(),
+            reason: format!("record line does not parse: {e}"),
+        })?;
+        if rec.kind != c.name() {
+            return Err(mismatch(&at(), "record kind", c.name(), &rec.kind));
+        }
+        if let Some(s) = shard {
+            if shard_of(&rec.subject) != s {
+                return Err(mismatch(
+                    &at(),
+                    "shard",
+                    format!("{s:02x}"),
+                    format!("{:02x}", shard_of(&rec.subject)),
+                ));
+            }
+        }
+        let doc = rec.doc.get().as_bytes();
+        let id = ObjectId::of(doc);
+        if !is_prefixed_hex(&rec.hash, &id) {
+            return Err(mismatch(&at(), "record hash", &rec.hash, id.to_prefixed()));
+        }
+        let leaf = Leaf {
+            id: rec.id,
+            object: id,
+            modified: rec.modified,
+        };
+        f(&rec.subject, leaf, doc)?;
+    }
+    Ok(())
+}
+
+/// `text == id.to_prefixed()`, without allocating (checked once per record).
+fn is_prefixed_hex(text: &str, id: &ObjectId) -> bool {
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(id.as_bytes(), &mut hex).expect("64 hex digits");
+    text.strip_prefix("blake3:").is_some_and(|h| h.as_bytes() == hex)
+}
+
+/// What a bundle path holds, for the readers that see files one at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataFile {
+    Sharded(Collection, u8),
+    Single(Collection),
+    /// `<dir>/<safe subject>/<name>`; the subject decoded.
+    PerSubject(Collection, String),
+}
+
+/// The data file `rel` is, below `prefix` (`""` or `"changed/"`); `None` for other paths.
+/// A path inside a per-subject folder with another file name is refused, as
+/// [`for_each_record`] does.
+pub fn classify(prefix: &str, rel: &str) -> Result<Option<DataFile>, BundleError> {
+    let Some(rest) = rel.strip_prefix(prefix) else {
+        return Ok(None);
+    };
+    for c in Collection::ALL {
+        match layout(c) {
+            FileLayout::Sharded(dir) => {
+                let Some(file) = rest.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) else {
+                    continue;
+                };
+                let shard = file
+                    .strip_suffix(".jsonl.zst")
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .filter(|s| shard_path(dir, *s) == rest);
+                if let Some(s) = shard {
+                    return Ok(Some(DataFile::Sharded(c, s)));
+                }
+            }
+            FileLayout::Single(p) if rest == p => return Ok(Some(DataFile::Single(c))),
+            FileLayout::Single(_) => {}
+            FileLayout::PerSubject(dir, name) => {
+                let Some(inner) = rest.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) else {
+                    continue;
+                };
+                let (safe, file) = inner.split_once('/').unwrap_or((inner, ""));
+                if file != name {
+                    return Err(BundleError::UnsafeEntry {
+                        entry: rel.to_string(),
+                        reason: format!("expected {prefix}{dir}/<subject>/{name}"),
+                    });
+                }
+                let subject = unsafe_name(safe).ok_or_else(|| BundleError::Malformed {
+                    path: rel.to_string(),
+                    reason: "subject folder name does not decode".into(),
+                })?;
+                return Ok(Some(DataFile::PerSubject(c, subject)));
+            }
+        }
+    }
+    Ok(None)
 }

@@ -127,14 +127,15 @@ pub fn keygen(out: &Path) -> Result<(PathBuf, PathBuf, String), KeyError> {
         }
     }
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    // PKCS#8 v1 (no embedded public key): OpenSSL 3.0 refuses the v2 form that
-    // `SigningKey::to_pkcs8_pem` writes, and the key must work with `openssl pkeyutl`.
-    let pem = ed25519_dalek::pkcs8::KeypairBytes {
+    // PKCS#8 v1 (RFC 8410: the private key alone). ed25519-dalek writes v2 (RFC 5958, with the
+    // public key) by default, which OpenSSL 3.0 cannot read; both versions are read back.
+    let keypair = ed25519_dalek::pkcs8::KeypairBytes {
         secret_key: key.to_bytes(),
         public_key: None,
-    }
-    .to_pkcs8_pem(LineEnding::LF)
-    .expect("ed25519 keys always encode");
+    };
+    let pem = keypair
+        .to_pkcs8_pem(LineEnding::LF)
+        .expect("ed25519 keys always encode");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -33,13 +33,14 @@ fn check_signature(
     bytes: &[u8],
     sig: &[u8],
     sig_path: &str,
-    claimed_key: Option<String>,
+    claimed_key: &dyn Fn() -> Option<String>,
 ) -> Result<(), BundleError> {
     if trust.iter().any(|k| k.verify(bytes, sig)) {
         return Ok(());
     }
+    // Named only for the error: parsing the manifest for it costs a YAML parse.
     let trusted: Vec<String> = trust.iter().map(|k| k.key_id()).collect();
-    match claimed_key {
+    match claimed_key() {
         Some(k) if !trusted.contains(&k) => Err(BundleError::SignatureUntrusted {
             key_id: k,
             trusted: trusted.join(", "),
@@ -95,38 +96,71 @@ fn check_format_version(m: &Manifest) -> Result<(), BundleError> {
 
 /// The archive reader's gate: verify the manifest signature, then parse the manifest.
 pub fn gate(trust: &[TrustedKey], input: &GateInput<'_>) -> Result<Vec<Artifact>, BundleError> {
-    check_signature(
-        trust,
-        input.manifest,
-        input.manifest_sig,
-        MANIFEST_SIG,
-        claimed_key_id(input.manifest),
-    )?;
+    check_signature(trust, input.manifest, input.manifest_sig, MANIFEST_SIG, &|| {
+        claimed_key_id(input.manifest)
+    })?;
     Ok(parse_manifest(input.manifest)?.artifacts)
 }
 
 /// Verify a staged bundle's signatures, listing and digests (no content is parsed but
 /// `manifest.yaml` and `export.json`).
 pub fn verify_staged(staged: &Staged, trust: &[TrustedKey]) -> Result<Verified, BundleError> {
-    let manifest_bytes = staged.read(MANIFEST)?;
-    let msig = staged.read(MANIFEST_SIG)?;
-    check_signature(
-        trust,
-        &manifest_bytes,
-        &msig,
-        MANIFEST_SIG,
-        claimed_key_id(&manifest_bytes),
-    )?;
-    let manifest = parse_manifest(&manifest_bytes)?;
-    let export_bytes = staged.read(EXPORT)?;
-    let esig = staged.read(EXPORT_SIG)?;
-    check_signature(
-        trust,
-        &export_bytes,
-        &esig,
-        EXPORT_SIG,
-        Some(manifest.signing.key_id.clone()),
-    )?;
+    let docs = SignedDocs {
+        manifest: staged.read(MANIFEST)?,
+        manifest_sig: staged.read(MANIFEST_SIG)?,
+        export: staged.read(EXPORT)?,
+        export_sig: staged.read(EXPORT_SIG)?,
+    };
+    let v = verify_listing(&docs, &staged.files, trust)?;
+    verify_attestation(&v.manifest, &|p| staged.read(p), trust)?;
+    Ok(v)
+}
+
+pub const PROVENANCE: &str = "provenance.json";
+
+/// Format 2 (not strict-encrypted): the listed DSSE envelope carries exactly
+/// `provenance.json` and a trusted key signed it. `read` gives a listed file's bytes
+/// (whose digest the listing already checked).
+pub fn verify_attestation(
+    m: &Manifest,
+    read: &dyn Fn(&str) -> Result<Vec<u8>, BundleError>,
+    trust: &[TrustedKey],
+) -> Result<(), BundleError> {
+    if m.format_version < FORMAT_VERSION || m.encryption.strict {
+        return Ok(());
+    }
+    if !m.artifacts.iter().any(|a| a.path == ENVELOPE_PATH) {
+        return Err(BundleError::MissingFile {
+            path: ENVELOPE_PATH.into(),
+        });
+    }
+    super::dsse::verify(&read(ENVELOPE_PATH)?, &read(PROVENANCE)?, trust)
+}
+
+/// The four signed documents of a bundle, as shipped.
+pub struct SignedDocs {
+    pub manifest: Vec<u8>,
+    pub manifest_sig: Vec<u8>,
+    pub export: Vec<u8>,
+    pub export_sig: Vec<u8>,
+}
+
+/// Verify the signatures, then that `files` (path → digest and size) are exactly the
+/// listed artifacts, then that `export.json` agrees with the manifest.
+pub fn verify_listing(
+    docs: &SignedDocs,
+    files: &BTreeMap<String, super::archive::StagedFile>,
+    trust: &[TrustedKey],
+) -> Result<Verified, BundleError> {
+    let (manifest_bytes, msig, export_bytes, esig) =
+        (&docs.manifest, &docs.manifest_sig, &docs.export, &docs.export_sig);
+    check_signature(trust, manifest_bytes, msig, MANIFEST_SIG, &|| {
+        claimed_key_id(manifest_bytes)
+    })?;
+    let manifest = parse_manifest(manifest_bytes)?;
+    check_signature(trust, export_bytes, esig, EXPORT_SIG, &|| {
+        Some(manifest.signing.key_id.clone())
+    })?;
 
     // Listing: every artifact present with its digest and size, nothing else.
     let mut listed: BTreeMap<&str, &Artifact> = BTreeMap::new();
@@ -141,8 +175,7 @@ pub fn verify_staged(staged: &Staged, trust: &[TrustedKey]) -> Result<Verified, 
         }
     }
     for (path, a) in &listed {
-        let f = staged
-            .files
+        let f = files
             .get(*path)
             .ok_or_else(|| BundleError::MissingFile { path: path.to_string() })?;
         if f.bytes != a.bytes {
@@ -162,14 +195,14 @@ pub fn verify_staged(staged: &Staged, trust: &[TrustedKey]) -> Result<Verified, 
             });
         }
     }
-    for path in staged.files.keys() {
+    for path in files.keys() {
         let meta = path == MANIFEST || path == MANIFEST_SIG || path == EXPORT_SIG;
         if !meta && !listed.contains_key(path.as_str()) {
             return Err(BundleError::UnlistedFile { path: path.clone() });
         }
     }
 
-    let export: ExportDoc = serde_json::from_slice(&export_bytes).map_err(|e| BundleError::Malformed {
+    let export: ExportDoc = serde_json::from_slice(export_bytes).map_err(|e| BundleError::Malformed {
         path: EXPORT.into(),
         reason: format!("does not parse: {e}"),
     })?;
@@ -189,17 +222,9 @@ pub fn verify_staged(staged: &Staged, trust: &[TrustedKey]) -> Result<Verified, 
                 .into(),
         });
     }
-    if manifest.format_version >= FORMAT_VERSION && !manifest.encryption.strict {
-        if !listed.contains_key(ENVELOPE_PATH) {
-            return Err(BundleError::MissingFile {
-                path: ENVELOPE_PATH.into(),
-            });
-        }
-        super::dsse::verify(&staged.read(ENVELOPE_PATH)?, &staged.read("provenance.json")?, trust)?;
-    }
 
     Ok(Verified {
-        manifest_digest: FileDigest::of(&manifest_bytes),
+        manifest_digest: FileDigest::of(manifest_bytes),
         manifest,
         export,
         diff: None,

@@ -180,10 +180,12 @@ fn produce(
 ) -> Result<Produced, ExportError> {
     let filter = Filter::new(&selectors).map_err(ExportError::Usage)?;
     std::fs::create_dir_all(&s.out_dir).map_err(|e| ExportError::io(&s.out_dir, e))?;
-    let staging = StagingDir(
-        s.out_dir
-            .join(format!(".stellamirror-staging-{run_id}-{}", std::process::id())),
-    );
+    super::debris::sweep(&s.out_dir).map_err(|e| ExportError::io(&s.out_dir, e))?;
+    let staging = StagingDir(s.out_dir.join(format!(
+        "{}{run_id}-{}",
+        super::debris::STAGING_PREFIX,
+        std::process::id()
+    )));
     let strict = s.encryption.as_ref().is_some_and(|e| e.strict);
     let seal_fn = |path: &str, bytes: Vec<u8>| -> Result<Vec<u8>, ExportError> {
         match &s.encryption {

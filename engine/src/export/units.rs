@@ -192,7 +192,11 @@ pub fn compress(bytes: &[u8], level: i32) -> Result<Vec<u8>, ExportError> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|(l, _)| *l != level) {
-            *slot = Some((level, zstd::bulk::Compressor::new(level).map_err(io)?));
+            let mut c = zstd::bulk::Compressor::new(level).map_err(io)?;
+            // The frame checksum makes a corrupted shard a zstd error on its own, before
+            // the manifest digest of the file is compared.
+            c.include_checksum(true).map_err(io)?;
+            *slot = Some((level, c));
         }
         let (_, c) = slot.as_mut().expect("set above");
         c.compress(bytes).map_err(io)

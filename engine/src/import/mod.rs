@@ -1,36 +1,36 @@
 //! `import`: the far side of the air gap.
 //!
-//! Order of checks (nothing is written before all of them pass): the archive is staged
+//! Order of checks (nothing becomes visible before all of them pass): the archive is read
 //! with unsafe entries refused → the manifest signature is verified before any other
-//! entry is accepted → digests and the listing → tenant → already applied? → for a
-//! delta, base = last applied export and store root = `baseStateRoot`. Then records are
-//! read (objects written ahead, unreferenced), the new state is planned, and it is
-//! committed in one batch only if its root equals the bundle's target root.
+//! entry is accepted → tenant → freshness (no rollback, not expired: `freshness`) →
+//! already applied? → for a delta, base = last applied export and store root =
+//! `baseStateRoot` (all from the signed manifest, `load::precheck`; the signer's key
+//! rules before it, `trust::rotation::Gate`) → each file's size and sha256 against the
+//! listing, each record against its hash, as the files are read (once: `stream`) →
+//! `export.json`'s signature, the complete listing, the DSSE attestation and a key
+//! rotation statement. The new state is committed in one batch only if its root equals
+//! the bundle's target root (`load::Loader::finish`).
+pub mod bulk;
 pub mod freshness;
+pub mod load;
 pub mod publish;
 pub mod rebuild;
-pub mod reset;
+pub mod stream;
 pub mod verify_store;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rocksdb::WriteBatch;
-use serde_json::json;
-
-use crate::apply::{self, ChangeCounts, Mutation};
-use crate::audit::{AuditEvent, AuditSink};
+use crate::apply::ChangeCounts;
+use crate::audit::{AuditSink, Progress};
 use crate::bundle::archive::{scan_folder, stage_archive, Limits, Staged};
 use crate::bundle::error::BundleError;
-use crate::bundle::format::{RemovedLine, PROFILE_DELTA};
-use crate::bundle::records::{for_each_record, read_index, read_plain, Opener};
 use crate::bundle::signing::TrustedKey;
 use crate::bundle::verify::{gate, verify_records, verify_staged, Verified};
 use crate::encryption::{BundleOpener, EncryptionMode, Identities, WrappedKey};
-use crate::ids::NodeHash;
 use crate::model::{Collection, Tenant};
-use crate::store::catalog::{applied_key, AppliedExport};
-use crate::store::{ObjectKey, RecordEntry, Store, StoreError};
+use crate::store::{Store, StoreError};
+use stream::Streamed;
 
 pub struct ImportSettings {
     pub trust: Vec<TrustedKey>,
@@ -139,6 +139,19 @@ impl StagingArea {
     }
 }
 
+impl StagingArea {
+    /// Remove what a killed import left in the staging folder. Only the process holding
+    /// the store open (RocksDB's lock) uses it, so whatever is there now is a leftover;
+    /// call it before this process creates its own staging areas.
+    pub fn clear_leftovers(store: &Store) {
+        if let Ok(rd) = std::fs::read_dir(store.path().join("staging")) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
 impl Drop for StagingArea {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -197,7 +210,7 @@ fn opener_for(staged: &Staged, v: &Verified, identities: &Identities) -> Result<
                 .first()
                 .cloned()
                 .unwrap_or_default(),
-            reason: "the bundle is encrypted and no --identity was given".into(),
+            source: crate::encryption::DecryptError::NoIdentities,
         });
     }
     let wrapped: Vec<WrappedKey> = if mode == EncryptionMode::AesGcm {
@@ -217,9 +230,9 @@ fn opener_for(staged: &Staged, v: &Verified, identities: &Identities) -> Result<
     };
     BundleOpener::new(mode, &wrapped, identities)
         .map(Some)
-        .map_err(|e| BundleError::Decrypt {
+        .map_err(|source| BundleError::Decrypt {
             path: "data key".into(),
-            reason: e.to_string(),
+            source,
         })
 }
 
@@ -231,42 +244,68 @@ fn open_with(
 ) -> Result<Vec<u8>, BundleError> {
     match opener {
         Some(o) if encrypted_paths.iter().any(|p| p == path) => {
-            o.open(path, &bytes).map_err(|e| BundleError::Decrypt {
+            o.open(path, &bytes).map_err(|source| BundleError::Decrypt {
                 path: path.into(),
-                reason: e.to_string(),
+                source,
             })
         }
         _ => Ok(bytes),
     }
 }
 
+/// Import one bundle: an archive in one pass when it allows (`stream`), else staged.
 pub fn import(
     store: &Store,
     bundle: &Path,
     s: &ImportSettings,
     audit: &dyn AuditSink,
+    progress: &dyn Progress,
 ) -> Result<ImportReport, ImportError> {
+    import_with(store, bundle, s, &s.freshness, audit, progress)
+}
+
+/// `import` with another freshness policy than the settings' (`rebuild`'s chain links).
+pub fn import_with(
+    store: &Store,
+    bundle: &Path,
+    s: &ImportSettings,
+    freshness: &freshness::Policy,
+    audit: &dyn AuditSink,
+    progress: &dyn Progress,
+) -> Result<ImportReport, ImportError> {
+    StagingArea::clear_leftovers(store);
     let staging = StagingArea::new(store)?;
     // Issue 16: keys rotated in by applied bundles, revoked keys, validity windows.
     let gate = crate::trust::rotation::Gate::new(Some(store), &s.trust, &s.key_rules)?;
+    if !bundle.is_dir() {
+        let work = staging.0.join("stream");
+        let checks = stream::Checks { gate: &gate, freshness };
+        if let Streamed::Applied(r) = stream::import_stream(store, bundle, s, &checks, audit, progress, &work)? {
+            return Ok(r);
+        }
+        let _ = std::fs::remove_dir_all(&work);
+    }
     let (staged, v, opener) = stage_and_verify(bundle, &staging.0, &gate.keys, &s.identities, &s.limits, false)?;
     let rotation = gate.check(&staged, &v.manifest)?;
-    let report = apply_verified(
+    let r = apply_verified(
         store,
         &staged,
         &v,
         &opener,
         s.expect_tenant.as_ref(),
-        &s.freshness,
+        freshness,
         audit,
+        progress,
     )?;
-    if let Some(r) = rotation {
-        crate::trust::rotation::record(store, &r, audit)?;
+    if let Some(rot) = rotation {
+        crate::trust::rotation::record(store, &rot, audit)?;
     }
-    Ok(report)
+    Ok(r)
 }
 
-/// Apply a bundle whose signatures and digests were verified.
+/// Apply a staged bundle whose signatures and digests were verified, reading its files
+/// in path order (the order of the archive) through the same loader as a stream.
+#[allow(clippy::too_many_arguments)]
 pub fn apply_verified(
     store: &Store,
     staged: &Staged,
@@ -275,221 +314,20 @@ pub fn apply_verified(
     expect_tenant: Option<&Tenant>,
     policy: &freshness::Policy,
     audit: &dyn AuditSink,
+    progress: &dyn Progress,
 ) -> Result<ImportReport, ImportError> {
-    let m = &v.manifest;
-    let tenant = Tenant::new(&m.tenant).map_err(|reason| BundleError::Malformed {
-        path: "manifest.yaml".into(),
-        reason,
-    })?;
-    if let Some(t) = expect_tenant {
-        if *t != tenant {
-            return Err(ImportError::TenantMismatch {
-                bundle: tenant.to_string(),
-                expected: t.to_string(),
-            });
+    let ctx = load::precheck(store, v.manifest.clone(), v.manifest_digest, expect_tenant, policy)?;
+    let work = StagingArea::new(store)?;
+    let opts = bulk::BulkOptions::default();
+    let mut loader = load::Loader::new(store, ctx, &opts, &work.0, progress)?;
+    let interest = loader.interest();
+    let encrypted = &v.manifest.encryption.encrypted_paths;
+    progress.phase("import", staged.files.values().map(|f| f.bytes).sum());
+    for (rel, f) in &staged.files {
+        if interest.wants(rel) {
+            loader.entry(rel, open_with(opener, encrypted, rel, staged.read(rel)?)?)?;
         }
+        progress.advance(f.bytes);
     }
-    let open = |p: &str, b: Vec<u8>| open_with(opener, &v.manifest.encryption.encrypted_paths, p, b);
-    let open: Opener<'_> = &open;
-    let is_delta = m.profile == PROFILE_DELTA;
-    let diff = if is_delta {
-        let b = read_plain(staged, "manifest.diff.json", open)?;
-        Some(
-            serde_json::from_slice::<crate::bundle::format::DiffManifest>(&b).map_err(|e| BundleError::Malformed {
-                path: "manifest.diff.json".into(),
-                reason: e.to_string(),
-            })?,
-        )
-    } else {
-        None
-    };
-    let mut history = store.import_history(&tenant)?;
-    let current = store.state(&tenant)?.root();
-    let report = |outcome: &str, root: String, counts| ImportReport {
-        run_id: m.run_id.clone(),
-        profile: m.profile.clone(),
-        tenant: tenant.to_string(),
-        outcome: outcome.into(),
-        previous_root: current.to_prefixed(),
-        state_root: root,
-        counts,
-    };
-    // Issue 16, rollback and freeze protection: refuse a bundle older than the newest
-    // applied one, or expired, before anything is written (import/freshness.rs).
-    let accepted = freshness::check(&history, m, &v.manifest_digest, policy)?;
-    let applied_before = history.applied.iter().find(|a| a.run_id == m.run_id);
-    if let Some(a) = applied_before.filter(|_| !accepted.reapply) {
-        if a.manifest_digest != v.manifest_digest {
-            return Err(ImportError::Conflict {
-                run_id: m.run_id.clone(),
-                applied: a.manifest_digest.to_prefixed(),
-                bundle: v.manifest_digest.to_prefixed(),
-            });
-        }
-        return Ok(report("already-applied", current.to_prefixed(), BTreeMap::new()));
-    }
-    let reset = diff.as_ref().is_none_or(|d| d.reset_baseline);
-    if let Some(d) = diff.as_ref().filter(|d| !d.reset_baseline) {
-        let last = history.last();
-        if last.is_none_or(|l| l.run_id != d.base_export_id || l.manifest_digest != d.base_manifest_digest) {
-            return Err(ImportError::OutOfOrder {
-                run_id: m.run_id.clone(),
-                base: d.base_export_id.clone(),
-                last: last.map_or_else(|| "none".to_string(), |l| l.run_id.clone()),
-                tenant: tenant.to_string(),
-            });
-        }
-        if current.to_prefixed() != d.base_state_root {
-            return Err(ImportError::StateRootMismatch {
-                what: "before applying".into(),
-                expected: d.base_state_root.clone(),
-                actual: current.to_prefixed(),
-            });
-        }
-    }
-
-    // Read the records; objects go in ahead of the commit (immutable, unreferenced).
-    let prefix = if is_delta { "changed/" } else { "" };
-    let source = format!("import:{}", m.run_id);
-    let target = diff
-        .as_ref()
-        .map_or(m.state_root.clone(), |d| d.target_state_root.clone());
-    let mismatch = |actual: &NodeHash| ImportError::StateRootMismatch {
-        what: "after applying".into(),
-        expected: target.clone(),
-        actual: actual.to_prefixed(),
-    };
-    let mut entry = |root: NodeHash| {
-        history.applied_export_ids.push(m.run_id.clone());
-        history.applied.push(AppliedExport {
-            run_id: m.run_id.clone(),
-            profile: m.profile.clone(),
-            manifest_digest: v.manifest_digest,
-            state_root: root,
-            base_export_id: diff.as_ref().map(|d| d.base_export_id.clone()),
-            created_at: m.created_at.clone(),
-            freshness: Some(accepted.applied()),
-        });
-        vec![(
-            applied_key(tenant.as_str()),
-            serde_json::to_vec(&history).expect("json"),
-        )]
-    };
-    let (root, counts) = if reset {
-        // The whole state is replaced: a new records generation, built in chunks.
-        let mut w = reset::ResetWriter::new(store, &tenant, &source)?;
-        read_records(staged, prefix, m, open, &mut |c, subject, leaf, doc| {
-            w.add(c, subject, leaf, doc).map_err(store_io)
-        })?;
-        let root = w.root()?;
-        if root.to_prefixed() != target || m.state_root != target {
-            return Err(mismatch(&root));
-        }
-        let extra = entry(root);
-        (root, w.commit(&extra)?)
-    } else {
-        let mut mutation = Mutation::default();
-        let mut batch = WriteBatch::default();
-        let mut pending = 0usize;
-        read_records(staged, prefix, m, open, &mut |c, subject, leaf, doc| {
-            store.put_object(&mut batch, &ObjectKey::new(c, subject, &leaf.object), doc);
-            pending += doc.len();
-            if pending > 64 << 20 {
-                store.write_unreferenced(std::mem::take(&mut batch)).map_err(store_io)?;
-                pending = 0;
-            }
-            let e = RecordEntry {
-                subject: subject.to_string(),
-                object: leaf.object,
-                modified: leaf.modified,
-                source: source.clone(),
-                derived: Vec::new(),
-            };
-            mutation.upserts.insert((c, leaf.id), e);
-            Ok(())
-        })?;
-        store.write_unreferenced(batch)?;
-        for k in ["advisories", "vex", "sboms", "policy", "consensus"] {
-            let path = format!("removed/{k}.jsonl");
-            let body = read_plain(staged, &path, open)?;
-            for (n, line) in body.split(|b| *b == b'\n').enumerate().filter(|(_, l)| !l.is_empty()) {
-                let r: RemovedLine = serde_json::from_slice(line).map_err(|e| BundleError::Malformed {
-                    path: format!("{path}:{}", n + 1),
-                    reason: e.to_string(),
-                })?;
-                let c = Collection::from_name(&r.kind).ok_or_else(|| BundleError::Malformed {
-                    path: format!("{path}:{}", n + 1),
-                    reason: format!("unknown kind {:?}", r.kind),
-                })?;
-                mutation.deletes.insert((c, r.id));
-            }
-        }
-        let plan = apply::plan(store, &tenant, &mutation)?;
-        if plan.root().to_prefixed() != target || m.state_root != target {
-            return Err(mismatch(&plan.root()));
-        }
-        let extra = entry(plan.root());
-        apply::commit(store, &plan, &mutation, &extra)?;
-        (plan.root(), plan.counts.clone())
-    };
-    // A large commit's write-ahead log would be replayed into memory by the next open and
-    // its compactions run by the next command: settle both here.
-    store.settle()?;
-    accepted.audit(m, audit);
-    let event = if is_delta {
-        "mirror.delta.applied"
-    } else {
-        "mirror.bundle.imported"
-    };
-    audit.record(&AuditEvent::new(
-        event,
-        json!({"runId": m.run_id, "profile": m.profile, "tenant": tenant.as_str(), "manifestDigest": v.manifest_digest, "stateRoot": root.to_prefixed(), "previousRoot": current.to_prefixed(), "resetBaseline": reset}),
-    ));
-    Ok(report("applied", root.to_prefixed(), counts))
-}
-
-fn store_io(e: StoreError) -> BundleError {
-    BundleError::Io {
-        path: "store".into(),
-        message: e.to_string(),
-    }
-}
-
-/// Receives each record of a bundle with its collection.
-type CollectionVisitor<'a> = &'a mut dyn FnMut(Collection, &str, crate::model::Leaf, &[u8]) -> Result<(), BundleError>;
-
-/// Every record of a bundle (`prefix` = `""` or `"changed/"`), collection by collection,
-/// each data file in order.
-fn read_records(
-    staged: &Staged,
-    prefix: &str,
-    m: &crate::bundle::format::Manifest,
-    open: Opener<'_>,
-    f: CollectionVisitor<'_>,
-) -> Result<(), BundleError> {
-    use crate::bundle::layout::{index_of, layout, FileLayout, INDEX_FILES};
-    for index_path in INDEX_FILES {
-        // Only one-file-per-subject layouts take ids and times from the index; record
-        // lines carry their own, so the (large) advisory and VEX indexes are not parsed.
-        let needs_index = Collection::ALL
-            .into_iter()
-            .any(|c| index_of(c) == index_path && matches!(layout(c), FileLayout::PerSubject(..)));
-        let index = if needs_index {
-            let plain = !m.encryption.encrypted_paths.iter().any(|p| p == index_path);
-            read_index(staged, index_path, open, plain)?
-        } else {
-            crate::bundle::records::IndexFile::default()
-        };
-        for c in Collection::ALL.into_iter().filter(|c| index_of(*c) == index_path) {
-            for_each_record(
-                staged,
-                prefix,
-                c,
-                index.collections.get(c.name()),
-                open,
-                &mut |subject, leaf, doc| f(c, subject, leaf, doc),
-            )?;
-        }
-    }
-    Ok(())
+    loader.finish(v, audit)
 }

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{apply_verified, stage_and_verify, ImportError, ImportReport, ImportSettings, StagingArea};
-use crate::audit::AuditSink;
+use super::{ImportError, ImportReport, ImportSettings, StagingArea};
+use crate::audit::{AuditSink, Progress};
 use crate::bundle::archive::{stage_archive, Limits};
 use crate::bundle::error::BundleError;
 use crate::bundle::format::{Manifest, PROFILE_FULL};
@@ -113,6 +113,7 @@ pub fn rebuild(
     dir: &Path,
     s: &ImportSettings,
     audit: &dyn AuditSink,
+    progress: &dyn Progress,
 ) -> Result<RebuildReport, RebuildError> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| RebuildError::Bundle {
@@ -189,34 +190,14 @@ pub fn rebuild(
             policy.expiry = super::freshness::Expiry::Ignore;
         }
         let path = &heads[*i].path;
-        let staging = StagingArea::new(store).map_err(|e| RebuildError::Bundle {
-            path: path.clone(),
-            source: e,
-        })?;
-        let import_err = |e: ImportError| RebuildError::Import {
+        let r = super::import_with(store, path, s, &policy, audit, progress).map_err(|e| RebuildError::Import {
             path: path.clone(),
             source: Box::new(e),
-        };
-        let gate =
-            crate::trust::rotation::Gate::new(Some(store), &s.trust, &s.key_rules).map_err(|e| import_err(e.into()))?;
-        let (staged, v, opener) = stage_and_verify(path, &staging.0, &gate.keys, &s.identities, &s.limits, false)
-            .map_err(|e| RebuildError::Bundle {
-                path: path.clone(),
-                source: e,
-            })?;
-        let rotation = gate.check(&staged, &v.manifest).map_err(|e| import_err(e.into()))?;
-        let r = apply_verified(store, &staged, &v, &opener, s.expect_tenant.as_ref(), &policy, audit).map_err(|e| {
-            RebuildError::Import {
-                path: path.clone(),
-                source: Box::new(e),
-            }
         })?;
-        if let Some(rot) = rotation {
-            crate::trust::rotation::record(store, &rot, audit).map_err(|e| import_err(e.into()))?;
-        }
         applied.push(r);
     }
-    super::verify_store::verify_store(store)?;
+    // Objects were hashed as they were imported; the tree and records are re-read.
+    super::verify_store::verify_store_with(store, super::verify_store::Checks::Tree)?;
     let state_root = applied.last().map(|r| r.state_root.clone()).unwrap_or_default();
     Ok(RebuildReport {
         chain: names(&chain),

@@ -15,6 +15,7 @@
 //!
 //! Invariant: every mutation of `records`, `sources` and `meta` is one atomic write batch
 //! that also moves the tenant's head; objects and nodes it needs were written earlier.
+pub mod bulk;
 pub mod catalog;
 pub mod error;
 pub mod tree;
@@ -188,9 +189,22 @@ pub fn head_value(root: &NodeHash, ks: &Keyspace) -> Vec<u8> {
     v
 }
 
+/// A `--store` path that exists but is not a directory is named as such (RocksDB would
+/// report it as an `Os { .. }` debug string).
+fn refuse_non_directory(path: &Path) -> Result<(), StoreError> {
+    if path.exists() && !path.is_dir() {
+        return Err(StoreError::Open {
+            path: path.to_path_buf(),
+            message: "this is a file, not a store directory".into(),
+        });
+    }
+    Ok(())
+}
+
 impl Store {
     /// Open (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        refuse_non_directory(path)?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -199,26 +213,7 @@ impl Store {
         // Bound the memtables of all column families together (RocksDB's default is
         // 64 MiB × 2 per family), so peak memory stays well under 1 GiB at 1M records.
         opts.set_db_write_buffer_size(128 << 20);
-        let cfs = ALL_CFS.iter().map(|n| {
-            let mut o = Options::default();
-            // Merkle nodes are mostly 32-byte hashes that do not compress; decompressing
-            // their blocks was the largest cost of a delta's tree walk.
-            let compression = if *n == CF_NODES {
-                rocksdb::DBCompressionType::None
-            } else {
-                rocksdb::DBCompressionType::Lz4
-            };
-            o.set_compression_type(compression);
-            // Point lookups (objects, nodes, live records) would otherwise probe every
-            // overlapping level-0 file's index and data block until one holds the key:
-            // keys are hashes, so every L0 file overlaps. Bloom filters (10 bits per key,
-            // ~1% false positives) skip them; without, a 1M-record delta read each node
-            // block about twice.
-            let mut table = rocksdb::BlockBasedOptions::default();
-            table.set_bloom_filter(10.0, false);
-            o.set_block_based_table_factory(&table);
-            ColumnFamilyDescriptor::new(*n, o)
-        });
+        let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n)));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::Open {
             path: path.to_path_buf(),
             message: e.into_string(),
@@ -251,6 +246,7 @@ impl Store {
 
     /// Open an existing store; refuses to create one (for read-only commands).
     pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        refuse_non_directory(path)?;
         if !path.join("CURRENT").exists() {
             return Err(StoreError::Open {
                 path: path.to_path_buf(),
@@ -461,6 +457,29 @@ impl Store {
             .iterator_cf(self.cf(cf), IteratorMode::Start)
             .map(|r| r.map_err(StoreError::from))
     }
+}
+
+/// The options of one column family. Bulk loading (`bulk`) builds its SST files with the
+/// same options, so ingested tables are indistinguishable from flushed ones.
+pub(crate) fn cf_options(n: &str) -> Options {
+    let mut o = Options::default();
+    // Merkle nodes are mostly 32-byte hashes that do not compress; decompressing
+    // their blocks was the largest cost of a delta's tree walk.
+    let compression = if n == CF_NODES {
+        rocksdb::DBCompressionType::None
+    } else {
+        rocksdb::DBCompressionType::Lz4
+    };
+    o.set_compression_type(compression);
+    // Point lookups (objects, nodes, live records) would otherwise probe every
+    // overlapping level-0 file's index and data block until one holds the key:
+    // keys are hashes, so every L0 file overlaps. Bloom filters (10 bits per key,
+    // ~1% false positives) skip them; without, a 1M-record delta read each node
+    // block about twice.
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    o.set_block_based_table_factory(&table);
+    o
 }
 
 pub fn encode_entry(e: &RecordEntry) -> Vec<u8> {

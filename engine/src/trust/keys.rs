@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::bundle::archive::{Staged, MANIFEST, MANIFEST_SIG};
+use crate::bundle::archive::MANIFEST_SIG;
 use crate::bundle::error::BundleError;
 use crate::bundle::format::Manifest;
 use crate::bundle::signing::TrustedKey;
@@ -190,13 +190,10 @@ impl KeyTrustError {
     }
 }
 
-/// The key among `keys` whose signature over `manifest.yaml` verifies (the signer of a
-/// staged, verified bundle).
-pub fn signer(staged: &Staged, keys: &[TrustedKey]) -> Result<TrustedKey, BundleError> {
-    let manifest = staged.read(MANIFEST)?;
-    let sig = staged.read(MANIFEST_SIG)?;
+/// The key among `keys` whose signature `sig` over `manifest.yaml`'s bytes verifies.
+pub fn signer(manifest: &[u8], sig: &[u8], keys: &[TrustedKey]) -> Result<TrustedKey, BundleError> {
     keys.iter()
-        .find(|k| k.verify(&manifest, &sig))
+        .find(|k| k.verify(manifest, sig))
         .cloned()
         .ok_or_else(|| BundleError::SignatureInvalid {
             path: MANIFEST_SIG.into(),

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::keys::{check_rules, signer, KeyRule, KeyTrustError, Revocation};
 use crate::audit::{AuditEvent, AuditSink};
-use crate::bundle::archive::Staged;
+use crate::bundle::archive::{Staged, MANIFEST, MANIFEST_SIG};
 use crate::bundle::dsse;
 use crate::bundle::format::Manifest;
 use crate::bundle::signing::{SignKey, TrustedKey};
@@ -129,20 +129,45 @@ impl Gate {
         self.rules.extend(stored.rules());
     }
 
-    /// After signatures and digests verified: the signer's rules, and the rotation
-    /// statement (if any) checked against the bundle and its signer. Nothing is written.
+    /// After signatures and digests verified (staged bundles, `verify`): the signer's
+    /// rules, then the rotation statement, if any. Nothing is written.
     pub fn check(&self, staged: &Staged, m: &Manifest) -> Result<Option<RotationStatement>, KeyTrustError> {
-        let signer = signer(staged, &self.keys)?;
+        let (manifest, sig) = (staged.read(MANIFEST)?, staged.read(MANIFEST_SIG)?);
+        self.check_signer(&manifest, &sig, m)?;
+        let statement = match staged.files.contains_key(ROTATION_PATH) {
+            true => Some(staged.read(ROTATION_PATH)?),
+            false => None,
+        };
+        self.check_rotation(statement.as_deref(), &manifest, &sig, m)
+    }
+
+    /// The signer of `manifest` (its bytes, `sig` its signature) may sign a bundle created
+    /// at `m.createdAt`: not revoked, inside its validity window.
+    pub fn check_signer(&self, manifest: &[u8], sig: &[u8], m: &Manifest) -> Result<TrustedKey, KeyTrustError> {
+        let signer = signer(manifest, sig, &self.keys)?;
         check_rules(m, &signer.key_id(), &self.rules)?;
-        if !staged.files.contains_key(ROTATION_PATH) {
+        Ok(signer)
+    }
+
+    /// A rotation statement shipped in the bundle (`statement`: its bytes) is signed by
+    /// the bundle's signer and names this bundle.
+    pub fn check_rotation(
+        &self,
+        statement: Option<&[u8]>,
+        manifest: &[u8],
+        sig: &[u8],
+        m: &Manifest,
+    ) -> Result<Option<RotationStatement>, KeyTrustError> {
+        let Some(statement) = statement else {
             return Ok(None);
-        }
+        };
+        let signer = signer(manifest, sig, &self.keys)?;
         let bad = |reason: String| KeyTrustError::Rotation {
             path: ROTATION_PATH.into(),
             reason,
         };
         let body = dsse::open(
-            &staged.read(ROTATION_PATH)?,
+            statement,
             ROTATION_PAYLOAD_TYPE,
             std::slice::from_ref(&signer),
             ROTATION_PATH,
