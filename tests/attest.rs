@@ -164,17 +164,27 @@ fn import_checks_the_envelope_even_when_the_manifest_lists_it() {
     relist(&top, "signatures/provenance.dsse.json");
     openssl_sign(&b.key, &top, "manifest.yaml", "signatures/manifest.sig");
     let mirror = b.dir.path().join("mirror");
-    let r = import_bundle(&top, &mirror, &b.public, &["--json"]).fails_with("ERR_SIGNATURE_INVALID");
-    assert_eq!(r.json()["error"]["detail"]["path"], "signatures/provenance.dsse.json");
+    // Staged (an extracted folder) and streamed (an archive) imports alike.
+    let archive = b.dir.path().join("bad-envelope.tar.zst");
+    stellamirror_tests::pack(&top, &archive);
+    for bundle in [&top, &archive] {
+        let r = import_bundle(bundle, &mirror, &b.public, &["--json"]).fails_with("ERR_SIGNATURE_INVALID");
+        assert_eq!(r.json()["error"]["detail"]["path"], "signatures/provenance.dsse.json");
+    }
+    assert!(!mirror.exists(), "a refused import into a new store leaves no store");
     // And a payload that is not provenance.json (envelope of another bundle) is refused.
     let other = extract(&b.delta, &b.dir.path().join("y")).join("signatures/provenance.dsse.json");
     std::fs::copy(&other, &envelope).unwrap();
     relist(&top, "signatures/provenance.dsse.json");
     openssl_sign(&b.key, &top, "manifest.yaml", "signatures/manifest.sig");
-    let r = import_bundle(&top, &mirror, &b.public, &[]).fails_with("ERR_BUNDLE_MALFORMED");
-    assert!(
-        r.stderr.contains("payload differs from provenance.json"),
-        "{}",
-        r.stderr
-    );
+    let archive = b.dir.path().join("foreign-envelope.tar.zst");
+    stellamirror_tests::pack(&top, &archive);
+    for bundle in [&top, &archive] {
+        let r = import_bundle(bundle, &mirror, &b.public, &[]).fails_with("ERR_BUNDLE_MALFORMED");
+        assert!(
+            r.stderr.contains("payload differs from provenance.json"),
+            "{}",
+            r.stderr
+        );
+    }
 }
