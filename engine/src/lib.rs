@@ -14,3 +14,4 @@ pub mod ingest;
 pub mod merkle;
 pub mod model;
 pub mod store;
+pub mod trust;
