@@ -501,3 +501,34 @@ fn genuine_format_1_bundles_of_the_previous_version_verify_and_import() {
     let again = import_bundle(&full, &mirror, &public, &["--json"]).ok().json();
     assert_eq!(again["outcome"], "already-applied");
 }
+
+/// Extracted folders (and encrypted bundles) are staged instead of read in one pass; the
+/// staged path refuses expired and older bundles just the same, before writing anything.
+#[test]
+fn a_staged_bundle_is_refused_for_rollback_and_expiry_as_a_streamed_one() {
+    let pr = producer();
+    let x = pr.dir.path().join("x");
+    let folder = |run: &str| stellamirror_tests::extract(&pr.bundle(run), &x.join(run));
+    let (f1, f3) = (folder("f1"), folder("f3"));
+    let mirror = pr.dir.path().join("mirror");
+    let import_at = |now: &str, dir: &Path, extra: &[&str]| {
+        let mut args = vec!["import", p(dir), "--store", p(&mirror), "--trust", p(&pr.public)];
+        args.extend_from_slice(extra);
+        sm_at(now, args)
+    };
+    // f1 expires 30 days after 2026-08-14.
+    import_at("2026-09-13T00:00:00Z", &f1, &[]).fails_with("ERR_BUNDLE_EXPIRED");
+    assert!(!mirror.join("audit.jsonl").exists(), "nothing was applied or audited");
+    import_at(stellamirror_tests::TEST_NOW, &f3, &[]).ok();
+    let before = snapshot(&mirror);
+    import_at(stellamirror_tests::TEST_NOW, &f1, &[]).fails_with("ERR_BUNDLE_ROLLBACK");
+    assert_eq!(
+        snapshot(&mirror),
+        before,
+        "a refused rollback leaves the store as it was"
+    );
+    import_at(stellamirror_tests::TEST_NOW, &f1, &["--allow-rollback"]).ok();
+    assert_eq!(state_root(&mirror, "acme"), pr.roots[0]);
+    let audit = std::fs::read_to_string(mirror.join("audit.jsonl")).unwrap();
+    assert_eq!(audit.matches("\"mirror.rollback.accepted\"").count(), 1, "{audit}");
+}

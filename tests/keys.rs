@@ -210,3 +210,23 @@ fn a_trust_file_revokes_keys_and_bounds_them_to_a_validity_window() {
     );
     with_file("f1", "d", &wrong_id).fails_with("ERR_TRUST_FILE_INVALID");
 }
+
+/// Extracted folders (and encrypted bundles) are staged instead of read in one pass: the
+/// staged path applies a rotation and refuses the rotated-out key just the same.
+#[test]
+fn a_rotation_is_applied_and_enforced_on_the_staged_path_too() {
+    let r = rotation();
+    let x = r.dir.path().join("x");
+    let folder = |run: &str| extract(&r.bundle(run), &x.join(run));
+    let mirror = r.dir.path().join("mirror");
+    let import = |dir: &Path| import_bundle(dir, &mirror, &r.old_pub, &["--json"]);
+    import(&folder("f1")).ok();
+    import(&folder("d2")).ok();
+    let audit = std::fs::read_to_string(mirror.join("audit.jsonl")).unwrap();
+    assert_eq!(audit.matches("\"mirror.key.rotated\"").count(), 1, "{audit}");
+    let before = (state_root(&mirror, "acme"), status(&mirror, "acme"));
+    import(&folder("d3x")).fails_with("ERR_SIGNATURE_REVOKED");
+    assert_eq!((state_root(&mirror, "acme"), status(&mirror, "acme")), before);
+    import(&folder("d3")).ok();
+    assert_eq!(state_root(&mirror, "acme"), state_root(&r.store, "acme"));
+}

@@ -2,8 +2,9 @@
 //! order — by the archive stream (`stream`) or from a staged folder (`apply_verified`).
 //!
 //! Order of checks: [`precheck`] decides from the signed manifest alone, before any
-//! other entry is read, whether the bundle applies (tenant, already applied, delta base =
-//! last applied export and current root = its base root). Each data file is then read
+//! other entry is read, whether the bundle applies (tenant, rollback and expiry
+//! (`freshness`), already applied, delta base = last applied export and current root =
+//! its base root). Each data file is then read
 //! once: decompressed, every record hashed and checked against its line, and handed to
 //! the bulk load (full bundles, reset-baseline deltas) or to the delta plan. Nothing
 //! becomes visible before [`Loader::finish`], which the caller runs only after the
