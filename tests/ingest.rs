@@ -361,7 +361,15 @@ fn chunked_ingest_of_a_large_input_reaches_the_same_state_as_one_batch() {
             let r = ingest(
                 &store,
                 "acme",
-                &["--source", "go", "--complete", "--batch-mib", mib],
+                // Every go-old id is absent from the big input: all of them go.
+                &[
+                    "--source",
+                    "go",
+                    "--complete",
+                    "--allow-mass-removal",
+                    "--batch-mib",
+                    mib,
+                ],
                 &[&big],
             )
             .ok()
@@ -400,4 +408,70 @@ fn record_bounded_batches_reach_the_same_state_as_one_batch() {
         })
         .collect();
     assert_eq!(roots[0], roots[1]);
+}
+
+#[test]
+fn an_empty_or_truncated_feed_with_complete_is_refused_and_changes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("s");
+    let go = data("osv/go-new.jsonl");
+    let args = ["--source", "go", "--complete"];
+    ingest(&store, "acme", &args, &[&go]).ok();
+    let root = state_root(&store, "acme");
+    let n = lines(&go);
+    let all: Vec<String> = std::fs::read_to_string(&go)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let empty = write(t.path(), "empty.jsonl", "");
+    let half = write(t.path(), "half.jsonl", &(all[..n / 2].join("\n") + "\n"));
+    for f in [&empty, &half] {
+        let r = ingest(&store, "acme", &args, &[f]).fails_with("ERR_MASS_REMOVAL");
+        let removing = n - if f == &empty { 0 } else { n / 2 };
+        assert!(
+            r.stdout.contains(&format!("remove {removing} of the {n} records")),
+            "{}",
+            r.stdout
+        );
+        assert_eq!(state_root(&store, "acme"), root, "nothing changed");
+    }
+    // Intended removals pass with an explicit allowance.
+    let mut a = args.to_vec();
+    a.extend(["--max-removal", "60"]);
+    let r = ingest(&store, "acme", &a, &[&half]).ok().json();
+    assert_eq!(
+        r["counts"]["advisories.raw"]["removed"].as_u64().unwrap() as usize,
+        n - n / 2
+    );
+    let mut a = args.to_vec();
+    a.push("--allow-mass-removal");
+    ingest(&store, "acme", &a, &[&empty]).ok();
+    assert_eq!(records(&store, "acme", "advisories.raw"), 0);
+}
+
+#[test]
+fn symlinks_in_an_input_folder_are_not_followed_and_are_named_in_the_summary() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(data("osv/pypa.jsonl"), dir.join("a.jsonl")).unwrap();
+    std::os::unix::fs::symlink(data("osv/go-new.jsonl"), dir.join("b.jsonl")).unwrap();
+    let store = t.path().join("s");
+    let r = ingest(&store, "acme", &[], &[&dir]).ok();
+    let links = r.json()["skippedLinks"].clone();
+    assert_eq!(links, serde_json::json!([p(&dir.join("b.jsonl"))]));
+    assert_eq!(
+        records(&store, "acme", "advisories.raw") as usize,
+        lines(&data("osv/pypa.jsonl"))
+    );
+    let human = sm(["ingest", "--store", p(&store), "--tenant", "acme", p(&dir)]).ok();
+    assert!(
+        human.stderr.contains(&format!(
+            "skipped symbolic link (not followed): {}",
+            dir.join("b.jsonl").display()
+        )),
+        "{}",
+        human.stderr
+    );
 }

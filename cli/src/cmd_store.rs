@@ -23,6 +23,16 @@ pub enum KindArg {
 }
 
 #[derive(Args)]
+#[command(after_help = "Examples:
+  stellamirror ingest --store /srv/sm --tenant acme --source osv-go --complete go.jsonl
+  stellamirror ingest --store /srv/sm --tenant acme --kind policy-evaluations evals.jsonl
+
+--complete refuses to remove more than 10% of the source's records (an empty or
+truncated feed) unless --max-removal PCT or --allow-mass-removal says so.
+
+Re-ingesting a snapshot costs what changed: documents whose bytes are those their live
+record came from are skipped unparsed (\"N unchanged (skipped), M parsed\"). Every ingest
+is one atomic commit, whatever its size.")]
 pub struct IngestArgs {
     #[arg(long)]
     pub store: PathBuf,
@@ -34,6 +44,13 @@ pub struct IngestArgs {
     /// The input is the source's complete current set: remove its records not in it.
     #[arg(long, requires = "source")]
     complete: bool,
+    /// --complete: refuse (before changing anything) a run that would remove more than
+    /// this percentage of the source's records, e.g. an empty or truncated feed.
+    #[arg(long, value_name = "PCT", default_value_t = 10.0, value_parser = parse_pct)]
+    max_removal: f64,
+    /// --complete: allow removing any share of the source's records.
+    #[arg(long, conflicts_with = "max_removal")]
+    allow_mass_removal: bool,
     /// Skip bad documents, ingest the rest and list every bad one (exit code 4).
     #[arg(long)]
     keep_going: bool,
@@ -46,16 +63,23 @@ pub struct IngestArgs {
     /// SBOM subject (artifact) overriding metadata.component.
     #[arg(long)]
     subject: Option<String>,
-    /// Inputs up to this many MiB are committed in one batch; larger ones are validated
-    /// first, then committed in chunks of half this size (bounded memory).
+    /// Most MiB of changed documents held in memory at once; a larger change is staged in
+    /// chunks of this size and made live by one commit (atomic either way).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     batch_mib: u64,
-    /// Most records (documents and the records derived from them) per commit.
+    /// Most records (documents and the records derived from them) per chunk.
     #[arg(long, default_value_t = 64_000, value_parser = clap::value_parser!(u64).range(1..))]
     batch_records: u64,
     /// Files (JSON, JSON Lines) and directories.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+}
+
+fn parse_pct(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a percentage between 0 and 100")),
+    }
 }
 
 pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
@@ -77,6 +101,7 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
         },
         batch_bytes: a.batch_mib << 20,
         batch_records: a.batch_records as usize,
+        max_removal_pct: (!a.allow_mass_removal).then_some(a.max_removal),
     };
     let bar = Bar::new(quiet || json);
     let report = ingest::ingest(&store, &a.paths, &opts, &bar)?;
@@ -84,9 +109,11 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
         out!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
         out!(
-            "ingested {} documents into tenant {}{}",
+            "ingested {} documents into tenant {}: {} unchanged (skipped), {} parsed{}",
             report.documents,
             report.tenant,
+            report.unchanged,
+            report.parsed,
             if report.committed {
                 ""
             } else if opts.dry_run {
@@ -99,6 +126,9 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
             out!("  {:<22} +{} ~{} -{}", c.name(), n.added, n.changed, n.removed);
         }
         out!("state root {}", report.state_root);
+        for link in &report.skipped_links {
+            eprintln!("skipped symbolic link (not followed): {}", link.display());
+        }
         for bad in &report.skipped {
             eprintln!("skipped[{}]: {bad}", bad.code());
         }
@@ -188,6 +218,7 @@ pub fn status(a: StatusArgs, json: bool) -> Result<i32, Failure> {
         out.push(json!({
             "tenant": t.as_str(),
             "stateRoot": s.root().to_prefixed(),
+            "storeSequence": store.sequence(),
             "records": s.kinds.iter().map(|k| k.records).sum::<u64>(),
             "kinds": kinds,
             "appliedExportIds": history.applied_export_ids,

@@ -44,6 +44,16 @@ impl Progress for Bar {
             *p = (name.to_string(), Instant::now());
         }
     }
+    fn documents(&self, parsed: u64, unchanged: u64) {
+        if let Ok(p) = self.phase.lock() {
+            let secs = p.1.elapsed().as_secs_f64().max(1e-3);
+            let rate = (parsed + unchanged) as f64 / secs;
+            self.bar.set_message(format!(
+                "{}: {parsed} parsed, {unchanged} unchanged (skipped), {rate:.0} docs/s",
+                p.0
+            ));
+        }
+    }
     fn advance(&self, n: u64) {
         self.bar.inc(n);
     }

@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rocksdb::WriteBatch;
 
-use crate::ids::NodeHash;
+use crate::ids::{InputDigest, NodeHash};
 use crate::merkle::StateNode;
 use crate::model::{Collection, Leaf, Tenant};
+use crate::store::staging::{LiveOps, LiveView, RecordOps, RecordView};
 use crate::store::tree::ChangeSet;
 use crate::store::{
     encode_entry, head_key, head_value, Keyspace, RecordEntry, Store, StoreError, CF_META, CF_RECORDS, CF_SOURCES,
@@ -24,6 +25,9 @@ pub struct Mutation {
     pub upserts: BTreeMap<(Collection, String), RecordEntry>,
     /// Records to remove (absent ones are ignored).
     pub deletes: BTreeSet<(Collection, String)>,
+    /// Input digests of upserted primary records (ingest): stored in their source index
+    /// entry; an upsert without one stores the empty value (digest unknown).
+    pub digests: BTreeMap<(Collection, String), InputDigest>,
 }
 
 /// Per-collection counts of what a plan does.
@@ -76,18 +80,29 @@ fn leaf_of(id: &str, e: &RecordEntry) -> Leaf {
 
 /// Compute the effect of `m` on the tenant's current state.
 pub fn plan(store: &Store, tenant: &Tenant, m: &Mutation) -> Result<Plan, StoreError> {
-    let (_, keyspace) = store.head_and_keyspace(tenant)?;
-    let base = store.state(tenant)?;
+    plan_on(store, &LiveView::new(store, tenant)?, tenant, store.state(tenant)?, m)
+}
+
+/// Compute the effect of `m` on `base`, whose records `view` shows (the live ones, or
+/// those of a staged ingest's earlier chunks).
+pub fn plan_on(
+    store: &Store,
+    view: &dyn RecordView,
+    tenant: &Tenant,
+    base: StateNode,
+    m: &Mutation,
+) -> Result<Plan, StoreError> {
+    let keyspace = view.keyspace().clone();
     let mut changes = ChangeSet::default();
     let mut counts: BTreeMap<Collection, ChangeCounts> = BTreeMap::new();
     let mut puts = Vec::new();
     let mut dels = Vec::new();
     for ((c, id), entry) in &m.upserts {
-        let old = store.record_in(&keyspace, *c, id)?;
-        // The source index entry moves with the record.
+        let old = view.record(*c, id)?;
+        // The source index entry moves with the record (and holds its input digest).
         match &old {
             Some(o) if o.object == entry.object && o.subject == entry.subject => {
-                if o.source != entry.source || o.derived != entry.derived {
+                if o.source != entry.source || o.derived != entry.derived || m.digests.contains_key(&(*c, id.clone())) {
                     puts.push(((*c, id.clone()), Some(o.source.clone())));
                 }
                 continue;
@@ -107,7 +122,7 @@ pub fn plan(store: &Store, tenant: &Tenant, m: &Mutation) -> Result<Plan, StoreE
         if m.upserts.contains_key(&(*c, id.clone())) {
             continue;
         }
-        if let Some(o) = store.record_in(&keyspace, *c, id)? {
+        if let Some(o) = view.record(*c, id)? {
             changes.delete(*c, &o.subject, id);
             counts.entry(*c).or_default().removed += 1;
             dels.push((*c, id.clone(), o.source));
@@ -129,12 +144,7 @@ pub fn plan(store: &Store, tenant: &Tenant, m: &Mutation) -> Result<Plan, StoreE
 /// Write a plan atomically, together with `extra` meta entries (catalog, history).
 /// `m` is the mutation the plan was made from.
 pub fn commit(store: &Store, plan: &Plan, m: &Mutation, extra: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
-    // Nodes are immutable and content-addressed: write them ahead, unreferenced.
-    for chunk in plan.nodes.chunks(20_000) {
-        let mut b = WriteBatch::default();
-        store.batch_nodes(&mut b, chunk);
-        store.write_unreferenced(b)?;
-    }
+    write_nodes(store, plan)?;
     commit_records(store, plan, m, extra)
 }
 
@@ -151,33 +161,48 @@ pub fn commit_records(
     m: &Mutation,
     extra: &[(Vec<u8>, Vec<u8>)],
 ) -> Result<(), StoreError> {
-    let ks = &plan.keyspace;
     let mut b = WriteBatch::default();
-    for (c, id, old_source) in &plan.dels {
-        store.batch_delete(&mut b, CF_RECORDS, &ks.record_key(*c, id));
-        store.batch_delete(&mut b, CF_SOURCES, &ks.source_key(old_source, *c, id));
-    }
-    for ((c, id), old_source) in &plan.puts {
-        let entry = m
-            .upserts
-            .get(&(*c, id.clone()))
-            .expect("plans are committed with their mutation");
-        if let Some(s) = old_source {
-            store.batch_delete(&mut b, CF_SOURCES, &ks.source_key(s, *c, id));
-        }
-        store.batch_put(&mut b, CF_RECORDS, &ks.record_key(*c, id), &encode_entry(entry));
-        if c.is_primary() {
-            store.batch_put(&mut b, CF_SOURCES, &ks.source_key(&entry.source, *c, id), b"");
-        }
-    }
+    record_ops(plan, m, &mut LiveOps { store, batch: &mut b });
     store.batch_put(
         &mut b,
         CF_META,
         &head_key(plan.tenant.as_str()),
-        &head_value(&plan.root(), ks),
+        &head_value(&plan.root(), &plan.keyspace),
     );
     for (k, v) in extra {
         store.batch_put(&mut b, CF_META, k, v);
     }
     store.commit(b)
+}
+
+/// Write a plan's Merkle nodes ahead of its commit: they are immutable and
+/// content-addressed, so unreferenced until then.
+pub fn write_nodes(store: &Store, plan: &Plan) -> Result<(), StoreError> {
+    for chunk in plan.nodes.chunks(20_000) {
+        let mut b = WriteBatch::default();
+        store.batch_nodes(&mut b, chunk);
+        store.write_unreferenced(b)?;
+    }
+    Ok(())
+}
+
+/// The record and source-index changes of a plan, into `ops` (a live batch or staging).
+pub fn record_ops(plan: &Plan, m: &Mutation, ops: &mut dyn RecordOps) {
+    let ks = &plan.keyspace;
+    for (c, id, old_source) in &plan.dels {
+        ops.delete(CF_RECORDS, &ks.record_key(*c, id));
+        ops.delete(CF_SOURCES, &ks.source_key(old_source, *c, id));
+    }
+    for ((c, id), old_source) in &plan.puts {
+        let key = (*c, id.clone());
+        let entry = m.upserts.get(&key).expect("plans are committed with their mutation");
+        if let Some(s) = old_source.as_ref().filter(|s| **s != entry.source) {
+            ops.delete(CF_SOURCES, &ks.source_key(s, *c, id));
+        }
+        ops.put(CF_RECORDS, &ks.record_key(*c, id), &encode_entry(entry));
+        if c.is_primary() {
+            let digest = m.digests.get(&key).map(|d| &d.as_bytes()[..]).unwrap_or_default();
+            ops.put(CF_SOURCES, &ks.source_key(&entry.source, *c, id), digest);
+        }
+    }
 }

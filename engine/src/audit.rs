@@ -72,6 +72,8 @@ pub trait Progress: Send + Sync {
     fn advance(&self, n: u64);
     /// `n` more records processed (for a records/s rate beside the byte progress).
     fn records(&self, _n: u64) {}
+    /// Documents so far: parsed, and skipped as unchanged (ingest).
+    fn documents(&self, _parsed: u64, _unchanged: u64) {}
     fn finish(&self);
 }
 

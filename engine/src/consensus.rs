@@ -21,8 +21,9 @@ use serde_json::{json, Value};
 
 use crate::apply::Mutation;
 use crate::ids::ObjectId;
-use crate::model::{parse_time, Collection, Tenant};
-use crate::store::{ObjectKey, RecordEntry, Store, StoreError, CF_RECORDS};
+use crate::model::{parse_time, Collection};
+use crate::store::staging::RecordView;
+use crate::store::{ObjectKey, RecordEntry, Store, StoreError};
 
 /// The source field of every consensus record (see the module invariants).
 pub const CONSENSUS_SOURCE: &str = "";
@@ -186,12 +187,13 @@ fn stored_statement(store: &Store, e: &RecordEntry) -> Result<Vec<u8>, StoreErro
     store.object_required(&ObjectKey::new(Collection::VexNormalized, &e.subject, &e.object))
 }
 
-/// Extend `m` with the consensus changes its VEX statement changes imply. `new` holds the
-/// bytes of the statement objects `m` introduces that may not be stored yet. Returns the
-/// consensus objects the extended mutation needs (the caller writes those not stored).
+/// Extend `m` with the consensus changes its VEX statement changes imply, against the
+/// records `view` shows. `new` holds the bytes of the statement objects `m` introduces
+/// that may not be stored yet. Returns the consensus objects the extended mutation needs
+/// (the caller writes those not stored).
 pub fn extend(
     store: &Store,
-    tenant: &Tenant,
+    view: &dyn RecordView,
     m: &mut Mutation,
     new: &HashMap<ObjectId, &[u8]>,
 ) -> Result<Vec<(ObjectId, Vec<u8>)>, StoreError> {
@@ -207,7 +209,7 @@ pub fn extend(
         if *c != VN {
             break;
         }
-        let live = store.record(tenant, VN, id)?;
+        let live = view.record(VN, id)?;
         if live
             .as_ref()
             .is_some_and(|l| l.object == e.object && l.subject == e.subject)
@@ -226,27 +228,20 @@ pub fn extend(
         if m.upserts.contains_key(&(VN, id.clone())) {
             continue;
         }
-        if let Some(l) = store.record(tenant, VN, id)? {
+        if let Some(l) = view.record(VN, id)? {
             note(&l, &stored_statement(store, &l)?);
         }
     }
     // 2. Each pair's statements after `m`: live ones not deleted or replaced, plus upserts.
-    let ks = store.keyspace(tenant)?;
-    let base = ks.record_key(VN, "");
     let mut out = Vec::new();
     for (vuln, product) in touched {
         let prefix = format!("{vuln}|{product}|");
         let mut found: Vec<Statement> = Vec::new();
-        let key = ks.record_key(VN, &prefix);
-        for kv in store.scan_prefix(CF_RECORDS, &key) {
-            let (k, val) = kv?;
-            let id = String::from_utf8_lossy(&k[base.len()..]).to_string();
+        for (id, e) in view.records_with_prefix(VN, &prefix)? {
             let gone = m.deletes.contains(&(VN, id.clone()));
-            if gone || m.upserts.contains_key(&(VN, id.clone())) {
+            if gone || m.upserts.contains_key(&(VN, id)) {
                 continue;
             }
-            let e: RecordEntry = postcard::from_bytes(&val)
-                .map_err(|_| StoreError::Corrupt(format!("record vex.normalized/{id} does not decode")))?;
             found.extend(Statement::parse(e.object, &e.subject, &stored_statement(store, &e)?));
         }
         for ((c, id), e) in m.upserts.range((VN, prefix.clone())..) {
@@ -415,11 +410,12 @@ mod bench {
     }
 
     /// Time `extend` alone: (seconds, consensus records produced).
-    fn time_extend(store: &Store, tenant: &Tenant, dir: &Path) -> (f64, usize) {
+    fn time_extend(store: &Store, tenant: &crate::model::Tenant, dir: &Path) -> (f64, usize) {
         let (mut m, bytes) = mutation_of(dir);
         let new: HashMap<ObjectId, &[u8]> = bytes.iter().map(|(o, b)| (*o, b.as_slice())).collect();
         let t = Instant::now();
-        let n = extend(store, tenant, &mut m, &new).unwrap().len();
+        let view = crate::store::staging::LiveView::new(store, tenant).unwrap();
+        let n = extend(store, &view, &mut m, &new).unwrap().len();
         (t.elapsed().as_secs_f64(), n)
     }
 
@@ -435,7 +431,7 @@ mod bench {
         }
         let t = tempfile::tempdir().unwrap();
         let store = Store::open(&t.path().join("store")).unwrap();
-        let tenant = Tenant::new("bench").unwrap();
+        let tenant = crate::model::Tenant::new("bench").unwrap();
         let opts = IngestOptions::new(tenant.clone(), "rancher");
         // Every pair, on the empty store: what a full recomputation would cost.
         let (all_secs, all_pairs) = time_extend(&store, &tenant, &hub);

@@ -92,6 +92,23 @@ blake3_id!(
     NodeHash
 );
 
+/// Digest of one input document as received (SHA-256 of its parse context and bytes),
+/// kept in the source index so that an unchanged document is recognised without parsing
+/// it (`ingest::digest`). SHA-256 rather than blake3: documents are hashed one by one, and
+/// a single small input gets none of blake3's SIMD parallelism, while SHA-256 runs on the
+/// CPU's SHA extensions.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct InputDigest(pub [u8; 32]);
+
+impl InputDigest {
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+    pub fn from_slice(b: &[u8]) -> Option<Self> {
+        <[u8; 32]>::try_from(b).ok().map(Self)
+    }
+}
+
 impl ObjectId {
     pub fn of(bytes: &[u8]) -> Self {
         Self(*blake3::hash(bytes).as_bytes())

@@ -71,8 +71,30 @@ pub enum IngestError {
     /// No document was found in the given paths.
     #[error("no documents found in the given paths")]
     NoInput,
+    /// `--complete` would remove more of the source's records than allowed (an empty or
+    /// truncated feed must not wipe a source).
+    #[error(
+        "--complete would remove {removing} of the {live} records of source {source_name:?} \
+         ({:.1}%, more than the {limit_pct}% allowed); the input holds {documents} documents",
+        percent(*removing, *live)
+    )]
+    MassRemoval {
+        source_name: String,
+        removing: u64,
+        live: u64,
+        documents: u64,
+        limit_pct: f64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
 }
 
 impl IngestError {
@@ -82,6 +104,7 @@ impl IngestError {
             IngestError::Io { .. } => "ERR_INPUT_IO",
             IngestError::CompleteWithoutSource => "ERR_USAGE",
             IngestError::NoInput => "ERR_INPUT_UNRECOGNIZED",
+            IngestError::MassRemoval { .. } => "ERR_MASS_REMOVAL",
             IngestError::Store(e) => e.code(),
         }
     }
@@ -94,6 +117,7 @@ impl IngestError {
             IngestError::Io { .. } => "check the path exists and is readable".into(),
             IngestError::CompleteWithoutSource => "name the source whose complete set this input is, e.g. --source osv-pypa".into(),
             IngestError::NoInput => "pass .json/.jsonl files or directories holding them".into(),
+            IngestError::MassRemoval { .. } => "check that the input is the source's whole current set (not empty or truncated); if the removal is intended, pass --max-removal PCT or --allow-mass-removal; nothing was changed".into(),
             IngestError::Store(e) => e.hint(),
         }
     }

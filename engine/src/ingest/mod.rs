@@ -1,43 +1,49 @@
 //! `ingest` and `remove`: documents in, records out, one atomic commit.
 //!
-//! Pipeline: enumerate inputs → parse every document (in parallel, block by block) →
-//! refuse the run on the first bad document unless `keep_going` (nothing written yet) →
-//! plan the mutation against the live records (unchanged content is a no-op) → write
-//! new objects → commit records, sources and the new head in one batch. A crash before
-//! the commit leaves only unreferenced objects and nodes; the tenant's state is
-//! unchanged. Inputs over `batch_bytes` (256 MiB) are validated whole first, then
-//! parsed again and committed in chunks of half that, so memory stays bounded; a crash
-//! then leaves a committed prefix, and rerunning completes the ingest.
+//! Pipeline: load the input digests of the source's live records (one sorted pass over
+//! its index, `digest`) → read the input block by block; in parallel, digest every
+//! document and parse only those whose digest is not known (unchanged documents are
+//! skipped: not parsed, normalized or written) → refuse the run on the first bad
+//! document unless `keep_going` → collect the parsed documents into chunks, plan each
+//! against the live records (unchanged content is a no-op), write new objects → commit
+//! records, sources and the new head atomically (`commit`: one batch, or staged chunks
+//! made live by one small commit when the change is large). Each document is parsed
+//! once. A crash before the commit leaves only unreferenced objects and nodes; the
+//! tenant's state is unchanged.
+pub mod commit;
+pub mod digest;
 pub mod error;
 pub mod formats;
 pub mod input;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use rayon::prelude::*;
 use rocksdb::WriteBatch;
 
+use commit::{Chunk, Committer};
+use digest::{FileDigester, KnownDigests, Position};
 pub use error::{BadInput, BadInputKind, IngestError, InputLocation};
-use formats::{parse_document, DocError, NewRecord, ParseContext, ParsedDoc};
-use input::{enumerate, for_each_block, InputFile, RawDoc};
+use formats::{parse_document, DocError, ParseContext, ParsedDoc};
+use input::{enumerate, for_each_block, InputFile};
 
 use crate::apply::{self, ChangeCounts, Mutation};
 use crate::audit::Progress;
-use crate::ids::{NodeHash, ObjectId};
+use crate::ids::{InputDigest, NodeHash, ObjectId};
 use crate::model::{Collection, Tenant};
-use crate::store::{ObjectKey, RecordEntry, Store, StoreError, CF_SOURCES};
+use crate::store::staging::LiveView;
+use crate::store::Store;
 
-/// Most records (primary + derived) committed in one batch. Consensus adds about one
-/// record per VEX statement on top; at 1M-record scale larger batches cost memory out of
-/// proportion (measured: 99k statements in one batch peaked at 1 GiB, in 16k-statement
-/// chunks at 350 MiB).
+/// Most records (primary + derived) in one chunk. Consensus adds about one record per
+/// VEX statement on top; at 1M-record scale larger chunks cost memory out of proportion
+/// (measured: 99k statements in one batch peaked at 1 GiB, in 16k-statement chunks at
+/// 350 MiB).
 pub const DEFAULT_BATCH_RECORDS: usize = 64_000;
 
 /// Default of [`IngestOptions::batch_bytes`].
 pub const DEFAULT_BATCH_BYTES: u64 = 256 << 20;
 const BLOCK_BYTES: usize = 16 << 20;
-const OBJECT_CHUNK_BYTES: usize = 64 << 20;
 
 #[derive(Clone, Debug)]
 pub struct IngestOptions {
@@ -49,13 +55,18 @@ pub struct IngestOptions {
     pub keep_going: bool,
     pub dry_run: bool,
     pub ctx: ParseContext,
-    /// Inputs up to this size are held in memory and committed in one batch; larger
-    /// ones are validated whole, then parsed again and committed in chunks of half this
-    /// size (bounded memory; a crash leaves a committed prefix).
+    /// Most document bytes held in one chunk; a change larger than one chunk is staged
+    /// chunk by chunk and made live by one commit (bounded memory, still atomic).
     pub batch_bytes: u64,
-    /// Most records (primary + derived) per commit; more are committed in chunks.
+    /// Most records (primary + derived) per chunk.
     pub batch_records: usize,
+    /// `complete`: the largest share (percent) of the source's live records one run may
+    /// remove; `None` allows any. A run over it is refused before anything changes.
+    pub max_removal_pct: Option<f64>,
 }
+
+/// Default of [`IngestOptions::max_removal_pct`].
+pub const DEFAULT_MAX_REMOVAL_PCT: f64 = 10.0;
 
 impl IngestOptions {
     /// Options with the defaults: detect formats, refuse bad input, commit, default batches.
@@ -69,6 +80,7 @@ impl IngestOptions {
             ctx: ParseContext::default(),
             batch_bytes: DEFAULT_BATCH_BYTES,
             batch_records: DEFAULT_BATCH_RECORDS,
+            max_removal_pct: Some(DEFAULT_MAX_REMOVAL_PCT),
         }
     }
 }
@@ -77,7 +89,12 @@ impl IngestOptions {
 #[serde(rename_all = "camelCase")]
 pub struct IngestReport {
     pub tenant: String,
+    /// Documents read (unchanged + parsed; bad ones are listed in `skipped`).
     pub documents: u64,
+    /// Documents whose input digest matched their live record: not parsed.
+    pub unchanged: u64,
+    /// Documents parsed (new or changed, or ingested before their digest was kept).
+    pub parsed: u64,
     pub counts: BTreeMap<Collection, ChangeCounts>,
     pub skipped: Vec<BadInput>,
     /// `complete` removals withheld because some documents were skipped: a document
@@ -88,9 +105,13 @@ pub struct IngestReport {
     #[serde(with = "crate::ids::prefixed_node_hash")]
     pub state_root: NodeHash,
     pub committed: bool,
+    /// Whether the change was staged in chunks and made live by one commit.
+    pub staged: bool,
+    /// Symbolic links found in input directories, not followed.
+    pub skipped_links: Vec<PathBuf>,
 }
 
-fn to_bad(file: &InputFile, doc: &RawDoc, e: DocError) -> BadInput {
+fn to_bad(file: &InputFile, line: Option<usize>, e: DocError) -> BadInput {
     let (kind, pointer, reason) = match e {
         DocError::Unrecognized(r) => (BadInputKind::Unrecognized, None, r),
         DocError::Invalid { pointer, reason } => (BadInputKind::Invalid, Some(pointer), reason),
@@ -99,91 +120,170 @@ fn to_bad(file: &InputFile, doc: &RawDoc, e: DocError) -> BadInput {
         kind,
         at: InputLocation {
             file: file.path.clone(),
-            line: doc.line,
+            line,
             pointer,
         },
         reason,
     }
 }
 
-fn parse_raw(file: &InputFile, doc: &RawDoc, ctx: &ParseContext) -> Result<ParsedDoc, BadInput> {
-    let v: serde_json::Value = serde_json::from_slice(&doc.bytes).map_err(|e| BadInput {
+fn parse_raw(file: &InputFile, line: Option<usize>, bytes: &[u8], ctx: &ParseContext) -> Result<ParsedDoc, BadInput> {
+    if let Some(d) = formats::parse_fast(bytes, ctx) {
+        return Ok(d);
+    }
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| BadInput {
         kind: BadInputKind::Invalid,
         at: InputLocation {
             file: file.path.clone(),
-            line: doc.line.or(Some(e.line())),
+            line: line.or(Some(e.line())),
             pointer: None,
         },
         reason: format!("not valid JSON: {e}"),
     })?;
     let name = (file.shape == input::FileShape::Json).then_some(file.name.as_str());
-    parse_document(v, ctx, name).map_err(|e| to_bad(file, doc, e))
+    parse_document(v, ctx, name).map_err(|e| to_bad(file, line, e))
 }
 
-/// Parse every document of `files`, calling `f` in input order.
-fn parse_all(
-    files: &[InputFile],
-    ctx: &ParseContext,
-    progress: &dyn Progress,
-    mut f: impl FnMut(Result<ParsedDoc, BadInput>) -> Result<(), IngestError>,
-) -> Result<(), IngestError> {
-    for file in files {
-        for_each_block(file, BLOCK_BYTES, |block| {
-            let n: u64 = block.iter().map(|d| d.bytes.len() as u64).sum();
-            let parsed: Vec<_> = block.par_iter().map(|d| parse_raw(file, d, ctx)).collect();
-            for p in parsed {
-                f(p)?;
+/// What reading one document gave.
+enum Outcome {
+    /// Its digest is a live record's: skipped.
+    Unchanged(InputDigest),
+    Parsed(InputDigest, Result<ParsedDoc, BadInput>),
+}
+
+/// The state of one run while its input is read.
+struct Run<'a> {
+    store: &'a Store,
+    opts: &'a IngestOptions,
+    known: KnownDigests,
+    /// Where each parsed primary record was (kept when `complete` or when documents can
+    /// be skipped: for removals and "the later document wins").
+    parsed: HashMap<(Collection, String), Position>,
+    keep_keys: bool,
+    chunk: Chunk,
+    committer: Committer<'a>,
+    position: Position,
+    report: IngestReport,
+}
+
+impl Run<'_> {
+    fn read(&mut self, files: &[InputFile], progress: &dyn Progress) -> Result<(), IngestError> {
+        let opts: &IngestOptions = self.opts;
+        let ctx = &opts.ctx;
+        for file in files {
+            let digester = FileDigester::new(ctx, file);
+            for_each_block(file, BLOCK_BYTES, |block| {
+                let n = block.data.len() as u64;
+                let known = &self.known;
+                let outcomes: Vec<Outcome> = block
+                    .docs
+                    .par_iter()
+                    .map(|d| {
+                        let bytes = block.bytes(d);
+                        let digest = digester.digest(bytes);
+                        if known.contains(&digest) {
+                            Outcome::Unchanged(digest)
+                        } else {
+                            Outcome::Parsed(digest, parse_raw(file, d.line, bytes, ctx))
+                        }
+                    })
+                    .collect();
+                drop(block);
+                for o in outcomes {
+                    self.take(o)?;
+                }
+                progress.advance(n);
+                progress.documents(self.report.parsed, self.report.unchanged);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, o: Outcome) -> Result<(), IngestError> {
+        self.position += 1;
+        let (digest, doc) = match o {
+            Outcome::Unchanged(d) => {
+                self.known.mark(&d, self.position);
+                self.report.unchanged += 1;
+                self.report.documents += 1;
+                return Ok(());
             }
-            progress.advance(n);
+            Outcome::Parsed(_, Err(bad)) if self.opts.keep_going => {
+                self.report.skipped.push(bad);
+                return Ok(());
+            }
+            Outcome::Parsed(_, Err(bad)) => return Err(IngestError::BadInput(bad)),
+            Outcome::Parsed(d, Ok(doc)) => (d, doc),
+        };
+        self.report.parsed += 1;
+        self.report.documents += 1;
+        if self.keep_keys {
+            let key = (doc.primary.collection, doc.primary.id.clone());
+            self.parsed.insert(key, self.position);
+        }
+        self.chunk.add(doc, digest, &self.opts.source);
+        let full = self.chunk.size as u64 >= self.opts.batch_bytes || self.chunk.records >= self.opts.batch_records;
+        // A dry run must see the whole input in one plan, so it never stages.
+        if full && !self.opts.dry_run {
+            let chunk = std::mem::take(&mut self.chunk);
+            self.committer.stage(chunk, &mut self.report)?;
+        }
+        Ok(())
+    }
+
+    /// After the input: the `--complete` removals (the source's records neither seen
+    /// unchanged nor parsed) and the live records to keep because the input held their
+    /// current version again after a changed one. One sorted pass over the source index.
+    fn resolve(&mut self) -> Result<Vec<(Collection, String)>, IngestError> {
+        let complete = self.opts.complete;
+        if !complete && (self.known.is_empty() || self.parsed.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let mut absent = Vec::new();
+        let mut restores = Vec::new();
+        let mut live = 0u64;
+        let (known, parsed) = (&self.known, &self.parsed);
+        digest::for_each_source_entry(self.store, &self.opts.tenant, &self.opts.source, |e| {
+            live += 1;
+            let seen_at = e.digest.and_then(|d| Some((d, known.seen_at(&d)?)));
+            let key = (e.collection, e.id);
+            match (parsed.get(&key), seen_at) {
+                (Some(p), Some((d, h))) if h > *p => restores.push((key, d)),
+                (Some(_), _) | (None, Some(_)) => {}
+                (None, None) if complete => absent.push(key),
+                (None, None) => {}
+            }
             Ok(())
         })?;
-    }
-    Ok(())
-}
-
-fn entry_of(r: &NewRecord, source: &str, derived: Vec<(Collection, String)>) -> RecordEntry {
-    RecordEntry {
-        subject: r.subject.clone(),
-        object: ObjectId::of(&r.bytes),
-        modified: r.modified,
-        source: source.to_string(),
-        derived,
-    }
-}
-
-/// Documents for one commit: the mutation and the bytes of the objects it may need.
-#[derive(Default)]
-struct Chunk {
-    m: Mutation,
-    bytes: HashMap<ObjectId, Vec<u8>>,
-    /// Records (primary + derived) added: a second bound on a chunk, since one VEX
-    /// document yields hundreds of statements (and as many consensus records).
-    records: usize,
-    size: usize,
-}
-
-impl Chunk {
-    fn add(&mut self, doc: ParsedDoc, source: &str) {
-        let key = (doc.primary.collection, doc.primary.id.clone());
-        // The same document twice in one chunk: the later one wins whole.
-        if let Some(prev) = self.m.upserts.remove(&key) {
-            for d in prev.derived {
-                self.m.upserts.remove(&d);
-            }
+        for (key, d) in restores {
+            self.chunk.restore(self.store, &self.opts.tenant, key, d)?;
         }
-        let derived_keys = doc.derived.iter().map(|d| (d.collection, d.id.clone())).collect();
-        let doc_derived = doc.derived.len();
-        let e = entry_of(&doc.primary, source, derived_keys);
-        self.size += doc.primary.bytes.len();
-        self.bytes.insert(e.object, doc.primary.bytes);
-        self.m.upserts.insert(key, e);
-        for d in doc.derived {
-            let e = entry_of(&d, source, Vec::new());
-            self.size += d.bytes.len();
-            self.bytes.insert(e.object, d.bytes);
-            self.m.upserts.insert((d.collection, d.id), e);
+        // A document that failed to parse must not make its live record disappear.
+        if !self.report.skipped.is_empty() {
+            self.report.complete_withheld = absent.len() as u64;
+            absent.clear();
         }
-        self.records += 1 + doc_derived;
+        self.guard_removal(absent.len() as u64, live)?;
+        Ok(absent)
+    }
+
+    /// Refuse a `--complete` run that would remove more than the allowed share of the
+    /// source (an empty or truncated feed).
+    fn guard_removal(&self, removing: u64, live: u64) -> Result<(), IngestError> {
+        let Some(limit_pct) = self.opts.max_removal_pct else {
+            return Ok(());
+        };
+        if removing == 0 || (removing as f64) * 100.0 <= limit_pct * live as f64 {
+            return Ok(());
+        }
+        Err(IngestError::MassRemoval {
+            source_name: self.opts.source.clone(),
+            removing,
+            live,
+            documents: self.report.documents,
+            limit_pct,
+        })
     }
 }
 
@@ -197,7 +297,7 @@ pub fn ingest(
         return Err(IngestError::CompleteWithoutSource);
     }
     let force_lines = opts.ctx.kind == formats::KindHint::PolicyEvaluations;
-    let files = enumerate(paths, force_lines)?;
+    let input::Inputs { files, skipped_links } = enumerate(paths, force_lines)?;
     if files.is_empty() {
         return Err(IngestError::NoInput);
     }
@@ -205,220 +305,60 @@ pub fn ingest(
         .iter()
         .map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))
         .sum();
-    // A dry run must see the whole input in one plan, so it always retains.
-    let retain = total <= opts.batch_bytes || opts.dry_run;
-    let chunk_bytes = (opts.batch_bytes / 2).max(1) as usize;
     let tenant = &opts.tenant;
     let previous_root = store.state(tenant)?.root();
-
-    // Pass 1: parse and validate everything before touching the store. Small inputs
-    // are kept for the commit; large ones are parsed again, chunk by chunk.
-    progress.phase("parse", total);
-    let mut retained: Vec<ParsedDoc> = Vec::new();
-    let mut seen: HashSet<(Collection, String)> = HashSet::new();
-    let mut skipped = Vec::new();
-    let mut documents = 0u64;
-    parse_all(&files, &opts.ctx, progress, |p| {
-        match p {
-            Err(bad) if opts.keep_going => skipped.push(bad),
-            Err(bad) => return Err(IngestError::BadInput(bad)),
-            Ok(doc) => {
-                documents += 1;
-                seen.insert((doc.primary.collection, doc.primary.id.clone()));
-                if retain {
-                    retained.push(doc);
-                }
-            }
-        }
-        Ok(())
-    })?;
-    progress.finish();
-
-    // `complete`: the source's records absent from the input go, unless documents were
-    // skipped (a document that failed to parse must not make its record disappear).
-    let mut complete_withheld = 0u64;
-    let mut absent = Vec::new();
-    if opts.complete {
-        let prefix = store.keyspace(tenant)?.source_prefix(&opts.source);
-        for kv in store.scan_prefix(CF_SOURCES, &prefix) {
-            let (k, _) = kv?;
-            let rest = String::from_utf8_lossy(&k[prefix.len()..]).to_string();
-            let Some((cname, id)) = rest.split_once('\0') else {
-                continue;
-            };
-            let Some(c) = Collection::from_name(cname) else {
-                continue;
-            };
-            if !seen.contains(&(c, id.to_string())) {
-                absent.push((c, id.to_string()));
-            }
-        }
-        if !skipped.is_empty() {
-            complete_withheld = absent.len() as u64;
-            absent.clear();
-        }
-    }
-    drop(seen);
-
-    let mut report = IngestReport {
-        tenant: tenant.to_string(),
-        documents,
-        counts: BTreeMap::new(),
-        skipped,
-        complete_withheld,
-        previous_root,
-        state_root: previous_root,
-        committed: false,
+    let known = KnownDigests::load(store, tenant, &opts.source)?;
+    let keep_keys = opts.complete || !known.is_empty();
+    let mut run = Run {
+        store,
+        opts,
+        known,
+        parsed: HashMap::new(),
+        keep_keys,
+        chunk: Chunk::default(),
+        committer: Committer::new(store, tenant),
+        position: 0,
+        report: IngestReport {
+            tenant: tenant.to_string(),
+            documents: 0,
+            unchanged: 0,
+            parsed: 0,
+            counts: BTreeMap::new(),
+            skipped: Vec::new(),
+            complete_withheld: 0,
+            previous_root,
+            state_root: previous_root,
+            committed: false,
+            staged: false,
+            skipped_links,
+        },
     };
-    if retain {
-        // One atomic commit unless the input holds more than `batch_records` records (then
-        // chunks, like large inputs; a dry run always plans in one piece).
-        let mut chunk = Chunk::default();
-        for doc in retained {
-            chunk.add(doc, &opts.source);
-            if chunk.records >= opts.batch_records && !opts.dry_run {
-                commit_chunk(
-                    store,
-                    tenant,
-                    std::mem::take(&mut chunk),
-                    Vec::new(),
-                    false,
-                    &mut report,
-                )?;
-            }
-        }
-        commit_chunk(store, tenant, chunk, absent, opts.dry_run, &mut report)?;
-        if report.committed {
-            store.settle()?;
-        }
-        return Ok(report);
-    }
-    progress.phase("store", total);
-    let mut pending = Chunk::default();
-    parse_all(&files, &opts.ctx, progress, |p| {
-        if let Ok(doc) = p {
-            pending.add(doc, &opts.source);
-            if pending.size >= chunk_bytes || pending.records >= opts.batch_records {
-                commit_chunk(
-                    store,
-                    tenant,
-                    std::mem::take(&mut pending),
-                    Vec::new(),
-                    false,
-                    &mut report,
-                )?;
-            }
-        }
-        Ok(())
-    })?;
-    commit_chunk(store, tenant, pending, absent, false, &mut report)?;
+    progress.phase("parse", total);
+    let read = run.read(&files, progress).and_then(|()| run.resolve());
     progress.finish();
-    // Large commits leave a write-ahead log to replay and compactions to run: settle them
-    // here rather than in the next command.
-    store.settle()?;
+    let Run {
+        chunk,
+        committer,
+        mut report,
+        ..
+    } = run;
+    let absent = match read {
+        Ok(absent) => absent,
+        Err(e) => {
+            committer.abandon()?;
+            return Err(e);
+        }
+    };
+    report.staged = committer.is_staged();
+    committer.finish(chunk, absent, opts.dry_run, &mut report)?;
+    if report.committed && report.staged {
+        // Large commits leave a write-ahead log to replay and compactions to run: settle
+        // them here rather than in the next command.
+        store.settle()?;
+    } else if report.committed {
+        store.settle_small()?;
+    }
     Ok(report)
-}
-
-/// Plan and commit one chunk: its upserts, the derived records their new versions no
-/// longer produce, `absent` records (with their derived ones) and the consensus of the
-/// VEX pairs touched. Adds its counts to `report`.
-fn commit_chunk(
-    store: &Store,
-    tenant: &Tenant,
-    chunk: Chunk,
-    absent: Vec<(Collection, String)>,
-    dry_run: bool,
-    report: &mut IngestReport,
-) -> Result<(), IngestError> {
-    let Chunk { mut m, bytes, .. } = chunk;
-    for ((c, id), e) in m.upserts.iter().filter(|((c, _), _)| c.is_primary()) {
-        if let Some(old) = store.record(tenant, *c, id)? {
-            m.deletes
-                .extend(old.derived.into_iter().filter(|d| !e.derived.contains(d)));
-        }
-    }
-    for (c, id) in absent {
-        if let Some(old) = store.record(tenant, c, &id)? {
-            m.deletes.extend(old.derived);
-        }
-        m.deletes.insert((c, id));
-    }
-    // VEX consensus (crate::consensus, docs/consensus.md): recompute the pairs whose
-    // statements this chunk adds, changes or removes.
-    let statement_bytes: HashMap<ObjectId, &[u8]> = m
-        .upserts
-        .iter()
-        .filter(|((c, _), _)| *c == Collection::VexNormalized)
-        .filter_map(|(_, e)| Some((e.object, bytes.get(&e.object)?.as_slice())))
-        .collect();
-    let consensus_objects: HashMap<ObjectId, Vec<u8>> =
-        crate::consensus::extend(store, tenant, &mut m, &statement_bytes)?
-            .into_iter()
-            .collect();
-    let plan = apply::plan(store, tenant, &m)?;
-    for (c, n) in &plan.counts {
-        let t = report.counts.entry(*c).or_default();
-        t.added += n.added;
-        t.changed += n.changed;
-        t.removed += n.removed;
-    }
-    if plan.is_noop() {
-        return Ok(());
-    }
-    report.state_root = plan.root();
-    if dry_run {
-        return Ok(());
-    }
-    // Objects first (immutable, unreferenced until the commit), then the commit.
-    let mut writer = ObjectWriter::new(store);
-    for key in plan.objects(&m) {
-        let id = key.id();
-        let b = bytes
-            .get(&id)
-            .or_else(|| consensus_objects.get(&id))
-            .ok_or_else(|| StoreError::Corrupt(format!("ingest lost the bytes of object {id}")))?;
-        writer.put(key, b)?;
-    }
-    writer.flush()?;
-    apply::commit(store, &plan, &m, &[])?;
-    report.committed = true;
-    Ok(())
-}
-
-/// Buffers immutable objects into write batches of bounded size.
-struct ObjectWriter<'a> {
-    store: &'a Store,
-    batch: WriteBatch,
-    bytes: usize,
-    seen: BTreeSet<ObjectKey>,
-}
-
-impl<'a> ObjectWriter<'a> {
-    fn new(store: &'a Store) -> Self {
-        Self {
-            store,
-            batch: WriteBatch::default(),
-            bytes: 0,
-            seen: BTreeSet::new(),
-        }
-    }
-    fn put(&mut self, key: ObjectKey, bytes: &[u8]) -> Result<(), IngestError> {
-        if !self.seen.insert(key) {
-            return Ok(());
-        }
-        self.store.put_object(&mut self.batch, &key, bytes);
-        self.bytes += bytes.len();
-        if self.bytes >= OBJECT_CHUNK_BYTES {
-            self.flush()?;
-        }
-        Ok(())
-    }
-    fn flush(&mut self) -> Result<(), IngestError> {
-        let b = std::mem::take(&mut self.batch);
-        self.bytes = 0;
-        self.store.write_unreferenced(b)?;
-        Ok(())
-    }
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -452,8 +392,9 @@ pub fn remove(
         }
     }
     // VEX consensus of the pairs whose statements go (docs/consensus.md).
+    let view = LiveView::new(store, tenant)?;
     let consensus_objects: HashMap<ObjectId, Vec<u8>> =
-        crate::consensus::extend(store, tenant, &mut m, &HashMap::new())?
+        crate::consensus::extend(store, &view, &mut m, &HashMap::new())?
             .into_iter()
             .collect();
     let plan = apply::plan(store, tenant, &m)?;

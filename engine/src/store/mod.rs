@@ -8,8 +8,12 @@
 //!   once instead of once per object it holds (store format 2).
 //! * `nodes`: Merkle node hash → postcard node. Immutable, likewise.
 //! * `records`: `tenant \0 generation \0 collection \0 id` → [`RecordEntry`]: the live state.
-//! * `sources`: `tenant \0 generation \0 source \0 collection \0 id` → empty: which source
-//!   produced a record (for `ingest --complete`). See [`Keyspace`].
+//! * `sources`: `tenant \0 generation \0 source \0 collection \0 id` → the input digest of
+//!   the document the record was ingested from (32 bytes), or empty when unknown (imports,
+//!   format-2 stores): which source produced a record (for `ingest --complete`) and which
+//!   input bytes did (for change detection, `ingest::digest`). See [`Keyspace`].
+//! * `staging`: record changes of a large ingest, staged until one small commit makes them
+//!   live (see [`staging`]).
 //! * `meta`: `head \0 tenant` → state root + records generation; `export \0 tenant \0 runId` → export record;
 //!   `applied \0 tenant` → import history.
 //!
@@ -18,6 +22,7 @@
 pub mod bulk;
 pub mod catalog;
 pub mod error;
+pub mod staging;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
@@ -36,9 +41,13 @@ pub const CF_NODES: &str = "nodes";
 pub const CF_RECORDS: &str = "records";
 pub const CF_SOURCES: &str = "sources";
 pub const CF_META: &str = "meta";
-const ALL_CFS: [&str; 5] = [CF_OBJECTS, CF_NODES, CF_RECORDS, CF_SOURCES, CF_META];
+pub const CF_STAGING: &str = "staging";
+const ALL_CFS: [&str; 6] = [CF_OBJECTS, CF_NODES, CF_RECORDS, CF_SOURCES, CF_META, CF_STAGING];
 /// Version of the store's on-disk encoding (docs/architecture.md, version history).
-pub const STORE_FORMAT: u32 = 2;
+pub const STORE_FORMAT: u32 = 3;
+/// The previous format, upgraded in place at open: format 3 only adds the `staging`
+/// column family (created at open) and input digests in `sources` values (empty = unknown).
+const UPGRADABLE_FORMAT: u32 = 2;
 const STORE_FORMAT_KEY: &[u8] = b"store-format";
 
 /// Where an object is stored: `[collection code, shard of the subject, blake3 of the bytes]`.
@@ -127,7 +136,14 @@ pub type KvResult = Result<(Box<[u8]>, Box<[u8]>), StoreError>;
 pub struct Store {
     db: DB,
     path: PathBuf,
+    /// Whether unreferenced writes bypassed the write-ahead log since the last flush
+    /// (see [`Store::write_unreferenced`]); the next commit flushes them first.
+    unlogged: std::sync::atomic::AtomicBool,
 }
+
+/// Unreferenced batches at least this large skip the write-ahead log: bulk object writes
+/// would otherwise be written twice (log and table) before the commit that needs them.
+const UNLOGGED_BATCH_BYTES: usize = 4 << 20;
 
 /// Where a tenant's live records and source index are: `tenant \0 <generation> \0`.
 /// A full import writes the next generation beside the live one, in bounded chunks, and
@@ -209,6 +225,16 @@ impl Store {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
+        // A small commit's data may stay in the memtable and its write-ahead log
+        // (`Store::settle_small`); the next open replays the log without writing a table
+        // file, so small changes do not pile up level-0 files that each trigger a
+        // compaction rewriting the objects column family.
+        let mut opts = opts
+            .get_options_from_string("avoid_flush_during_recovery=true")
+            .map_err(|e| StoreError::Open {
+                path: path.to_path_buf(),
+                message: e.into_string(),
+            })?;
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         // Bound the memtables of all column families together (RocksDB's default is
         // 64 MiB × 2 per family), so peak memory stays well under 1 GiB at 1M records.
@@ -221,11 +247,13 @@ impl Store {
         let store = Self {
             db,
             path: path.to_path_buf(),
+            unlogged: std::sync::atomic::AtomicBool::new(false),
         };
         // The on-disk encoding of nodes and records is versioned; a store written by an
         // incompatible version is refused rather than misread.
         match store.get(CF_META, STORE_FORMAT_KEY)? {
             Some(v) if v == STORE_FORMAT.to_le_bytes() => {}
+            Some(v) if v == UPGRADABLE_FORMAT.to_le_bytes() => store.write_format()?,
             Some(v) => {
                 return Err(StoreError::Open {
                     path: path.to_path_buf(),
@@ -235,13 +263,24 @@ impl Store {
                     ),
                 })
             }
-            None => {
-                let mut b = WriteBatch::default();
-                store.batch_put(&mut b, CF_META, STORE_FORMAT_KEY, &STORE_FORMAT.to_le_bytes());
-                store.commit(b)?;
-            }
+            None => store.write_format()?,
         }
+        // A staged ingest whose commit landed is finished before anything reads.
+        staging::recover(&store)?;
         Ok(store)
+    }
+
+    fn write_format(&self) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        self.batch_put(&mut b, CF_META, STORE_FORMAT_KEY, &STORE_FORMAT.to_le_bytes());
+        self.commit(b)
+    }
+
+    /// RocksDB's latest sequence number: it grows by one for every key written (put or
+    /// delete, in any column family) and never otherwise, so an operation that leaves it
+    /// unchanged wrote nothing (`status --json` shows it as `storeSequence`).
+    pub fn sequence(&self) -> u64 {
+        self.db.latest_sequence_number()
     }
 
     /// Open an existing store; refuses to create one (for read-only commands).
@@ -279,17 +318,44 @@ impl Store {
         Ok(self.db.wait_for_compact(&o)?)
     }
 
-    /// Commit a batch durably (fsync'd WAL): the unit of atomicity.
+    /// After a small commit: wait for compactions already pending or running, but leave
+    /// the memtables to the write-ahead log. Flushing them would add a level-0 file per
+    /// command, and every fourth one triggers a compaction of the objects (hash-keyed, so
+    /// each level-0 file overlaps the whole level below), which the small command would
+    /// then pay for in full.
+    pub fn settle_small(&self) -> Result<(), StoreError> {
+        let mut o = rocksdb::WaitForCompactOptions::default();
+        o.set_flush(false);
+        Ok(self.db.wait_for_compact(&o)?)
+    }
+
+    /// Commit a batch durably (fsync'd WAL): the unit of atomicity. Unreferenced writes
+    /// that bypassed the log are flushed to table files first, so that nothing committed
+    /// can refer to data a crash would lose.
     pub fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if self.unlogged.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let mut fo = rocksdb::FlushOptions::default();
+            fo.set_wait(true);
+            let cfs: Vec<_> = ALL_CFS.iter().filter(|c| **c != CF_META).map(|c| self.cf(c)).collect();
+            self.db.flush_cfs_opt(&cfs, &fo)?;
+        }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         Ok(self.db.write_opt(batch, &wo)?)
     }
 
-    /// Write immutable objects/nodes ahead of the commit that refers to them. Not
-    /// fsync'd: the later synced commit orders them before it in the WAL.
+    /// Write immutable objects/nodes (or staged, not yet live records) ahead of the commit
+    /// that refers to them. Not fsync'd: small batches go through the WAL, which the later
+    /// synced commit orders before it; large ones skip it and [`Store::commit`] flushes
+    /// them before it commits (a crash before that loses only unreferenced data).
     pub fn write_unreferenced(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        Ok(self.db.write(batch)?)
+        if batch.size_in_bytes() < UNLOGGED_BATCH_BYTES {
+            return Ok(self.db.write(batch)?);
+        }
+        self.unlogged.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        Ok(self.db.write_opt(batch, &wo)?)
     }
 
     /// Flush memtables to disk so the write-ahead log need not be replayed on open.
@@ -533,6 +599,26 @@ mod tests {
         let db = DB::open_cf(&Options::default(), t.path(), ALL_CFS).unwrap();
         let v = db.get_cf(db.cf_handle(CF_META).unwrap(), STORE_FORMAT_KEY).unwrap();
         assert_eq!(v, Some(1u32.to_le_bytes().to_vec()));
+    }
+
+    #[test]
+    fn a_format_2_store_is_upgraded_in_place() {
+        let t = tempfile::tempdir().unwrap();
+        {
+            let cfs = ALL_CFS.iter().filter(|c| **c != CF_STAGING).copied();
+            let mut o = Options::default();
+            o.create_if_missing(true);
+            o.create_missing_column_families(true);
+            let db = DB::open_cf(&o, t.path(), cfs).unwrap();
+            db.put_cf(db.cf_handle(CF_META).unwrap(), STORE_FORMAT_KEY, 2u32.to_le_bytes())
+                .unwrap();
+        }
+        let store = Store::open(t.path()).unwrap();
+        assert_eq!(
+            store.get(CF_META, STORE_FORMAT_KEY).unwrap(),
+            Some(STORE_FORMAT.to_le_bytes().to_vec())
+        );
+        assert!(store.first_key_from(CF_STAGING, b"").unwrap().is_none());
     }
 
     #[test]

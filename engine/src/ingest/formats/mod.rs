@@ -4,11 +4,13 @@
 //! (the document as received, compact JSON with key order and number text untouched)
 //! and the records derived from it (normalized advisories, VEX statements, SBOM
 //! package lists). Parsers are pure: no store access, no I/O.
+pub mod canonical;
 pub mod csaf;
 pub mod cyclonedx;
 pub mod cyclonedx_vex;
 pub mod openvex;
 pub mod osv;
+pub mod osv_typed;
 pub mod policy;
 pub mod purl;
 pub mod spdx;
@@ -98,6 +100,15 @@ pub fn optional_time(v: &Value, key: &str, pointer: &str) -> Result<Option<i64>,
             .map(Some)
             .ok_or_else(|| invalid(pointer, format!("`{key}` is not an RFC 3339 time: {s:?}"))),
         Some(_) => Err(invalid(pointer, format!("`{key}` must be a string"))),
+    }
+}
+
+/// The typed fast path for the formats that have one (OSV): the same result as
+/// [`parse_document`] on the parsed bytes, or `None` to take that path.
+pub fn parse_fast(bytes: &[u8], ctx: &ParseContext) -> Option<ParsedDoc> {
+    match ctx.kind {
+        KindHint::Auto => osv_typed::parse_bytes(bytes),
+        _ => None,
     }
 }
 

@@ -1,0 +1,313 @@
+//! Turning parsed documents into one atomic commit, whatever the input's size.
+//!
+//! Documents are collected into chunks of bounded size. An input that fits one chunk is
+//! planned and committed in one synced batch, as every small mutation is. A larger one
+//! is staged (`store::staging`): each full chunk is planned on top of the previous ones
+//! (the Merkle state carried over, the records read through the staged changes), its
+//! objects and nodes written unreferenced and its record changes staged; the last chunk
+//! (with the `--complete` removals) ends in one small commit that moves the head.
+//! Memory stays bounded by the chunk size; a crash anywhere leaves the old state or the
+//! new one.
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rocksdb::WriteBatch;
+
+use super::formats::{NewRecord, ParsedDoc};
+use super::{IngestError, IngestReport};
+use crate::apply::{self, Mutation, Plan};
+use crate::ids::{InputDigest, ObjectId};
+use crate::merkle::StateNode;
+use crate::model::{Collection, Tenant};
+use crate::store::staging::{self, LiveView, RecordView, StagedOps, StagedView};
+use crate::store::{ObjectKey, RecordEntry, Store, StoreError};
+
+const OBJECT_CHUNK_BYTES: usize = 64 << 20;
+
+fn entry_of(r: &NewRecord, source: &str, derived: Vec<(Collection, String)>) -> RecordEntry {
+    RecordEntry {
+        subject: r.subject.clone(),
+        object: ObjectId::of(&r.bytes),
+        modified: r.modified,
+        source: source.to_string(),
+        derived,
+    }
+}
+
+/// Documents for one commit: the mutation and the bytes of the objects it may need.
+#[derive(Default)]
+pub struct Chunk {
+    pub m: Mutation,
+    bytes: HashMap<ObjectId, Vec<u8>>,
+    /// Records (primary + derived) added: a second bound on a chunk, since one VEX
+    /// document yields hundreds of statements (and as many consensus records).
+    pub records: usize,
+    pub size: usize,
+}
+
+impl Chunk {
+    /// Drop a primary record queued earlier in this chunk, with its derived records.
+    fn forget(&mut self, key: &(Collection, String)) {
+        if let Some(prev) = self.m.upserts.remove(key) {
+            for d in prev.derived {
+                self.m.upserts.remove(&d);
+            }
+        }
+        self.m.digests.remove(key);
+    }
+
+    pub fn add(&mut self, doc: ParsedDoc, digest: InputDigest, source: &str) {
+        let key = (doc.primary.collection, doc.primary.id.clone());
+        // The same document twice in one chunk: the later one wins whole.
+        self.forget(&key);
+        let derived_keys = doc.derived.iter().map(|d| (d.collection, d.id.clone())).collect();
+        let doc_derived = doc.derived.len();
+        let e = entry_of(&doc.primary, source, derived_keys);
+        self.size += doc.primary.bytes.len();
+        self.bytes.insert(e.object, doc.primary.bytes);
+        self.m.upserts.insert(key.clone(), e);
+        self.m.digests.insert(key, digest);
+        for d in doc.derived {
+            let e = entry_of(&d, source, Vec::new());
+            self.size += d.bytes.len();
+            self.bytes.insert(e.object, d.bytes);
+            self.m.upserts.insert((d.collection, d.id), e);
+        }
+        self.records += 1 + doc_derived;
+    }
+
+    /// Put the live record `key` (and its derived records) back in place of a document
+    /// parsed earlier in this run: the input held the live version again, later.
+    pub fn restore(
+        &mut self,
+        store: &Store,
+        tenant: &Tenant,
+        key: (Collection, String),
+        digest: InputDigest,
+    ) -> Result<(), StoreError> {
+        self.forget(&key);
+        let live = LiveView::new(store, tenant)?;
+        let Some(e) = live.record(key.0, &key.1)? else {
+            return Ok(());
+        };
+        for d in &e.derived {
+            if let Some(de) = live.record(d.0, &d.1)? {
+                let b = store.object_required(&ObjectKey::new(d.0, &de.subject, &de.object))?;
+                self.bytes.insert(de.object, b);
+                self.m.upserts.insert(d.clone(), de);
+            }
+        }
+        let b = store.object_required(&ObjectKey::new(key.0, &e.subject, &e.object))?;
+        self.bytes.insert(e.object, b);
+        self.m.upserts.insert(key.clone(), e);
+        self.m.digests.insert(key, digest);
+        Ok(())
+    }
+}
+
+/// Plans and writes the chunks of one ingest; see the module comment.
+pub struct Committer<'a> {
+    store: &'a Store,
+    tenant: Tenant,
+    /// The state after the chunks staged so far (None: nothing staged, commit directly).
+    staged: Option<StateNode>,
+    /// Whether a staged chunk changed anything.
+    wrote: bool,
+}
+
+impl<'a> Committer<'a> {
+    pub fn new(store: &'a Store, tenant: &Tenant) -> Self {
+        Self {
+            store,
+            tenant: tenant.clone(),
+            staged: None,
+            wrote: false,
+        }
+    }
+
+    pub fn is_staged(&self) -> bool {
+        self.staged.is_some()
+    }
+
+    /// Stage a full chunk (the input continues after it).
+    pub fn stage(&mut self, chunk: Chunk, report: &mut IngestReport) -> Result<(), IngestError> {
+        let base = match self.staged.take() {
+            Some(s) => s,
+            None => self.store.state(&self.tenant)?,
+        };
+        let view = StagedView::new(self.store, &self.tenant)?;
+        let (plan, m) = prepare(self.store, &view, &self.tenant, base, chunk, Vec::new(), report)?;
+        self.staged = Some(plan.new_state.clone());
+        report.state_root = plan.root();
+        if plan.is_noop() {
+            return Ok(());
+        }
+        self.wrote = true;
+        self.write_staged(&plan, &m)
+    }
+
+    fn write_staged(&self, plan: &Plan, m: &Prepared) -> Result<(), IngestError> {
+        m.write_objects(self.store, plan)?;
+        apply::write_nodes(self.store, plan)?;
+        let mut ops = StagedOps::new(self.store, &self.tenant);
+        apply::record_ops(plan, &m.m, &mut ops);
+        ops.write()?;
+        Ok(())
+    }
+
+    /// Plan the last chunk with the `--complete` removals and commit everything.
+    pub fn finish(
+        mut self,
+        chunk: Chunk,
+        absent: Vec<(Collection, String)>,
+        dry_run: bool,
+        report: &mut IngestReport,
+    ) -> Result<(), IngestError> {
+        let Some(base) = self.staged.take() else {
+            let view = LiveView::new(self.store, &self.tenant)?;
+            let base = self.store.state(&self.tenant)?;
+            let (plan, m) = prepare(self.store, &view, &self.tenant, base, chunk, absent, report)?;
+            report.state_root = plan.root();
+            if plan.is_noop() || dry_run {
+                return Ok(());
+            }
+            m.write_objects(self.store, &plan)?;
+            apply::commit(self.store, &plan, &m.m, &[])?;
+            report.committed = true;
+            return Ok(());
+        };
+        let view = StagedView::new(self.store, &self.tenant)?;
+        let (plan, m) = prepare(self.store, &view, &self.tenant, base, chunk, absent, report)?;
+        report.state_root = plan.root();
+        if !plan.is_noop() {
+            self.wrote = true;
+            self.write_staged(&plan, &m)?;
+        }
+        if !self.wrote {
+            staging::discard(self.store, &self.tenant)?;
+            return Ok(());
+        }
+        staging::commit_staged(self.store, &self.tenant, &plan.root(), view.keyspace(), &[])?;
+        report.committed = true;
+        Ok(())
+    }
+
+    /// Drop what was staged (the run is refused).
+    pub fn abandon(self) -> Result<(), StoreError> {
+        if self.staged.is_some() {
+            staging::discard(self.store, &self.tenant)?;
+        }
+        Ok(())
+    }
+}
+
+/// A chunk's mutation, extended with derived-record cleanup, removals and consensus,
+/// with the bytes of every object it may write.
+struct Prepared {
+    m: Mutation,
+    bytes: HashMap<ObjectId, Vec<u8>>,
+    consensus: HashMap<ObjectId, Vec<u8>>,
+}
+
+/// Extend a chunk into its full mutation (derived records the new versions no longer
+/// produce, `absent` records with theirs, the consensus of the VEX pairs touched), plan
+/// it on `base` and add its counts to `report`.
+fn prepare(
+    store: &Store,
+    view: &dyn RecordView,
+    tenant: &Tenant,
+    base: StateNode,
+    chunk: Chunk,
+    absent: Vec<(Collection, String)>,
+    report: &mut IngestReport,
+) -> Result<(Plan, Prepared), IngestError> {
+    let Chunk { mut m, bytes, .. } = chunk;
+    let mut gone: BTreeSet<(Collection, String)> = BTreeSet::new();
+    for ((c, id), e) in m.upserts.iter().filter(|((c, _), _)| c.is_primary()) {
+        if let Some(old) = view.record(*c, id)? {
+            gone.extend(old.derived.into_iter().filter(|d| !e.derived.contains(d)));
+        }
+    }
+    m.deletes.extend(gone);
+    for (c, id) in absent {
+        if let Some(old) = view.record(c, &id)? {
+            m.deletes.extend(old.derived);
+        }
+        m.deletes.insert((c, id));
+    }
+    // VEX consensus (crate::consensus, docs/consensus.md): recompute the pairs whose
+    // statements this chunk adds, changes or removes.
+    let statement_bytes: HashMap<ObjectId, &[u8]> = m
+        .upserts
+        .iter()
+        .filter(|((c, _), _)| *c == Collection::VexNormalized)
+        .filter_map(|(_, e)| Some((e.object, bytes.get(&e.object)?.as_slice())))
+        .collect();
+    let consensus: HashMap<ObjectId, Vec<u8>> = crate::consensus::extend(store, view, &mut m, &statement_bytes)?
+        .into_iter()
+        .collect();
+    let plan = apply::plan_on(store, view, tenant, base, &m)?;
+    add_counts(&mut report.counts, &plan);
+    Ok((plan, Prepared { m, bytes, consensus }))
+}
+
+fn add_counts(into: &mut BTreeMap<Collection, apply::ChangeCounts>, plan: &Plan) {
+    for (c, n) in &plan.counts {
+        let t = into.entry(*c).or_default();
+        t.added += n.added;
+        t.changed += n.changed;
+        t.removed += n.removed;
+    }
+}
+
+impl Prepared {
+    /// Objects first (immutable, unreferenced until the commit).
+    fn write_objects(&self, store: &Store, plan: &Plan) -> Result<(), IngestError> {
+        let mut writer = ObjectWriter::new(store);
+        for key in plan.objects(&self.m) {
+            let id = key.id();
+            let b = self
+                .bytes
+                .get(&id)
+                .or_else(|| self.consensus.get(&id))
+                .ok_or_else(|| StoreError::Corrupt(format!("ingest lost the bytes of object {id}")))?;
+            writer.put(key, b)?;
+        }
+        writer.flush()
+    }
+}
+
+/// Buffers immutable objects into write batches of bounded size.
+struct ObjectWriter<'a> {
+    store: &'a Store,
+    batch: WriteBatch,
+    bytes: usize,
+    seen: BTreeSet<ObjectKey>,
+}
+
+impl<'a> ObjectWriter<'a> {
+    fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            batch: WriteBatch::default(),
+            bytes: 0,
+            seen: BTreeSet::new(),
+        }
+    }
+    fn put(&mut self, key: ObjectKey, bytes: &[u8]) -> Result<(), IngestError> {
+        if !self.seen.insert(key) {
+            return Ok(());
+        }
+        self.store.put_object(&mut self.batch, &key, bytes);
+        self.bytes += bytes.len();
+        if self.bytes >= OBJECT_CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), IngestError> {
+        let b = std::mem::take(&mut self.batch);
+        self.bytes = 0;
+        self.store.write_unreferenced(b)?;
+        Ok(())
+    }
+}
