@@ -118,7 +118,10 @@ fn aes_gcm_bundles_round_trip_and_verify_with_an_identity() {
     let m = extract(&b, &s.dir.path().join("x"));
     let prov: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(m.join("provenance.json")).unwrap()).unwrap();
-    let wrapped = prov["predicate"]["encryption"]["recipients"].as_array().unwrap();
+    // Format 2: SLSA provenance; the wrapped keys are an internal parameter of the run.
+    let wrapped = prov["predicate"]["buildDefinition"]["internalParameters"]["encryption"]["recipients"]
+        .as_array()
+        .unwrap();
     assert_eq!(wrapped.len(), 1);
     assert_eq!(wrapped[0]["recipient"], recipient.as_str());
 }

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use stellamirror_tests::{
-    bin, export_full, files_below, import_bundle, ingest_sample, keypair, p, sm, state_root, tool,
+    bin, export_full, files_below, import_bundle, ingest_sample, keypair, openssl_sign, openssl_verify, p, sm,
+    state_root, tool,
 };
 
 /// A producer store with the committed sample and one signed full bundle.
@@ -90,40 +91,8 @@ fn finding_7_keygen_writes_a_private_key_openssl_reads() {
     // And a signature made by openssl with our private key verifies with our public key.
     let msg = dir.path().join("msg");
     std::fs::write(&msg, b"hello").unwrap();
-    let sig = dir.path().join("msg.sig");
-    tool(
-        "openssl",
-        &[
-            "pkeyutl",
-            "-sign",
-            "-inkey",
-            p(&private),
-            "-rawin",
-            "-in",
-            p(&msg),
-            "-out",
-            p(&sig),
-        ],
-        dir.path(),
-    )
-    .ok();
-    tool(
-        "openssl",
-        &[
-            "pkeyutl",
-            "-verify",
-            "-pubin",
-            "-inkey",
-            p(&public),
-            "-rawin",
-            "-in",
-            p(&msg),
-            "-sigfile",
-            p(&sig),
-        ],
-        dir.path(),
-    )
-    .ok();
+    openssl_sign(&private, dir.path(), "msg", "msg.sig");
+    openssl_verify(&public, dir.path(), "msg", "msg.sig").ok();
 }
 
 #[test]

@@ -91,8 +91,11 @@ fn full_and_three_real_deltas_reproduce_the_exporters_state() {
     }
     let (mut a, mut b) = (status(&c.producer, "acme"), status(&mirror, "acme"));
     assert_eq!(b["appliedExportIds"], serde_json::json!(["f0", "d1", "d2", "d3"]));
-    // Import history and RocksDB's write counter are the mirror's own.
-    for k in ["appliedExportIds", "storeSequence"] {
+    // What the mirror applied, and how fresh it is, exists on the mirror side only;
+    // RocksDB's write counter is each store's own.
+    assert_eq!(b["freshness"]["runId"], "d3");
+    assert_eq!(b["freshness"]["sequence"], 4);
+    for k in ["appliedExportIds", "storeSequence", "freshness"] {
         a.as_object_mut().unwrap().remove(k);
         b.as_object_mut().unwrap().remove(k);
     }
@@ -400,6 +403,7 @@ fn import_killed_after(bundle: &Path, store: &Path, public: &Path, ms: u64) {
             "--trust",
             p(public),
         ])
+        .env("STELLAMIRROR_NOW", stellamirror_tests::TEST_NOW)
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(ms));
@@ -428,7 +432,8 @@ fn sigkill_during_bulk_import_leaves_the_old_or_the_new_state() {
             &key,
             &format!("big-{tag}"),
             "2026-09-01T00:00:00Z",
-            &[],
+            // The second producer continues the first one's sequence: its bundle is newer.
+            if tag == "b" { &["--min-sequence", "2"] } else { &[] },
         ));
         roots.push(state_root(&producer, "acme"));
     }
@@ -568,7 +573,10 @@ fn a_full_import_over_an_existing_state_replaces_it_whole() {
     ingest(&other, "acme", &[], &[&data("osv/pypa.jsonl")]).ok();
     let out = c.root.join("other-out");
     let b = export_full(&other, &out, &key2, "o1", "2026-10-01T00:00:00Z", &[]);
-    import_bundle(&b, &mirror, &public2, &[]).ok();
+    // Its sequence (1, the other producer's first export) is below the chain's (4): a
+    // change of producer is a deliberate step back in sequence.
+    import_bundle(&b, &mirror, &public2, &[]).fails_with("ERR_BUNDLE_ROLLBACK");
+    import_bundle(&b, &mirror, &public2, &["--allow-rollback"]).ok();
     assert_eq!(status(&mirror, "acme")["kinds"], status(&other, "acme")["kinds"]);
     assert_eq!(state_root(&mirror, "acme"), state_root(&other, "acme"));
     sm(["verify", "--store", p(&mirror)]).ok();

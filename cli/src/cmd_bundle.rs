@@ -14,7 +14,10 @@ use stellamirror_engine::store::catalog::Selectors;
 use stellamirror_engine::store::Store;
 
 use crate::failure::{Failure, EXIT_VERIFY_FAILED};
+use crate::freshness::FreshnessArgs;
 use crate::progress::Bar;
+use crate::trust_args::TrustArgs;
+use stellamirror_engine::trust::rotation::Gate;
 
 pub fn bundle_failure(e: BundleError) -> Failure {
     let detail = json!({"path": e.subject()});
@@ -104,6 +107,20 @@ pub struct CommonExport {
     /// Encrypt everything except manifest.yaml, export.json and signatures/.
     #[arg(long, requires = "encrypt")]
     strict: bool,
+    /// Rotate keys: ship a statement, signed by --sign-key (the old key), that names
+    /// this new public key; importers then trust it and refuse the old key for bundles
+    /// created later. Export the next bundles with the new key.
+    #[arg(long, value_name = "NEW.pub.pem")]
+    rotate_to: Option<PathBuf>,
+    /// Lifetime after --created-at, signed as expiresAt: importers refuse the bundle
+    /// afterwards (default 30d for full bundles, 7d for deltas). Units w, d, h, m, s.
+    #[arg(long, value_name = "DURATION", value_parser = crate::freshness::duration_arg)]
+    expires_in: Option<u64>,
+    /// Sequence number of at least N (signed in the manifest). For a producer store
+    /// rebuilt from scratch: continue above the last sequence its mirrors applied, or
+    /// they refuse its bundles as rollbacks.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    min_sequence: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -121,7 +138,8 @@ pub enum ExportCmd {
     },
     /// Only what changed since a base export (mirror:delta).
     #[command(
-        after_help = "Example:\n  stellamirror export delta --store S --tenant acme --out OUT --base latest --sign-key producer.pem"
+        after_help = "Example:\n  stellamirror export delta --store S --tenant acme --out OUT --base latest --sign-key producer.pem\n  \
+stellamirror export delta --store S --tenant acme --out OUT --base latest --expires-in 2d   # importers refuse it after two days"
     )]
     Delta {
         #[command(flatten)]
@@ -207,6 +225,14 @@ fn settings(c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
             zstd_level: c.zstd_level,
             sign_key,
             encryption,
+            expires_in: c.expires_in,
+            min_sequence: c.min_sequence,
+            rotate_to: c
+                .rotate_to
+                .as_deref()
+                .map(TrustedKey::load)
+                .transpose()
+                .map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?,
         },
     ))
 }
@@ -262,13 +288,6 @@ pub fn export(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
     })
 }
 
-fn load_trust(paths: &[PathBuf]) -> Result<Vec<TrustedKey>, Failure> {
-    paths
-        .iter()
-        .map(|p| TrustedKey::load(p).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint())))
-        .collect()
-}
-
 fn load_identities(paths: &[PathBuf]) -> Result<Identities, Failure> {
     Identities::from_files(paths).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))
 }
@@ -277,9 +296,8 @@ fn load_identities(paths: &[PathBuf]) -> Result<Identities, Failure> {
 pub struct VerifyArgs {
     /// Bundle archives (or extracted folders); several are checked as a chain.
     bundles: Vec<PathBuf>,
-    /// Trusted producer public key(s) (SPKI PEM).
-    #[arg(long)]
-    trust: Vec<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// age identity to check the data of encrypted bundles.
     #[arg(long)]
     identity: Vec<PathBuf>,
@@ -314,14 +332,8 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
             "stellamirror verify BUNDLE --trust KEY.pub.pem",
         ));
     }
-    if a.trust.is_empty() {
-        return Err(Failure::new(
-            "ERR_USAGE",
-            "verify needs --trust PUB.pem",
-            "pass the producer's public key",
-        ));
-    }
-    let trust = load_trust(&a.trust)?;
+    let (trust, rules) = a.trust.load()?;
+    let mut gate = Gate::new(None, &trust, &rules)?;
     let identities = load_identities(&a.identity)?;
     let tmp = tempfile::tempdir().map_err(|e| Failure::new("ERR_IO", e.to_string(), "check TMPDIR"))?;
     let mut results = Vec::new();
@@ -334,8 +346,16 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
             f.message = format!("{}: {}", b.display(), f.message);
             f
         };
-        let (_, v, _) =
-            import::stage_and_verify(b, &staging, &trust, &identities, &Limits::default(), true).map_err(vf)?;
+        let (staged, v, _) =
+            import::stage_and_verify(b, &staging, &gate.keys, &identities, &Limits::default(), true).map_err(vf)?;
+        // Revoked keys, validity windows and rotation statements (without a store:
+        // rotations this mirror applied are not known here).
+        let rotation = gate.check(&staged, &v.manifest).map_err(|e| {
+            Failure::new(e.code(), format!("{}: {e}", b.display()), e.hint()).with_exit(EXIT_VERIFY_FAILED)
+        })?;
+        if let Some(r) = &rotation {
+            gate.accept(r);
+        }
         if let (Some((pid, proot)), Some(d)) = (&prev, &v.diff) {
             if !d.reset_baseline && (&d.base_export_id != pid || &d.base_state_root != proot) {
                 return Err(Failure::new(
@@ -351,17 +371,19 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
             .as_ref()
             .map_or(v.manifest.state_root.clone(), |d| d.target_state_root.clone());
         prev = Some((v.manifest.run_id.clone(), target));
-        results.push(json!({"bundle": b, "runId": v.manifest.run_id, "profile": v.manifest.profile, "manifestDigest": v.manifest_digest, "stateRoot": v.manifest.state_root, "dataChecked": v.data_checked, "recordsChecked": v.records_checked, "ok": true}));
+        results.push(json!({"bundle": b, "runId": v.manifest.run_id, "profile": v.manifest.profile, "manifestDigest": v.manifest_digest, "stateRoot": v.manifest.state_root, "dataChecked": v.data_checked, "recordsChecked": v.records_checked, "channel": v.manifest.channel, "sequence": v.manifest.sequence, "createdAt": v.manifest.created_at, "expiresAt": v.manifest.expires_at, "ok": true}));
     }
     if json {
         out!("{}", json!({"ok": true, "bundles": results}));
     } else {
         for r in &results {
             out!(
-                "OK {} ({} {}): signatures, digests{}",
+                "OK {} ({} {}, sequence {}, expires {}): signatures, digests{}",
                 r["bundle"].as_str().unwrap_or_default(),
                 r["profile"].as_str().unwrap_or_default(),
                 r["runId"].as_str().unwrap_or_default(),
+                r["sequence"].as_u64().map_or_else(|| "none".into(), |s| s.to_string()),
+                r["expiresAt"].as_str().unwrap_or("never"),
                 if r["dataChecked"] == json!(true) {
                     format!(", {} records and Merkle roots", r["recordsChecked"])
                 } else {
@@ -378,8 +400,8 @@ pub struct ImportArgs {
     bundle: PathBuf,
     #[arg(long)]
     pub store: PathBuf,
-    #[arg(long, required = true)]
-    trust: Vec<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// age identity file(s) for encrypted bundles.
     #[arg(long)]
     identity: Vec<PathBuf>,
@@ -389,19 +411,29 @@ pub struct ImportArgs {
     /// Rewrite the tenant's published mirror tree here after applying.
     #[arg(long)]
     publish: Option<PathBuf>,
+    #[command(flatten)]
+    freshness: FreshnessArgs,
 }
 
-fn import_settings(trust: &[PathBuf], identity: &[PathBuf], tenant: Option<&str>) -> Result<ImportSettings, Failure> {
+fn import_settings(
+    trust: &TrustArgs,
+    identity: &[PathBuf],
+    tenant: Option<&str>,
+    freshness: &FreshnessArgs,
+) -> Result<ImportSettings, Failure> {
+    let (keys, key_rules) = trust.load()?;
     Ok(ImportSettings {
-        trust: load_trust(trust)?,
+        trust: keys,
+        key_rules,
         identities: load_identities(identity)?,
         limits: Limits::default(),
         expect_tenant: tenant.map(crate::tenant).transpose()?,
+        freshness: freshness.policy()?,
     })
 }
 
 pub fn import_cmd(a: ImportArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
-    let s = import_settings(&a.trust, &a.identity, a.tenant.as_deref())?;
+    let s = import_settings(&a.trust, &a.identity, a.tenant.as_deref(), &a.freshness)?;
     let store = Store::open(&a.store)?;
     let audit = StoreAuditLog::new(&a.store);
     let bar = Bar::new(quiet || json);
@@ -438,17 +470,19 @@ pub struct RebuildArgs {
     bundles: PathBuf,
     #[arg(long)]
     pub store: PathBuf,
-    #[arg(long, required = true)]
-    trust: Vec<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
     #[arg(long)]
     identity: Vec<PathBuf>,
     /// Publish the rebuilt tenants' mirror trees here afterwards (as `publish --out`).
     #[arg(long)]
     publish: Option<PathBuf>,
+    #[command(flatten)]
+    freshness: FreshnessArgs,
 }
 
 pub fn rebuild_cmd(a: RebuildArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
-    let s = import_settings(&a.trust, &a.identity, None)?;
+    let s = import_settings(&a.trust, &a.identity, None, &a.freshness)?;
     let store = Store::open(&a.store)?;
     let audit = StoreAuditLog::new(&a.store);
     let bar = Bar::new(quiet || json);
@@ -485,7 +519,7 @@ pub fn log(a: LogArgs, json: bool) -> Result<i32, Failure> {
     for t in store.tenants()? {
         let h = store.import_history(&t)?;
         for a in h.applied {
-            imports.push(json!({"tenant": t.as_str(), "runId": a.run_id, "profile": a.profile, "createdAt": a.created_at, "stateRoot": a.state_root.to_prefixed(), "base": a.base_export_id}));
+            imports.push(json!({"tenant": t.as_str(), "runId": a.run_id, "profile": a.profile, "createdAt": a.created_at, "stateRoot": a.state_root.to_prefixed(), "base": a.base_export_id, "freshness": a.freshness}));
         }
     }
     if json {

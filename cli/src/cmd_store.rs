@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use serde_json::json;
+use stellamirror_engine::import::freshness;
 use stellamirror_engine::ingest::formats::{KindHint, ParseContext};
 use stellamirror_engine::ingest::{self, IngestOptions};
 use stellamirror_engine::model::Collection;
@@ -188,6 +189,12 @@ pub struct StatusArgs {
     /// Only this tenant (default: every tenant in the store).
     #[arg(long)]
     tenant: Option<String>,
+    /// Monitoring: exit 5 (ERR_MIRROR_STALE) if a tenant's newest applied bundle is
+    /// older than this, past its expiresAt, or missing. Units w, d, h, m, s.
+    #[arg(long, value_name = "DURATION", value_parser = crate::freshness::duration_arg)]
+    max_age: Option<u64>,
+    #[command(flatten)]
+    clock: crate::freshness::ClockArgs,
 }
 
 pub fn status(a: StatusArgs, json: bool) -> Result<i32, Failure> {
@@ -196,6 +203,7 @@ pub fn status(a: StatusArgs, json: bool) -> Result<i32, Failure> {
         Some(t) => vec![crate::known_tenant(&store, t)?],
         None => store.tenants()?,
     };
+    let clock = a.clock.clock()?;
     let mut out = Vec::new();
     for t in &tenants {
         let s = store.state(t)?;
@@ -214,14 +222,22 @@ pub fn status(a: StatusArgs, json: bool) -> Result<i32, Failure> {
             "records": s.kinds.iter().map(|k| k.records).sum::<u64>(),
             "kinds": kinds,
             "appliedExportIds": history.applied_export_ids,
+            "freshness": freshness::report(&history, &clock),
         }));
     }
+    let stale = a.max_age.map(|max| crate::freshness::stale_tenants(&out, max));
     if json {
-        let v = if a.tenant.is_some() {
+        let mut v = if a.tenant.is_some() {
             out.pop().unwrap_or_default()
         } else {
             json!({"tenants": out})
         };
+        if let Some(s) = &stale {
+            // One JSON document on stdout: the verdict goes into it, the exit code says it.
+            v["stale"] = json!(s);
+            out!("{v}");
+            return Ok(if s.is_empty() { 0 } else { crate::failure::EXIT_STALE });
+        }
         out!("{v}");
     } else {
         for t in out {
@@ -238,7 +254,11 @@ pub fn status(a: StatusArgs, json: bool) -> Result<i32, Failure> {
                     );
                 }
             }
+            crate::freshness::print_freshness(&t["freshness"]);
         }
     }
-    Ok(0)
+    match stale {
+        Some(s) if !s.is_empty() => Err(crate::freshness::stale_failure(&s)),
+        _ => Ok(0),
+    }
 }

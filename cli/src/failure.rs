@@ -5,6 +5,8 @@ use serde_json::json;
 pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_VERIFY_FAILED: i32 = 3;
 pub const EXIT_PARTIAL: i32 = 4;
+/// `status --max-age`: a tenant's data is too old, expired or missing.
+pub const EXIT_STALE: i32 = 5;
 
 #[derive(Debug)]
 pub struct Failure {

@@ -14,7 +14,9 @@ mod cmd_serve;
 mod cmd_store;
 mod failure;
 mod fresh;
+mod freshness;
 mod progress;
+mod trust_args;
 
 use clap::{Parser, Subcommand};
 
@@ -56,8 +58,11 @@ enum Command {
         after_help = "Example:\n  stellamirror remove --store S --tenant acme --kind advisories GHSA-xxxx-yyyy-zzzz"
     )]
     Remove(cmd_store::RemoveArgs),
-    /// Counts per kind, subjects, state root and kind roots.
-    #[command(after_help = "Example:\n  stellamirror status --store MIRROR --tenant acme --json | jq -r .stateRoot")]
+    /// Counts per kind, subjects, state root and kind roots; how fresh imported data is.
+    #[command(
+        after_help = "Example:\n  stellamirror status --store MIRROR --tenant acme --json | jq -r .stateRoot\n  \
+stellamirror status --store MIRROR --max-age 2d   # monitoring: exit 5 when stale or expired"
+    )]
     Status(cmd_store::StatusArgs),
     /// Create an Ed25519 signing key pair (or an age identity with --age).
     #[command(
@@ -72,9 +77,14 @@ enum Command {
         after_help = "Example:\n  stellamirror verify OUT/run-1-full.tar.zst OUT/run-2-delta.tar.zst --trust producer.pub.pem\n  stellamirror verify --store MIRROR"
     )]
     Verify(cmd_bundle::VerifyArgs),
-    /// Apply a bundle to a store (in order, atomically).
+    /// Apply a bundle to a store (in order, atomically; never older than the newest applied).
     #[command(
-        after_help = "Example:\n  stellamirror import full-1-full.tar.zst --store mirror --trust producer.pub.pem\n\nAn unencrypted archive is read in one pass (decompressed, checked and loaded as it streams);\na full bundle is bulk-loaded. Progress (bytes/s, records/s, ETA) is drawn on stderr unless --quiet."
+        after_help = "Example:\n  stellamirror import full-1-full.tar.zst --store mirror --trust producer.pub.pem\n  \
+stellamirror import full-1-full.tar.zst --store mirror --trust producer.pub.pem --allow-rollback\n\n\
+An unencrypted archive is read in one pass (decompressed, checked and loaded as it streams);\n\
+a full bundle is bulk-loaded. Progress (bytes/s, records/s, ETA) is drawn on stderr unless --quiet.\n\
+Bundles older than the newest one applied (ERR_BUNDLE_ROLLBACK) and expired bundles\n\
+(ERR_BUNDLE_EXPIRED) are refused before anything is written; see docs/operations.md."
     )]
     Import(cmd_bundle::ImportArgs),
     /// Disaster recovery: rebuild a store from a folder of bundles.

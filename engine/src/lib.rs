@@ -15,3 +15,4 @@ pub mod merkle;
 pub mod model;
 pub mod publish;
 pub mod store;
+pub mod trust;

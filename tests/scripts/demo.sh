@@ -8,6 +8,9 @@ DATA=tests/data
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/stellamirror-demo.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# The story uses fixed 2026-08 creation dates (reproducible bundles); importers judge
+# expiry (30 days for a full bundle, 7 for a delta) by this clock instead of today's.
+export STELLAMIRROR_NOW=${STELLAMIRROR_NOW:-2026-08-15T12:00:00Z}
 
 step "keys: an Ed25519 signing key for the producer"
 $SM keygen --out "$WORK/producer"

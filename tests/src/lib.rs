@@ -84,8 +84,23 @@ fn from_output(o: Output) -> Run {
     }
 }
 
-/// Run `stellamirror ARGS` (always `--quiet`).
+/// The clock the tests' imports and `status` judge expiry and age by
+/// (`STELLAMIRROR_NOW`, docs/operations.md): the earliest `--created-at` the tests use,
+/// so no fixture bundle (fixed 2026 dates, 7- and 30-day default lifetimes) has expired
+/// whenever the tests run. Tests of expiry and age set their own with [`sm_at`].
+pub const TEST_NOW: &str = "2026-08-14T00:00:00Z";
+
+/// Run `stellamirror ARGS` (always `--quiet`) with the clock at [`TEST_NOW`].
 pub fn sm<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    sm_at(TEST_NOW, args)
+}
+
+/// Run `stellamirror ARGS` (always `--quiet`) with the freshness clock at `now` (RFC 3339).
+pub fn sm_at<I, S>(now: &str, args: I) -> Run
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
@@ -93,6 +108,7 @@ where
     let o = Command::new(bin())
         .arg("--quiet")
         .args(args)
+        .env("STELLAMIRROR_NOW", now)
         .output()
         .expect("run stellamirror");
     from_output(o)
@@ -257,4 +273,75 @@ pub fn ingest_generation(store: &Path, generation: &str, extra: &[&str]) {
     if generation == "old" {
         ingest(store, "acme", &["--source", "sbom"], &[&data("sboms")]).ok();
     }
+}
+
+/// sha256 (hex) of a file, by coreutils' `sha256sum`.
+pub fn sha256_hex(path: &Path) -> String {
+    let r = tool("sha256sum", &[p(path)], Path::new("."));
+    assert_eq!(r.code, 0, "sha256sum: {}", r.stderr);
+    r.stdout.split_whitespace().next().expect("digest").to_string()
+}
+
+/// In an extracted bundle `top`, rewrite `manifest.yaml`'s entry for `rel` to the file's
+/// current sha256 and size (the manifest must then be signed again).
+pub fn relist(top: &Path, rel: &str) {
+    let manifest = top.join("manifest.yaml");
+    let text = std::fs::read_to_string(&manifest).expect("manifest.yaml");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == format!("- path: {rel}"))
+        .unwrap_or_else(|| panic!("{rel} is not listed"));
+    let file = top.join(rel);
+    lines[at + 1] = format!("  sha256: sha256:{}", sha256_hex(&file));
+    lines[at + 2] = format!("  bytes: {}", std::fs::metadata(&file).expect("listed file").len());
+    std::fs::write(&manifest, lines.join("\n") + "\n").expect("write manifest.yaml");
+}
+
+/// Sign `top/<file>` with the Ed25519 PEM key `key` using openssl (raw signature, as
+/// stellamirror writes `signatures/*.sig`).
+pub fn openssl_sign(key: &Path, top: &Path, file: &str, sig: &str) {
+    let r = tool(
+        "openssl",
+        &["pkeyutl", "-sign", "-inkey", p(key), "-rawin", "-in", file, "-out", sig],
+        top,
+    );
+    assert_eq!(r.code, 0, "openssl pkeyutl -sign: {}", r.stderr);
+}
+
+/// `openssl pkeyutl -verify` of `top/<file>` against the raw signature `top/<sig>`.
+pub fn openssl_verify(public: &Path, top: &Path, file: &str, sig: &str) -> Run {
+    tool(
+        "openssl",
+        &[
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            p(public),
+            "-rawin",
+            "-in",
+            file,
+            "-sigfile",
+            sig,
+        ],
+        top,
+    )
+}
+
+/// Pack an extracted bundle folder `top` (`…/mirror` or `…/delta`) with GNU tar and zstd,
+/// manifest and signatures first as stellamirror orders them.
+pub fn pack(top: &Path, dest: &Path) {
+    let name = top.file_name().and_then(|n| n.to_str()).expect("top folder");
+    let first = ["manifest.yaml", "signatures/manifest.sig", "signatures/export.sig"].map(|f| format!("{name}/{f}"));
+    let script = format!(
+        "{{ printf '%s\\n' {first}; find {name} -type f | LC_ALL=C sort | grep -vxF -e {e0} -e {e1} -e {e2}; }} > list && tar --no-recursion -cf - -T list | zstd -q -c > '{dest}' && rm list",
+        first = first.join(" "),
+        e0 = first[0],
+        e1 = first[1],
+        e2 = first[2],
+        dest = dest.display()
+    );
+    let r = tool("sh", &["-c", &script], top.parent().expect("parent"));
+    assert_eq!(r.code, 0, "tar + zstd: {}", r.stderr);
 }

@@ -7,7 +7,15 @@ use serde::{Deserialize, Serialize};
 use crate::ids::FileDigest;
 use crate::store::catalog::Selectors;
 
-pub const FORMAT_VERSION: u32 = 1;
+/// Written by this version. 2 added `channel`, `sequence`, `expiresAt` (signed freshness
+/// data) and the DSSE envelope `signatures/provenance.dsse.json`; 1 is still read.
+pub const FORMAT_VERSION: u32 = 2;
+/// The first version; written only by `--rerun` of an export made by it.
+pub const FORMAT_VERSION_1: u32 = 1;
+/// `formatVersion` of the index files, which bundle format 2 left unchanged.
+pub const INDEX_FORMAT_VERSION: u32 = 1;
+/// Bundles are tagged with a channel; until channels exist every bundle is on this one.
+pub const DEFAULT_CHANNEL: &str = "default";
 pub const PROFILE_FULL: &str = "mirror:full";
 pub const PROFILE_DELTA: &str = "mirror:delta";
 
@@ -69,6 +77,16 @@ pub struct Manifest {
     pub run_id: String,
     pub tenant: String,
     pub created_at: String,
+    /// Format 2: the (tenant, channel) stream this bundle belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Format 2: position in the producer's (tenant, channel) export sequence (1-based,
+    /// strictly increasing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    /// Format 2: RFC 3339 time after which importers refuse the bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     pub selectors: Selectors,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
@@ -84,6 +102,32 @@ pub struct Manifest {
     pub artifacts: Vec<Artifact>,
 }
 
+impl Manifest {
+    /// The signed freshness data of this bundle (format 1: created time only).
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            format_version: self.format_version,
+            channel: self.channel.clone().unwrap_or_else(|| DEFAULT_CHANNEL.to_string()),
+            sequence: self.sequence,
+            created_at: self.created_at.clone(),
+            expires_at: self.expires_at.clone(),
+        }
+    }
+}
+
+/// What orders and dates a bundle: written by export, compared by import.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stamp {
+    pub format_version: u32,
+    pub channel: String,
+    /// `None` only in format-1 bundles.
+    pub sequence: Option<u64>,
+    pub created_at: String,
+    /// `None` only in format-1 bundles (they never expire).
+    pub expires_at: Option<String>,
+}
+
 /// `export.json`: the run in JSON.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -93,6 +137,12 @@ pub struct ExportDoc {
     pub run_id: String,
     pub tenant: String,
     pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     pub selectors: Selectors,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,

@@ -1,8 +1,10 @@
 //! Mirror bundles: format types, layout, the archive container, signing, verification.
 pub mod archive;
+pub mod dsse;
 pub mod error;
 pub mod format;
 pub mod layout;
+pub mod provenance;
 pub mod records;
 pub mod signing;
 pub mod verify;

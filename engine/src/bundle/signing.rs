@@ -95,6 +95,15 @@ impl TrustedKey {
         })?;
         Ok(Self { key })
     }
+    /// An SPKI PEM given inline (trust files, rotation statements).
+    pub fn from_pem(pem: &str) -> Option<Self> {
+        VerifyingKey::from_public_key_pem(pem).ok().map(|key| Self { key })
+    }
+    pub fn to_pem(&self) -> String {
+        self.key
+            .to_public_key_pem(LineEnding::LF)
+            .expect("ed25519 keys always encode")
+    }
     pub fn key_id(&self) -> String {
         key_id(&self.key)
     }

@@ -3,14 +3,17 @@
 use std::collections::BTreeMap;
 
 use super::archive::{GateInput, Staged, EXPORT, EXPORT_SIG, MANIFEST, MANIFEST_SIG};
+use super::dsse::ENVELOPE_PATH;
 use super::error::BundleError;
-use super::format::{Artifact, DiffManifest, ExportDoc, Manifest, PROFILE_DELTA, PROFILE_FULL};
+use super::format::{
+    Artifact, DiffManifest, ExportDoc, Manifest, FORMAT_VERSION, FORMAT_VERSION_1, PROFILE_DELTA, PROFILE_FULL,
+};
 use super::layout::INDEX_FILES;
 use super::records::{for_each_record, read_index, IndexFile, Opener};
 use super::signing::TrustedKey;
 use crate::ids::{FileDigest, NodeHash};
 use crate::merkle::{empty_shard_root, kind_root, shard_root, state_root, subject_root, KindRef, SubjectRef};
-use crate::model::{shard_of, Collection, Leaf};
+use crate::model::{parse_time, shard_of, Collection, Leaf};
 
 /// A verified bundle: its parsed documents.
 #[derive(Debug)]
@@ -64,7 +67,31 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
             reason: format!("unknown profile {:?}", m.profile),
         });
     }
+    check_format_version(&m)?;
     Ok(m)
+}
+
+/// Formats 1 and 2 are read; format 2 must carry its freshness fields.
+fn check_format_version(m: &Manifest) -> Result<(), BundleError> {
+    let malformed = |reason: String| BundleError::Malformed {
+        path: MANIFEST.into(),
+        reason,
+    };
+    match m.format_version {
+        FORMAT_VERSION_1 => Ok(()),
+        FORMAT_VERSION => {
+            let valid_expiry = m.expires_at.as_deref().and_then(parse_time).is_some();
+            if m.channel.is_none() || m.sequence.is_none() || !valid_expiry {
+                return Err(malformed(format!(
+                    "formatVersion {FORMAT_VERSION} needs channel, sequence and an RFC 3339 expiresAt"
+                )));
+            }
+            Ok(())
+        }
+        v => Err(malformed(format!(
+            "unsupported formatVersion {v} (this stellamirror reads {FORMAT_VERSION_1} and {FORMAT_VERSION}); upgrade stellamirror"
+        ))),
+    }
 }
 
 /// The archive reader's gate: verify the manifest signature, then parse the manifest.
@@ -84,7 +111,30 @@ pub fn verify_staged(staged: &Staged, trust: &[TrustedKey]) -> Result<Verified, 
         export: staged.read(EXPORT)?,
         export_sig: staged.read(EXPORT_SIG)?,
     };
-    verify_listing(&docs, &staged.files, trust)
+    let v = verify_listing(&docs, &staged.files, trust)?;
+    verify_attestation(&v.manifest, &|p| staged.read(p), trust)?;
+    Ok(v)
+}
+
+pub const PROVENANCE: &str = "provenance.json";
+
+/// Format 2 (not strict-encrypted): the listed DSSE envelope carries exactly
+/// `provenance.json` and a trusted key signed it. `read` gives a listed file's bytes
+/// (whose digest the listing already checked).
+pub fn verify_attestation(
+    m: &Manifest,
+    read: &dyn Fn(&str) -> Result<Vec<u8>, BundleError>,
+    trust: &[TrustedKey],
+) -> Result<(), BundleError> {
+    if m.format_version < FORMAT_VERSION || m.encryption.strict {
+        return Ok(());
+    }
+    if !m.artifacts.iter().any(|a| a.path == ENVELOPE_PATH) {
+        return Err(BundleError::MissingFile {
+            path: ENVELOPE_PATH.into(),
+        });
+    }
+    super::dsse::verify(&read(ENVELOPE_PATH)?, &read(PROVENANCE)?, trust)
 }
 
 /// The four signed documents of a bundle, as shipped.
@@ -115,7 +165,9 @@ pub fn verify_listing(
     // Listing: every artifact present with its digest and size, nothing else.
     let mut listed: BTreeMap<&str, &Artifact> = BTreeMap::new();
     for a in &manifest.artifacts {
-        if a.path == MANIFEST || a.path.starts_with("signatures/") || listed.insert(&a.path, a).is_some() {
+        // The DSSE envelope is listed (format 2): its digest is covered by manifest.sig.
+        let unlistable = a.path == MANIFEST || (a.path.starts_with("signatures/") && a.path != ENVELOPE_PATH);
+        if unlistable || listed.insert(&a.path, a).is_some() {
             return Err(BundleError::Malformed {
                 path: MANIFEST.into(),
                 reason: format!("artifact {} listed twice or not listable", a.path),
@@ -158,11 +210,16 @@ pub fn verify_listing(
         && export.tenant == manifest.tenant
         && export.profile == manifest.profile
         && export.state_root == manifest.state_root
-        && export.signing_key_id == manifest.signing.key_id;
+        && export.signing_key_id == manifest.signing.key_id
+        && export.format_version == manifest.format_version
+        && export.channel == manifest.channel
+        && export.sequence == manifest.sequence
+        && export.expires_at == manifest.expires_at;
     if !same {
         return Err(BundleError::Malformed {
             path: EXPORT.into(),
-            reason: "runId, tenant, profile, stateRoot or signing key differ from manifest.yaml".into(),
+            reason: "runId, tenant, profile, stateRoot, signing key or freshness fields differ from manifest.yaml"
+                .into(),
         });
     }
 

@@ -6,12 +6,15 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::bundle::archive::{write_archive, Entry, EntrySource, Segment, EXPORT, EXPORT_SIG, MANIFEST, MANIFEST_SIG};
+use crate::bundle::dsse;
 use crate::bundle::format::{
-    Artifact, BaseRef, Compression, EncryptionInfo, ExportDoc, Manifest, Schedule, Signing, FORMAT_VERSION,
+    Artifact, BaseRef, Compression, EncryptionInfo, ExportDoc, Manifest, Schedule, Signing, Stamp, FORMAT_VERSION_1,
 };
-use crate::bundle::signing::SignKey;
+use crate::bundle::provenance::{self, ProvenanceInput};
+use crate::bundle::signing::{SignKey, TrustedKey};
 use crate::ids::FileDigest;
 use crate::store::catalog::Selectors;
+use crate::trust::rotation;
 
 use super::units::digest_segments;
 use super::ExportError;
@@ -33,6 +36,10 @@ pub struct RunInfo<'a> {
     pub base: Option<BaseRef>,
     pub base_state_root: Option<String>,
     pub sources: Vec<serde_json::Value>,
+    /// Format version, channel, sequence and expiry (signed into the manifest).
+    pub stamp: &'a Stamp,
+    /// The new key a rotation statement in this bundle names.
+    pub rotate_to: Option<&'a TrustedKey>,
 }
 
 /// Encryption of the shipped files, as seen by the assembler.
@@ -68,7 +75,8 @@ impl From<super::units::Body> for Shipped {
 
 pub fn is_encrypted_path(path: &str, strict: bool) -> bool {
     if strict {
-        !(path == MANIFEST || path == EXPORT || path.starts_with("signatures/"))
+        // Key rotation statements hold public keys only; they stay readable.
+        !(path == MANIFEST || path == EXPORT || path.starts_with("signatures/") || path.starts_with("keys/"))
     } else {
         path.starts_with("data/") || path.starts_with("changed/") || path.starts_with("removed/")
     }
@@ -96,6 +104,7 @@ or by hand, after `zstd -d < {run}-{kind}.tar.zst | tar -x`:\n\n\
 ```\nopenssl pkeyutl -verify -pubin -inkey producer.pub.pem -rawin -in {top}/manifest.yaml -sigfile {top}/signatures/manifest.sig\n\
 openssl pkeyutl -verify -pubin -inkey producer.pub.pem -rawin -in {top}/export.json -sigfile {top}/signatures/export.sig\n```\n\n\
 then compare each file's sha256 with `artifacts` in manifest.yaml. Signing key id: `{key_id}`.\n\n\
+{attest}\
 ## Import\n\n\
 ```\nstellamirror import {run}-{kind}.tar.zst --store /var/lib/stellamirror --trust producer.pub.pem\n```\n\n\
 Deltas apply in order; see `manifest.diff.json` for the base they need.\n",
@@ -107,6 +116,12 @@ Deltas apply in order; see `manifest.diff.json` for the base they need.\n",
         top = info.top,
         mode = enc.mode,
         strict = if enc.strict { " (strict)" } else { "" },
+        attest = if info.stamp.format_version > FORMAT_VERSION_1 && !enc.strict {
+            "`provenance.json` (in-toto Statement, SLSA provenance) is signed in the DSSE envelope \
+`signatures/provenance.dsse.json` with the same key: any DSSE verifier checks it.\n\n"
+        } else {
+            ""
+        },
     )
     .into_bytes()
 }
@@ -126,8 +141,14 @@ pub fn assemble(
     let strict = enc.strict;
     let encrypting = enc.mode != "none";
     files.insert("README.md".into(), Shipped::Doc(readme(info, &enc, &key_id)));
+    if let Some(new) = info.rotate_to {
+        let st = rotation::statement(key, new, info.tenant, info.run_id, info.created_at);
+        files.insert(rotation::ROTATION_PATH.into(), Shipped::Doc(st));
+    }
 
-    // Provenance: in-toto style statement over the data and index files.
+    // Provenance: an in-toto Statement over the shipped files (format 1: data and
+    // indexes only).
+    let legacy = info.stamp.format_version == FORMAT_VERSION_1;
     let mut subjects = Vec::new();
     let mut shipped: BTreeMap<String, (FileDigest, u64, EntrySource)> = BTreeMap::new();
     let ship = |path: &str, s: Shipped| -> Result<(FileDigest, u64, EntrySource), ExportError> {
@@ -150,8 +171,8 @@ pub fn assemble(
     };
     for (path, s) in std::mem::take(&mut files) {
         let (d, n, src) = ship(&path, s)?;
-        if path.starts_with("data/") || path.starts_with("changed/") || path.starts_with("indexes/") {
-            subjects.push(json!({"name": path, "digest": {"sha256": hex::encode(d.0)}}));
+        if !legacy || path.starts_with("data/") || path.starts_with("changed/") || path.starts_with("indexes/") {
+            subjects.push(provenance::subject(&path, &hex::encode(d.0)));
         }
         shipped.insert(path, (d, n, src));
     }
@@ -159,25 +180,40 @@ pub fn assemble(
     if !strict && !sealing.wrapped_keys.is_empty() {
         encryption["recipients"] = json!(sealing.wrapped_keys);
     }
-    let provenance = json!({
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": subjects,
-        "predicateType": "https://stellamirror.dev/provenance/v1",
-        "predicate": {
-            "builder": {"id": format!("stellamirror/{}", env!("CARGO_PKG_VERSION"))},
-            "buildType": info.profile,
-            "runId": info.run_id,
-            "tenant": info.tenant,
-            "createdAt": info.created_at,
-            "materials": info.sources,
-            "signingKeyId": key_id,
-            "encryption": encryption,
-        }
-    });
-    let prov = ship(
-        "provenance.json",
-        Shipped::Doc(serde_json::to_vec_pretty(&provenance).expect("json")),
-    )?;
+    let input = ProvenanceInput {
+        profile: info.profile,
+        run_id: info.run_id,
+        tenant: info.tenant,
+        stamp: info.stamp,
+        selectors: info.selectors,
+        schedule: info.schedule,
+        base: info
+            .base
+            .as_ref()
+            .map(|b| (b.export_id.as_str(), b.manifest_digest.to_prefixed(), b.reset_baseline)),
+        sources: &info.sources,
+        signing_key_id: &key_id,
+        encryption,
+    };
+    let statement = if legacy {
+        provenance::legacy_statement(&input, subjects)
+    } else {
+        provenance::slsa_statement(&input, subjects)
+    };
+    let statement_bytes = serde_json::to_vec_pretty(&statement).expect("json");
+    // Strict encryption seals provenance.json; an envelope would carry it in the clear.
+    if !legacy && !strict {
+        let envelope = dsse::sign(key, &statement_bytes);
+        shipped.insert(
+            dsse::ENVELOPE_PATH.into(),
+            (
+                FileDigest::of(&envelope),
+                envelope.len() as u64,
+                EntrySource::Bytes(envelope),
+            ),
+        );
+    }
+    let prov = ship("provenance.json", Shipped::Doc(statement_bytes))?;
     shipped.insert("provenance.json".into(), prov);
     if encrypting {
         enc.encrypted_paths = shipped
@@ -188,11 +224,14 @@ pub fn assemble(
     }
 
     let export_doc = ExportDoc {
-        format_version: FORMAT_VERSION,
+        format_version: info.stamp.format_version,
         profile: info.profile.into(),
         run_id: info.run_id.into(),
         tenant: info.tenant.into(),
         created_at: info.created_at.into(),
+        channel: (!legacy).then(|| info.stamp.channel.clone()),
+        sequence: info.stamp.sequence,
+        expires_at: info.stamp.expires_at.clone(),
         selectors: info.selectors.clone(),
         schedule: info.schedule.map(|c| Schedule { cron: c.into() }),
         counts: info.counts.clone(),
@@ -220,11 +259,14 @@ pub fn assemble(
     );
 
     let manifest = Manifest {
-        format_version: FORMAT_VERSION,
+        format_version: info.stamp.format_version,
         profile: info.profile.into(),
         run_id: info.run_id.into(),
         tenant: info.tenant.into(),
         created_at: info.created_at.into(),
+        channel: (!legacy).then(|| info.stamp.channel.clone()),
+        sequence: info.stamp.sequence,
+        expires_at: info.stamp.expires_at.clone(),
         selectors: info.selectors.clone(),
         schedule: info.schedule.map(|c| Schedule { cron: c.into() }),
         counts: info.counts.clone(),

@@ -7,6 +7,7 @@ pub mod assemble;
 pub mod debris;
 pub mod diff;
 pub mod select;
+pub mod stamp;
 pub mod units;
 
 mod run;
@@ -42,6 +43,15 @@ pub struct ExportSettings {
     pub zstd_level: i32,
     pub sign_key: SignKey,
     pub encryption: Option<EncryptSettings>,
+    /// Lifetime of the bundle from `createdAt` (seconds); default 30 days for a full
+    /// bundle, 7 for a delta (`stamp`).
+    pub expires_in: Option<u64>,
+    /// The sequence is at least this (a producer store rebuilt from scratch continues the
+    /// sequence its mirrors already saw).
+    pub min_sequence: Option<u64>,
+    /// Ship a key rotation statement naming this new key, signed by `sign_key`
+    /// (`trust::rotation`): the last bundle signed by the old key.
+    pub rotate_to: Option<crate::bundle::signing::TrustedKey>,
 }
 
 pub enum BaseSpec {

@@ -9,6 +9,7 @@ use serde_json::json;
 use super::assemble::{assemble, is_encrypted_path, RunInfo, Sealing, Shipped};
 use super::diff::{diff_keeping_shards, SubjectRoots};
 use super::select::{normalize, Filter};
+use super::stamp::{new_stamp, recorded_stamp, stamp_options};
 use super::units::{
     finish_single, index_segments, load_unit, run_unit, spill_index, unit_shard_root, UnitContext, UnitInput,
     UnitOutput,
@@ -16,7 +17,7 @@ use super::units::{
 use super::{BaseSpec, ExportError, ExportReport, ExportSettings};
 use crate::audit::{AuditEvent, AuditSink};
 use crate::bundle::archive::SegmentReader;
-use crate::bundle::format::{BaseRef, DiffManifest, EncryptionInfo, RemovedLine, PROFILE_DELTA, PROFILE_FULL};
+use crate::bundle::format::{BaseRef, DiffManifest, EncryptionInfo, RemovedLine, Stamp, PROFILE_DELTA, PROFILE_FULL};
 use crate::ids::NodeHash;
 use crate::merkle::{empty_shard_root, kind_root, state_root, KindRef, StateNode};
 use crate::model::{format_time, parse_time, shard_of, Collection, Leaf, Tenant};
@@ -175,6 +176,7 @@ fn produce(
     created_at: String,
     mtime: u64,
     materials: Option<Vec<serde_json::Value>>,
+    stamp: Stamp,
 ) -> Result<Produced, ExportError> {
     let filter = Filter::new(&selectors).map_err(ExportError::Usage)?;
     std::fs::create_dir_all(&s.out_dir).map_err(|e| ExportError::io(&s.out_dir, e))?;
@@ -383,6 +385,8 @@ fn produce(
         base: base_ref,
         base_state_root,
         sources: sources.clone(),
+        stamp: &stamp,
+        rotate_to: s.rotate_to.as_ref(),
     };
     let sealing = sealing_for(s, &seal_fn);
     let (bundle, bytes, digest) = assemble(&s.out_dir, &staging.0, &info, files, &s.sign_key, &sealing)?;
@@ -390,6 +394,11 @@ fn produce(
         Job::Full => (false, None),
         Job::Delta { base, reset, .. } => (*reset, Some(base.run_id.clone())),
     };
+    let mut options = json!({"zstdLevel": s.zstd_level, "schedule": s.schedule, "resetBaseline": reset, "encrypted": s.encryption.is_some(), "signingKeyId": s.sign_key.key_id(), "materials": sources});
+    stamp_options(&stamp, &mut options);
+    if let Some(k) = &s.rotate_to {
+        options["rotateTo"] = json!(k.to_pem());
+    }
     let record = ExportRecord {
         run_id: run_id.clone(),
         profile: profile.into(),
@@ -405,8 +414,8 @@ fn produce(
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default(),
         bytes,
-        options: json!({"zstdLevel": s.zstd_level, "schedule": s.schedule, "resetBaseline": reset, "encrypted": s.encryption.is_some(), "signingKeyId": s.sign_key.key_id(), "materials": sources}),
-        seq: 0,
+        options,
+        seq: stamp.sequence.unwrap_or(0),
     };
     Ok(Produced {
         report: ExportReport {
@@ -576,11 +585,11 @@ fn source_materials(store: &Store, tenant: &Tenant) -> Result<Vec<serde_json::Va
 
 fn register(
     store: &Store,
-    mut record: ExportRecord,
+    record: ExportRecord,
     counts: &BTreeMap<String, u64>,
     audit: &dyn AuditSink,
 ) -> Result<(), ExportError> {
-    record.seq = store.export_records(&record.tenant)?.last().map_or(1, |r| r.seq + 1);
+    // `record.seq` is the sequence signed into the manifest (`stamp::new_stamp`).
     let mut b = store.new_batch();
     store.batch_put(
         &mut b,
@@ -609,7 +618,27 @@ pub fn export_full(store: &Store, s: &ExportSettings, audit: &dyn AuditSink) -> 
     }
     let selectors = normalize(s.selectors.clone()).map_err(ExportError::Usage)?;
     let state = store.state(&s.tenant)?;
-    let p = produce(store, s, Job::Full, &state, selectors, run_id, created_at, mtime, None)?;
+    let stamp = new_stamp(
+        store,
+        &s.tenant,
+        PROFILE_FULL,
+        &created_at,
+        mtime as i64,
+        s.expires_in,
+        s.min_sequence,
+    )?;
+    let p = produce(
+        store,
+        s,
+        Job::Full,
+        &state,
+        selectors,
+        run_id,
+        created_at,
+        mtime,
+        None,
+        stamp,
+    )?;
     register(store, p.record, &p.report.counts, audit)?;
     Ok(p.report)
 }
@@ -675,7 +704,16 @@ pub fn export_delta(
         base_state,
         reset,
     };
-    let p = produce(store, s, job, &state, selectors, run_id, created_at, mtime, None)?;
+    let stamp = new_stamp(
+        store,
+        &s.tenant,
+        PROFILE_DELTA,
+        &created_at,
+        mtime as i64,
+        s.expires_in,
+        s.min_sequence,
+    )?;
+    let p = produce(store, s, job, &state, selectors, run_id, created_at, mtime, None, stamp)?;
     register(store, p.record, &p.report.counts, audit)?;
     Ok(p.report)
 }
@@ -713,6 +751,11 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
         zstd_level: rec.options["zstdLevel"].as_i64().unwrap_or(3) as i32,
         sign_key: s.sign_key.clone(),
         encryption: None,
+        expires_in: None,
+        min_sequence: None,
+        rotate_to: rec.options["rotateTo"]
+            .as_str()
+            .and_then(crate::bundle::signing::TrustedKey::from_pem),
     };
     let mtime = parse_time(&rec.created_at).unwrap_or(0).max(0) as u64;
     let base_rec;
@@ -740,6 +783,7 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
         rec.created_at.clone(),
         mtime,
         materials,
+        recorded_stamp(&rec),
     )?;
     let mut report = p.report;
     report.identical_to_original = Some(report.manifest_digest == rec.manifest_digest);

@@ -377,7 +377,7 @@ pub fn index_segments(
         let mut segs = Vec::new();
         let mut text = format!(
             "{{\"formatVersion\":{},\"collections\":{{",
-            crate::bundle::format::FORMAT_VERSION
+            crate::bundle::format::INDEX_FORMAT_VERSION
         )
         .into_bytes();
         let mut first_c = true;

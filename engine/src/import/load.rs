@@ -2,8 +2,9 @@
 //! order — by the archive stream (`stream`) or from a staged folder (`apply_verified`).
 //!
 //! Order of checks: [`precheck`] decides from the signed manifest alone, before any
-//! other entry is read, whether the bundle applies (tenant, already applied, delta base =
-//! last applied export and current root = its base root). Each data file is then read
+//! other entry is read, whether the bundle applies (tenant, rollback and expiry
+//! (`freshness`), already applied, delta base = last applied export and current root =
+//! its base root). Each data file is then read
 //! once: decompressed, every record hashed and checked against its line, and handed to
 //! the bulk load (full bundles, reset-baseline deltas) or to the delta plan. Nothing
 //! becomes visible before [`Loader::finish`], which the caller runs only after the
@@ -43,6 +44,8 @@ pub struct Ctx {
     /// The whole state is replaced (full bundle or reset-baseline delta).
     reset: bool,
     already_applied: bool,
+    /// Issue 16: how the freshness check accepted the bundle (recorded and audited).
+    accepted: super::freshness::Accepted,
 }
 
 impl Ctx {
@@ -105,6 +108,7 @@ pub fn precheck(
     manifest: Manifest,
     manifest_digest: FileDigest,
     expect_tenant: Option<&Tenant>,
+    policy: &super::freshness::Policy,
 ) -> Result<Ctx, ImportError> {
     let m = &manifest;
     let tenant = Tenant::new(&m.tenant).map_err(|reason| malformed("manifest.yaml", reason))?;
@@ -121,8 +125,12 @@ pub fn precheck(
         (true, Some(b)) => Some(b),
         (false, _) => None,
     };
+    // Issue 16, rollback and freeze protection: refuse a bundle older than the newest
+    // applied one, or expired, before anything is read (import/freshness.rs).
+    let accepted = super::freshness::check(&history, m, &manifest_digest, policy)?;
     let mut already_applied = false;
-    if let Some(a) = history.applied.iter().find(|a| a.run_id == m.run_id) {
+    let applied_before = history.applied.iter().find(|a| a.run_id == m.run_id);
+    if let Some(a) = applied_before.filter(|_| !accepted.reapply) {
         if a.manifest_digest != manifest_digest {
             return Err(ImportError::Conflict {
                 run_id: m.run_id.clone(),
@@ -159,6 +167,7 @@ pub fn precheck(
         current,
         reset,
         already_applied,
+        accepted,
     })
 }
 
@@ -479,6 +488,7 @@ impl<'s, 'o> Loader<'s, 'o> {
                 state_root: root,
                 base_export_id: m.base.as_ref().map(|b| b.export_id.clone()),
                 created_at: m.created_at.clone(),
+                freshness: Some(ctx.accepted.applied()),
             });
             vec![(
                 applied_key(ctx.tenant.as_str()),
@@ -513,6 +523,7 @@ impl<'s, 'o> Loader<'s, 'o> {
         self.store.settle()?;
         let ctx = &self.ctx;
         let m = &ctx.manifest;
+        ctx.accepted.audit(m, audit);
         let event = if ctx.is_delta() {
             "mirror.delta.applied"
         } else {

@@ -2,13 +2,16 @@
 //!
 //! Order of checks (nothing becomes visible before all of them pass): the archive is read
 //! with unsafe entries refused → the manifest signature is verified before any other
-//! entry is accepted → tenant → already applied? → for a delta, base = last applied
-//! export and store root = `baseStateRoot` (all from the signed manifest, `load::precheck`)
-//! → each file's size and sha256 against the listing, each record against its hash, as
-//! the files are read (once: `stream`) → `export.json`'s signature and the complete
-//! listing. The new state is committed in one batch only if its root equals the bundle's
-//! target root (`load::Loader::finish`).
+//! entry is accepted → tenant → freshness (no rollback, not expired: `freshness`) →
+//! already applied? → for a delta, base = last applied export and store root =
+//! `baseStateRoot` (all from the signed manifest, `load::precheck`; the signer's key
+//! rules before it, `trust::rotation::Gate`) → each file's size and sha256 against the
+//! listing, each record against its hash, as the files are read (once: `stream`) →
+//! `export.json`'s signature, the complete listing, the DSSE attestation and a key
+//! rotation statement. The new state is committed in one batch only if its root equals
+//! the bundle's target root (`load::Loader::finish`).
 pub mod bulk;
+pub mod freshness;
 pub mod load;
 pub mod rebuild;
 pub mod stream;
@@ -34,6 +37,10 @@ pub struct ImportSettings {
     pub limits: Limits,
     /// Refuse bundles of any other tenant.
     pub expect_tenant: Option<Tenant>,
+    /// Rollback and expiry checks (`freshness`).
+    pub freshness: freshness::Policy,
+    /// Validity windows and revocations of keys (`--trust-file`, `trust::keys`).
+    pub key_rules: Vec<crate::trust::keys::KeyRule>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -77,6 +84,10 @@ pub enum ImportError {
         bundle: String,
     },
     #[error(transparent)]
+    Freshness(#[from] freshness::FreshnessError),
+    #[error(transparent)]
+    Key(#[from] crate::trust::keys::KeyTrustError),
+    #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -89,6 +100,8 @@ impl ImportError {
             ImportError::StateRootMismatch { .. } => "ERR_STATE_ROOT_MISMATCH",
             ImportError::TenantMismatch { .. } => "ERR_TENANT_MISMATCH",
             ImportError::Conflict { .. } => "ERR_BUNDLE_CONFLICT",
+            ImportError::Freshness(e) => e.code(),
+            ImportError::Key(e) => e.code(),
             ImportError::Bundle(e) => e.code(),
             ImportError::Store(e) => e.code(),
         }
@@ -99,6 +112,8 @@ impl ImportError {
             ImportError::StateRootMismatch { .. } => "this mirror diverged from the producer (local changes or a different chain); import a full bundle or a --reset-baseline delta; nothing was applied".into(),
             ImportError::TenantMismatch { .. } => "import into the bundle's tenant, or obtain the bundle for this tenant; nothing was applied".into(),
             ImportError::Conflict { .. } => "two different bundles share a run id; check which producer made this one; nothing was applied".into(),
+            ImportError::Freshness(e) => e.hint(),
+            ImportError::Key(e) => e.hint(),
             ImportError::Bundle(e) => e.hint(),
             ImportError::Store(e) => e.hint(),
         }
@@ -206,10 +221,7 @@ fn opener_for(staged: &Staged, v: &Verified, identities: &Identities) -> Result<
                     path: "provenance.json".into(),
                     reason: e.to_string(),
                 })?;
-            p["predicate"]["encryption"]["recipients"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
+            crate::bundle::provenance::wrapped_keys(&p)
         };
         raw.into_iter().filter_map(|w| serde_json::from_value(w).ok()).collect()
     } else {
@@ -248,31 +260,62 @@ pub fn import(
     audit: &dyn AuditSink,
     progress: &dyn Progress,
 ) -> Result<ImportReport, ImportError> {
+    import_with(store, bundle, s, &s.freshness, audit, progress)
+}
+
+/// `import` with another freshness policy than the settings' (`rebuild`'s chain links).
+pub fn import_with(
+    store: &Store,
+    bundle: &Path,
+    s: &ImportSettings,
+    freshness: &freshness::Policy,
+    audit: &dyn AuditSink,
+    progress: &dyn Progress,
+) -> Result<ImportReport, ImportError> {
     StagingArea::clear_leftovers(store);
     let staging = StagingArea::new(store)?;
+    // Issue 16: keys rotated in by applied bundles, revoked keys, validity windows.
+    let gate = crate::trust::rotation::Gate::new(Some(store), &s.trust, &s.key_rules)?;
     if !bundle.is_dir() {
         let work = staging.0.join("stream");
-        if let Streamed::Applied(r) = stream::import_stream(store, bundle, s, audit, progress, &work)? {
+        let checks = stream::Checks { gate: &gate, freshness };
+        if let Streamed::Applied(r) = stream::import_stream(store, bundle, s, &checks, audit, progress, &work)? {
             return Ok(r);
         }
         let _ = std::fs::remove_dir_all(&work);
     }
-    let (staged, v, opener) = stage_and_verify(bundle, &staging.0, &s.trust, &s.identities, &s.limits, false)?;
-    apply_verified(store, &staged, &v, &opener, s.expect_tenant.as_ref(), audit, progress)
+    let (staged, v, opener) = stage_and_verify(bundle, &staging.0, &gate.keys, &s.identities, &s.limits, false)?;
+    let rotation = gate.check(&staged, &v.manifest)?;
+    let r = apply_verified(
+        store,
+        &staged,
+        &v,
+        &opener,
+        s.expect_tenant.as_ref(),
+        freshness,
+        audit,
+        progress,
+    )?;
+    if let Some(rot) = rotation {
+        crate::trust::rotation::record(store, &rot, audit)?;
+    }
+    Ok(r)
 }
 
 /// Apply a staged bundle whose signatures and digests were verified, reading its files
 /// in path order (the order of the archive) through the same loader as a stream.
+#[allow(clippy::too_many_arguments)]
 pub fn apply_verified(
     store: &Store,
     staged: &Staged,
     v: &Verified,
     opener: &Option<BundleOpener>,
     expect_tenant: Option<&Tenant>,
+    policy: &freshness::Policy,
     audit: &dyn AuditSink,
     progress: &dyn Progress,
 ) -> Result<ImportReport, ImportError> {
-    let ctx = load::precheck(store, v.manifest.clone(), v.manifest_digest, expect_tenant)?;
+    let ctx = load::precheck(store, v.manifest.clone(), v.manifest_digest, expect_tenant, policy)?;
     let work = StagingArea::new(store)?;
     let opts = bulk::BulkOptions::default();
     let mut loader = load::Loader::new(store, ctx, &opts, &work.0, progress)?;

@@ -182,9 +182,15 @@ pub fn rebuild(
         ignored.push(h.manifest.run_id.clone());
     }
     let mut applied = Vec::new();
+    let end = *chain.last().expect("non-empty");
     for i in &chain {
+        // Only the chain's end is judged for expiry: the links before it are superseded.
+        let mut policy = s.freshness;
+        if *i != end {
+            policy.expiry = super::freshness::Expiry::Ignore;
+        }
         let path = &heads[*i].path;
-        let r = super::import(store, path, s, audit, progress).map_err(|e| RebuildError::Import {
+        let r = super::import_with(store, path, s, &policy, audit, progress).map_err(|e| RebuildError::Import {
             path: path.clone(),
             source: Box::new(e),
         })?;

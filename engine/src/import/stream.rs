@@ -24,11 +24,24 @@ use crate::audit::{AuditSink, Progress};
 use crate::bundle::archive::{
     read_archive, ArchiveVisitor, GateInput, Target, EXPORT, EXPORT_SIG, MANIFEST, MANIFEST_SIG,
 };
+use crate::bundle::dsse::ENVELOPE_PATH;
 use crate::bundle::error::BundleError;
 use crate::bundle::format::Artifact;
-use crate::bundle::verify::{gate, parse_manifest, verify_listing, SignedDocs};
+use crate::bundle::verify::{gate, parse_manifest, verify_attestation, verify_listing, SignedDocs, PROVENANCE};
 use crate::ids::FileDigest;
+use crate::import::freshness::Policy;
 use crate::store::Store;
+use crate::trust::rotation::{Gate, ROTATION_PATH};
+
+/// Issue 16's checks: trusted keys and their rules (rotations included), freshness.
+pub struct Checks<'a> {
+    pub gate: &'a Gate,
+    pub freshness: &'a Policy,
+}
+
+/// Listed files kept in memory for the checks after the listing: the attestation and
+/// its envelope, a key rotation statement.
+const KEPT: [&str; 3] = [PROVENANCE, ENVELOPE_PATH, ROTATION_PATH];
 
 pub enum Streamed {
     Applied(ImportReport),
@@ -51,6 +64,7 @@ enum Work {
 struct Visitor<'a> {
     store: &'a Store,
     s: &'a ImportSettings,
+    checks: &'a Checks<'a>,
     progress: &'a dyn Progress,
     tx: Option<SyncSender<Msg>>,
     interest: Option<Interest>,
@@ -69,10 +83,18 @@ fn stop() -> BundleError {
 
 impl ArchiveVisitor for Visitor<'_> {
     fn gate(&mut self, input: &GateInput<'_>) -> Result<Vec<Artifact>, BundleError> {
-        let artifacts = gate(&self.s.trust, input)?;
+        let artifacts = gate(&self.checks.gate.keys, input)?;
         let manifest = parse_manifest(input.manifest)?;
         if manifest.encryption.mode != "none" {
             self.unsuitable = true;
+            return Err(stop());
+        }
+        if let Err(e) = self
+            .checks
+            .gate
+            .check_signer(input.manifest, input.manifest_sig, &manifest)
+        {
+            self.refused = Some(e.into());
             return Err(stop());
         }
         let total = artifacts.iter().map(|a| a.bytes).sum();
@@ -81,6 +103,7 @@ impl ArchiveVisitor for Visitor<'_> {
             manifest,
             FileDigest::of(input.manifest),
             self.s.expect_tenant.as_ref(),
+            self.checks.freshness,
         ) {
             Err(e) => {
                 self.refused = Some(e);
@@ -108,7 +131,7 @@ impl ArchiveVisitor for Visitor<'_> {
             return Err(stop());
         };
         self.progress.advance(size);
-        Ok(if interest.wants(rel) {
+        Ok(if interest.wants(rel) || KEPT.contains(&rel) {
             Target::Memory
         } else {
             Target::Discard
@@ -118,6 +141,7 @@ impl ArchiveVisitor for Visitor<'_> {
     fn complete(&mut self, rel: &str, bytes: Vec<u8>) -> Result<(), BundleError> {
         if let Some(name) = [MANIFEST, MANIFEST_SIG, EXPORT_SIG, EXPORT]
             .into_iter()
+            .chain(KEPT)
             .find(|m| *m == rel)
         {
             self.meta.insert(name, bytes);
@@ -182,6 +206,7 @@ pub fn import_stream(
     store: &Store,
     bundle: &Path,
     s: &ImportSettings,
+    checks: &Checks<'_>,
     audit: &dyn AuditSink,
     progress: &dyn Progress,
     work: &Path,
@@ -192,6 +217,7 @@ pub fn import_stream(
     let mut v = Visitor {
         store,
         s,
+        checks,
         progress,
         tx: Some(tx),
         interest: None,
@@ -232,8 +258,24 @@ pub fn import_stream(
         export: take(EXPORT)?,
         export_sig: take(EXPORT_SIG)?,
     };
-    let verified = verify_listing(&docs, &files, &s.trust)?;
-    Ok(Streamed::Applied(loader.finish(&verified, audit)?))
+    let keys = &checks.gate.keys;
+    let verified = verify_listing(&docs, &files, keys)?;
+    let kept = |p: &str| {
+        v.meta
+            .get(p)
+            .cloned()
+            .ok_or_else(|| BundleError::MissingFile { path: p.into() })
+    };
+    verify_attestation(&verified.manifest, &kept, keys)?;
+    let statement = v.meta.get(ROTATION_PATH).map(Vec::as_slice);
+    let rotation = checks
+        .gate
+        .check_rotation(statement, &docs.manifest, &docs.manifest_sig, &verified.manifest)?;
+    let report = loader.finish(&verified, audit)?;
+    if let Some(r) = rotation {
+        crate::trust::rotation::record(store, &r, audit)?;
+    }
+    Ok(Streamed::Applied(report))
 }
 
 #[cfg(test)]
@@ -296,14 +338,25 @@ mod tests {
             zstd_level: 3,
             sign_key: SignKey::load(&private).unwrap(),
             encryption: None,
+            expires_in: None,
+            min_sequence: None,
+            rotate_to: None,
         };
         let exported = export_full(&producer, &settings, &StoreAuditLog::new(t.path())).unwrap();
         let mirror = Store::open(&t.path().join("mirror")).unwrap();
+        let clock = crate::trust::clock::Clock::fixed("2026-01-02T00:00:00Z").unwrap();
         let s = ImportSettings {
             trust: vec![TrustedKey::load(&public).unwrap()],
             identities: Identities::default(),
             limits: Limits::default(),
             expect_tenant: None,
+            freshness: Policy::strict(clock),
+            key_rules: Vec::new(),
+        };
+        let gate = Gate::new(None, &s.trust, &s.key_rules).unwrap();
+        let checks = Checks {
+            gate: &gate,
+            freshness: &s.freshness,
         };
         let progress = Counting::default();
         let work = t.path().join("mirror/staging/test");
@@ -311,6 +364,7 @@ mod tests {
             &mirror,
             &exported.bundle,
             &s,
+            &checks,
             &StoreAuditLog::new(t.path()),
             &progress,
             &work,

@@ -61,6 +61,27 @@ pub struct AppliedExport {
     pub state_root: NodeHash,
     pub base_export_id: Option<String>,
     pub created_at: String,
+    /// The bundle's signed freshness data and how it was accepted (absent in histories
+    /// written before format 2; such entries count as channel `default`, no sequence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<AppliedFreshness>,
+}
+
+/// What `import/freshness.rs` compares the next bundle with, and what `status` shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedFreshness {
+    pub format_version: u32,
+    pub channel: String,
+    pub sequence: Option<u64>,
+    pub expires_at: Option<String>,
+    /// Set when the bundle was older than the newest applied one and `--allow-rollback`
+    /// accepted it: that newest one's run id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_from: Option<String>,
+    /// Set when the bundle had expired and `--allow-expired` accepted it.
+    #[serde(default)]
+    pub expired_accepted: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
