@@ -13,6 +13,9 @@ pub const FULL_RUN_ID: &str = "full-1";
 pub const DELTA_RUN_ID: &str = "delta-1";
 pub const FULL_CREATED_AT: &str = "2026-01-01T00:00:00Z";
 pub const DELTA_CREATED_AT: &str = "2026-01-01T01:00:00Z";
+/// The bundles carry fixed creation times (so their bytes are reproducible); their signed
+/// lifetime must outlast the run, or the importer refuses them as expired.
+pub const EXPIRES_IN: &str = "5200w";
 
 pub struct Stellamirror {
     pub bin: PathBuf,
@@ -155,6 +158,8 @@ impl Stellamirror {
         args.extend([
             "--created-at".into(),
             FULL_CREATED_AT.into(),
+            "--expires-in".into(),
+            EXPIRES_IN.into(),
             "--sign-key".into(),
             s(&self.private_key()),
         ]);
@@ -169,6 +174,8 @@ impl Stellamirror {
             DELTA_RUN_ID.into(),
             "--created-at".into(),
             DELTA_CREATED_AT.into(),
+            "--expires-in".into(),
+            EXPIRES_IN.into(),
         ]);
         args.extend(["--sign-key".into(), s(&self.private_key())]);
         self.cmd(r, "sm-export-delta", &["export", "delta"], args)
