@@ -239,3 +239,26 @@ fn a_short_wrk_run_has_no_errors() {
         assert!(rps.parse::<f64>().unwrap() > 0.0);
     }
 }
+
+/// Issue 16's freeze protection on the far side: `/status` carries the signed `expiresAt`
+/// of the last applied bundle and whether it has passed. The bundle is imported at the test
+/// clock (inside its lifetime); `serve` reads the real clock, months later.
+#[test]
+fn status_shows_when_the_mirrored_data_expired() {
+    let t = tempfile::tempdir().unwrap();
+    let (key, public) = keypair(t.path(), "producer");
+    let producer = t.path().join("producer");
+    ingest_sample(&producer, "old");
+    let out = t.path().join("bundles");
+    let short = export_full(&producer, &out, &key, "f1", TEST_NOW, &["--expires-in", "2d"]);
+    let mirror = t.path().join("mirror");
+    let tree = t.path().join("pub");
+    import_bundle(&short, &mirror, &public, &["--publish", p(&tree)]).ok();
+    let s = Server::start(&tree, &[]);
+    let (code, _, body) = curl(&[], &format!("{}/acme/status", s.url));
+    assert_eq!(code, 200);
+    let st: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(st["producerExpiresAt"], "2026-08-16T00:00:00Z", "{st}");
+    assert_eq!(st["expired"], true, "{st}");
+    assert!(st["dataAgeSeconds"].as_i64().unwrap() > 2 * 86_400, "{st}");
+}

@@ -1,5 +1,6 @@
 //! `/status`: what each tenant's `current` version holds (from its `state.json`): state
-//! root, applied export ids, the producer's `createdAt` and the data's age in seconds.
+//! root, applied export ids, the producer's `createdAt`, the data's age in seconds, and the
+//! signed `expiresAt` of the last applied bundle with whether it has passed (`expired`).
 use std::path::Path;
 
 use axum::http::StatusCode;
@@ -14,10 +15,11 @@ async fn tenant_status(root: &Path, tenant: &str) -> Option<Value> {
     let bytes = tokio::fs::read(version.join("state.json")).await.ok()?;
     let st: Value = serde_json::from_slice(&bytes).ok()?;
     let created = st["producerCreatedAt"].as_str().map(String::from);
-    let age = created.as_deref().and_then(|c| {
-        let t = time::OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339).ok()?;
-        Some((time::OffsetDateTime::now_utc() - t).whole_seconds())
-    });
+    let parse = |c: &str| time::OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339).ok();
+    let now = time::OffsetDateTime::now_utc();
+    let age = created.as_deref().and_then(parse).map(|t| (now - t).whole_seconds());
+    let expires = st["producerExpiresAt"].as_str().map(String::from);
+    let expired = expires.as_deref().and_then(parse).map(|t| now > t);
     Some(json!({
         "tenant": tenant,
         "version": version.file_name().and_then(|n| n.to_str()),
@@ -25,6 +27,8 @@ async fn tenant_status(root: &Path, tenant: &str) -> Option<Value> {
         "appliedExportIds": st["appliedExportIds"],
         "producerCreatedAt": created,
         "dataAgeSeconds": age,
+        "producerExpiresAt": expires,
+        "expired": expired,
         "counts": st["counts"],
     }))
 }

@@ -29,6 +29,10 @@ pub struct PublishedState {
     pub applied_export_ids: Vec<String>,
     /// `createdAt` of the last applied export: the age of the data.
     pub producer_created_at: Option<String>,
+    /// The signed `expiresAt` of the last applied export (format-2 bundles): past it, the
+    /// mirror is stale (issue 16's freeze protection, shown by `serve`'s `/status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_expires_at: Option<String>,
     /// The time the scanner-facing indexes carry (`createdAt`, else the epoch).
     pub updated_at: String,
     /// Key id (sha256 of the SPKI DER) of the key that signed this file.
@@ -65,6 +69,10 @@ impl PublishedState {
                 .collect(),
             applied_export_ids: history.applied_export_ids.clone(),
             producer_created_at: history.last().map(|a| a.created_at.clone()),
+            producer_expires_at: history
+                .last()
+                .and_then(|a| a.freshness.as_ref())
+                .and_then(|f| f.expires_at.clone()),
             updated_at: updated_at.to_string(),
             signer,
             osv_ecosystems,
