@@ -223,31 +223,7 @@ pub fn assemble(
             .collect();
     }
 
-    let export_doc = ExportDoc {
-        format_version: info.stamp.format_version,
-        profile: info.profile.into(),
-        run_id: info.run_id.into(),
-        tenant: info.tenant.into(),
-        created_at: info.created_at.into(),
-        channel: (!legacy).then(|| info.stamp.channel.clone()),
-        sequence: info.stamp.sequence,
-        expires_at: info.stamp.expires_at.clone(),
-        selectors: info.selectors.clone(),
-        schedule: info.schedule.map(|c| Schedule { cron: c.into() }),
-        counts: info.counts.clone(),
-        state_root: info.state_root.clone(),
-        kind_roots: info.kind_roots.clone(),
-        base_export_id: info.base.as_ref().map(|b| b.export_id.clone()),
-        base_state_root: info.base_state_root.clone(),
-        signing_key_id: key_id.clone(),
-        encryption: enc.clone(),
-        wrapped_keys: if strict {
-            sealing.wrapped_keys.clone()
-        } else {
-            Vec::new()
-        },
-        generator: format!("stellamirror {}", env!("CARGO_PKG_VERSION")),
-    };
+    let export_doc = export_doc(info, &enc, &key_id, sealing);
     let export_bytes = serde_json::to_vec_pretty(&export_doc).expect("json");
     shipped.insert(
         EXPORT.into(),
@@ -258,39 +234,7 @@ pub fn assemble(
         ),
     );
 
-    let manifest = Manifest {
-        format_version: info.stamp.format_version,
-        profile: info.profile.into(),
-        run_id: info.run_id.into(),
-        tenant: info.tenant.into(),
-        created_at: info.created_at.into(),
-        channel: (!legacy).then(|| info.stamp.channel.clone()),
-        sequence: info.stamp.sequence,
-        expires_at: info.stamp.expires_at.clone(),
-        selectors: info.selectors.clone(),
-        schedule: info.schedule.map(|c| Schedule { cron: c.into() }),
-        counts: info.counts.clone(),
-        state_root: info.state_root.clone(),
-        kind_roots: info.kind_roots.clone(),
-        compression: Compression {
-            algorithm: "zstd".into(),
-            level: info.zstd_level,
-        },
-        encryption: enc.clone(),
-        signing: Signing {
-            algorithm: "ed25519".into(),
-            key_id: key_id.clone(),
-        },
-        base: info.base.clone(),
-        artifacts: shipped
-            .iter()
-            .map(|(p, (d, n, _))| Artifact {
-                path: p.clone(),
-                sha256: *d,
-                bytes: *n,
-            })
-            .collect(),
-    };
+    let manifest = manifest_doc(info, &enc, &key_id, &shipped);
     let manifest_bytes = serde_norway::to_string(&manifest)
         .map_err(|e| ExportError::Layout(format!("manifest.yaml: {e}")))?
         .into_bytes();
@@ -316,4 +260,77 @@ pub fn assemble(
     let _ = staging;
     let size = write_archive(&dest, info.top, entries, info.mtime).map_err(ExportError::Bundle)?;
     Ok((dest, size, digest))
+}
+
+/// `export.json`: the run as the export record describes it (signed on its own).
+fn export_doc(info: &RunInfo<'_>, enc: &EncryptionInfo, key_id: &str, sealing: &Sealing<'_>) -> ExportDoc {
+    let legacy = info.stamp.format_version == FORMAT_VERSION_1;
+    ExportDoc {
+        format_version: info.stamp.format_version,
+        profile: info.profile.into(),
+        run_id: info.run_id.into(),
+        tenant: info.tenant.into(),
+        created_at: info.created_at.into(),
+        channel: (!legacy).then(|| info.stamp.channel.clone()),
+        sequence: info.stamp.sequence,
+        expires_at: info.stamp.expires_at.clone(),
+        selectors: info.selectors.clone(),
+        schedule: info.schedule.map(|c| Schedule { cron: c.into() }),
+        counts: info.counts.clone(),
+        state_root: info.state_root.clone(),
+        kind_roots: info.kind_roots.clone(),
+        base_export_id: info.base.as_ref().map(|b| b.export_id.clone()),
+        base_state_root: info.base_state_root.clone(),
+        signing_key_id: key_id.to_string(),
+        encryption: enc.clone(),
+        wrapped_keys: if enc.strict {
+            sealing.wrapped_keys.clone()
+        } else {
+            Vec::new()
+        },
+        generator: format!("stellamirror {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// `manifest.yaml`: the signed table of contents over every shipped file.
+fn manifest_doc(
+    info: &RunInfo<'_>,
+    enc: &EncryptionInfo,
+    key_id: &str,
+    shipped: &BTreeMap<String, (FileDigest, u64, EntrySource)>,
+) -> Manifest {
+    let legacy = info.stamp.format_version == FORMAT_VERSION_1;
+    Manifest {
+        format_version: info.stamp.format_version,
+        profile: info.profile.into(),
+        run_id: info.run_id.into(),
+        tenant: info.tenant.into(),
+        created_at: info.created_at.into(),
+        channel: (!legacy).then(|| info.stamp.channel.clone()),
+        sequence: info.stamp.sequence,
+        expires_at: info.stamp.expires_at.clone(),
+        selectors: info.selectors.clone(),
+        schedule: info.schedule.map(|c| Schedule { cron: c.into() }),
+        counts: info.counts.clone(),
+        state_root: info.state_root.clone(),
+        kind_roots: info.kind_roots.clone(),
+        compression: Compression {
+            algorithm: "zstd".into(),
+            level: info.zstd_level,
+        },
+        encryption: enc.clone(),
+        signing: Signing {
+            algorithm: "ed25519".into(),
+            key_id: key_id.to_string(),
+        },
+        base: info.base.clone(),
+        artifacts: shipped
+            .iter()
+            .map(|(p, (d, n, _))| Artifact {
+                path: p.clone(),
+                sha256: *d,
+                bytes: *n,
+            })
+            .collect(),
+    }
 }
