@@ -176,30 +176,7 @@ pub fn assemble(
         }
         shipped.insert(path, (d, n, src));
     }
-    let mut encryption = json!({"mode": enc.mode, "strict": strict, "recipients": enc.recipients});
-    if !strict && !sealing.wrapped_keys.is_empty() {
-        encryption["recipients"] = json!(sealing.wrapped_keys);
-    }
-    let input = ProvenanceInput {
-        profile: info.profile,
-        run_id: info.run_id,
-        tenant: info.tenant,
-        stamp: info.stamp,
-        selectors: info.selectors,
-        schedule: info.schedule,
-        base: info
-            .base
-            .as_ref()
-            .map(|b| (b.export_id.as_str(), b.manifest_digest.to_prefixed(), b.reset_baseline)),
-        sources: &info.sources,
-        signing_key_id: &key_id,
-        encryption,
-    };
-    let statement = if legacy {
-        provenance::legacy_statement(&input, subjects)
-    } else {
-        provenance::slsa_statement(&input, subjects)
-    };
+    let statement = provenance_statement(info, &enc, sealing, &key_id, subjects);
     let statement_bytes = serde_json::to_vec_pretty(&statement).expect("json");
     // Strict encryption seals provenance.json; an envelope would carry it in the clear.
     if !legacy && !strict {
@@ -332,5 +309,40 @@ fn manifest_doc(
                 bytes: *n,
             })
             .collect(),
+    }
+}
+
+/// `provenance.json`: an in-toto Statement over `subjects` (SLSA v1; format 1 bundles keep
+/// their original predicate).
+fn provenance_statement(
+    info: &RunInfo<'_>,
+    enc: &EncryptionInfo,
+    sealing: &Sealing<'_>,
+    key_id: &str,
+    subjects: Vec<serde_json::Value>,
+) -> serde_json::Value {
+    let mut encryption = json!({"mode": enc.mode, "strict": enc.strict, "recipients": enc.recipients});
+    if !enc.strict && !sealing.wrapped_keys.is_empty() {
+        encryption["recipients"] = json!(sealing.wrapped_keys);
+    }
+    let input = ProvenanceInput {
+        profile: info.profile,
+        run_id: info.run_id,
+        tenant: info.tenant,
+        stamp: info.stamp,
+        selectors: info.selectors,
+        schedule: info.schedule,
+        base: info
+            .base
+            .as_ref()
+            .map(|b| (b.export_id.as_str(), b.manifest_digest.to_prefixed(), b.reset_baseline)),
+        sources: &info.sources,
+        signing_key_id: key_id,
+        encryption,
+    };
+    if info.stamp.format_version == FORMAT_VERSION_1 {
+        provenance::legacy_statement(&input, subjects)
+    } else {
+        provenance::slsa_statement(&input, subjects)
     }
 }
