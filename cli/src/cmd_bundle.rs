@@ -8,6 +8,7 @@ use stellamirror_engine::bundle::archive::Limits;
 use stellamirror_engine::bundle::error::BundleError;
 use stellamirror_engine::bundle::signing::{self, SignKey, TrustedKey};
 use stellamirror_engine::encryption::{BundleSealer, EncryptionMode, Identities, Recipients};
+use stellamirror_engine::export::channel::{self, Channel};
 use stellamirror_engine::export::{self, BaseSpec, EncryptSettings, ExportSettings};
 use stellamirror_engine::import::{self, rebuild, verify_store, ImportSettings};
 use stellamirror_engine::store::catalog::Selectors;
@@ -70,9 +71,22 @@ pub struct CommonExport {
     store: PathBuf,
     #[arg(long)]
     tenant: String,
-    /// Folder the bundle is written to.
+    /// Folder the bundle is written to (default: the channel's folder, that of its last export).
     #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
+    /// The export line (channel) this export belongs to: its selectors, folder and
+    /// encryption are inherited from the channel's last export, and `--base latest` is
+    /// that export. `adhoc` is for one-off exports (never a channel's last export).
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    channel: String,
+    /// A one-off export: recorded, but the channel's next export neither inherits from it
+    /// nor is based on it.
+    #[arg(long)]
+    detached: bool,
+    /// Make this export's selectors, folder and encryption the channel's new definition
+    /// (otherwise an export that differs from its channel is refused: ERR_CHANNEL_MISMATCH).
+    #[arg(long)]
+    redefine: bool,
     #[arg(long)]
     run_id: Option<String>,
     /// RFC 3339 creation time (fixes the bundle bytes; default now).
@@ -170,15 +184,87 @@ pub(crate) fn store_key(store: &Path) -> Result<PathBuf, Failure> {
     Ok(private)
 }
 
-fn settings(c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
+fn settings(mut c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
     let store = Store::open_existing(&c.store)?;
     let tenant = crate::known_tenant(&store, &c.tenant)?;
+    let channel =
+        Channel::new(&c.channel).map_err(|m| Failure::new("ERR_USAGE", m, "see `stellamirror export --help`"))?;
+    let detached = c.detached || channel.is_adhoc();
+    let def = match channel.is_adhoc() {
+        true => None,
+        false => channel::head(&store, &tenant, &channel)?.map(|h| channel::definition(&h)),
+    };
+    let out_dir = match (c.out.take(), def.as_ref().and_then(|d| d.out_dir.clone())) {
+        (Some(o), _) => o,
+        (None, Some(o)) => o,
+        (None, None) => {
+            return Err(Failure::new(
+                "ERR_USAGE",
+                format!("channel {channel} of tenant {tenant} has no output folder yet"),
+                "give --out DIR (the channel's next exports then default to it)",
+            ))
+        }
+    };
+    let redefine = c.redefine;
+    inherit_encryption(&mut c, def.as_ref().and_then(|d| d.encryption.as_ref()), redefine);
+    let encryption = encryption(&c)?;
     let key_path = match c.sign_key {
         Some(k) => k,
         None => store_key(&c.store)?,
     };
     let sign_key = SignKey::load(&key_path).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
-    let encryption = match c.encrypt {
+    let selectors_given = !c.products.is_empty() || c.from.is_some() || c.to.is_some();
+    Ok((
+        store,
+        ExportSettings {
+            tenant,
+            out_dir,
+            run_id: c.run_id,
+            created_at: c.created_at,
+            selectors: Selectors {
+                products: c.products,
+                from: c.from,
+                to: c.to,
+            },
+            selectors_given,
+            schedule: c.schedule,
+            zstd_level: c.zstd_level,
+            sign_key,
+            encryption,
+            expires_in: c.expires_in,
+            min_sequence: c.min_sequence,
+            rotate_to: c
+                .rotate_to
+                .as_deref()
+                .map(TrustedKey::load)
+                .transpose()
+                .map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?,
+            channel,
+            detached,
+            redefine: c.redefine,
+        },
+    ))
+}
+
+/// Without --encrypt, an export on a channel encrypts as the channel's last export did
+/// (unless this export redefines the channel).
+fn inherit_encryption(c: &mut CommonExport, def: Option<&channel::EncryptionDef>, own: bool) {
+    let Some(d) = def.filter(|_| c.encrypt.is_none() && !own) else {
+        return;
+    };
+    c.encrypt = Some(if d.mode == "aes-gcm" {
+        EncryptArg::AesGcm
+    } else {
+        EncryptArg::Age
+    });
+    if c.recipients.is_empty() && c.recipients_file.is_none() {
+        c.recipients = d.recipients.clone();
+    }
+    c.strict = c.strict || d.strict;
+}
+
+fn encryption(c: &CommonExport) -> Result<Option<EncryptSettings>, Failure> {
+    Ok(match c.encrypt {
         None => {
             if !c.recipients.is_empty() || c.recipients_file.is_some() {
                 return Err(Failure::new(
@@ -206,35 +292,7 @@ fn settings(c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
                 strict: c.strict,
             })
         }
-    };
-    let selectors_given = !c.products.is_empty() || c.from.is_some() || c.to.is_some();
-    Ok((
-        store,
-        ExportSettings {
-            tenant,
-            out_dir: c.out,
-            run_id: c.run_id,
-            created_at: c.created_at,
-            selectors: Selectors {
-                products: c.products,
-                from: c.from,
-                to: c.to,
-            },
-            selectors_given,
-            schedule: c.schedule,
-            zstd_level: c.zstd_level,
-            sign_key,
-            encryption,
-            expires_in: c.expires_in,
-            min_sequence: c.min_sequence,
-            rotate_to: c
-                .rotate_to
-                .as_deref()
-                .map(TrustedKey::load)
-                .transpose()
-                .map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?,
-        },
-    ))
+    })
 }
 
 pub fn export(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
@@ -408,6 +466,9 @@ pub struct ImportArgs {
     /// Refuse bundles of any other tenant.
     #[arg(long)]
     tenant: Option<String>,
+    /// Refuse bundles of any other channel (repeatable; default: every channel).
+    #[arg(long = "channel", value_name = "NAME")]
+    channels: Vec<String>,
     /// Rewrite the tenant's published mirror tree here after applying.
     #[arg(long)]
     publish: Option<PathBuf>,
@@ -428,12 +489,21 @@ fn import_settings(
         identities: load_identities(identity)?,
         limits: Limits::default(),
         expect_tenant: tenant.map(crate::tenant).transpose()?,
+        expect_channels: Vec::new(),
         freshness: freshness.policy()?,
     })
 }
 
 pub fn import_cmd(a: ImportArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
-    let s = import_settings(&a.trust, &a.identity, a.tenant.as_deref(), &a.freshness)?;
+    let mut s = import_settings(&a.trust, &a.identity, a.tenant.as_deref(), &a.freshness)?;
+    for c in &a.channels {
+        s.expect_channels.push(
+            Channel::new(c)
+                .map_err(|m| Failure::new("ERR_USAGE", m, "see `stellamirror import --help`"))?
+                .as_str()
+                .to_string(),
+        );
+    }
     let store = Store::open(&a.store)?;
     let audit = StoreAuditLog::new(&a.store);
     let bar = Bar::new(quiet || json);
