@@ -597,13 +597,14 @@ pub fn log(a: LogArgs, json: bool) -> Result<i32, Failure> {
     } else {
         for e in &exports {
             out!(
-                "export {} {} {} {} {} ({} bytes)",
+                "export {} {} {} {} {} ({} bytes){}",
                 e.tenant,
                 e.seq,
                 e.run_id,
                 e.profile,
                 e.created_at,
-                e.bytes
+                e.bytes,
+                e.pruned.as_ref().map_or(String::new(), |at| format!(", pruned {at}"))
             );
         }
         for i in &imports {

@@ -10,6 +10,7 @@ mod cmd_bundle;
 mod cmd_docs;
 mod cmd_keys;
 mod cmd_publish;
+mod cmd_retention;
 mod cmd_serve;
 mod cmd_store;
 mod failure;
@@ -102,6 +103,16 @@ Bundles older than the newest one applied (ERR_BUNDLE_ROLLBACK) and expired bund
         after_help = "Example:\n  stellamirror serve --publish /srv/mirror --addr 127.0.0.1:8080\n  curl http://127.0.0.1:8080/acme/osv/ecosystems.txt\n  stellamirror serve --publish /srv/mirror --tenant acme --addr 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem"
     )]
     Serve(cmd_serve::ServeArgs),
+    /// Remove a channel's old exports (bundle files and catalog entries), then the store's garbage.
+    #[command(
+        after_help = "Example:\n  stellamirror prune --store S --channel default --keep-full 2 --keep-within 7d --dry-run\n  stellamirror prune --store S --channel default --keep-full 1 --keep-within 24h\n\n\
+Never removes the channel's newest full export, its newest export, nor any export a kept\n\
+delta is based on (so `rebuild` from the folder still reaches the newest state)."
+    )]
+    Prune(cmd_retention::PruneArgs),
+    /// Delete objects and Merkle nodes no live state or kept export refers to.
+    #[command(after_help = "Example:\n  stellamirror gc --store S --dry-run\n  stellamirror gc --store S --json")]
+    Gc(cmd_retention::GcArgs),
     /// Exports produced and imports applied.
     #[command(after_help = "Example:\n  stellamirror log --store S --json")]
     Log(cmd_bundle::LogArgs),
@@ -128,6 +139,8 @@ fn main() {
         Command::Publish(a) => cmd_publish::publish_cmd(a, json),
         Command::Serve(a) => cmd_serve::serve_cmd(a),
         Command::Log(a) => cmd_bundle::log(a, json),
+        Command::Prune(a) => cmd_retention::prune_cmd(a, json),
+        Command::Gc(a) => cmd_retention::gc_cmd(a, json),
         Command::Completions(a) => cmd_docs::completions(a),
         Command::Man(a) => cmd_docs::man(a),
     };

@@ -7,6 +7,7 @@ pub mod assemble;
 pub mod channel;
 pub mod debris;
 pub mod diff;
+pub mod prune;
 pub mod select;
 pub mod stamp;
 pub mod units;
