@@ -87,6 +87,10 @@ pub struct CommonExport {
     /// (otherwise an export that differs from its channel is refused: ERR_CHANNEL_MISMATCH).
     #[arg(long)]
     redefine: bool,
+    /// Write the bundle even when it holds no record (a tenant with nothing in it, or
+    /// selectors that match nothing, is otherwise refused: ERR_EXPORT_EMPTY).
+    #[arg(long)]
+    allow_empty: bool,
     #[arg(long)]
     run_id: Option<String>,
     /// RFC 3339 creation time (fixes the bundle bytes; default now).
@@ -242,6 +246,7 @@ fn settings(mut c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
             channel,
             detached,
             redefine: c.redefine,
+            allow_empty: c.allow_empty,
         },
     ))
 }
@@ -296,6 +301,21 @@ fn encryption(c: &CommonExport) -> Result<Option<EncryptSettings>, Failure> {
 }
 
 pub fn export(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
+    let c = match &cmd {
+        ExportCmd::Full { common, .. } | ExportCmd::Delta { common, .. } => common,
+    };
+    // A failed export leaves no output folder and no store key it created.
+    let keys = c.store.join("keys");
+    let mut created = vec![
+        keys.join("export-signing.pem"),
+        keys.join("export-signing.pub.pem"),
+        keys,
+    ];
+    created.extend(c.out.clone());
+    crate::fresh::FreshStore::before_all(&created).after(export_run(cmd, json))
+}
+
+fn export_run(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
     let ex = |e: export::ExportError| Failure::new(e.code(), e.to_string(), e.hint());
     let report = match cmd {
         ExportCmd::Full { common, rerun } => {

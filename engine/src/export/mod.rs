@@ -60,6 +60,8 @@ pub struct ExportSettings {
     pub detached: bool,
     /// This export's selectors, folder and encryption become the channel's definition.
     pub redefine: bool,
+    /// Write a full bundle (or reset baseline) that holds no record.
+    pub allow_empty: bool,
 }
 
 pub enum BaseSpec {
@@ -115,6 +117,9 @@ pub enum ExportError {
     /// The export was pruned: its bundle file and snapshot may be gone.
     #[error("export {run_id} of tenant {tenant} was pruned at {at}")]
     Pruned { run_id: String, tenant: String, at: String },
+    /// A full bundle would hold no record.
+    #[error("tenant {tenant} has no record {what}: the bundle would be empty")]
+    Empty { tenant: String, what: String },
     /// Bad flag values (times, globs, run ids).
     #[error("{0}")]
     Usage(String),
@@ -151,6 +156,7 @@ impl ExportError {
             ExportError::SelectorMismatch { .. } => "ERR_SELECTOR_MISMATCH",
             ExportError::ChannelMismatch { .. } => "ERR_CHANNEL_MISMATCH",
             ExportError::Pruned { .. } => "ERR_EXPORT_PRUNED",
+            ExportError::Empty { .. } => "ERR_EXPORT_EMPTY",
             ExportError::Usage(_) => "ERR_USAGE",
             ExportError::ObjectMissing { .. } | ExportError::RootMismatch { .. } => "ERR_STORE_CORRUPT",
             ExportError::Layout(_) => "ERR_EXPORT_LAYOUT",
@@ -175,6 +181,7 @@ impl ExportError {
             }
             ExportError::ChannelMismatch { .. } => "for a one-off export use --channel adhoc (or --detached); to change the channel for good add --redefine; nothing was written".into(),
             ExportError::Pruned { .. } => "a pruned export cannot be regenerated; export a new full bundle (`stellamirror log` lists the kept exports)".into(),
+            ExportError::Empty { .. } => "check --tenant, --store and the selectors (--product, --from, --to); --allow-empty writes the empty bundle anyway; nothing was written".into(),
             ExportError::Usage(_) => "see `stellamirror export --help`".into(),
             ExportError::ObjectMissing { .. } | ExportError::RootMismatch { .. } => {
                 "run `stellamirror verify --store DIR`; rebuild from bundles if it fails".into()

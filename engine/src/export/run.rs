@@ -235,6 +235,19 @@ fn produce(
     } else {
         view_from_units(&s.tenant, &outputs)
     };
+    if full_materialise && !s.allow_empty && view.counts.values().sum::<u64>() == 0 {
+        return Err(ExportError::Empty {
+            tenant: s.tenant.to_string(),
+            what: if filter.selects_all() {
+                "at all".into()
+            } else {
+                format!(
+                    "matching the selectors {}",
+                    serde_json::to_string(&selectors).unwrap_or_default()
+                )
+            },
+        });
+    }
     if filter.selects_all() && view.root != state.root() {
         return Err(ExportError::RootMismatch {
             computed: view.root,
@@ -791,6 +804,7 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
         channel: super::channel::Channel::new(super::channel::channel_of(&rec)).unwrap_or_default(),
         detached: true,
         redefine: false,
+        allow_empty: true,
     };
     let mtime = parse_time(&rec.created_at).unwrap_or(0).max(0) as u64;
     let base_rec;

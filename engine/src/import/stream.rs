@@ -344,6 +344,7 @@ mod tests {
             channel: Default::default(),
             detached: false,
             redefine: false,
+            allow_empty: false,
         };
         let exported = export_full(&producer, &settings, &StoreAuditLog::new(t.path())).unwrap();
         let mirror = Store::open(&t.path().join("mirror")).unwrap();
