@@ -29,10 +29,10 @@ pub fn bundle_failure(e: BundleError) -> Failure {
 pub struct KeygenArgs {
     /// Output name: writes NAME.pem (private key, PKCS#8, 0600) and NAME.pub.pem (public key,
     /// SPKI); with --age, NAME (identity, 0600, age-keygen format) and NAME.pub (recipient).
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_OUT")]
     out: PathBuf,
     /// Generate an age X25519 identity instead of an Ed25519 signing key.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_AGE")]
     age: bool,
 }
 
@@ -67,78 +67,82 @@ pub enum EncryptArg {
 
 #[derive(Args)]
 pub struct CommonExport {
-    #[arg(long)]
-    store: PathBuf,
-    #[arg(long)]
-    tenant: String,
+    /// The store directory.
+    #[arg(long, env = "STELLAMIRROR_STORE")]
+    pub(crate) store: PathBuf,
+    /// The tenant: a namespace of records in the store.
+    #[arg(long, env = "STELLAMIRROR_TENANT")]
+    pub(crate) tenant: String,
     /// Folder the bundle is written to (default: the channel's folder, that of its last export).
-    #[arg(long)]
-    out: Option<PathBuf>,
+    #[arg(long, env = "STELLAMIRROR_OUT")]
+    pub(crate) out: Option<PathBuf>,
     /// The export line (channel) this export belongs to: its selectors, folder and
     /// encryption are inherited from the channel's last export, and `--base latest` is
     /// that export. `adhoc` is for one-off exports (never a channel's last export).
-    #[arg(long, default_value = "default", value_name = "NAME")]
-    channel: String,
+    #[arg(long, default_value = "default", value_name = "NAME", env = "STELLAMIRROR_CHANNEL")]
+    pub(crate) channel: String,
     /// A one-off export: recorded, but the channel's next export neither inherits from it
     /// nor is based on it.
-    #[arg(long)]
-    detached: bool,
+    #[arg(long, env = "STELLAMIRROR_DETACHED")]
+    pub(crate) detached: bool,
     /// Make this export's selectors, folder and encryption the channel's new definition
     /// (otherwise an export that differs from its channel is refused: ERR_CHANNEL_MISMATCH).
-    #[arg(long)]
-    redefine: bool,
+    #[arg(long, env = "STELLAMIRROR_REDEFINE")]
+    pub(crate) redefine: bool,
     /// Write the bundle even when it holds no record (a tenant with nothing in it, or
     /// selectors that match nothing, is otherwise refused: ERR_EXPORT_EMPTY).
-    #[arg(long)]
-    allow_empty: bool,
-    #[arg(long)]
-    run_id: Option<String>,
+    #[arg(long, env = "STELLAMIRROR_ALLOW_EMPTY")]
+    pub(crate) allow_empty: bool,
+    /// Run id of the export (default: TENANT-TIME-full or -delta).
+    #[arg(long, env = "STELLAMIRROR_RUN_ID")]
+    pub(crate) run_id: Option<String>,
     /// RFC 3339 creation time (fixes the bundle bytes; default now).
-    #[arg(long)]
-    created_at: Option<String>,
+    #[arg(long, env = "STELLAMIRROR_CREATED_AT")]
+    pub(crate) created_at: Option<String>,
     /// Subject glob selecting products/packages/artifacts (repeatable).
-    #[arg(long = "product")]
-    products: Vec<String>,
+    #[arg(long = "product", env = "STELLAMIRROR_PRODUCT")]
+    pub(crate) products: Vec<String>,
     /// Records modified at or after this RFC 3339 time.
-    #[arg(long)]
-    from: Option<String>,
+    #[arg(long, env = "STELLAMIRROR_FROM")]
+    pub(crate) from: Option<String>,
     /// Records modified before this RFC 3339 time.
-    #[arg(long)]
-    to: Option<String>,
+    #[arg(long, env = "STELLAMIRROR_TO")]
+    pub(crate) to: Option<String>,
     /// Cron expression recorded in the manifest (schedule.cron).
-    #[arg(long)]
-    schedule: Option<String>,
+    #[arg(long, env = "STELLAMIRROR_SCHEDULE")]
+    pub(crate) schedule: Option<String>,
     /// Ed25519 PKCS#8 PEM key (default: the store's own key, created on first use).
-    #[arg(long)]
-    sign_key: Option<PathBuf>,
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
-    zstd_level: i32,
+    #[arg(long, env = "STELLAMIRROR_SIGN_KEY")]
+    pub(crate) sign_key: Option<PathBuf>,
+    /// zstd compression level of the bundle files (1-19).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19), env = "STELLAMIRROR_ZSTD_LEVEL")]
+    pub(crate) zstd_level: i32,
     /// Encrypt the bundle.
-    #[arg(long, value_enum)]
-    encrypt: Option<EncryptArg>,
+    #[arg(long, value_enum, env = "STELLAMIRROR_ENCRYPT")]
+    pub(crate) encrypt: Option<EncryptArg>,
     /// age recipient (age1…), repeatable.
-    #[arg(long = "recipient")]
-    recipients: Vec<String>,
+    #[arg(long = "recipient", env = "STELLAMIRROR_RECIPIENT")]
+    pub(crate) recipients: Vec<String>,
     /// File of age recipients, one per line.
-    #[arg(long)]
-    recipients_file: Option<PathBuf>,
+    #[arg(long, env = "STELLAMIRROR_RECIPIENTS_FILE")]
+    pub(crate) recipients_file: Option<PathBuf>,
     /// Encrypt everything except manifest.yaml, export.json and signatures/.
-    #[arg(long, requires = "encrypt")]
-    strict: bool,
+    #[arg(long, requires = "encrypt", env = "STELLAMIRROR_STRICT")]
+    pub(crate) strict: bool,
     /// Rotate keys: ship a statement, signed by --sign-key (the old key), that names
     /// this new public key; importers then trust it and refuse the old key for bundles
     /// created later. Export the next bundles with the new key.
-    #[arg(long, value_name = "NEW.pub.pem")]
-    rotate_to: Option<PathBuf>,
+    #[arg(long, value_name = "NEW.pub.pem", env = "STELLAMIRROR_ROTATE_TO")]
+    pub(crate) rotate_to: Option<PathBuf>,
     /// Lifetime after --created-at, signed as expiresAt: importers refuse the bundle
     /// afterwards (default 30d for full bundles, 7d for deltas). Units w, d, h, m, s.
-    #[arg(long, value_name = "DURATION", value_parser = crate::freshness::duration_arg)]
-    expires_in: Option<u64>,
+    #[arg(long, value_name = "DURATION", value_parser = crate::freshness::duration_arg, env = "STELLAMIRROR_EXPIRES_IN")]
+    pub(crate) expires_in: Option<u64>,
     /// Sequence number of at least N (signed in the manifest). For a producer store
     /// rebuilt from scratch: continue above the last sequence its mirrors applied, or
     /// they refuse its bundles as rollbacks.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    min_sequence: Option<u64>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), env = "STELLAMIRROR_MIN_SEQUENCE")]
+    pub(crate) min_sequence: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -151,7 +155,7 @@ pub enum ExportCmd {
         #[command(flatten)]
         common: CommonExport,
         /// Regenerate a past export from its retained snapshot.
-        #[arg(long)]
+        #[arg(long, env = "STELLAMIRROR_RERUN")]
         rerun: Option<String>,
     },
     /// Only what changed since a base export (mirror:delta).
@@ -163,10 +167,10 @@ stellamirror export delta --store S --tenant acme --out OUT --base latest --expi
         #[command(flatten)]
         common: CommonExport,
         /// Base export run id, or `latest`.
-        #[arg(long)]
+        #[arg(long, env = "STELLAMIRROR_BASE")]
         base: String,
         /// Carry the complete state and tell importers to drop theirs first.
-        #[arg(long)]
+        #[arg(long, env = "STELLAMIRROR_RESET_BASELINE")]
         reset_baseline: bool,
     },
 }
@@ -188,7 +192,7 @@ pub(crate) fn store_key(store: &Path) -> Result<PathBuf, Failure> {
     Ok(private)
 }
 
-fn settings(mut c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
+pub(crate) fn settings(mut c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
     let store = Store::open_existing(&c.store)?;
     let tenant = crate::known_tenant(&store, &c.tenant)?;
     let channel =
@@ -341,6 +345,15 @@ fn export_run(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
             export::export_delta(&store, &s, &base, reset_baseline, &audit).map_err(ex)?
         }
     };
+    print_export(&report, json);
+    Ok(match report.identical_to_original {
+        Some(false) => EXIT_VERIFY_FAILED,
+        _ => 0,
+    })
+}
+
+/// The report of one export, as `export` prints it.
+pub(crate) fn print_export(report: &export::ExportReport, json: bool) {
     if json {
         out!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
@@ -360,10 +373,6 @@ fn export_run(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
             out!("  identical to the original: {same}");
         }
     }
-    Ok(match report.identical_to_original {
-        Some(false) => EXIT_VERIFY_FAILED,
-        _ => 0,
-    })
 }
 
 fn load_identities(paths: &[PathBuf]) -> Result<Identities, Failure> {
@@ -377,10 +386,10 @@ pub struct VerifyArgs {
     #[command(flatten)]
     trust: TrustArgs,
     /// age identity to check the data of encrypted bundles.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_IDENTITY")]
     identity: Vec<PathBuf>,
     /// Verify a store instead of bundles.
-    #[arg(long, conflicts_with = "bundles")]
+    #[arg(long, conflicts_with = "bundles", env = "STELLAMIRROR_STORE")]
     store: Option<PathBuf>,
 }
 
@@ -475,22 +484,24 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
 
 #[derive(Args)]
 pub struct ImportArgs {
+    /// The bundle archive (.tar.zst) or an extracted bundle folder.
     bundle: PathBuf,
-    #[arg(long)]
+    /// The store directory.
+    #[arg(long, env = "STELLAMIRROR_STORE")]
     pub store: PathBuf,
     #[command(flatten)]
     trust: TrustArgs,
     /// age identity file(s) for encrypted bundles.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_IDENTITY")]
     identity: Vec<PathBuf>,
     /// Refuse bundles of any other tenant.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_TENANT")]
     tenant: Option<String>,
     /// Refuse bundles of any other channel (repeatable; default: every channel).
-    #[arg(long = "channel", value_name = "NAME")]
+    #[arg(long = "channel", value_name = "NAME", env = "STELLAMIRROR_CHANNEL")]
     channels: Vec<String>,
     /// Rewrite the tenant's published mirror tree here after applying.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_PUBLISH")]
     publish: Option<PathBuf>,
     #[command(flatten)]
     freshness: FreshnessArgs,
@@ -556,16 +567,19 @@ pub fn import_cmd(a: ImportArgs, json: bool, quiet: bool) -> Result<i32, Failure
 
 #[derive(Args)]
 pub struct RebuildArgs {
-    #[arg(long)]
+    /// Folder of bundles to rebuild from.
+    #[arg(long, env = "STELLAMIRROR_BUNDLES")]
     bundles: PathBuf,
-    #[arg(long)]
+    /// The store directory.
+    #[arg(long, env = "STELLAMIRROR_STORE")]
     pub store: PathBuf,
     #[command(flatten)]
     trust: TrustArgs,
-    #[arg(long)]
+    /// age identity file(s) for encrypted bundles.
+    #[arg(long, env = "STELLAMIRROR_IDENTITY")]
     identity: Vec<PathBuf>,
     /// Publish the rebuilt tenants' mirror trees here afterwards (as `publish --out`).
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_PUBLISH")]
     publish: Option<PathBuf>,
     #[command(flatten)]
     freshness: FreshnessArgs,
@@ -598,7 +612,8 @@ pub fn rebuild_cmd(a: RebuildArgs, json: bool, quiet: bool) -> Result<i32, Failu
 
 #[derive(Args)]
 pub struct LogArgs {
-    #[arg(long)]
+    /// The store directory.
+    #[arg(long, env = "STELLAMIRROR_STORE")]
     store: PathBuf,
 }
 

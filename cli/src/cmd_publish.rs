@@ -15,12 +15,14 @@ pub const BASE_URL_ENV: &str = "STELLAMIRROR_PUBLIC_URL";
 
 #[derive(Args)]
 pub struct PublishArgs {
-    #[arg(long)]
+    /// The store directory.
+    #[arg(long, env = "STELLAMIRROR_STORE")]
     store: PathBuf,
-    #[arg(long)]
+    /// The tenant: a namespace of records in the store.
+    #[arg(long, env = "STELLAMIRROR_TENANT")]
     tenant: String,
     /// Folder of published trees: writes OUT/<tenant>/versions/<root>/ and swaps OUT/<tenant>/current.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_OUT")]
     out: PathBuf,
     /// The https URL OUT/<tenant>/current/ is served under (written into the VEX repository
     /// manifest and the CSAF provider metadata). Default: https://localhost:8443/<tenant>,
@@ -28,11 +30,11 @@ pub struct PublishArgs {
     #[arg(long, env = BASE_URL_ENV)]
     base_url: Option<String>,
     /// Ed25519 PKCS#8 PEM key that signs state.json (default: the store's own key).
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_SIGN_KEY")]
     sign_key: Option<PathBuf>,
     /// Leave out the bundle layout (data/, indexes/): only the scanner layouts and state.json.
     /// Their publishing cost follows the churn; the bundle layout's follows the store's size.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_NO_BUNDLE_LAYOUT")]
     no_bundle_layout: bool,
 }
 

@@ -6,6 +6,7 @@ use serde_json::json;
 use stellamirror_engine::audit::{AuditEvent, AuditSink, StoreAuditLog};
 use stellamirror_engine::export::channel::Channel;
 use stellamirror_engine::export::prune::{self, Retention};
+use stellamirror_engine::model::Tenant;
 use stellamirror_engine::store::gc::{self, GcReport};
 use stellamirror_engine::store::Store;
 
@@ -21,19 +22,19 @@ pub struct PruneArgs {
     #[arg(long, env = "STELLAMIRROR_TENANT")]
     tenant: Option<String>,
     /// The channel whose exports are pruned.
-    #[arg(long, default_value = "default", value_name = "NAME")]
+    #[arg(long, default_value = "default", value_name = "NAME", env = "STELLAMIRROR_CHANNEL")]
     channel: String,
     /// Keep the N newest full exports (the newest one is always kept).
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = 1, value_name = "N", env = "STELLAMIRROR_KEEP_FULL")]
     keep_full: usize,
     /// Keep every export created within this long before now (units w d h m s, e.g. 24h).
-    #[arg(long, value_name = "DURATION", value_parser = crate::freshness::duration_arg)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::freshness::duration_arg, env = "STELLAMIRROR_KEEP_WITHIN")]
     keep_within: Option<u64>,
     /// Print the plan (and the garbage a collection would remove); change nothing.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_DRY_RUN")]
     dry_run: bool,
     /// Do not collect the store's garbage afterwards.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_NO_GC")]
     no_gc: bool,
     #[command(flatten)]
     clock: ClockArgs,
@@ -41,14 +42,15 @@ pub struct PruneArgs {
 
 #[derive(Args)]
 pub struct GcArgs {
+    /// The store directory.
     #[arg(long, env = "STELLAMIRROR_STORE")]
     store: PathBuf,
     /// Count the garbage; delete nothing.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_DRY_RUN")]
     dry_run: bool,
 }
 
-fn print_gc(r: &GcReport) {
+pub(crate) fn print_gc(r: &GcReport) {
     let verb = if r.dry_run { "would remove" } else { "removed" };
     out!(
         "store: {verb} {} nodes and {} objects ({} bytes); kept {} nodes and {} objects of {} roots",
@@ -73,6 +75,42 @@ fn collect(store: &Store, dry_run: bool, pruning: &[(String, String)]) -> Result
     Ok(r)
 }
 
+/// What `prune` planned, removed and collected.
+pub(crate) type Pruning = (Vec<prune::PrunePlan>, Vec<prune::PruneReport>, Option<GcReport>);
+
+/// Plan (and unless `dry_run` apply) the retention of `channel` on `tenants`, then collect
+/// the store's garbage unless `no_gc`.
+pub(crate) fn prune_tenants(
+    store: &Store,
+    tenants: &[Tenant],
+    channel: &Channel,
+    ret: &Retention,
+    dry_run: bool,
+    no_gc: bool,
+) -> Result<Pruning, Failure> {
+    let ex = |e: stellamirror_engine::export::ExportError| Failure::new(e.code(), e.to_string(), e.hint());
+    let audit = StoreAuditLog::new(store.path());
+    let mut plans = Vec::new();
+    let mut reports = Vec::new();
+    for t in tenants {
+        let plan = prune::plan(store, t, channel, ret).map_err(ex)?;
+        if !dry_run {
+            reports.push(prune::apply(store, &plan, ret.now, &audit).map_err(ex)?);
+        }
+        plans.push(plan);
+    }
+    // A dry run counts the garbage as if the planned exports were pruned.
+    let planned: Vec<(String, String)> = match dry_run {
+        true => plans
+            .iter()
+            .flat_map(|p| p.prune.iter().map(|x| (p.tenant.clone(), x.run_id.clone())))
+            .collect(),
+        false => Vec::new(),
+    };
+    let gc = (!no_gc).then(|| collect(store, dry_run, &planned)).transpose()?;
+    Ok((plans, reports, gc))
+}
+
 pub fn prune_cmd(a: PruneArgs, json: bool) -> Result<i32, Failure> {
     let store = Store::open_existing(&a.store)?;
     let channel =
@@ -87,26 +125,7 @@ pub fn prune_cmd(a: PruneArgs, json: bool) -> Result<i32, Failure> {
         keep_within: a.keep_within,
         now,
     };
-    let ex = |e: stellamirror_engine::export::ExportError| Failure::new(e.code(), e.to_string(), e.hint());
-    let audit = StoreAuditLog::new(store.path());
-    let mut plans = Vec::new();
-    let mut reports = Vec::new();
-    for t in &tenants {
-        let plan = prune::plan(&store, t, &channel, &ret).map_err(ex)?;
-        if !a.dry_run {
-            reports.push(prune::apply(&store, &plan, now, &audit).map_err(ex)?);
-        }
-        plans.push(plan);
-    }
-    // A dry run counts the garbage as if the planned exports were pruned.
-    let planned: Vec<(String, String)> = match a.dry_run {
-        true => plans
-            .iter()
-            .flat_map(|p| p.prune.iter().map(|x| (p.tenant.clone(), x.run_id.clone())))
-            .collect(),
-        false => Vec::new(),
-    };
-    let gc = (!a.no_gc).then(|| collect(&store, a.dry_run, &planned)).transpose()?;
+    let (plans, reports, gc) = prune_tenants(&store, &tenants, &channel, &ret, a.dry_run, a.no_gc)?;
     if json {
         out!(
             "{}",
