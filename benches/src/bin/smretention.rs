@@ -61,8 +61,9 @@ fn parse(args: Vec<String>) -> Result<Opts, String> {
 }
 
 fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
+    let since = secs - T0;
+    let days = since.div_euclid(86_400);
+    let rem = since.rem_euclid(86_400);
     // 2026-08-14 is day 0 of the run; the run stays within August/September 2026.
     let (month, day) = if days < 18 { (8, 14 + days) } else { (9, days - 17) };
     format!("2026-{month:02}-{day:02}T{:02}:{:02}:00Z", rem / 3600, rem % 3600 / 60)
@@ -79,7 +80,11 @@ fn sm(o: &Opts, now: i64, args: &[&str]) -> Result<(String, f64), String> {
         .output()
         .map_err(|e| format!("{}: {e}", o.bin.display()))?;
     if !out.status.success() {
-        return Err(format!("{args:?}: {}", String::from_utf8_lossy(&out.stderr)));
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        return Err(format!("{args:?}: {o}{e}"));
     }
     Ok((
         String::from_utf8_lossy(&out.stdout).to_string(),
