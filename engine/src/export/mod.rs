@@ -5,6 +5,7 @@
 //! snapshot's nodes and objects are retained.
 pub mod assemble;
 pub mod debris;
+pub mod delta_sets;
 pub mod diff;
 pub mod select;
 pub mod stamp;
