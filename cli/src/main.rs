@@ -101,7 +101,7 @@ Bundles older than the newest one applied (ERR_BUNDLE_ROLLBACK) and expired bund
     Rebuild(cmd_bundle::RebuildArgs),
     /// Write the scanner-facing mirror tree (OSV zips, VEX repository, CSAF provider, bundle layout).
     #[command(
-        after_help = "Example:\n  stellamirror publish --store MIRROR --tenant acme --out /srv/mirror --base-url https://mirror.example/acme\n  stellamirror serve --publish /srv/mirror --addr 127.0.0.1:8080"
+        after_help = "Example:\n  stellamirror publish --store MIRROR --tenant acme --out /srv/mirror --base-url https://mirror.example/acme\n  stellamirror serve --publish /srv/mirror --addr 127.0.0.1:8080\n  stellamirror publish --store MIRROR --tenant acme --out /srv/mirror --max-deltas 0   # fold the bundle layout's deltas now\n\nAfter a delta only what it touched is written; the rest is hard-linked to the previous version."
     )]
     Publish(cmd_publish::PublishArgs),
     /// Read-only HTTP(S) gateway over a published tree (ETag, Range, /healthz, /status).

@@ -6,6 +6,7 @@
 pub mod assemble;
 pub mod channel;
 pub mod debris;
+pub mod delta_sets;
 pub mod diff;
 pub mod prune;
 pub mod select;

@@ -7,7 +7,8 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use super::assemble::{assemble, is_encrypted_path, RunInfo, Sealing, Shipped};
-use super::diff::{diff_keeping_shards, SubjectRoots};
+use super::delta_sets::{delta_sets, fix_delta_index, removed_files, KINDS};
+use super::diff::SubjectRoots;
 use super::select::{normalize, Filter};
 use super::stamp::{new_stamp, stamp_options};
 use super::units::{
@@ -17,14 +18,12 @@ use super::units::{
 use super::{BaseSpec, ExportError, ExportReport, ExportSettings};
 use crate::audit::{AuditEvent, AuditSink};
 use crate::bundle::archive::SegmentReader;
-use crate::bundle::format::{BaseRef, DiffManifest, EncryptionInfo, RemovedLine, Stamp, PROFILE_DELTA, PROFILE_FULL};
+use crate::bundle::format::{BaseRef, DiffManifest, EncryptionInfo, Stamp, PROFILE_DELTA, PROFILE_FULL};
 use crate::ids::NodeHash;
 use crate::merkle::{empty_shard_root, kind_root, state_root, KindRef, StateNode};
-use crate::model::{format_time, parse_time, shard_of, Collection, Leaf, Tenant};
+use crate::model::{format_time, parse_time, Collection, Tenant};
 use crate::store::catalog::{export_key, ExportRecord, Selectors};
 use crate::store::{Store, CF_META};
-
-const KINDS: [&str; 5] = ["advisories", "vex", "sboms", "policy", "consensus"];
 
 /// Removes the staging directory however the export ends.
 struct StagingDir(PathBuf);
@@ -323,16 +322,8 @@ pub(super) fn produce(
                 "manifest.diff.json".into(),
                 Shipped::Doc(serde_json::to_vec_pretty(&dm_json).expect("json")),
             );
-            for k in KINDS {
-                let mut body = Vec::new();
-                for l in removed_lines
-                    .iter()
-                    .filter(|l| Collection::from_name(&l.kind).is_some_and(|c| c.kind() == k))
-                {
-                    body.extend_from_slice(&serde_json::to_vec(l).expect("json"));
-                    body.push(b'\n');
-                }
-                files.insert(format!("removed/{k}.jsonl"), Shipped::Doc(body));
+            for (path, body) in removed_files(&removed_lines) {
+                files.insert(path, Shipped::Doc(body));
             }
             base_ref = Some(BaseRef {
                 export_id: base.run_id.clone(),
@@ -470,109 +461,6 @@ fn measure_unit(input: UnitInput) -> UnitOutput {
         index: Vec::new(),
         index_part: None,
     }
-}
-
-type DeltaSets = (
-    BTreeMap<Collection, u64>,
-    BTreeMap<Collection, u64>,
-    BTreeMap<Collection, u64>,
-    Vec<UnitInput>,
-    Vec<RemovedLine>,
-    SubjectRoots,
-);
-
-/// Classify the Merkle diff under the selectors and group upserts into units.
-fn delta_sets(store: &Store, base: &StateNode, target: &StateNode, filter: &Filter) -> Result<DeltaSets, ExportError> {
-    let mut added = BTreeMap::new();
-    let mut changed = BTreeMap::new();
-    let mut removed = BTreeMap::new();
-    let mut upserts: BTreeMap<(Collection, u8), BTreeMap<String, Vec<Leaf>>> = BTreeMap::new();
-    let mut removed_lines = Vec::new();
-    let sel = |x: &Option<(String, Leaf)>| x.clone().filter(|(s, l)| filter.subject(s) && filter.leaf(l));
-    let (changes, known) = diff_keeping_shards(store, base, target)?;
-    for ch in changes {
-        let (o, n) = (sel(&ch.old), sel(&ch.new));
-        match (&o, &n) {
-            (None, None) => continue,
-            (Some((os, _)), None) => {
-                *removed.entry(ch.collection).or_insert(0u64) += 1;
-                removed_lines.push(RemovedLine {
-                    kind: ch.collection.name().into(),
-                    subject: os.clone(),
-                    id: ch.id.clone(),
-                });
-                continue;
-            }
-            (None, Some(_)) => *added.entry(ch.collection).or_insert(0u64) += 1,
-            (Some((os, ol)), Some((ns, nl))) => {
-                if os == ns && ol.object == nl.object {
-                    continue;
-                }
-                *changed.entry(ch.collection).or_insert(0u64) += 1;
-            }
-        }
-        let (subject, leaf) = n.expect("upserts have a new side");
-        upserts
-            .entry((ch.collection, shard_of(&subject)))
-            .or_default()
-            .entry(subject)
-            .or_default()
-            .push(leaf);
-    }
-    removed_lines.sort();
-    let units = upserts
-        .into_iter()
-        .map(|((c, shard), subjects)| UnitInput {
-            collection: c,
-            shard,
-            subjects: subjects
-                .into_iter()
-                .map(|(s, mut l)| {
-                    l.sort_by(|a, b| a.id.cmp(&b.id));
-                    (s, l)
-                })
-                .collect(),
-        })
-        .collect();
-    Ok((added, changed, removed, units, removed_lines, known))
-}
-
-/// Delta indexes name each affected subject's root in the target (filtered) state,
-/// not the root of the changed records alone. The diff reported the target root of every
-/// subject whose records changed, so no shard node is read again here.
-fn fix_delta_index(
-    store: &Store,
-    filter: &Filter,
-    outputs: &mut [UnitOutput],
-    known: &SubjectRoots,
-) -> Result<(), ExportError> {
-    for o in outputs.iter_mut() {
-        for e in o.index.iter_mut() {
-            let stored = *known.get(&(o.collection, e.subject.clone())).ok_or_else(|| {
-                ExportError::Layout(format!(
-                    "{} subject {:?} has changed records the Merkle diff did not report",
-                    o.collection.name(),
-                    e.subject
-                ))
-            })?;
-            e.root = match stored {
-                None => None,
-                // Without a time window a subject is exported whole: its stored root is it.
-                Some(r) if !filter.has_time_window() => filter.subject(&e.subject).then_some(r),
-                Some(r) => {
-                    let leaves: Vec<Leaf> = store
-                        .subject_node(&r)?
-                        .leaves
-                        .into_iter()
-                        .filter(|l| filter.leaf(l))
-                        .collect();
-                    (!leaves.is_empty() && filter.subject(&e.subject))
-                        .then(|| crate::merkle::subject_root(&e.subject, &leaves))
-                }
-            };
-        }
-    }
-    Ok(())
 }
 
 /// The tenant's sources, for provenance materials. Skips from one source name to the
