@@ -17,7 +17,9 @@ use super::units::{
 use super::{BaseSpec, ExportError, ExportReport, ExportSettings};
 use crate::audit::{AuditEvent, AuditSink};
 use crate::bundle::archive::SegmentReader;
-use crate::bundle::format::{BaseRef, DiffManifest, EncryptionInfo, RemovedLine, Stamp, PROFILE_DELTA, PROFILE_FULL};
+use crate::bundle::format::{
+    BaseRef, DiffManifest, EncryptionInfo, EncryptionModeName, RemovedLine, Stamp, PROFILE_DELTA, PROFILE_FULL,
+};
 use crate::ids::NodeHash;
 use crate::merkle::{empty_shard_root, kind_root, state_root, KindRef, StateNode};
 use crate::model::{format_time, parse_time, shard_of, Collection, Leaf, Tenant};
@@ -123,7 +125,7 @@ fn sealing_for<'a>(s: &'a ExportSettings, seal: super::units::Sealer<'a>) -> Sea
     match &s.encryption {
         None => Sealing {
             info: EncryptionInfo {
-                mode: "none".into(),
+                mode: EncryptionModeName::None,
                 ..Default::default()
             },
             wrapped_keys: Vec::new(),
@@ -131,20 +133,12 @@ fn sealing_for<'a>(s: &'a ExportSettings, seal: super::units::Sealer<'a>) -> Sea
         },
         Some(e) => Sealing {
             info: EncryptionInfo {
-                mode: match e.sealer.mode() {
-                    crate::encryption::EncryptionMode::Age => "age".into(),
-                    crate::encryption::EncryptionMode::AesGcm => "aes-gcm".into(),
-                },
+                mode: EncryptionModeName::of(Some(e.sealer.mode())),
                 strict: e.strict,
                 recipients: e.sealer.recipients(),
                 encrypted_paths: Vec::new(),
             },
-            wrapped_keys: e
-                .sealer
-                .wrapped_keys()
-                .into_iter()
-                .map(|w| serde_json::to_value(w).expect("json"))
-                .collect(),
+            wrapped_keys: e.sealer.wrapped_keys(),
             seal,
         },
     }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::encryption::{EncryptionMode, WrappedKey};
 use crate::ids::FileDigest;
 use crate::selectors::Selectors;
 
@@ -33,11 +34,55 @@ pub struct Compression {
     pub level: i32,
 }
 
+/// `encryption.mode` of a bundle: `none`, `age` or `aes-gcm` (anything else does not
+/// parse).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EncryptionModeName {
+    #[default]
+    None,
+    Age,
+    AesGcm,
+}
+
+impl EncryptionModeName {
+    /// The sealing mode, `None` for a plaintext bundle.
+    pub fn sealed(self) -> Option<EncryptionMode> {
+        match self {
+            Self::None => None,
+            Self::Age => Some(EncryptionMode::Age),
+            Self::AesGcm => Some(EncryptionMode::AesGcm),
+        }
+    }
+
+    pub fn of(mode: Option<EncryptionMode>) -> Self {
+        match mode {
+            None => Self::None,
+            Some(EncryptionMode::Age) => Self::Age,
+            Some(EncryptionMode::AesGcm) => Self::AesGcm,
+        }
+    }
+
+    /// The manifest spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Age => "age",
+            Self::AesGcm => "aes-gcm",
+        }
+    }
+}
+
+impl std::fmt::Display for EncryptionModeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EncryptionInfo {
-    /// `none`, `age` or `aes-gcm`.
-    pub mode: String,
+    pub mode: EncryptionModeName,
     #[serde(default)]
     pub strict: bool,
     #[serde(default)]
@@ -157,7 +202,7 @@ pub struct ExportDoc {
     pub encryption: EncryptionInfo,
     /// Wrapped data keys, here only in strict aes-gcm mode (provenance is encrypted then).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub wrapped_keys: Vec<serde_json::Value>,
+    pub wrapped_keys: Vec<WrappedKey>,
     pub generator: String,
 }
 

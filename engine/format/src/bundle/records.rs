@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::archive::Staged;
 use super::error::BundleError;
-use super::format::RecordLine;
+use super::format::{RecordLine, INDEX_FORMAT_VERSION};
 use super::layout::{layout, shard_path, unsafe_name, FileLayout};
 use crate::ids::ObjectId;
 use crate::model::{shard_of, Collection, Leaf};
@@ -70,12 +70,39 @@ pub fn read_index(staged: &Staged, path: &str, open: Opener<'_>, plain: bool) ->
         path: path.into(),
         reason: format!("index does not parse: {e}"),
     };
-    if plain {
-        let f =
-            std::fs::File::open(staged.root.join(path)).map_err(|_| BundleError::MissingFile { path: path.into() })?;
-        return serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, f)).map_err(malformed);
+    if !plain {
+        return IndexFile::parse(path, &read_plain(staged, path, open)?);
     }
-    serde_json::from_slice(&read_plain(staged, path, open)?).map_err(malformed)
+    let f = std::fs::File::open(staged.root.join(path)).map_err(|_| BundleError::MissingFile { path: path.into() })?;
+    let index: IndexFile = serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, f)).map_err(malformed)?;
+    index.validate(path)?;
+    Ok(index)
+}
+
+impl IndexFile {
+    /// Parse index file `path` from its bytes.
+    pub fn parse(path: &str, bytes: &[u8]) -> Result<Self, BundleError> {
+        let index: IndexFile = serde_json::from_slice(bytes).map_err(|e| BundleError::Malformed {
+            path: path.into(),
+            reason: format!("index does not parse: {e}"),
+        })?;
+        index.validate(path)?;
+        Ok(index)
+    }
+
+    /// The version is one this reader knows (hook for field-level rules as well).
+    pub fn validate(&self, path: &str) -> Result<(), BundleError> {
+        if self.format_version != INDEX_FORMAT_VERSION {
+            return Err(BundleError::Malformed {
+                path: path.into(),
+                reason: format!(
+                    "unsupported formatVersion {} (this stellamirror reads index formatVersion {INDEX_FORMAT_VERSION}); upgrade stellamirror",
+                    self.format_version
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 thread_local! {
@@ -329,4 +356,21 @@ pub fn classify(prefix: &str, rel: &str) -> Result<Option<DataFile>, BundleError
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_of_an_unknown_format_version_is_malformed_naming_file_and_field() {
+        let ok = format!("{{\"formatVersion\":{INDEX_FORMAT_VERSION},\"collections\":{{}}}}");
+        assert!(IndexFile::parse("indexes/vex.index.json", ok.as_bytes()).is_ok());
+        let bad = ok.replace(&format!(":{INDEX_FORMAT_VERSION},"), ":99,");
+        let e = IndexFile::parse("indexes/vex.index.json", bad.as_bytes()).unwrap_err();
+        assert!(
+            matches!(&e, BundleError::Malformed { path, reason } if path == "indexes/vex.index.json" && reason.contains("formatVersion 99")),
+            "{e}"
+        );
+    }
 }

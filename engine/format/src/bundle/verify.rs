@@ -116,7 +116,7 @@ pub fn verify_staged(staged: &Staged, trust: &[TrustedKey]) -> Result<Verified, 
     Ok(v)
 }
 
-pub const PROVENANCE: &str = "provenance.json";
+pub const PROVENANCE: &str = super::provenance::PATH;
 
 /// Format 2 (not strict-encrypted): the listed DSSE envelope carries exactly
 /// `provenance.json` and a trusted key signed it. `read` gives a listed file's bytes
@@ -126,7 +126,12 @@ pub fn verify_attestation(
     read: &dyn Fn(&str) -> Result<Vec<u8>, BundleError>,
     trust: &[TrustedKey],
 ) -> Result<(), BundleError> {
-    if m.format_version < FORMAT_VERSION || m.encryption.strict {
+    if m.encryption.strict {
+        return Ok(());
+    }
+    // Plaintext in every other mode: it must parse as an in-toto statement of ours.
+    super::provenance::Statement::parse(&read(PROVENANCE)?)?;
+    if m.format_version < FORMAT_VERSION {
         return Ok(());
     }
     if !m.artifacts.iter().any(|a| a.path == ENVELOPE_PATH) {
