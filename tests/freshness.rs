@@ -196,7 +196,7 @@ fn manifests_sign_channel_sequence_and_expiry_and_defaults_follow_the_profile() 
     ] {
         let top = stellamirror_tests::extract(&pr.bundle(run), &x.join(run));
         let m = std::fs::read_to_string(top.join("manifest.yaml")).unwrap();
-        assert!(m.starts_with("formatVersion: 2\n"), "{m}");
+        assert!(m.starts_with("formatVersion: 3\n"), "{m}");
         for line in [
             "channel: default".to_string(),
             format!("sequence: {seq}"),
@@ -370,7 +370,7 @@ fn downgrade_to_format_1(top: &Path, key: &Path) {
         {
             continue;
         }
-        out.push(if l == "formatVersion: 2" { "formatVersion: 1" } else { l });
+        out.push(if l == "formatVersion: 3" { "formatVersion: 1" } else { l });
     }
     std::fs::write(&manifest, out.join("\n") + "\n").unwrap();
     std::fs::remove_file(top.join("signatures/provenance.dsse.json")).unwrap();

@@ -198,6 +198,7 @@ fn produce(
         zstd_level: s.zstd_level,
         seal: &seal_fn,
         in_memory: is_delta && !matches!(job, Job::Delta { reset: true, .. }),
+        index_version: crate::bundle::format::index_format_version(stamp.format_version),
     };
 
     // The target view (filtered snapshot) — materialised for full bundles and reset
@@ -338,7 +339,7 @@ fn produce(
         }
     }
     outputs.sort_by_key(|o| (o.collection, o.shard));
-    for (path, segs) in index_segments(&outputs, &view.kind_roots) {
+    for (path, segs) in index_segments(&outputs, &view.kind_roots, ctx.index_version) {
         // Strict encryption seals index files too: they are read whole for that.
         let shipped = if s.encryption.is_some() && is_encrypted_path(path, strict) {
             let mut plain = Vec::new();

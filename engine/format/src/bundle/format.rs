@@ -8,13 +8,30 @@ use crate::encryption::{EncryptionMode, WrappedKey};
 use crate::ids::FileDigest;
 use crate::selectors::Selectors;
 
-/// Written by this version. 2 added `channel`, `sequence`, `expiresAt` (signed freshness
-/// data) and the DSSE envelope `signatures/provenance.dsse.json`; 1 is still read.
-pub const FORMAT_VERSION: u32 = 2;
-/// The first version; written only by `--rerun` of an export made by it.
+/// Written by this version. 3 dropped the per-record hashes of sharded and single-file
+/// collections from the index files (index format 2); 2 added `channel`, `sequence`,
+/// `expiresAt` (signed freshness data) and the DSSE envelope
+/// `signatures/provenance.dsse.json`. 1 and 2 are still read (and written by `--rerun` of
+/// an export made by them).
+pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION_2: u32 = 2;
+/// The first version.
 pub const FORMAT_VERSION_1: u32 = 1;
-/// `formatVersion` of the index files, which bundle format 2 left unchanged.
-pub const INDEX_FORMAT_VERSION: u32 = 1;
+/// `formatVersion` of the index files of bundle format 3: per-record `hash` only for
+/// one-file-per-subject collections (elsewhere the record line carries it).
+pub const INDEX_FORMAT_VERSION: u32 = 2;
+/// Index files of bundle formats 1 and 2 (and of published mirrors): every record with
+/// its `hash`.
+pub const INDEX_FORMAT_VERSION_1: u32 = 1;
+
+/// The index format a bundle of format `bundle_version` carries.
+pub fn index_format_version(bundle_version: u32) -> u32 {
+    if bundle_version >= FORMAT_VERSION {
+        INDEX_FORMAT_VERSION
+    } else {
+        INDEX_FORMAT_VERSION_1
+    }
+}
 /// Bundles are tagged with a channel; until channels exist every bundle is on this one.
 pub const DEFAULT_CHANNEL: &str = "default";
 pub const PROFILE_FULL: &str = "mirror:full";
