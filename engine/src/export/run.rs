@@ -18,7 +18,9 @@ use super::units::{
 use super::{BaseSpec, ExportError, ExportReport, ExportSettings};
 use crate::audit::{AuditEvent, AuditSink};
 use crate::bundle::archive::SegmentReader;
-use crate::bundle::format::{BaseRef, DiffManifest, EncryptionInfo, Stamp, PROFILE_DELTA, PROFILE_FULL};
+use crate::bundle::format::{
+    BaseRef, DiffManifest, EncryptionInfo, EncryptionModeName, Stamp, PROFILE_DELTA, PROFILE_FULL,
+};
 use crate::ids::NodeHash;
 use crate::merkle::{empty_shard_root, kind_root, state_root, KindRef, StateNode};
 use crate::model::{format_time, parse_time, Collection, Tenant};
@@ -122,7 +124,7 @@ fn sealing_for<'a>(s: &'a ExportSettings, seal: super::units::Sealer<'a>) -> Sea
     match &s.encryption {
         None => Sealing {
             info: EncryptionInfo {
-                mode: "none".into(),
+                mode: EncryptionModeName::None,
                 ..Default::default()
             },
             wrapped_keys: Vec::new(),
@@ -130,20 +132,12 @@ fn sealing_for<'a>(s: &'a ExportSettings, seal: super::units::Sealer<'a>) -> Sea
         },
         Some(e) => Sealing {
             info: EncryptionInfo {
-                mode: match e.sealer.mode() {
-                    crate::encryption::EncryptionMode::Age => "age".into(),
-                    crate::encryption::EncryptionMode::AesGcm => "aes-gcm".into(),
-                },
+                mode: EncryptionModeName::of(Some(e.sealer.mode())),
                 strict: e.strict,
                 recipients: e.sealer.recipients(),
                 encrypted_paths: Vec::new(),
             },
-            wrapped_keys: e
-                .sealer
-                .wrapped_keys()
-                .into_iter()
-                .map(|w| serde_json::to_value(w).expect("json"))
-                .collect(),
+            wrapped_keys: e.sealer.wrapped_keys(),
             seal,
         },
     }
@@ -203,6 +197,7 @@ pub(super) fn produce(
         zstd_level: s.zstd_level,
         seal: &seal_fn,
         in_memory: is_delta && !matches!(job, Job::Delta { reset: true, .. }),
+        index_version: crate::bundle::format::index_format_version(stamp.format_version),
     };
 
     // The target view (filtered snapshot) — materialised for full bundles and reset
@@ -348,7 +343,7 @@ pub(super) fn produce(
         }
     }
     outputs.sort_by_key(|o| (o.collection, o.shard));
-    for (path, segs) in index_segments(&outputs, &view.kind_roots) {
+    for (path, segs) in index_segments(&outputs, &view.kind_roots, ctx.index_version) {
         // Strict encryption seals index files too: they are read whole for that.
         let shipped = if s.encryption.is_some() && is_encrypted_path(path, strict) {
             let mut plain = Vec::new();
