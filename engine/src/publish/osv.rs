@@ -5,8 +5,12 @@
 //! reads below `OSV_SCANNER_LOCAL_DB_CACHE_DIRECTORY`) and `osv-scalibr/<Ecosystem>/all.zip`
 //! (the folder osv-scalibr's local matcher, used by newer osv-scanner releases, reads).
 //! An advisory is in the zip of every ecosystem its `affected` packages name. Only the
-//! zips of ecosystems a change touches are rewritten (merged from the previous zip).
+//! zips of ecosystems a change touches are rewritten (merged from the previous zip), each
+//! on its own thread once every change is known.
 use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use zip::PreparedZipFile;
 
 use super::docs::{Context, DocKind, Loaded};
 use super::zipfile::MergeWriter;
@@ -29,27 +33,28 @@ pub fn zip_path(eco: &str) -> String {
     format!("osv/{eco}/all.zip")
 }
 
+/// One step of an ecosystem's merge, in key order.
+enum Step {
+    /// Drop the previous entry of this advisory id (copying the ones before it).
+    Advance(String),
+    Add(PreparedZipFile),
+}
+
 pub struct OsvWriter<'a> {
     ctx: &'a Context<'a>,
-    open: BTreeMap<String, MergeWriter>,
+    steps: BTreeMap<String, Vec<Step>>,
 }
 
 impl<'a> OsvWriter<'a> {
     pub fn new(ctx: &'a Context<'a>) -> Self {
         Self {
             ctx,
-            open: BTreeMap::new(),
+            steps: BTreeMap::new(),
         }
     }
 
-    fn writer(&mut self, eco: &str) -> Result<&mut MergeWriter, PublishError> {
-        if !self.open.contains_key(eco) {
-            let rel = zip_path(eco);
-            let prev = self.ctx.prev.map(|p| p.dir.join(&rel));
-            let w = MergeWriter::create(&self.ctx.out.join(&rel), prev.as_deref(), entry_key)?;
-            self.open.insert(eco.to_string(), w);
-        }
-        Ok(self.open.get_mut(eco).expect("opened above"))
+    fn steps(&mut self, eco: &str) -> &mut Vec<Step> {
+        self.steps.entry(eco.to_string()).or_default()
     }
 
     /// Apply one changed advisory (changes come in id order).
@@ -64,7 +69,7 @@ impl<'a> OsvWriter<'a> {
         touched.sort();
         touched.dedup();
         for eco in touched {
-            self.writer(eco)?.advance(&l.id)?;
+            self.steps(eco).push(Step::Advance(l.id.clone()));
         }
         Ok(())
     }
@@ -72,9 +77,23 @@ impl<'a> OsvWriter<'a> {
     /// Add the compressed entries of a changed advisory (after [`apply`]).
     pub fn add(&mut self, l: &mut Loaded) -> Result<(), PublishError> {
         for (eco, entry) in std::mem::take(&mut l.osv_entries) {
-            self.writer(&eco)?.add(entry)?;
+            self.steps(&eco).push(Step::Add(entry));
         }
         Ok(())
+    }
+
+    /// Merge one ecosystem's zip with its steps; returns its entries.
+    fn merge(ctx: &Context<'_>, eco: &str, steps: Vec<Step>) -> Result<u64, PublishError> {
+        let rel = zip_path(eco);
+        let prev = ctx.prev.map(|p| p.dir.join(&rel));
+        let mut w = MergeWriter::create(&ctx.out.join(&rel), prev.as_deref(), entry_key)?;
+        for step in steps {
+            match step {
+                Step::Advance(id) => w.advance(&id)?,
+                Step::Add(entry) => w.add(entry)?,
+            }
+        }
+        w.finish()
     }
 
     /// Close the rewritten zips, link the untouched ones, write `ecosystems.txt` and the
@@ -83,9 +102,13 @@ impl<'a> OsvWriter<'a> {
         let ctx = self.ctx;
         let mut files = FileCounts::default();
         let mut counts = BTreeMap::new();
-        let rewritten: Vec<String> = self.open.keys().cloned().collect();
-        for (eco, w) in self.open {
-            let n = w.finish()?;
+        let rewritten: Vec<String> = self.steps.keys().cloned().collect();
+        let merged: Vec<(String, u64)> = self
+            .steps
+            .into_par_iter()
+            .map(|(eco, steps)| Ok::<_, PublishError>((eco.clone(), Self::merge(ctx, &eco, steps)?)))
+            .collect::<Result<_, _>>()?;
+        for (eco, n) in merged {
             if n > 0 {
                 counts.insert(eco, n);
                 files.written += 1;
