@@ -15,12 +15,14 @@ pub const BASE_URL_ENV: &str = "STELLAMIRROR_PUBLIC_URL";
 
 #[derive(Args)]
 pub struct PublishArgs {
-    #[arg(long)]
+    /// The store directory.
+    #[arg(long, env = "STELLAMIRROR_STORE")]
     store: PathBuf,
-    #[arg(long)]
+    /// The tenant: a namespace of records in the store.
+    #[arg(long, env = "STELLAMIRROR_TENANT")]
     tenant: String,
     /// Folder of published trees: writes OUT/<tenant>/versions/<root>/ and swaps OUT/<tenant>/current.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_OUT")]
     out: PathBuf,
     /// The https URL OUT/<tenant>/current/ is served under (written into the VEX repository
     /// manifest and the CSAF provider metadata). Default: https://localhost:8443/<tenant>,
@@ -28,17 +30,17 @@ pub struct PublishArgs {
     #[arg(long, env = BASE_URL_ENV)]
     base_url: Option<String>,
     /// Ed25519 PKCS#8 PEM key that signs state.json (default: the store's own key).
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_SIGN_KEY")]
     sign_key: Option<PathBuf>,
     /// Leave out the bundle layout (bundle/): only the scanner layouts and state.json.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_NO_BUNDLE_LAYOUT")]
     no_bundle_layout: bool,
     /// Fold the bundle layout's deltas into a new base once there are this many (0: write a
     /// new base now, e.g. from a nightly timer).
-    #[arg(long, default_value_t = FoldPolicy::default().max_deltas, value_name = "N")]
+    #[arg(long, env = "STELLAMIRROR_MAX_DELTAS", default_value_t = FoldPolicy::default().max_deltas, value_name = "N")]
     max_deltas: usize,
     /// Fold them once they hold more than this percentage of the base's records.
-    #[arg(long, default_value_t = FoldPolicy::default().fold_percent, value_name = "PERCENT")]
+    #[arg(long, env = "STELLAMIRROR_FOLD_PERCENT", default_value_t = FoldPolicy::default().fold_percent, value_name = "PERCENT")]
     fold_percent: u64,
 }
 

@@ -234,6 +234,19 @@ fn produce(
     } else {
         view_from_units(&s.tenant, &outputs)
     };
+    if full_materialise && !s.allow_empty && view.counts.values().sum::<u64>() == 0 {
+        return Err(ExportError::Empty {
+            tenant: s.tenant.to_string(),
+            what: if filter.selects_all() {
+                "at all".into()
+            } else {
+                format!(
+                    "matching the selectors {}",
+                    serde_json::to_string(&selectors).unwrap_or_default()
+                )
+            },
+        });
+    }
     if filter.selects_all() && view.root != state.root() {
         return Err(ExportError::RootMismatch {
             computed: view.root,
@@ -387,6 +400,7 @@ fn produce(
     };
     let mut options = json!({"zstdLevel": s.zstd_level, "schedule": s.schedule, "resetBaseline": reset, "encrypted": s.encryption.is_some(), "signingKeyId": s.sign_key.key_id(), "materials": sources});
     stamp_options(&stamp, &mut options);
+    super::channel::record_options(s, &mut options);
     if let Some(k) = &s.rotate_to {
         options["rotateTo"] = json!(k.to_pem());
     }
@@ -407,6 +421,7 @@ fn produce(
         bytes,
         options,
         seq: stamp.sequence.unwrap_or(0),
+        pruned: None,
     };
     Ok(Produced {
         report: ExportReport {
@@ -504,11 +519,18 @@ pub fn export_full(store: &Store, s: &ExportSettings, audit: &dyn AuditSink) -> 
     if store.export_record(&s.tenant, &run_id)?.is_some() {
         return Err(ExportError::RunExists(run_id));
     }
-    let selectors = normalize(s.selectors.clone()).map_err(ExportError::Usage)?;
+    let head = channel_head(store, s)?;
+    // Not given: the channel's selectors (a channel keeps its selectors).
+    let selectors = match (&head, s.selectors_given) {
+        (Some(h), false) => h.selectors.clone(),
+        _ => normalize(s.selectors.clone()).map_err(ExportError::Usage)?,
+    };
+    super::channel::check(s, head.as_ref(), &selectors)?;
     let state = store.state(&s.tenant)?;
     let stamp = new_stamp(
         store,
         &s.tenant,
+        &s.channel,
         PROFILE_FULL,
         &created_at,
         mtime as i64,
@@ -529,6 +551,14 @@ pub fn export_full(store: &Store, s: &ExportSettings, audit: &dyn AuditSink) -> 
     )?;
     register(store, p.record, &p.report.counts, audit)?;
     Ok(p.report)
+}
+
+/// The channel's last export, whose definition this export inherits and must keep.
+fn channel_head(store: &Store, s: &ExportSettings) -> Result<Option<ExportRecord>, ExportError> {
+    if s.channel.is_adhoc() {
+        return Ok(None);
+    }
+    Ok(super::channel::head(store, &s.tenant, &s.channel)?)
 }
 
 fn base_missing(base: &str, tenant: &Tenant, reason: impl Into<String>) -> ExportError {
@@ -564,15 +594,21 @@ pub fn export_delta(
     if store.export_record(&s.tenant, &run_id)?.is_some() {
         return Err(ExportError::RunExists(run_id));
     }
+    let head = channel_head(store, s)?;
     let base_rec = match base {
-        BaseSpec::Latest => store
-            .export_records(&s.tenant)?
-            .pop()
-            .ok_or_else(|| base_missing("latest", &s.tenant, "this tenant has no exports yet"))?,
+        BaseSpec::Latest => super::channel::head(store, &s.tenant, &s.channel)?
+            .ok_or_else(|| base_missing("latest", &s.tenant, format!("channel {} has no exports yet", s.channel)))?,
         BaseSpec::RunId(id) => store
             .export_record(&s.tenant, id)?
             .ok_or_else(|| base_missing(id, &s.tenant, "it is not in this store's export catalog"))?,
     };
+    if let Some(at) = &base_rec.pruned {
+        return Err(ExportError::Pruned {
+            run_id: base_rec.run_id.clone(),
+            tenant: s.tenant.to_string(),
+            at: at.clone(),
+        });
+    }
     let base_state = load_base_state(store, &base_rec)?;
     let selectors = if s.selectors_given {
         let given = normalize(s.selectors.clone()).map_err(ExportError::Usage)?;
@@ -586,6 +622,7 @@ pub fn export_delta(
     } else {
         base_rec.selectors.clone()
     };
+    super::channel::check(s, head.as_ref(), &selectors)?;
     let state = store.state(&s.tenant)?;
     let job = Job::Delta {
         base: &base_rec,
@@ -595,6 +632,7 @@ pub fn export_delta(
     let stamp = new_stamp(
         store,
         &s.tenant,
+        &s.channel,
         PROFILE_DELTA,
         &created_at,
         mtime as i64,
@@ -612,6 +650,13 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
     let rec = store
         .export_record(&s.tenant, run_id)?
         .ok_or_else(|| ExportError::UnknownRun(run_id.into()))?;
+    if let Some(at) = &rec.pruned {
+        return Err(ExportError::Pruned {
+            run_id: run_id.into(),
+            tenant: s.tenant.to_string(),
+            at: at.clone(),
+        });
+    }
     if rec.options["encrypted"] == json!(true) {
         return Err(ExportError::Usage(
             "encrypted bundles use fresh keys each run and cannot be regenerated byte for byte; export a new bundle"
@@ -644,6 +689,10 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
         rotate_to: rec.options["rotateTo"]
             .as_str()
             .and_then(crate::bundle::signing::TrustedKey::from_pem),
+        channel: super::channel::Channel::new(super::channel::channel_of(&rec)).unwrap_or_default(),
+        detached: true,
+        redefine: false,
+        allow_empty: true,
     };
     let mtime = parse_time(&rec.created_at).unwrap_or(0).max(0) as u64;
     let base_rec;
