@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use stellamirror_tests::*;
 
@@ -112,7 +113,11 @@ fn etags_ranges_types_status_and_refused_paths() {
     // Traversal and hidden paths are refused, raw or percent-encoded; nothing outside the
     // version is served even though these files exist.
     std::fs::write(t.path().join("secret.txt"), b"secret").unwrap();
+    // A symlink inside the version is not followed either.
+    let version = std::fs::canonicalize(out.join("acme/current")).unwrap();
+    std::os::unix::fs::symlink(t.path().join("secret.txt"), version.join("osv/link.txt")).unwrap();
     for path in [
+        "/acme/osv/link.txt",
         "/acme/../secret.txt",
         "/acme/../../secret.txt",
         "/acme/%2e%2e/%2e%2e/secret.txt",
@@ -238,6 +243,40 @@ fn a_short_wrk_run_has_no_errors() {
         eprintln!("wrk -t2 -c16 -d3s {path}: {rps} requests/s, 0 errors\n{}", r.stdout);
         assert!(rps.parse::<f64>().unwrap() > 0.0);
     }
+}
+
+/// `--max-concurrency` counts a request until its body is sent: while a slow download holds
+/// the only place, another request waits (here: past curl's time limit), then is served.
+#[test]
+fn a_slow_download_holds_its_place_under_max_concurrency() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, out) = published(t.path());
+    // A file larger than loopback's socket buffers, so the server is still sending it.
+    let version = std::fs::canonicalize(out.join("acme/current")).unwrap();
+    std::fs::write(version.join("osv/big.zip"), vec![7u8; 32 << 20]).unwrap();
+    let s = Server::start(&out, &["--tenant", "acme", "--max-concurrency", "1"]);
+    let mut slow = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--limit-rate", "8M"])
+        .arg(format!("{}/osv/big.zip", s.url))
+        .spawn()
+        .expect("curl");
+    std::thread::sleep(Duration::from_millis(700));
+    let quick = |max: &str| {
+        let o = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", max])
+            .arg(format!("{}/osv/ecosystems.txt", s.url))
+            .output()
+            .expect("curl");
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    let (code, _) = quick("1");
+    assert_eq!(
+        code,
+        Some(28),
+        "the second request waited for the download's place (curl: timed out)"
+    );
+    assert!(slow.wait().unwrap().success());
+    assert_eq!(quick("5"), (Some(0), "200".to_string()));
 }
 
 /// Issue 16's freeze protection on the far side: `/status` carries the signed `expiresAt`

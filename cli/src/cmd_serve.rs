@@ -25,7 +25,8 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert", env = "STELLAMIRROR_TLS_KEY")]
     tls_key: Option<PathBuf>,
-    /// Requests handled at once; further requests wait.
+    /// Requests handled at once (a download counts until its last byte is sent); further
+    /// requests wait.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536), env = "STELLAMIRROR_MAX_CONCURRENCY")]
     max_concurrency: u32,
 }

@@ -6,9 +6,11 @@
 //! still inside it. Files are served by tower-http's `ServeFile` (Range, HEAD,
 //! Last-Modified, content types); this crate adds strong ETags (published files are
 //! immutable: a changed file is a new file), `If-None-Match`, `/healthz`, `/status`, a
-//! bound on concurrent requests, and path checks before any file-system access.
+//! bound on concurrent requests (held until a response's body is sent or dropped, so slow
+//! downloads count), and path checks before any file-system access.
 #![forbid(unsafe_code)]
 
+mod body;
 mod paths;
 mod status;
 
@@ -23,6 +25,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use axum_server::accept::NoDelayAcceptor;
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
@@ -36,7 +39,7 @@ pub struct ServeConfig {
     pub addr: SocketAddr,
     /// PEM certificate chain and private key: serve HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
-    /// Requests handled at once; more wait.
+    /// Requests handled at once, their bodies' sending included; more wait.
     pub max_concurrency: usize,
 }
 
@@ -85,6 +88,7 @@ impl ServeError {
 struct App {
     root: PathBuf,
     tenant: Option<String>,
+    permits: Arc<Semaphore>,
 }
 
 /// Serve until SIGINT/SIGTERM. `on_listen` gets the bound address (port 0 picks one).
@@ -105,13 +109,9 @@ async fn serve(cfg: ServeConfig, on_listen: impl FnOnce(SocketAddr, bool) + Send
     let app = Arc::new(App {
         root: cfg.root.clone(),
         tenant: cfg.tenant.clone(),
+        permits: Arc::new(Semaphore::new(cfg.max_concurrency.max(1))),
     });
-    let router = Router::new()
-        .fallback(handle)
-        .with_state(app)
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            cfg.max_concurrency.max(1),
-        ));
+    let router = Router::new().fallback(handle).with_state(app);
     let handle = axum_server::Handle::new();
     let tls = cfg.tls.is_some();
     let watcher = handle.clone();
@@ -167,12 +167,19 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")]).into_response();
     }
-    match resolve(req.uri().path(), app.tenant.as_deref()) {
+    let permit = app
+        .permits
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
+    let r = match resolve(req.uri().path(), app.tenant.as_deref()) {
         Target::Health => plain(StatusCode::OK, "ok\n"),
         Target::Refused => plain(StatusCode::BAD_REQUEST, "refused path\n"),
         Target::Status(tenant) => status::response(&app.root, tenant.as_deref()).await,
         Target::File { tenant, rel } => file(&app, &tenant, &rel, req).await,
-    }
+    };
+    r.map(|b| Body::new(body::Permitted::new(b, permit)))
 }
 
 /// Serve `rel` from the version `<tenant>/current` points at now.

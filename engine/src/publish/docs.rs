@@ -180,6 +180,7 @@ pub fn write_documents(
             csaf.apply(&l)?;
             vex.touch(&l);
         }
+        osv.chunk_done()?;
     }
     let mut files = FileCounts::default();
     let (ecosystems, f) = osv.finish()?;

@@ -65,7 +65,8 @@ impl MergeWriter {
         };
         Ok(Self {
             out: out.to_path_buf(),
-            writer: ZipWriter::new(BufWriter::new(file)),
+            // Large writes: a merged zip is mostly entries copied from the previous one.
+            writer: ZipWriter::new(BufWriter::with_capacity(1 << 20, file)),
             prev,
             prev_keys,
             pos: 0,
