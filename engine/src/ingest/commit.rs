@@ -3,9 +3,10 @@
 //! Documents are collected into chunks of bounded size. An input that fits one chunk is
 //! planned and committed in one synced batch, as every small mutation is. A larger one
 //! is staged (`store::staging`): each full chunk is planned on top of the previous ones
-//! (the Merkle state carried over, the records read through the staged changes), its
-//! objects and nodes written unreferenced and its record changes staged; the last chunk
-//! (with the `--complete` removals) ends in one small commit that moves the head.
+//! (the records read through the staged changes), its objects written unreferenced, its
+//! record changes staged and its leaf changes kept for one Merkle update after the last
+//! chunk (`store::deferred`); the last chunk (with the `--complete` removals) ends in
+//! one small commit that moves the head.
 //! Memory stays bounded by the chunk size; a crash anywhere leaves the old state or the
 //! new one.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -18,6 +19,7 @@ use crate::apply::{self, Mutation, Plan};
 use crate::ids::{InputDigest, ObjectId};
 use crate::merkle::StateNode;
 use crate::model::{Collection, Tenant};
+use crate::store::deferred::DeferredTree;
 use crate::store::staging::{self, LiveView, RecordView, StagedOps, StagedView};
 use crate::store::{ObjectKey, RecordEntry, Store, StoreError};
 
@@ -108,8 +110,9 @@ impl Chunk {
 pub struct Committer<'a> {
     store: &'a Store,
     tenant: Tenant,
-    /// The state after the chunks staged so far (None: nothing staged, commit directly).
-    staged: Option<StateNode>,
+    /// The state before the run and the leaf changes of the chunks staged so far (None:
+    /// nothing staged, commit directly).
+    staged: Option<(StateNode, DeferredTree)>,
     /// Whether a staged chunk changed anything.
     wrote: bool,
 }
@@ -130,14 +133,13 @@ impl<'a> Committer<'a> {
 
     /// Stage a full chunk (the input continues after it).
     pub fn stage(&mut self, chunk: Chunk, report: &mut IngestReport) -> Result<(), IngestError> {
-        let base = match self.staged.take() {
+        let (base, mut tree) = match self.staged.take() {
             Some(s) => s,
-            None => self.store.state(&self.tenant)?,
+            None => (self.store.state(&self.tenant)?, DeferredTree::new(self.store)?),
         };
         let view = StagedView::new(self.store, &self.tenant)?;
-        let (plan, m) = prepare(self.store, &view, &self.tenant, base, chunk, Vec::new(), report)?;
-        self.staged = Some(plan.new_state.clone());
-        report.state_root = plan.root();
+        let (plan, m) = self.prepare(&view, chunk, Vec::new(), report, Planning::Deferred(&mut tree))?;
+        self.staged = Some((base, tree));
         if plan.is_noop() {
             return Ok(());
         }
@@ -162,10 +164,10 @@ impl<'a> Committer<'a> {
         dry_run: bool,
         report: &mut IngestReport,
     ) -> Result<(), IngestError> {
-        let Some(base) = self.staged.take() else {
+        let Some((base, mut tree)) = self.staged.take() else {
             let view = LiveView::new(self.store, &self.tenant)?;
             let base = self.store.state(&self.tenant)?;
-            let (plan, m) = prepare(self.store, &view, &self.tenant, base, chunk, absent, report)?;
+            let (plan, m) = self.prepare(&view, chunk, absent, report, Planning::Now(base))?;
             report.state_root = plan.root();
             if plan.is_noop() || dry_run {
                 return Ok(());
@@ -176,8 +178,7 @@ impl<'a> Committer<'a> {
             return Ok(());
         };
         let view = StagedView::new(self.store, &self.tenant)?;
-        let (plan, m) = prepare(self.store, &view, &self.tenant, base, chunk, absent, report)?;
-        report.state_root = plan.root();
+        let (plan, m) = self.prepare(&view, chunk, absent, report, Planning::Deferred(&mut tree))?;
         if !plan.is_noop() {
             self.wrote = true;
             self.write_staged(&plan, &m)?;
@@ -186,7 +187,10 @@ impl<'a> Committer<'a> {
             staging::discard(self.store, &self.tenant)?;
             return Ok(());
         }
-        staging::commit_staged(self.store, &self.tenant, &plan.root(), view.keyspace(), &[])?;
+        // The Merkle update of every chunk at once (store::deferred), then the head.
+        let state = tree.apply(self.store, &base)?;
+        report.state_root = state.root();
+        staging::commit_staged(self.store, &self.tenant, &state.root(), view.keyspace(), &[])?;
         report.committed = true;
         Ok(())
     }
@@ -208,46 +212,60 @@ struct Prepared {
     consensus: HashMap<ObjectId, Vec<u8>>,
 }
 
-/// Extend a chunk into its full mutation (derived records the new versions no longer
-/// produce, `absent` records with theirs, the consensus of the VEX pairs touched), plan
-/// it on `base` and add its counts to `report`.
-fn prepare(
-    store: &Store,
-    view: &dyn RecordView,
-    tenant: &Tenant,
-    base: StateNode,
-    chunk: Chunk,
-    absent: Vec<(Collection, String)>,
-    report: &mut IngestReport,
-) -> Result<(Plan, Prepared), IngestError> {
-    let Chunk { mut m, bytes, .. } = chunk;
-    let mut gone: BTreeSet<(Collection, String)> = BTreeSet::new();
-    for ((c, id), e) in m.upserts.iter().filter(|((c, _), _)| c.is_primary()) {
-        if let Some(old) = view.record(*c, id)? {
-            gone.extend(old.derived.into_iter().filter(|d| !e.derived.contains(d)));
+/// How a chunk's Merkle update is made: now, on this state, or deferred to the end of a
+/// staged run.
+enum Planning<'t> {
+    Now(StateNode),
+    Deferred(&'t mut DeferredTree),
+}
+
+impl Committer<'_> {
+    /// Extend a chunk into its full mutation (derived records the new versions no longer
+    /// produce, `absent` records with theirs, the consensus of the VEX pairs touched),
+    /// plan it and add its counts to `report`.
+    fn prepare(
+        &self,
+        view: &dyn RecordView,
+        chunk: Chunk,
+        absent: Vec<(Collection, String)>,
+        report: &mut IngestReport,
+        planning: Planning<'_>,
+    ) -> Result<(Plan, Prepared), IngestError> {
+        let (store, tenant) = (self.store, &self.tenant);
+        let Chunk { mut m, bytes, .. } = chunk;
+        let mut gone: BTreeSet<(Collection, String)> = BTreeSet::new();
+        for ((c, id), e) in m.upserts.iter().filter(|((c, _), _)| c.is_primary()) {
+            if let Some(old) = view.record(*c, id)? {
+                gone.extend(old.derived.into_iter().filter(|d| !e.derived.contains(d)));
+            }
         }
-    }
-    m.deletes.extend(gone);
-    for (c, id) in absent {
-        if let Some(old) = view.record(c, &id)? {
-            m.deletes.extend(old.derived);
+        m.deletes.extend(gone);
+        for (c, id) in absent {
+            if let Some(old) = view.record(c, &id)? {
+                m.deletes.extend(old.derived);
+            }
+            m.deletes.insert((c, id));
         }
-        m.deletes.insert((c, id));
+        // VEX consensus (crate::consensus, docs/consensus.md): recompute the pairs whose
+        // statements this chunk adds, changes or removes.
+        let statement_bytes: HashMap<ObjectId, &[u8]> = m
+            .upserts
+            .iter()
+            .filter(|((c, _), _)| *c == Collection::VexNormalized)
+            .filter_map(|(_, e)| Some((e.object, bytes.get(&e.object)?.as_slice())))
+            .collect();
+        let consensus: HashMap<ObjectId, Vec<u8>> = crate::consensus::extend(store, view, &mut m, &statement_bytes)?
+            .into_iter()
+            .collect();
+        let plan = match planning {
+            Planning::Now(base) => apply::plan_on(store, view, tenant, base, &m)?,
+            Planning::Deferred(tree) => {
+                apply::plan_deferred(view, tenant, StateNode::empty(tenant.as_str()), &m, tree)?
+            }
+        };
+        add_counts(&mut report.counts, &plan);
+        Ok((plan, Prepared { m, bytes, consensus }))
     }
-    // VEX consensus (crate::consensus, docs/consensus.md): recompute the pairs whose
-    // statements this chunk adds, changes or removes.
-    let statement_bytes: HashMap<ObjectId, &[u8]> = m
-        .upserts
-        .iter()
-        .filter(|((c, _), _)| *c == Collection::VexNormalized)
-        .filter_map(|(_, e)| Some((e.object, bytes.get(&e.object)?.as_slice())))
-        .collect();
-    let consensus: HashMap<ObjectId, Vec<u8>> = crate::consensus::extend(store, view, &mut m, &statement_bytes)?
-        .into_iter()
-        .collect();
-    let plan = apply::plan_on(store, view, tenant, base, &m)?;
-    add_counts(&mut report.counts, &plan);
-    Ok((plan, Prepared { m, bytes, consensus }))
 }
 
 fn add_counts(into: &mut BTreeMap<Collection, apply::ChangeCounts>, plan: &Plan) {

@@ -21,6 +21,7 @@
 //! that also moves the tenant's head; objects and nodes it needs were written earlier.
 pub mod bulk;
 pub mod catalog;
+pub mod deferred;
 pub mod error;
 pub mod staging;
 pub mod tree;
