@@ -19,9 +19,10 @@ use crate::apply::{self, Mutation, Plan};
 use crate::ids::{InputDigest, ObjectId};
 use crate::merkle::StateNode;
 use crate::model::{Collection, Tenant};
+use crate::store::bulk::{ScratchDir, Spill, SstOptions, SstSink};
 use crate::store::deferred::DeferredTree;
 use crate::store::staging::{self, LiveView, RecordView, StagedOps, StagedView};
-use crate::store::{ObjectKey, RecordEntry, Store, StoreError};
+use crate::store::{ObjectKey, RecordEntry, Store, StoreError, CF_OBJECTS};
 
 const OBJECT_CHUNK_BYTES: usize = 16 << 20;
 
@@ -106,13 +107,51 @@ impl Chunk {
     }
 }
 
+/// What a staged run holds until its commit.
+struct Staged {
+    /// The tenant's state before the run.
+    base: StateNode,
+    tree: DeferredTree,
+    /// Objects of the staged chunks: sorted into SST files and ingested just before the
+    /// commit, so each is written once (not through memtables, flushes and compactions).
+    objects: Spill,
+    /// Holds the sorts' files; declared last, so dropped after them.
+    dir: ScratchDir,
+}
+
+/// In-memory buffer of the objects' sort.
+const OBJECTS_SPILL: usize = 64 << 20;
+
+impl Staged {
+    fn new(store: &Store, tenant: &Tenant) -> Result<Self, StoreError> {
+        let dir = ScratchDir::new(store)?;
+        Ok(Self {
+            base: store.state(tenant)?,
+            tree: DeferredTree::new(dir.path()),
+            objects: Spill::new(dir.path(), "objects", OBJECTS_SPILL),
+            dir,
+        })
+    }
+}
+
+/// Sort the staged objects into SST files and link them into the store (immutable and
+/// unreferenced until the commit; content-addressed, so a key seen twice is one object).
+fn ingest_objects(store: &Store, objects: Spill, dir: &ScratchDir) -> Result<(), StoreError> {
+    let opts = SstOptions::new(CF_OBJECTS);
+    let mut sink = SstSink::new(&opts, dir.path(), "objects");
+    objects.drain_into(&mut sink, &|k| {
+        StoreError::Corrupt(format!("ingest: object key {} with two contents", hex::encode(k)))
+    })?;
+    store.ingest(CF_OBJECTS, sink.finish()?)
+}
+
 /// Plans and writes the chunks of one ingest; see the module comment.
 pub struct Committer<'a> {
     store: &'a Store,
     tenant: Tenant,
-    /// The state before the run and the leaf changes of the chunks staged so far (None:
-    /// nothing staged, commit directly).
-    staged: Option<(StateNode, DeferredTree)>,
+    /// What the chunks staged so far left for the commit (None: nothing staged, commit
+    /// directly).
+    staged: Option<Staged>,
     /// Whether a staged chunk changed anything.
     wrote: bool,
 }
@@ -133,22 +172,27 @@ impl<'a> Committer<'a> {
 
     /// Stage a full chunk (the input continues after it).
     pub fn stage(&mut self, chunk: Chunk, report: &mut IngestReport) -> Result<(), IngestError> {
-        let (base, mut tree) = match self.staged.take() {
+        let mut staged = match self.staged.take() {
             Some(s) => s,
-            None => (self.store.state(&self.tenant)?, DeferredTree::new(self.store)?),
+            None => Staged::new(self.store, &self.tenant)?,
         };
+        let r = self.stage_into(&mut staged, chunk, report);
+        self.staged = Some(staged);
+        r
+    }
+
+    fn stage_into(&mut self, staged: &mut Staged, chunk: Chunk, report: &mut IngestReport) -> Result<(), IngestError> {
         let view = StagedView::new(self.store, &self.tenant)?;
-        let (plan, m) = self.prepare(&view, chunk, Vec::new(), report, Planning::Deferred(&mut tree))?;
-        self.staged = Some((base, tree));
+        let (plan, m) = self.prepare(&view, chunk, Vec::new(), report, Planning::Deferred(&mut staged.tree))?;
         if plan.is_noop() {
             return Ok(());
         }
         self.wrote = true;
-        self.write_staged(&plan, &m)
+        self.write_staged(&mut staged.objects, &plan, &m)
     }
 
-    fn write_staged(&self, plan: &Plan, m: &Prepared) -> Result<(), IngestError> {
-        m.write_objects(self.store, plan, true)?;
+    fn write_staged(&self, objects: &mut Spill, plan: &Plan, m: &Prepared) -> Result<(), IngestError> {
+        m.write_objects(self.store, plan, Some(objects))?;
         apply::write_nodes(self.store, plan, true)?;
         let mut ops = StagedOps::new(self.store, &self.tenant);
         apply::record_ops(plan, &m.m, &mut ops);
@@ -164,7 +208,7 @@ impl<'a> Committer<'a> {
         dry_run: bool,
         report: &mut IngestReport,
     ) -> Result<(), IngestError> {
-        let Some((base, mut tree)) = self.staged.take() else {
+        let Some(mut staged) = self.staged.take() else {
             let view = LiveView::new(self.store, &self.tenant)?;
             let base = self.store.state(&self.tenant)?;
             let (plan, m) = self.prepare(&view, chunk, absent, report, Planning::Now(base))?;
@@ -172,22 +216,30 @@ impl<'a> Committer<'a> {
             if plan.is_noop() || dry_run {
                 return Ok(());
             }
-            m.write_objects(self.store, &plan, false)?;
+            m.write_objects(self.store, &plan, None)?;
             apply::commit(self.store, &plan, &m.m, &[])?;
             report.committed = true;
             return Ok(());
         };
         let view = StagedView::new(self.store, &self.tenant)?;
-        let (plan, m) = self.prepare(&view, chunk, absent, report, Planning::Deferred(&mut tree))?;
+        let (plan, m) = self.prepare(&view, chunk, absent, report, Planning::Deferred(&mut staged.tree))?;
         if !plan.is_noop() {
             self.wrote = true;
-            self.write_staged(&plan, &m)?;
+            self.write_staged(&mut staged.objects, &plan, &m)?;
         }
         if !self.wrote {
             staging::discard(self.store, &self.tenant)?;
             return Ok(());
         }
-        // The Merkle update of every chunk at once (store::deferred), then the head.
+        // The objects, the Merkle update of every chunk at once (store::deferred), then
+        // the head.
+        let Staged {
+            base,
+            tree,
+            objects,
+            dir,
+        } = staged;
+        ingest_objects(self.store, objects, &dir)?;
         let state = tree.apply(self.store, &base)?;
         report.state_root = state.root();
         staging::commit_staged(self.store, &self.tenant, &state.root(), view.keyspace(), &[])?;
@@ -278,9 +330,10 @@ fn add_counts(into: &mut BTreeMap<Collection, apply::ChangeCounts>, plan: &Plan)
 }
 
 impl Prepared {
-    /// Objects first (immutable, unreferenced until the commit); `bulk` for staged runs.
-    fn write_objects(&self, store: &Store, plan: &Plan, bulk: bool) -> Result<(), IngestError> {
-        let mut writer = ObjectWriter::new(store, bulk);
+    /// Objects first (immutable, unreferenced until the commit): into write batches, or
+    /// into a staged run's sort.
+    fn write_objects(&self, store: &Store, plan: &Plan, sort: Option<&mut Spill>) -> Result<(), IngestError> {
+        let mut writer = ObjectWriter::new(store, sort);
         for key in plan.objects(&self.m) {
             let id = key.id();
             let b = self
@@ -294,20 +347,20 @@ impl Prepared {
     }
 }
 
-/// Buffers immutable objects into write batches of bounded size.
+/// Buffers immutable objects into write batches of bounded size (or a sort).
 struct ObjectWriter<'a> {
     store: &'a Store,
-    bulk: bool,
+    sort: Option<&'a mut Spill>,
     batch: WriteBatch,
     bytes: usize,
     seen: BTreeSet<ObjectKey>,
 }
 
 impl<'a> ObjectWriter<'a> {
-    fn new(store: &'a Store, bulk: bool) -> Self {
+    fn new(store: &'a Store, sort: Option<&'a mut Spill>) -> Self {
         Self {
             store,
-            bulk,
+            sort,
             batch: WriteBatch::default(),
             bytes: 0,
             seen: BTreeSet::new(),
@@ -316,6 +369,9 @@ impl<'a> ObjectWriter<'a> {
     fn put(&mut self, key: ObjectKey, bytes: &[u8]) -> Result<(), IngestError> {
         if !self.seen.insert(key) {
             return Ok(());
+        }
+        if let Some(sort) = self.sort.as_mut() {
+            return Ok(sort.put(key.as_bytes(), bytes)?);
         }
         self.store.put_object(&mut self.batch, &key, bytes);
         self.bytes += bytes.len();
@@ -327,9 +383,7 @@ impl<'a> ObjectWriter<'a> {
     fn flush(&mut self) -> Result<(), IngestError> {
         let b = std::mem::take(&mut self.batch);
         self.bytes = 0;
-        if self.bulk {
-            self.store.write_bulk(b)?;
-        } else {
+        if self.sort.is_none() {
             self.store.write_unreferenced(b)?;
         }
         Ok(())

@@ -28,6 +28,40 @@ fn io(what: &Path, e: std::io::Error) -> StoreError {
     StoreError::Db(format!("{}: {e}", what.display()))
 }
 
+/// A folder in the store for a staged ingest's sorts (their run files and SST files must
+/// be on the store's file system), removed when dropped. A killed ingest leaves it
+/// behind; [`ScratchDir::clear_leftovers`] (called by `Store::open`) removes it: RocksDB's
+/// lock means the process that opened the store is the only one using it.
+pub struct ScratchDir(PathBuf);
+
+const SCRATCH: &str = "ingest-scratch";
+
+impl ScratchDir {
+    pub fn clear_leftovers(store_path: &Path) {
+        let _ = std::fs::remove_dir_all(store_path.join(SCRATCH));
+    }
+
+    pub fn new(store: &Store) -> Result<Self, StoreError> {
+        let root = store.path().join(SCRATCH);
+        let dir = root.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        Ok(Self(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        if let Some(root) = self.0.parent() {
+            let _ = std::fs::remove_dir(root);
+        }
+    }
+}
+
 /// The options SST files of one column family are written with (the family's own).
 pub struct SstOptions(Options);
 

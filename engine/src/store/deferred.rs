@@ -13,7 +13,7 @@
 //! changed by two chunks, or moved between subjects and back) the last one wins, as it
 //! does when the chunks are applied one after the other.
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 
 use rayon::prelude::*;
 
@@ -35,30 +35,6 @@ const DELETE: u8 = 0;
 const UPSERT: u8 = 1;
 const UPSERT_MODIFIED: u8 = 2;
 
-/// A folder in the store for the spill's run files, removed when dropped. A killed
-/// ingest leaves it behind; the next [`DeferredTree::new`] removes such leftovers (the
-/// store's lock means no other process uses them).
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new(store: &Store) -> Result<Self, StoreError> {
-        let root = store.path().join("ingest-tree");
-        let _ = std::fs::remove_dir_all(&root);
-        let dir = root.join(std::process::id().to_string());
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-        if let Some(root) = self.0.parent() {
-            let _ = std::fs::remove_dir(root);
-        }
-    }
-}
-
 /// Leaf changes of a staged ingest, applied to the tree once (see the module comment).
 pub struct DeferredTree {
     spill: Spill,
@@ -66,7 +42,6 @@ pub struct DeferredTree {
     key: Vec<u8>,
     value: Vec<u8>,
     changes: u64,
-    _dir: ScratchDir,
 }
 
 fn collection_of(code: u8) -> Result<Collection, StoreError> {
@@ -119,16 +94,15 @@ fn decode<'a>(k: &'a [u8], v: &[u8]) -> Result<Change<'a>, StoreError> {
 }
 
 impl DeferredTree {
-    pub fn new(store: &Store) -> Result<Self, StoreError> {
-        let dir = ScratchDir::new(store)?;
-        Ok(Self {
-            spill: Spill::new(&dir.0, "leaves", SPILL_BYTES),
+    /// Run files go into `dir` (a [`super::bulk::ScratchDir`]).
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            spill: Spill::new(dir, "leaves", SPILL_BYTES),
             seq: 0,
             key: Vec::new(),
             value: Vec::new(),
             changes: 0,
-            _dir: dir,
-        })
+        }
     }
 
     /// Leaf changes held so far.
@@ -362,7 +336,8 @@ mod tests {
                 ("new", "x", Some(leaf("x", 5, None))),
             ],
         ];
-        let mut tree = DeferredTree::new(&store).unwrap();
+        let scratch = super::super::bulk::ScratchDir::new(&store).unwrap();
+        let mut tree = DeferredTree::new(scratch.path());
         let mut stepwise = base.clone();
         for chunk in &chunks {
             let mut cs = ChangeSet::default();

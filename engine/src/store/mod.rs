@@ -281,6 +281,7 @@ impl Store {
         }
         // A staged ingest whose commit landed is finished before anything reads.
         staging::recover(&store)?;
+        bulk::ScratchDir::clear_leftovers(path);
         Ok(store)
     }
 
