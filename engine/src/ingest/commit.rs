@@ -120,7 +120,7 @@ struct Staged {
 }
 
 /// In-memory buffer of the objects' sort.
-const OBJECTS_SPILL: usize = 64 << 20;
+const OBJECTS_SPILL: usize = 32 << 20;
 
 impl Staged {
     fn new(store: &Store, tenant: &Tenant) -> Result<Self, StoreError> {

@@ -25,7 +25,7 @@ use crate::merkle::{KindNode, Node, StateNode};
 use crate::model::{shard_of, Collection, Leaf};
 
 /// In-memory buffer of the spill before it writes a sorted run.
-const SPILL_BYTES: usize = 64 << 20;
+const SPILL_BYTES: usize = 32 << 20;
 /// Leaf changes rewritten in parallel at once (a batch of consecutive shards).
 const BATCH_CHANGES: usize = 64_000;
 /// Nodes written per batch.
