@@ -21,6 +21,7 @@
 //! that also moves the tenant's head; objects and nodes it needs were written earlier.
 pub mod bulk;
 pub mod catalog;
+pub mod deferred;
 pub mod error;
 pub mod gc;
 pub mod staging;
@@ -294,6 +295,7 @@ impl Store {
         }
         // A staged ingest whose commit landed is finished before anything reads.
         staging::recover(&store)?;
+        bulk::ScratchDir::clear_leftovers(path);
         Ok(store)
     }
 
