@@ -132,13 +132,13 @@ pub fn parse_document(v: Value, ctx: &ParseContext, name: Option<&str>) -> Resul
         if cyclonedx_vex::is_vex(&v) {
             return cyclonedx_vex::parse(v, name);
         }
-        return cyclonedx::parse_sbom(v, ctx);
+        return cyclonedx::parse_sbom(v, ctx, name);
     }
     if v.get("document").and_then(|d| d.get("csaf_version")).is_some() {
         return csaf::parse(v);
     }
     if v.get("spdxVersion").is_some() {
-        return spdx::parse(v, ctx);
+        return spdx::parse(v, ctx, name);
     }
     if let Some(c) = v.get("@context").and_then(Value::as_str) {
         if c.contains("openvex") {
