@@ -275,7 +275,7 @@ pub fn import_with(
     StagingArea::clear_leftovers(store);
     let staging = StagingArea::new(store)?;
     // Issue 16: keys rotated in by applied bundles, revoked keys, validity windows.
-    let gate = crate::trust::rotation::Gate::new(Some(store), &s.trust, &s.key_rules)?;
+    let gate = crate::trust::rotation::gate(Some(store), &s.trust, &s.key_rules)?;
     if !bundle.is_dir() {
         let work = staging.0.join("stream");
         let checks = stream::Checks { gate: &gate, freshness };
