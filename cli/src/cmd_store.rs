@@ -192,6 +192,12 @@ fn print_skipped(report: &ingest::IngestReport) {
             report.identical_duplicates
         );
     }
+    if !report.repository_metadata.is_empty() {
+        eprintln!(
+            "read {} VEX repository metadata files (vex-repository.json, index.json, manifest.json): described, not stored",
+            report.repository_metadata.len()
+        );
+    }
     let i = &report.integrity;
     if i.digests_verified > 0 {
         eprintln!("{} documents matched their .sha256/.sha512", i.digests_verified);

@@ -44,10 +44,13 @@ pub fn pack_version(v: &Value) -> u64 {
     packed
 }
 
-/// The document's own version number (see [`DocVersion`]), from the parsed JSON.
+/// The document's own version number (see [`DocVersion`]), from the parsed JSON: the
+/// packed version plus one, so that a version `0` still orders (and is told apart from
+/// a format without versions, 0).
 pub fn own_version(v: &Value) -> u64 {
+    let of = |field: Option<&Value>| field.map_or(0, |f| pack_version(f) + 1);
     if let Some(t) = v.get("document").and_then(|d| d.get("tracking")) {
-        return t.get("version").map(pack_version).unwrap_or(0);
+        return of(t.get("version"));
     }
     let is_cyclonedx = v.get("bomFormat").and_then(Value::as_str) == Some("CycloneDX");
     let is_openvex = v
@@ -55,7 +58,7 @@ pub fn own_version(v: &Value) -> u64 {
         .and_then(Value::as_str)
         .is_some_and(|c| c.contains("openvex"));
     if is_cyclonedx || is_openvex {
-        return v.get("version").map(pack_version).unwrap_or(0);
+        return of(v.get("version"));
     }
     0
 }

@@ -10,6 +10,9 @@ use super::identity::Roots;
 pub enum FileShape {
     Json,
     JsonLines,
+    /// A zip archive of `.json` documents (OSV's `<Ecosystem>/all.zip`): each entry is one
+    /// document, read like a JSON Lines line (its "line" is the entry's number).
+    Zip,
 }
 
 #[derive(Clone, Debug)]
@@ -24,7 +27,9 @@ pub struct InputFile {
 
 fn shape_of(path: &Path, force_lines: bool) -> Option<FileShape> {
     let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
-    if name.ends_with(".jsonl") || name.ends_with(".ndjson") || force_lines {
+    if name.ends_with(".zip") {
+        Some(FileShape::Zip)
+    } else if name.ends_with(".jsonl") || name.ends_with(".ndjson") || force_lines {
         Some(FileShape::JsonLines)
     } else if name.ends_with(".json") {
         Some(FileShape::Json)
@@ -277,6 +282,9 @@ pub fn for_each_block(
         path: file.path.clone(),
         message: e.to_string(),
     };
+    if file.shape == FileShape::Zip {
+        return for_each_zip_entry(file, block_bytes, f);
+    }
     if file.shape == FileShape::Json {
         let data = std::fs::read(&file.path).map_err(io)?;
         let range = 0..data.len();
@@ -297,6 +305,65 @@ pub fn for_each_block(
         }
         Ok(())
     })
+}
+
+/// Most bytes one zip entry may expand to: an entry is one document, and a larger one is
+/// refused rather than allocated (a zip bomb).
+pub const ZIP_ENTRY_LIMIT: u64 = 256 << 20;
+
+/// The `.json` entries of a zip archive in archive order, in blocks of about
+/// `block_bytes`: entries are decompressed one at a time, so memory is bounded by the
+/// block, not by the archive. Other entries (directories, a `README`) are passed over.
+fn for_each_zip_entry(
+    file: &InputFile,
+    block_bytes: usize,
+    mut f: impl FnMut(&Block) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    let bad = |message: String| IngestError::Io {
+        path: file.path.clone(),
+        message,
+    };
+    let reader = std::io::BufReader::new(std::fs::File::open(&file.path).map_err(|e| bad(e.to_string()))?);
+    let mut archive = zip::ZipArchive::new(reader).map_err(|e| bad(format!("not a readable zip archive: {e}")))?;
+    let mut block = Block {
+        data: Vec::new(),
+        docs: Vec::new(),
+    };
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| bad(format!("zip entry {}: {e}", i + 1)))?;
+        let name = entry.name().map(|n| n.into_owned()).unwrap_or_default();
+        if !entry.is_file() || !name.to_ascii_lowercase().ends_with(".json") {
+            continue;
+        }
+        if entry.size() > ZIP_ENTRY_LIMIT {
+            return Err(bad(format!(
+                "zip entry {} ({}) expands to {} bytes, more than the {ZIP_ENTRY_LIMIT} allowed for one document",
+                i + 1,
+                name,
+                entry.size()
+            )));
+        }
+        let start = block.data.len();
+        (&mut entry)
+            .take(ZIP_ENTRY_LIMIT + 1)
+            .read_to_end(&mut block.data)
+            .map_err(|e| bad(format!("zip entry {} ({name}): {e}", i + 1)))?;
+        block.docs.push(RawDoc {
+            line: Some(i + 1),
+            range: start..block.data.len(),
+        });
+        if block.data.len() >= block_bytes {
+            f(&block)?;
+            block.data.clear();
+            block.docs.clear();
+        }
+    }
+    if !block.docs.is_empty() {
+        f(&block)?;
+    }
+    Ok(())
 }
 
 /// The reader thread of [`for_each_block`]: whole lines per block, the partial last line

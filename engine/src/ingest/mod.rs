@@ -128,6 +128,8 @@ pub struct IngestReport {
     pub superseded: Vec<Superseded>,
     /// Documents whose id and content equal an earlier document's in the same input.
     pub identical_duplicates: u64,
+    /// VEX repository metadata files read (vex-repo-spec): described, not stored.
+    pub repository_metadata: Vec<RepoFile>,
     /// The directory document names are relative to (None: each input path, for runs
     /// without `--source`).
     pub source_root: Option<PathBuf>,
@@ -136,6 +138,15 @@ pub struct IngestReport {
     /// `superseded` once the input's files are known).
     #[serde(skip)]
     pub superseded_by_store: Vec<(Collection, String, Position)>,
+}
+
+/// A VEX repository metadata file of the input and what it says.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoFile {
+    pub file: PathBuf,
+    #[serde(flatten)]
+    pub metadata: formats::vex_repo::RepoMetadata,
 }
 
 /// A document left out because a newer version of it stands (docs/formats.md).
@@ -183,12 +194,16 @@ fn to_bad(file: &InputFile, line: Option<usize>, e: DocError) -> BadInput {
     }
 }
 
-/// A parsed document and its own version number ([`identity::own_version`]).
-type Parsed = (ParsedDoc, u64);
+/// What one input document is: records (a parsed document and its own version number,
+/// [`identity::own_version`]), or the metadata of a VEX repository (not stored).
+enum Parsed {
+    Doc(ParsedDoc, u64),
+    Metadata(formats::vex_repo::RepoMetadata),
+}
 
 fn parse_raw(file: &InputFile, line: Option<usize>, bytes: &[u8], ctx: &ParseContext) -> Result<Parsed, BadInput> {
     if let Some(d) = formats::parse_fast(bytes, ctx) {
-        return Ok((d, 0));
+        return Ok(Parsed::Doc(d, 0));
     }
     let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| BadInput {
         kind: BadInputKind::Invalid,
@@ -199,10 +214,15 @@ fn parse_raw(file: &InputFile, line: Option<usize>, bytes: &[u8], ctx: &ParseCon
         },
         reason: format!("not valid JSON: {e}"),
     })?;
+    if ctx.kind == formats::KindHint::Auto {
+        if let Some(m) = formats::vex_repo::detect(&v) {
+            return Ok(Parsed::Metadata(m));
+        }
+    }
     let name = (file.shape == input::FileShape::Json).then_some(file.name.as_str());
     let version = identity::own_version(&v);
     let doc = parse_document(v, ctx, name).map_err(|e| to_bad(file, line, e))?;
-    Ok((doc, version))
+    Ok(Parsed::Doc(doc, version))
 }
 
 /// What reading one document gave.
@@ -273,6 +293,13 @@ impl Run<'_> {
 
     fn take(&mut self, o: Outcome) -> Result<(), IngestError> {
         let (digest, (doc, version), at) = match o {
+            Outcome::Parsed(_, Ok(Parsed::Metadata(m)), at) => {
+                self.report.repository_metadata.push(RepoFile {
+                    file: location_of(self.files, at).file,
+                    metadata: m,
+                });
+                return Ok(());
+            }
             Outcome::Unchanged(d, at) => {
                 self.known.mark(&d, at);
                 self.report.unchanged += 1;
@@ -284,7 +311,7 @@ impl Run<'_> {
                 return Ok(());
             }
             Outcome::Parsed(_, Err(bad), _) => return Err(IngestError::BadInput(bad)),
-            Outcome::Parsed(d, Ok(doc), at) => (d, doc, at),
+            Outcome::Parsed(d, Ok(Parsed::Doc(doc, version)), at) => (d, (doc, version), at),
         };
         self.report.parsed += 1;
         self.report.documents += 1;
@@ -517,6 +544,7 @@ pub fn ingest(
             excluded,
             superseded: Vec::new(),
             identical_duplicates: 0,
+            repository_metadata: Vec::new(),
             source_root: roots.root().map(Path::to_path_buf),
             integrity: Integrity::default(),
             superseded_by_store: Vec::new(),

@@ -14,6 +14,7 @@ pub mod osv_typed;
 pub mod policy;
 pub mod purl;
 pub mod spdx;
+pub mod vex_repo;
 
 use serde_json::Value;
 
