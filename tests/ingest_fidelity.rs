@@ -286,3 +286,25 @@ fn an_older_csaf_revision_never_replaces_a_newer_one() {
         assert_eq!(state_root(&s, "acme"), root, "order {i}");
     }
 }
+
+#[test]
+fn spdx_tag_value_documents_ingest_with_their_text_kept() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("s");
+    let dir = data("spdx-tv");
+    let file = dir.join("spdx-examples__software__example01__spdx2.2__example1.spdx");
+    let r = ingest(&store, "acme", &["--source", "spdx"], &[&dir]).ok().json();
+    assert_eq!(r["counts"]["sboms.raw"]["added"], 1, "{r}");
+    assert!(r["skippedFiles"].as_array().unwrap().is_empty());
+    let (key, _) = stellamirror_tests::keypair(t.path(), "producer");
+    let bundle =
+        stellamirror_tests::export_full(&store, &t.path().join("out"), &key, "r1", "2026-12-01T00:00:00Z", &[]);
+    let top = stellamirror_tests::extract(&bundle, &t.path().join("x"));
+    let r = tool("sh", &["-c", "zstd -dc data/raw/sboms/*.jsonl.zst"], &top);
+    let line: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(line["id"], "https://swinslow.net/spdx-examples/example1/hello-v3");
+    assert_eq!(line["subject"], "hello");
+    // The document as received, byte for byte.
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(line["doc"]["spdxTagValue"], text);
+}

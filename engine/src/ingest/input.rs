@@ -31,7 +31,8 @@ fn shape_of(path: &Path, force_lines: bool) -> Option<FileShape> {
         Some(FileShape::Zip)
     } else if name.ends_with(".jsonl") || name.ends_with(".ndjson") || force_lines {
         Some(FileShape::JsonLines)
-    } else if name.ends_with(".json") {
+    } else if name.ends_with(".json") || name.ends_with(".spdx") {
+        // `.spdx`: an SPDX tag-value document, one per file like JSON.
         Some(FileShape::Json)
     } else {
         None
@@ -126,8 +127,8 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> IngestError + '_ {
 }
 
 /// Files named directly are taken whatever their extension (JSON unless `.jsonl`);
-/// directories are walked in sorted order for `.json`, `.jsonl` and `.ndjson` files.
-/// Names are relative to the source root ([`Roots`]).
+/// directories are walked in sorted order for `.json`, `.jsonl`, `.ndjson`, `.zip` and
+/// `.spdx` files. Names are relative to the source root ([`Roots`]).
 pub fn enumerate(
     paths: &[PathBuf],
     force_lines: bool,
@@ -217,7 +218,7 @@ fn walk(
                 } else {
                     inputs.skipped_files.push(SkippedFile {
                         file: entry.path().to_path_buf(),
-                        reason: "not an input type (.json, .jsonl, .ndjson)".into(),
+                        reason: "not an input type (.json, .jsonl, .ndjson, .zip, .spdx)".into(),
                     });
                 }
             }

@@ -205,6 +205,11 @@ fn parse_raw(file: &InputFile, line: Option<usize>, bytes: &[u8], ctx: &ParseCon
     if let Some(d) = formats::parse_fast(bytes, ctx) {
         return Ok(Parsed::Doc(d, 0));
     }
+    let whole = file.shape == input::FileShape::Json;
+    if whole && ctx.kind == formats::KindHint::Auto && formats::spdx_tv::is_tag_value(bytes) {
+        let d = formats::spdx_tv::parse(bytes, ctx, Some(&file.name)).map_err(|e| to_bad(file, line, e))?;
+        return Ok(Parsed::Doc(d, 0));
+    }
     let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| BadInput {
         kind: BadInputKind::Invalid,
         at: InputLocation {

@@ -14,6 +14,8 @@ pub mod osv_typed;
 pub mod policy;
 pub mod purl;
 pub mod spdx;
+pub mod spdx3;
+pub mod spdx_tv;
 pub mod vex_repo;
 
 use serde_json::Value;
@@ -145,10 +147,8 @@ pub fn parse_document(v: Value, ctx: &ParseContext, name: Option<&str>) -> Resul
         if c.contains("openvex") {
             return openvex::parse(v, name);
         }
-        if c.contains("spdx.org/rdf/3") {
-            return Err(DocError::Unrecognized(
-                "SPDX 3 JSON-LD is not supported: export the SBOM as SPDX 2.2/2.3 JSON or CycloneDX".into(),
-            ));
+        if spdx3::is_spdx3(&v) {
+            return spdx3::parse(v, ctx, name);
         }
     }
     if v.get("id").is_some() && v.get("modified").is_some() {
@@ -156,7 +156,8 @@ pub fn parse_document(v: Value, ctx: &ParseContext, name: Option<&str>) -> Resul
     }
     Err(DocError::Unrecognized(
         "not OSV (id + modified), OpenVEX (@context openvex), CSAF (document.csaf_version), \
-         CycloneDX (bomFormat) or SPDX 2.x (spdxVersion); policy documents need --kind"
+         CycloneDX (bomFormat), SPDX 2.x (spdxVersion) or SPDX 3 (@context spdx.org/rdf/3); \
+         policy documents need --kind"
             .into(),
     ))
 }

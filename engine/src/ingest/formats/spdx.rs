@@ -71,6 +71,12 @@ pub fn document_id(namespace: Option<&str>, name: Option<&str>, pointer: &str) -
 }
 
 pub fn parse(v: Value, ctx: &ParseContext, name: Option<&str>) -> Result<ParsedDoc, DocError> {
+    parse_fields(&v, &v, ctx, name)
+}
+
+/// An SPDX 2.x document's records from its fields in the JSON shape `v` (the document
+/// itself, or the JSON form of a tag-value document), storing `raw` as received.
+pub fn parse_fields(v: &Value, raw: &Value, ctx: &ParseContext, name: Option<&str>) -> Result<ParsedDoc, DocError> {
     let version = v.get("spdxVersion").and_then(Value::as_str).unwrap_or_default();
     if !version.starts_with("SPDX-2.") {
         return Err(invalid(
@@ -100,7 +106,7 @@ pub fn parse(v: Value, ctx: &ParseContext, name: Option<&str>) -> Result<ParsedD
     };
     let subject = match &ctx.subject_override {
         Some(s) => Some(s.clone()),
-        None => described(&v)
+        None => described(v)
             .into_iter()
             .find_map(|id| {
                 let pkg = packages
@@ -130,7 +136,7 @@ pub fn parse(v: Value, ctx: &ParseContext, name: Option<&str>) -> Result<ParsedD
         "documentNamespace": v.get("documentNamespace"),
         "packages": all,
     });
-    Ok(super::cyclonedx::sbom_records(subject, id, &v, &normalized, modified))
+    Ok(super::cyclonedx::sbom_records(subject, id, raw, &normalized, modified))
 }
 
 #[cfg(test)]
