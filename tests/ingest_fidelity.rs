@@ -214,8 +214,21 @@ fn a_flipped_byte_in_a_csaf_file_with_a_sha512_is_refused_naming_both_files() {
     assert_eq!(state_root(&store, "acme"), before, "nothing changed");
 }
 
+/// gpg in a throw-away home: run `args` in `dir`, return stdout.
+fn gpg(home: &Path, dir: &Path, args: &str) -> String {
+    let cmd = format!(
+        "gpg --homedir '{}' --batch --pinentry-mode loopback --passphrase '' {args}",
+        p(home)
+    );
+    let r = tool("sh", &["-c", &cmd], dir);
+    assert_eq!(r.code, 0, "gpg {args}: {}", r.stderr);
+    r.stdout
+}
+
+/// A real CSAF advisory signed by a publisher key made for the test (no CSAF provider's
+/// key and signatures are in ../shared/data), as CSAF providers publish: `X.json.asc`.
 #[test]
-fn signatures_beside_documents_are_counted_as_unchecked() {
+fn csaf_signatures_are_counted_without_keys_and_verified_with_publisher_keys() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("csaf");
     std::fs::create_dir_all(&dir).unwrap();
@@ -223,22 +236,27 @@ fn signatures_beside_documents_are_counted_as_unchecked() {
     std::fs::copy(data("csaf/rhsa-2021_5217.json"), &doc).unwrap();
     let home = t.path().join("gnupg");
     std::fs::create_dir_all(&home).unwrap();
-    let gpg = |args: &str| {
-        let r = tool(
-            "sh",
-            &[
-                "-c",
-                &format!(
-                    "gpg --homedir '{}' --batch --pinentry-mode loopback --passphrase '' {args}",
-                    p(&home)
-                ),
-            ],
-            &dir,
-        );
-        assert_eq!(r.code, 0, "gpg {args}: {}", r.stderr);
-    };
-    gpg("--quick-gen-key 'Test Publisher <psirt@example.com>' ed25519 sign never");
-    gpg("--armor --detach-sign --output rhsa-2021_5217.json.asc rhsa-2021_5217.json");
+    for uid in ["Publisher <psirt@example.com>", "Other <other@example.com>"] {
+        gpg(&home, &dir, &format!("--quick-gen-key '{uid}' ed25519 sign never"));
+    }
+    gpg(
+        &home,
+        &dir,
+        "--local-user psirt@example.com --armor --detach-sign --output rhsa-2021_5217.json.asc rhsa-2021_5217.json",
+    );
+    let key = t.path().join("publisher.asc");
+    std::fs::write(&key, gpg(&home, &dir, "--armor --export psirt@example.com")).unwrap();
+    let other = t.path().join("other.asc");
+    std::fs::write(&other, gpg(&home, &dir, "--armor --export other@example.com")).unwrap();
+    let fpr = gpg(&home, &dir, "--with-colons --fingerprint psirt@example.com")
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .unwrap()
+        .split(':')
+        .nth(9)
+        .unwrap()
+        .to_ascii_lowercase();
+    // Without keys: counted, and the summary says they are unchecked.
     let r = ingest(&t.path().join("s"), "acme", &[], &[&dir]).ok().json();
     assert_eq!(r["integrity"]["signaturesPresent"], 1);
     assert_eq!(r["integrity"]["signaturesVerified"], 0);
@@ -248,6 +266,45 @@ fn signatures_beside_documents_are_counted_as_unchecked() {
         "{}",
         text.stderr
     );
+    // With the publisher's key: verified, and the records name the key.
+    let store = t.path().join("s3");
+    let r = ingest(
+        &store,
+        "acme",
+        &["--publisher-key", p(&other), "--publisher-key", p(&key)],
+        &[&dir],
+    )
+    .ok()
+    .json();
+    assert_eq!(r["integrity"]["signaturesVerified"], 1, "{r}");
+    let (sign, _) = stellamirror_tests::keypair(t.path(), "producer");
+    let bundle =
+        stellamirror_tests::export_full(&store, &t.path().join("out"), &sign, "r1", "2026-12-01T00:00:00Z", &[]);
+    let top = stellamirror_tests::extract(&bundle, &t.path().join("x"));
+    let lines = tool("sh", &["-c", "zstd -dc data/normalized/advisories/*.jsonl.zst"], &top).stdout;
+    assert!(lines.lines().count() > 0);
+    for l in lines.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["doc"]["verifiedBy"], fpr.as_str(), "{l}");
+    }
+    // Only another key given: refused, naming the document and its signature.
+    let store4 = t.path().join("s4");
+    let r = ingest(&store4, "acme", &["--publisher-key", p(&other)], &[&dir])
+        .fails_with("ERR_INPUT_SIGNATURE_INVALID")
+        .json();
+    let msg = r["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(p(&doc)) && msg.contains("rhsa-2021_5217.json.asc"),
+        "{msg}"
+    );
+    // A changed byte in the document breaks its signature.
+    let mut bytes = std::fs::read(&doc).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"RHSA").unwrap();
+    bytes[at] = b'X';
+    std::fs::write(&doc, &bytes).unwrap();
+    ingest(&store4, "acme", &["--publisher-key", p(&key)], &[&dir]).fails_with("ERR_INPUT_SIGNATURE_INVALID");
+    // A file that is not a key is refused before anything is read.
+    ingest(&store4, "acme", &["--publisher-key", p(&doc)], &[&dir]).fails_with("ERR_PUBLISHER_KEY_INVALID");
 }
 
 #[test]

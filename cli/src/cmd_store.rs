@@ -28,14 +28,17 @@ pub enum KindArg {
   stellamirror ingest --store /srv/sm --tenant acme --kind policy-evaluations evals.jsonl
   stellamirror ingest --store /srv/sm --tenant acme --source vexhub --exclude '**/manifest.json' vexhub/
   stellamirror ingest --store /srv/sm --tenant acme --source vexhub --source-root /data/vexhub /data/vexhub/pkg/golang
+  stellamirror ingest --store /srv/sm --tenant acme --source cisa-csaf --publisher-key cisa.asc csaf_files/
 
 Document names (the identity of OpenVEX documents and of SBOMs without a serial number
 or namespace) are paths relative to the source's root: --source-root, else the root an
 earlier run of the source recorded, else the first path. Pointing a later run at a
 parent or child folder does not rename anything.
 
-A .sha256/.sha512 beside a document must match it (ERR_INPUT_DIGEST_MISMATCH); .asc
-signatures beside documents are counted in the summary. Files that hold no document are
+A .sha256/.sha512 beside a document must match it (ERR_INPUT_DIGEST_MISMATCH). With
+--publisher-key, an .asc signature beside a document must verify with one of the keys
+(ERR_INPUT_SIGNATURE_INVALID) and CSAF records note the key (verifiedBy); without, the
+summary counts the signatures present and unchecked. Files that hold no document are
 named in the summary with the reason.
 
 --complete refuses to remove more than 10% of the source's records (an empty or
@@ -93,6 +96,10 @@ pub struct IngestArgs {
     /// (repeatable), e.g. --exclude '**/manifest.json'.
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
+    /// An OpenPGP public key (armored) of a publisher (repeatable): every `.asc` signature
+    /// beside a document must verify with one of them, e.g. --publisher-key cisa-csaf.asc.
+    #[arg(long, value_name = "KEY.asc")]
+    publisher_key: Vec<PathBuf>,
     /// Files (JSON, JSON Lines) and directories.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -121,12 +128,14 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
                 KindArg::PolicyEvaluations => KindHint::PolicyEvaluations,
             },
             subject_override: a.subject,
+            verified_by: None,
         },
         batch_bytes: a.batch_mib << 20,
         batch_records: a.batch_records as usize,
         max_removal_pct: (!a.allow_mass_removal).then_some(a.max_removal),
         source_root: a.source_root,
         selection: ingest::input::Selection::new(&a.include, &a.exclude)?,
+        publisher_keys: std::sync::Arc::new(ingest::openpgp::PublisherKeys::load(&a.publisher_key)?),
     };
     let bar = Bar::new(quiet || json);
     let report = ingest::ingest(&store, &a.paths, &opts, &bar)?;
@@ -201,6 +210,12 @@ fn print_skipped(report: &ingest::IngestReport) {
     let i = &report.integrity;
     if i.digests_verified > 0 {
         eprintln!("{} documents matched their .sha256/.sha512", i.digests_verified);
+    }
+    if i.signatures_verified > 0 {
+        eprintln!(
+            "{} OpenPGP signatures (.asc) verified with a --publisher-key",
+            i.signatures_verified
+        );
     }
     if i.signatures_present > i.signatures_verified {
         eprintln!(

@@ -56,6 +56,8 @@ impl FileDigester {
         };
         h.update([kind]);
         put_field(&mut h, ctx.subject_override.as_deref());
+        // The verifying publisher key shapes the records too (their `verifiedBy`).
+        put_field(&mut h, ctx.verified_by.as_deref());
         let name = (file.shape == FileShape::Json).then_some(file.name.as_str());
         put_field(&mut h, name);
         Self(h)
@@ -264,12 +266,14 @@ mod tests {
         let subject = ParseContext {
             kind: KindHint::Auto,
             subject_override: Some("img".into()),
+            verified_by: None,
         };
         let a2 = FileDigester::new(&subject, &file("a.json", FileShape::Json));
         assert_ne!(a.digest(b"{}"), a2.digest(b"{}"));
         let policy = ParseContext {
             kind: KindHint::PolicyEvaluations,
             subject_override: None,
+            verified_by: None,
         };
         let p = FileDigester::new(&policy, &file("a.jsonl", FileShape::JsonLines));
         assert_ne!(lines.digest(b"{}"), p.digest(b"{}"));

@@ -37,6 +37,8 @@ pub enum BadInputKind {
     DuplicateId,
     /// A `.sha256`/`.sha512` beside the document does not match it.
     DigestMismatch,
+    /// The `.asc` beside the document does not verify with any `--publisher-key`.
+    SignatureInvalid,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -53,6 +55,7 @@ impl BadInput {
             BadInputKind::Unrecognized => "ERR_INPUT_UNRECOGNIZED",
             BadInputKind::DuplicateId => "ERR_INPUT_DUPLICATE_ID",
             BadInputKind::DigestMismatch => "ERR_INPUT_DIGEST_MISMATCH",
+            BadInputKind::SignatureInvalid => "ERR_INPUT_SIGNATURE_INVALID",
         }
     }
 }
@@ -95,6 +98,9 @@ pub enum IngestError {
     /// An input lies outside the source root its names are relative to.
     #[error("{path} is outside the source root {root}")]
     OutsideRoot { path: PathBuf, root: PathBuf },
+    /// A `--publisher-key` file holds no OpenPGP public key.
+    #[error("{path} is not an OpenPGP public key: {message}")]
+    PublisherKey { path: PathBuf, message: String },
     /// An `--include`/`--exclude` glob does not parse.
     #[error("glob {glob:?} does not parse: {message}")]
     BadGlob { glob: String, message: String },
@@ -120,6 +126,7 @@ impl IngestError {
             IngestError::MassRemoval { .. } => "ERR_MASS_REMOVAL",
             IngestError::OutsideRoot { .. } => "ERR_INPUT_OUTSIDE_ROOT",
             IngestError::BadGlob { .. } => "ERR_USAGE",
+            IngestError::PublisherKey { .. } => "ERR_PUBLISHER_KEY_INVALID",
             IngestError::Store(e) => e.code(),
         }
     }
@@ -130,12 +137,14 @@ impl IngestError {
                 BadInputKind::Unrecognized => "supported: OSV, OpenVEX, CSAF 2.0/2.1, CycloneDX (SBOM and VEX), SPDX 2.x JSON and tag-value, SPDX 3.0 JSON-LD, policy snapshots/evaluations (--kind); nothing from this run was stored".into(),
                 BadInputKind::DuplicateId => "the input holds two different documents with one id and one version: drop one (e.g. --exclude GLOB), or pass --keep-going to keep the first and list the other; nothing from this run was stored".into(),
                 BadInputKind::DigestMismatch => "the document or its checksum file was altered or cut short: fetch both again from the publisher; nothing from this run was stored".into(),
+                BadInputKind::SignatureInvalid => "the document or its signature was altered, or it is signed by a key not given: check the publisher's key (--publisher-key KEY.asc) and fetch both again; nothing from this run was stored".into(),
             },
             IngestError::Io { .. } => "check the path exists and is readable".into(),
             IngestError::CompleteWithoutSource => "name the source whose complete set this input is, e.g. --source osv-pypa".into(),
             IngestError::NoInput => "pass .json/.jsonl files or directories holding them".into(),
             IngestError::MassRemoval { .. } => "check that the input is the source's whole current set (not empty or truncated); if the removal is intended, pass --max-removal PCT or --allow-mass-removal; nothing was changed".into(),
             IngestError::OutsideRoot { .. } => "document names are relative to the source's recorded root; ingest from inside it, or declare a new root with --source-root DIR (names, and so OpenVEX and name-keyed ids, change with it); nothing was changed".into(),
+            IngestError::PublisherKey { .. } => "pass the publisher's armored OpenPGP public key, e.g. --publisher-key cisa-csaf.asc (gpg --export --armor KEYID)".into(),
             IngestError::BadGlob { .. } => "globs use `*`, `**`, `?`, `[..]`, `{a,b}` and match the name relative to the source root, e.g. --exclude '**/manifest.json'".into(),
             IngestError::Store(e) => e.hint(),
         }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod formats;
 pub mod identity;
 pub mod input;
+pub mod openpgp;
 pub mod sidecar;
 
 use std::collections::{BTreeMap, HashMap};
@@ -71,6 +72,9 @@ pub struct IngestOptions {
     pub source_root: Option<PathBuf>,
     /// `--include` / `--exclude` globs over the names of files in input directories.
     pub selection: Selection,
+    /// `--publisher-key`: OpenPGP keys the `.asc` signatures beside documents must verify
+    /// with (none: signatures are counted, not checked).
+    pub publisher_keys: std::sync::Arc<openpgp::PublisherKeys>,
 }
 
 /// Default of [`IngestOptions::max_removal_pct`].
@@ -91,6 +95,7 @@ impl IngestOptions {
             max_removal_pct: Some(DEFAULT_MAX_REMOVAL_PCT),
             source_root: None,
             selection: Selection::default(),
+            publisher_keys: Default::default(),
         }
     }
 }
@@ -252,21 +257,49 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Check the integrity files beside `file` (docs/formats.md, "Upstream integrity"):
+    /// the fingerprint of the publisher key that verified its signature, if one did.
+    /// `Ok(None)` with `skip`: the file was refused and listed (`--keep-going`).
+    fn check_integrity(&mut self, file: &InputFile) -> Result<(Option<String>, bool), IngestError> {
+        let keys = &self.opts.publisher_keys;
+        let checked = sidecar::check(&file.path).and_then(|c| {
+            self.report.integrity.digests_verified += u64::from(c.digest_verified);
+            self.report.integrity.signatures_present += u64::from(c.signature_present);
+            if !c.signature_present || keys.is_empty() {
+                return Ok(None);
+            }
+            let fp = keys.verify(&file.path, &sidecar::signature_of(&file.path))?;
+            self.report.integrity.signatures_verified += 1;
+            Ok(Some(fp))
+        });
+        match checked {
+            Ok(fp) => Ok((fp, false)),
+            Err(bad) if self.opts.keep_going => {
+                self.report.skipped.push(bad);
+                Ok((None, true))
+            }
+            Err(bad) => Err(IngestError::BadInput(bad)),
+        }
+    }
+
     fn read(&mut self, progress: &dyn Progress) -> Result<(), IngestError> {
         let opts: &IngestOptions = self.opts;
-        let ctx = &opts.ctx;
         for (fi, file) in self.files.iter().enumerate() {
-            match sidecar::check(&file.path) {
-                Ok(c) => {
-                    self.report.integrity.digests_verified += u64::from(c.digest_verified);
-                    self.report.integrity.signatures_present += u64::from(c.signature_present);
-                }
-                Err(bad) if opts.keep_going => {
-                    self.report.skipped.push(bad);
-                    continue;
-                }
-                Err(bad) => return Err(IngestError::BadInput(bad)),
+            let (verified_by, skip) = self.check_integrity(file)?;
+            if skip {
+                continue;
             }
+            let signed;
+            let ctx = match verified_by {
+                None => &opts.ctx,
+                Some(fp) => {
+                    signed = ParseContext {
+                        verified_by: Some(fp),
+                        ..opts.ctx.clone()
+                    };
+                    &signed
+                }
+            };
             let digester = FileDigester::new(ctx, file);
             for_each_block(file, BLOCK_BYTES, |block| {
                 let n = block.data.len() as u64;

@@ -29,6 +29,11 @@ pub struct Checked {
     pub signature_present: bool,
 }
 
+/// The OpenPGP signature file beside `doc`.
+pub fn signature_of(doc: &Path) -> PathBuf {
+    sidecar(doc, ".asc")
+}
+
 fn sidecar(doc: &Path, suffix: &str) -> PathBuf {
     let mut s = doc.as_os_str().to_os_string();
     s.push(suffix);

@@ -325,7 +325,9 @@ fn document_id(publisher: Option<&Value>, tid: &str) -> String {
     }
 }
 
-pub fn parse(v: Value) -> Result<ParsedDoc, DocError> {
+/// `verified_by`: the fingerprint of the publisher key that verified the document's
+/// OpenPGP signature, noted in every normalized record (`verifiedBy`).
+pub fn parse(v: Value, verified_by: Option<&str>) -> Result<ParsedDoc, DocError> {
     let document = v
         .get("document")
         .filter(|d| d.is_object())
@@ -377,6 +379,7 @@ pub fn parse(v: Value) -> Result<ParsedDoc, DocError> {
             .unwrap_or(Value::Null),
         doc_version: tracking.get("version").cloned().unwrap_or(Value::Null),
         current,
+        verified_by,
     };
     let is_vex = category == "csaf_vex";
     let mut derived: BTreeMap<String, NewRecord> = BTreeMap::new();
@@ -425,6 +428,7 @@ struct Ctx<'a> {
     namespace: Value,
     doc_version: Value,
     current: i64,
+    verified_by: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -467,11 +471,19 @@ impl Ctx<'_> {
                     collection: Collection::VexNormalized,
                     subject: s.product.subject,
                     id,
-                    bytes: compact(&n),
+                    bytes: compact(&self.noted(n)),
                     modified: Some(self.current),
                 }
             })
             .collect()
+    }
+
+    /// A normalized record with the verifying key noted, when there is one.
+    fn noted(&self, mut n: Value) -> Value {
+        if let (Some(fp), Some(o)) = (self.verified_by, n.as_object_mut()) {
+            o.insert("verifiedBy".into(), fp.into());
+        }
+        n
     }
 
     fn advisory(
@@ -535,7 +547,7 @@ impl Ctx<'_> {
             collection: Collection::AdvisoriesNormalized,
             subject,
             id,
-            bytes: compact(&n),
+            bytes: compact(&self.noted(n)),
             modified: Some(self.current),
         }
     }
@@ -572,7 +584,7 @@ mod tests {
 
     #[test]
     fn vex_statements_resolve_products_and_flags() {
-        let d = parse(doc("csaf_vex")).expect("valid");
+        let d = parse(doc("csaf_vex"), None).expect("valid");
         assert_eq!(d.primary.collection, Collection::VexRaw);
         let ids: Vec<&str> = d.derived.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(
@@ -600,7 +612,7 @@ mod tests {
 
     #[test]
     fn advisories_get_one_record_per_vulnerability() {
-        let d = parse(doc("csaf_security_advisory")).expect("valid");
+        let d = parse(doc("csaf_security_advisory"), None).expect("valid");
         assert_eq!(d.primary.collection, Collection::AdvisoriesRaw);
         // The identity is the publisher's namespace + the tracking id.
         assert_eq!(d.primary.id, "https://example.com#EX-1");

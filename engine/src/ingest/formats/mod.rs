@@ -65,6 +65,9 @@ pub struct ParseContext {
     pub kind: KindHint,
     /// `--subject`: overrides the SBOM subject taken from the document.
     pub subject_override: Option<String>,
+    /// The fingerprint of the `--publisher-key` that verified this document's `.asc`
+    /// signature (per file; noted in CSAF normalized records as `verifiedBy`).
+    pub verified_by: Option<String>,
 }
 
 impl Default for ParseContext {
@@ -72,6 +75,7 @@ impl Default for ParseContext {
         Self {
             kind: KindHint::Auto,
             subject_override: None,
+            verified_by: None,
         }
     }
 }
@@ -138,7 +142,7 @@ pub fn parse_document(v: Value, ctx: &ParseContext, name: Option<&str>) -> Resul
         return cyclonedx::parse_sbom(v, ctx, name);
     }
     if v.get("document").and_then(|d| d.get("csaf_version")).is_some() {
-        return csaf::parse(v);
+        return csaf::parse(v, ctx.verified_by.as_deref());
     }
     if v.get("spdxVersion").is_some() {
         return spdx::parse(v, ctx, name);
@@ -206,7 +210,7 @@ mod tests {
     fn policy_hints_override_detection() {
         let ctx = ParseContext {
             kind: KindHint::PolicySnapshot,
-            subject_override: None,
+            ..ParseContext::default()
         };
         let d = parse_document(serde_json::json!([1, 2]), &ctx, Some("p.json")).expect("any JSON is a snapshot");
         assert_eq!(
