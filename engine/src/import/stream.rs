@@ -26,7 +26,7 @@ use crate::bundle::archive::{
 };
 use crate::bundle::dsse::ENVELOPE_PATH;
 use crate::bundle::error::BundleError;
-use crate::bundle::format::Artifact;
+use crate::bundle::format::{Artifact, EncryptionModeName};
 use crate::bundle::verify::{gate, parse_manifest, verify_attestation, verify_listing, SignedDocs, PROVENANCE};
 use crate::ids::FileDigest;
 use crate::import::freshness::Policy;
@@ -85,7 +85,7 @@ impl ArchiveVisitor for Visitor<'_> {
     fn gate(&mut self, input: &GateInput<'_>) -> Result<Vec<Artifact>, BundleError> {
         let artifacts = gate(&self.checks.gate.keys, input)?;
         let manifest = parse_manifest(input.manifest)?;
-        if manifest.encryption.mode != "none" {
+        if manifest.encryption.mode != EncryptionModeName::None {
             self.unsuitable = true;
             return Err(stop());
         }
@@ -102,7 +102,7 @@ impl ArchiveVisitor for Visitor<'_> {
             self.store,
             manifest,
             FileDigest::of(input.manifest),
-            self.s.expect_tenant.as_ref(),
+            self.s,
             self.checks.freshness,
         ) {
             Err(e) => {
@@ -341,6 +341,10 @@ mod tests {
             expires_in: None,
             min_sequence: None,
             rotate_to: None,
+            channel: Default::default(),
+            detached: false,
+            redefine: false,
+            allow_empty: false,
         };
         let exported = export_full(&producer, &settings, &StoreAuditLog::new(t.path())).unwrap();
         let mirror = Store::open(&t.path().join("mirror")).unwrap();
@@ -350,6 +354,7 @@ mod tests {
             identities: Identities::default(),
             limits: Limits::default(),
             expect_tenant: None,
+            expect_channels: Vec::new(),
             freshness: Policy::strict(clock),
             key_rules: Vec::new(),
         };
