@@ -88,19 +88,19 @@ pub struct IngestArgs {
     batch_records: u64,
     /// The directory document names are relative to, recorded for the source (default:
     /// the recorded root, else the first path), e.g. --source-root /data/vexhub.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "STELLAMIRROR_SOURCE_ROOT")]
     source_root: Option<PathBuf>,
     /// Read only files of input directories whose name (relative to the source root)
     /// matches one of these globs (repeatable), e.g. --include 'pkg/**/*.openvex.json'.
-    #[arg(long, value_name = "GLOB")]
+    #[arg(long, value_name = "GLOB", env = "STELLAMIRROR_INCLUDE")]
     include: Vec<String>,
     /// Leave out files of input directories whose name matches one of these globs
     /// (repeatable), e.g. --exclude '**/manifest.json'.
-    #[arg(long, value_name = "GLOB")]
+    #[arg(long, value_name = "GLOB", env = "STELLAMIRROR_EXCLUDE")]
     exclude: Vec<String>,
     /// An OpenPGP public key (armored) of a publisher (repeatable): every `.asc` signature
     /// beside a document must verify with one of them, e.g. --publisher-key cisa-csaf.asc.
-    #[arg(long, value_name = "KEY.asc")]
+    #[arg(long, value_name = "KEY.asc", env = "STELLAMIRROR_PUBLISHER_KEY")]
     publisher_key: Vec<PathBuf>,
     /// Files (JSON, JSON Lines) and directories.
     #[arg(required = true)]

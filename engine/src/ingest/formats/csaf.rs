@@ -627,7 +627,7 @@ mod tests {
     fn missing_tracking_id_names_its_pointer() {
         let mut v = doc("csaf_vex");
         v["document"]["tracking"].as_object_mut().expect("object").remove("id");
-        match parse(v) {
+        match parse(v, None) {
             Err(DocError::Invalid { pointer, .. }) => assert_eq!(pointer, "/document/tracking/id"),
             other => panic!("expected invalid, got {other:?}"),
         }
