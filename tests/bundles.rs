@@ -66,7 +66,7 @@ fn full_bundle_is_readable_and_verifiable_with_standard_tools() {
     assert!(files.iter().any(|f| f.starts_with("data/normalized/vex/")));
     assert!(files
         .iter()
-        .any(|f| f.starts_with("data/raw/sboms/") && f.ends_with("/sbom.json")));
+        .any(|f| f.starts_with("data/raw/sboms/") && f.ends_with(".jsonl.zst")));
     let mut lines = 0;
     for f in &files {
         if f.ends_with(".json") {
@@ -78,7 +78,7 @@ fn full_bundle_is_readable_and_verifiable_with_standard_tools() {
             lines += r.stdout.lines().count();
         }
     }
-    // The manifest counts match what the files hold (raw + normalized advisories and VEX).
+    // The manifest counts match what the files hold (raw + normalized advisories, VEX, SBOMs).
     let manifest = std::fs::read_to_string(m.join("manifest.yaml")).unwrap();
     let yaml_count = |k: &str| -> usize {
         let line = manifest
@@ -92,6 +92,7 @@ fn full_bundle_is_readable_and_verifiable_with_standard_tools() {
         "advisories.normalized",
         "vex.raw",
         "vex.normalized",
+        "sboms.raw",
         "sboms.normalized",
         "policy.evaluations",
         "consensus",

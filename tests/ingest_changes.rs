@@ -130,27 +130,52 @@ fn complete_removes_the_absent_records_while_skipping_the_unchanged_ones() {
     );
 }
 
+/// Issue 17, finding 7: two copies of one advisory with different content and the same
+/// `modified` in one input used to resolve "last wins" without a word. Now they are
+/// refused naming both lines, whether the store's copy is the one skipped unparsed or
+/// not; with --keep-going the first stands and the other is listed.
 #[test]
-fn the_later_copy_of_a_document_wins_whether_it_is_skipped_or_parsed() {
+fn duplicate_ids_with_different_content_in_one_input_are_refused_naming_both_lines() {
     let t = tempfile::tempdir().unwrap();
     let go = data("osv/go-new.jsonl");
     let args: &[&str] = &["--source", "go"];
     let ls = lines_of(&go);
+    let n = ls.len();
     let changed = edited(&ls[3], "changed upstream");
-    // The live version after a changed one (the live one wins), and the reverse.
+    // The live version after a changed one, and the reverse; (lines named, first copy).
     let orders = [
-        [vec![changed.clone()], ls.clone()].concat(),
-        [ls.clone(), vec![changed.clone()]].concat(),
+        ([vec![changed.clone()], ls.clone()].concat(), (1, 5)),
+        ([ls.clone(), vec![changed.clone()]].concat(), (4, n + 1)),
     ];
-    for (i, order) in orders.iter().enumerate() {
+    for (i, (order, (a, b))) in orders.iter().enumerate() {
         let input = write(t.path(), &format!("in{i}.jsonl"), &(order.join("\n") + "\n"));
         let store = t.path().join(format!("s{i}"));
         ingest(&store, "acme", args, &[&go]).ok();
-        let r = ingest(&store, "acme", args, &[&input]).ok().json();
-        assert_eq!(r["parsed"], 1, "order {i}");
-        let expected = fresh_root(t.path(), &format!("fresh{i}"), &[(args, &input)]);
+        let before = state_root(&store, "acme");
+        let r = ingest(&store, "acme", args, &[&input])
+            .fails_with("ERR_INPUT_DUPLICATE_ID")
+            .json();
+        let msg = r["error"]["message"].as_str().unwrap();
+        let name = format!("in{i}.jsonl");
+        assert!(
+            msg.contains(&format!("{name}:{a}")) && msg.contains(&format!("{name}:{b}")),
+            "{msg}"
+        );
+        assert_eq!(state_root(&store, "acme"), before, "order {i}: nothing changed");
+        let kept = ingest(&store, "acme", &["--source", "go", "--keep-going"], &[&input]);
+        assert_eq!(kept.code, 4, "order {i}: {}", kept.stderr);
+        assert_eq!(kept.json()["skipped"][0]["kind"], "DuplicateId", "{}", kept.stdout);
+        // The first copy stands: the state of an input holding it alone.
+        let mut first = order.clone();
+        first.remove(if i == 0 { 4 } else { n });
+        let alone = write(t.path(), &format!("alone{i}.jsonl"), &(first.join("\n") + "\n"));
+        let expected = fresh_root(t.path(), &format!("fresh{i}"), &[(args, &alone)]);
         assert_eq!(state_root(&store, "acme"), expected, "order {i}");
     }
+    // Identical copies are one document, counted.
+    let twice = write(t.path(), "twice.jsonl", &(ls.join("\n") + "\n" + &ls[3] + "\n"));
+    let r = ingest(&t.path().join("s2"), "acme", args, &[&twice]).ok().json();
+    assert_eq!(r["identicalDuplicates"], 1);
 }
 
 #[test]
@@ -170,6 +195,7 @@ fn the_same_bytes_under_another_context_are_parsed_again() {
     .ok()
     .json();
     assert_eq!(r["parsed"], 1);
-    assert_eq!(r["counts"]["sboms.raw"]["added"], 1);
+    // The same document (serial number) under another subject: the record moves.
+    assert_eq!(r["counts"]["sboms.raw"]["changed"], 1);
     sm(["verify", "--store", p(&store)]).ok();
 }

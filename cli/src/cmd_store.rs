@@ -26,6 +26,20 @@ pub enum KindArg {
 #[command(after_help = "Examples:
   stellamirror ingest --store /srv/sm --tenant acme --source osv-go --complete go.jsonl
   stellamirror ingest --store /srv/sm --tenant acme --kind policy-evaluations evals.jsonl
+  stellamirror ingest --store /srv/sm --tenant acme --source vexhub --exclude '**/manifest.json' vexhub/
+  stellamirror ingest --store /srv/sm --tenant acme --source vexhub --source-root /data/vexhub /data/vexhub/pkg/golang
+  stellamirror ingest --store /srv/sm --tenant acme --source cisa-csaf --publisher-key cisa.asc csaf_files/
+
+Document names (the identity of OpenVEX documents and of SBOMs without a serial number
+or namespace) are paths relative to the source's root: --source-root, else the root an
+earlier run of the source recorded, else the first path. Pointing a later run at a
+parent or child folder does not rename anything.
+
+A .sha256/.sha512 beside a document must match it (ERR_INPUT_DIGEST_MISMATCH). With
+--publisher-key, an .asc signature beside a document must verify with one of the keys
+(ERR_INPUT_SIGNATURE_INVALID) and CSAF records note the key (verifiedBy); without, the
+summary counts the signatures present and unchecked. Files that hold no document are
+named in the summary with the reason.
 
 --complete refuses to remove more than 10% of the source's records (an empty or
 truncated feed) unless --max-removal PCT or --allow-mass-removal says so.
@@ -72,6 +86,22 @@ pub struct IngestArgs {
     /// Most records (documents and the records derived from them) per chunk.
     #[arg(long, default_value_t = 32_000, value_parser = clap::value_parser!(u64).range(1..), env = "STELLAMIRROR_BATCH_RECORDS")]
     batch_records: u64,
+    /// The directory document names are relative to, recorded for the source (default:
+    /// the recorded root, else the first path), e.g. --source-root /data/vexhub.
+    #[arg(long, value_name = "DIR", env = "STELLAMIRROR_SOURCE_ROOT")]
+    source_root: Option<PathBuf>,
+    /// Read only files of input directories whose name (relative to the source root)
+    /// matches one of these globs (repeatable), e.g. --include 'pkg/**/*.openvex.json'.
+    #[arg(long, value_name = "GLOB", env = "STELLAMIRROR_INCLUDE")]
+    include: Vec<String>,
+    /// Leave out files of input directories whose name matches one of these globs
+    /// (repeatable), e.g. --exclude '**/manifest.json'.
+    #[arg(long, value_name = "GLOB", env = "STELLAMIRROR_EXCLUDE")]
+    exclude: Vec<String>,
+    /// An OpenPGP public key (armored) of a publisher (repeatable): every `.asc` signature
+    /// beside a document must verify with one of them, e.g. --publisher-key cisa-csaf.asc.
+    #[arg(long, value_name = "KEY.asc", env = "STELLAMIRROR_PUBLISHER_KEY")]
+    publisher_key: Vec<PathBuf>,
     /// Files (JSON, JSON Lines) and directories.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -100,10 +130,14 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
                 KindArg::PolicyEvaluations => KindHint::PolicyEvaluations,
             },
             subject_override: a.subject,
+            verified_by: None,
         },
         batch_bytes: a.batch_mib << 20,
         batch_records: a.batch_records as usize,
         max_removal_pct: (!a.allow_mass_removal).then_some(a.max_removal),
+        source_root: a.source_root,
+        selection: ingest::input::Selection::new(&a.include, &a.exclude)?,
+        publisher_keys: std::sync::Arc::new(ingest::openpgp::PublisherKeys::load(&a.publisher_key)?),
     };
     let bar = Bar::new(quiet || json);
     let report = ingest::ingest(&store, &a.paths, &opts, &bar)?;
@@ -128,12 +162,7 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
             out!("  {:<22} +{} ~{} -{}", c.name(), n.added, n.changed, n.removed);
         }
         out!("state root {}", report.state_root);
-        for link in &report.skipped_links {
-            eprintln!("skipped symbolic link (not followed): {}", link.display());
-        }
-        for bad in &report.skipped {
-            eprintln!("skipped[{}]: {bad}", bad.code());
-        }
+        print_skipped(&report);
         if report.complete_withheld > 0 {
             eprintln!(
                 "warning: {} records absent from the input were NOT removed (--complete) because documents were skipped",
@@ -142,6 +171,61 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
         }
     }
     Ok(if report.skipped.is_empty() { 0 } else { EXIT_PARTIAL })
+}
+
+/// Everything the run passed over, each named with its reason (stderr), and what the
+/// upstream integrity files said.
+fn print_skipped(report: &ingest::IngestReport) {
+    for link in &report.skipped_links {
+        eprintln!("skipped symbolic link (not followed): {}", link.display());
+    }
+    for f in &report.skipped_files {
+        eprintln!("skipped file ({}): {}", f.reason, f.file.display());
+    }
+    if !report.excluded.is_empty() {
+        eprintln!("excluded by --include/--exclude: {} files", report.excluded.len());
+    }
+    for s in &report.superseded {
+        eprintln!(
+            "skipped[superseded]: {} ({} {:?}): {} stands",
+            s.document,
+            s.collection.name(),
+            s.id,
+            s.by
+        );
+    }
+    for bad in &report.skipped {
+        eprintln!("skipped[{}]: {bad}", bad.code());
+    }
+    if report.identical_duplicates > 0 {
+        eprintln!(
+            "{} documents repeated an earlier document of the input exactly (counted once)",
+            report.identical_duplicates
+        );
+    }
+    if !report.repository_metadata.is_empty() {
+        eprintln!(
+            "read {} VEX repository metadata files (vex-repository.json, index.json, manifest.json): described, not stored",
+            report.repository_metadata.len()
+        );
+    }
+    let i = &report.integrity;
+    if i.digests_verified > 0 {
+        eprintln!("{} documents matched their .sha256/.sha512", i.digests_verified);
+    }
+    if i.signatures_verified > 0 {
+        eprintln!(
+            "{} OpenPGP signatures (.asc) verified with a --publisher-key",
+            i.signatures_verified
+        );
+    }
+    if i.signatures_present > i.signatures_verified {
+        eprintln!(
+            "{} OpenPGP signatures (.asc) present, {} unchecked (pass --publisher-key KEY.asc to check them)",
+            i.signatures_present,
+            i.signatures_present - i.signatures_verified
+        );
+    }
 }
 
 #[derive(Args)]

@@ -153,13 +153,21 @@ pub fn state_root(store: &Path, tenant: &str) -> String {
 }
 
 pub fn ingest(store: &Path, tenant: &str, extra: &[&str], paths: &[&Path]) -> Run {
+    run_ingest(store, tenant, &[&["--json"], extra].concat(), paths)
+}
+
+/// `ingest` as a person runs it (text summary, no `--json`); the run is returned unchecked.
+pub fn ingest_text(store: &Path, tenant: &str, extra: &[&str], paths: &[&Path]) -> Run {
+    run_ingest(store, tenant, extra, paths)
+}
+
+fn run_ingest(store: &Path, tenant: &str, extra: &[&str], paths: &[&Path]) -> Run {
     let mut args: Vec<String> = vec![
         "ingest".into(),
         "--store".into(),
         p(store).into(),
         "--tenant".into(),
         tenant.into(),
-        "--json".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     args.extend(paths.iter().map(|x| p(x).to_string()));

@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rocksdb::WriteBatch;
 
+use super::digest::Position;
 use super::formats::{NewRecord, ParsedDoc};
+use super::identity::{own_version_of_bytes, DocVersion};
 use super::{IngestError, IngestReport};
 use crate::apply::{self, Mutation, Plan};
 use crate::ids::{InputDigest, ObjectId};
@@ -45,6 +47,9 @@ pub struct Chunk {
     /// document yields hundreds of statements (and as many consensus records).
     pub records: usize,
     pub size: usize,
+    /// Each parsed primary record's own version number and input position: a record
+    /// whose stored version is newer is left out at planning (docs/formats.md).
+    origin: HashMap<(Collection, String), (u64, Position)>,
 }
 
 impl Chunk {
@@ -56,9 +61,10 @@ impl Chunk {
             }
         }
         self.m.digests.remove(key);
+        self.origin.remove(key);
     }
 
-    pub fn add(&mut self, doc: ParsedDoc, digest: InputDigest, source: &str) {
+    pub fn add(&mut self, doc: ParsedDoc, digest: InputDigest, source: &str, version: u64, at: Position) {
         let key = (doc.primary.collection, doc.primary.id.clone());
         // The same document twice in one chunk: the later one wins whole.
         self.forget(&key);
@@ -68,7 +74,8 @@ impl Chunk {
         self.size += doc.primary.bytes.len();
         self.bytes.insert(e.object, doc.primary.bytes);
         self.m.upserts.insert(key.clone(), e);
-        self.m.digests.insert(key, digest);
+        self.m.digests.insert(key.clone(), digest);
+        self.origin.insert(key, (version, at));
         for d in doc.derived {
             let e = entry_of(&d, source, Vec::new());
             self.size += d.bytes.len();
@@ -154,15 +161,18 @@ pub struct Committer<'a> {
     staged: Option<Staged>,
     /// Whether a staged chunk changed anything.
     wrote: bool,
+    /// Meta entries written with the commit (the source root, when this run records it).
+    extra: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl<'a> Committer<'a> {
-    pub fn new(store: &'a Store, tenant: &Tenant) -> Self {
+    pub fn new(store: &'a Store, tenant: &Tenant, extra: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
         Self {
             store,
             tenant: tenant.clone(),
             staged: None,
             wrote: false,
+            extra,
         }
     }
 
@@ -217,7 +227,7 @@ impl<'a> Committer<'a> {
                 return Ok(());
             }
             m.write_objects(self.store, &plan, None)?;
-            apply::commit(self.store, &plan, &m.m, &[])?;
+            apply::commit(self.store, &plan, &m.m, &self.extra)?;
             report.committed = true;
             return Ok(());
         };
@@ -242,7 +252,7 @@ impl<'a> Committer<'a> {
         ingest_objects(self.store, objects, &dir)?;
         let state = tree.apply(self.store, &base)?;
         report.state_root = state.root();
-        staging::commit_staged(self.store, &self.tenant, &state.root(), view.keyspace(), &[])?;
+        staging::commit_staged(self.store, &self.tenant, &state.root(), view.keyspace(), &self.extra)?;
         report.committed = true;
         Ok(())
     }
@@ -284,12 +294,30 @@ impl Committer<'_> {
         planning: Planning<'_>,
     ) -> Result<(Plan, Prepared), IngestError> {
         let (store, tenant) = (self.store, &self.tenant);
-        let Chunk { mut m, bytes, .. } = chunk;
+        let Chunk {
+            mut m, bytes, origin, ..
+        } = chunk;
         let mut gone: BTreeSet<(Collection, String)> = BTreeSet::new();
+        let mut older: Vec<(Collection, String)> = Vec::new();
         for ((c, id), e) in m.upserts.iter().filter(|((c, _), _)| c.is_primary()) {
             if let Some(old) = view.record(*c, id)? {
+                let key = (*c, id.clone());
+                if old.object != e.object && stored_is_newer(store, *c, &old, e, origin.get(&key).map(|o| o.0))? {
+                    older.push(key);
+                    continue;
+                }
                 gone.extend(old.derived.into_iter().filter(|d| !e.derived.contains(d)));
             }
+        }
+        for key in older {
+            if let Some(e) = m.upserts.remove(&key) {
+                for d in e.derived {
+                    m.upserts.remove(&d);
+                }
+            }
+            m.digests.remove(&key);
+            let at = origin.get(&key).map_or(0, |o| o.1);
+            report.superseded_by_store.push((key.0, key.1, at));
         }
         m.deletes.extend(gone);
         for (c, id) in absent {
@@ -318,6 +346,36 @@ impl Committer<'_> {
         add_counts(&mut report.counts, &plan);
         Ok((plan, Prepared { m, bytes, consensus }))
     }
+}
+
+/// Whether the stored version of a document is newer, by the documents' own version
+/// fields, than the one this run parsed (`version`: its own version number, None for a
+/// record restored from the store). The stored raw document is read only when the new
+/// one has a version number (OSV compares by `modified` alone).
+fn stored_is_newer(
+    store: &Store,
+    c: Collection,
+    old: &RecordEntry,
+    new: &RecordEntry,
+    version: Option<u64>,
+) -> Result<bool, StoreError> {
+    let Some(version) = version else {
+        return Ok(false);
+    };
+    let old_version = if version == 0 {
+        0
+    } else {
+        own_version_of_bytes(&store.object_required(&ObjectKey::new(c, &old.subject, &old.object))?)
+    };
+    let stored = DocVersion {
+        version: old_version,
+        time: old.modified.unwrap_or(i64::MIN),
+    };
+    let parsed = DocVersion {
+        version,
+        time: new.modified.unwrap_or(i64::MIN),
+    };
+    Ok(stored > parsed)
 }
 
 fn add_counts(into: &mut BTreeMap<Collection, apply::ChangeCounts>, plan: &Plan) {

@@ -28,7 +28,7 @@ use crate::model::{Collection, Tenant};
 use crate::store::{Store, StoreError, CF_SOURCES};
 
 /// Domain of input digests; includes the parser generation.
-pub const CONTEXT: &str = "stellamirror 2026-12-01 ingest input digest, parsers v1";
+pub const CONTEXT: &str = "stellamirror 2026-12-01 ingest input digest, parsers v2";
 
 fn put_field(h: &mut Sha256, field: Option<&str>) {
     match field {
@@ -56,6 +56,8 @@ impl FileDigester {
         };
         h.update([kind]);
         put_field(&mut h, ctx.subject_override.as_deref());
+        // The verifying publisher key shapes the records too (their `verifiedBy`).
+        put_field(&mut h, ctx.verified_by.as_deref());
         let name = (file.shape == FileShape::Json).then_some(file.name.as_str());
         put_field(&mut h, name);
         Self(h)
@@ -101,7 +103,16 @@ pub struct KnownDigests {
 /// input cannot be crafted to collide (chance for a million ids: about 2^-88).
 pub struct ParsedKeys {
     keys: (std::hash::RandomState, std::hash::RandomState),
-    at: HashMap<u128, Position, BuildHasherDefault<PrefixHasher>>,
+    at: HashMap<u128, Seen, BuildHasherDefault<PrefixHasher>>,
+}
+
+/// A primary record parsed in this run: where, which version of its document, and the
+/// first bytes of its content hash (same content = an identical duplicate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub at: Position,
+    pub version: super::identity::DocVersion,
+    pub content: u64,
 }
 
 impl ParsedKeys {
@@ -119,13 +130,17 @@ impl ParsedKeys {
         (u128::from(hi) << 64) | u128::from(lo)
     }
 
-    /// Note the record parsed at `at` (a later one replaces an earlier one).
-    pub fn insert(&mut self, c: Collection, id: &str, at: Position) {
+    /// Note the record parsed (the one that stands replaces an earlier one).
+    pub fn insert(&mut self, c: Collection, id: &str, seen: Seen) {
         let k = self.key(c, id);
-        self.at.insert(k, at);
+        self.at.insert(k, seen);
     }
 
     pub fn get(&self, c: Collection, id: &str) -> Option<Position> {
+        self.seen(c, id).map(|s| s.at)
+    }
+
+    pub fn seen(&self, c: Collection, id: &str) -> Option<Seen> {
         self.at.get(&self.key(c, id)).copied()
     }
 
@@ -251,12 +266,14 @@ mod tests {
         let subject = ParseContext {
             kind: KindHint::Auto,
             subject_override: Some("img".into()),
+            verified_by: None,
         };
         let a2 = FileDigester::new(&subject, &file("a.json", FileShape::Json));
         assert_ne!(a.digest(b"{}"), a2.digest(b"{}"));
         let policy = ParseContext {
             kind: KindHint::PolicyEvaluations,
             subject_override: None,
+            verified_by: None,
         };
         let p = FileDigester::new(&policy, &file("a.jsonl", FileShape::JsonLines));
         assert_ne!(lines.digest(b"{}"), p.digest(b"{}"));

@@ -32,6 +32,13 @@ pub enum BadInputKind {
     Invalid,
     /// Valid JSON of no format stellamirror knows.
     Unrecognized,
+    /// A second document with the id of one earlier in the same input, other content and
+    /// the same own version: which one is current cannot be told (docs/formats.md).
+    DuplicateId,
+    /// A `.sha256`/`.sha512` beside the document does not match it.
+    DigestMismatch,
+    /// The `.asc` beside the document does not verify with any `--publisher-key`.
+    SignatureInvalid,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -46,6 +53,9 @@ impl BadInput {
         match self.kind {
             BadInputKind::Invalid => "ERR_INPUT_INVALID",
             BadInputKind::Unrecognized => "ERR_INPUT_UNRECOGNIZED",
+            BadInputKind::DuplicateId => "ERR_INPUT_DUPLICATE_ID",
+            BadInputKind::DigestMismatch => "ERR_INPUT_DIGEST_MISMATCH",
+            BadInputKind::SignatureInvalid => "ERR_INPUT_SIGNATURE_INVALID",
         }
     }
 }
@@ -85,6 +95,15 @@ pub enum IngestError {
         documents: u64,
         limit_pct: f64,
     },
+    /// An input lies outside the source root its names are relative to.
+    #[error("{path} is outside the source root {root}")]
+    OutsideRoot { path: PathBuf, root: PathBuf },
+    /// A `--publisher-key` file holds no OpenPGP public key.
+    #[error("{path} is not an OpenPGP public key: {message}")]
+    PublisherKey { path: PathBuf, message: String },
+    /// An `--include`/`--exclude` glob does not parse.
+    #[error("glob {glob:?} does not parse: {message}")]
+    BadGlob { glob: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -105,6 +124,9 @@ impl IngestError {
             IngestError::CompleteWithoutSource => "ERR_USAGE",
             IngestError::NoInput => "ERR_INPUT_UNRECOGNIZED",
             IngestError::MassRemoval { .. } => "ERR_MASS_REMOVAL",
+            IngestError::OutsideRoot { .. } => "ERR_INPUT_OUTSIDE_ROOT",
+            IngestError::BadGlob { .. } => "ERR_USAGE",
+            IngestError::PublisherKey { .. } => "ERR_PUBLISHER_KEY_INVALID",
             IngestError::Store(e) => e.code(),
         }
     }
@@ -112,12 +134,18 @@ impl IngestError {
         match self {
             IngestError::BadInput(b) => match b.kind {
                 BadInputKind::Invalid => "fix or drop the document and rerun; `--keep-going` ingests the rest and lists every bad document (nothing from this run was stored)".into(),
-                BadInputKind::Unrecognized => "supported: OSV, OpenVEX, CSAF 2.0/2.1, CycloneDX (SBOM and VEX), SPDX 2.x JSON, policy snapshots/evaluations (--kind); nothing from this run was stored".into(),
+                BadInputKind::Unrecognized => "supported: OSV, OpenVEX, CSAF 2.0/2.1, CycloneDX (SBOM and VEX), SPDX 2.x JSON and tag-value, SPDX 3.0 JSON-LD, policy snapshots/evaluations (--kind); nothing from this run was stored".into(),
+                BadInputKind::DuplicateId => "the input holds two different documents with one id and one version: drop one (e.g. --exclude GLOB), or pass --keep-going to keep the first and list the other; nothing from this run was stored".into(),
+                BadInputKind::DigestMismatch => "the document or its checksum file was altered or cut short: fetch both again from the publisher; nothing from this run was stored".into(),
+                BadInputKind::SignatureInvalid => "the document or its signature was altered, or it is signed by a key not given: check the publisher's key (--publisher-key KEY.asc) and fetch both again; nothing from this run was stored".into(),
             },
             IngestError::Io { .. } => "check the path exists and is readable".into(),
             IngestError::CompleteWithoutSource => "name the source whose complete set this input is, e.g. --source osv-pypa".into(),
             IngestError::NoInput => "pass .json/.jsonl files or directories holding them".into(),
             IngestError::MassRemoval { .. } => "check that the input is the source's whole current set (not empty or truncated); if the removal is intended, pass --max-removal PCT or --allow-mass-removal; nothing was changed".into(),
+            IngestError::OutsideRoot { .. } => "document names are relative to the source's recorded root; ingest from inside it, or declare a new root with --source-root DIR (names, and so OpenVEX and name-keyed ids, change with it); nothing was changed".into(),
+            IngestError::PublisherKey { .. } => "pass the publisher's armored OpenPGP public key, e.g. --publisher-key cisa-csaf.asc (gpg --export --armor KEYID)".into(),
+            IngestError::BadGlob { .. } => "globs use `*`, `**`, `?`, `[..]`, `{a,b}` and match the name relative to the source root, e.g. --exclude '**/manifest.json'".into(),
             IngestError::Store(e) => e.hint(),
         }
     }

@@ -3,12 +3,16 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::error::IngestError;
+use super::identity::Roots;
 
 /// How a file's bytes split into documents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileShape {
     Json,
     JsonLines,
+    /// A zip archive of `.json` documents (OSV's `<Ecosystem>/all.zip`): each entry is one
+    /// document, read like a JSON Lines line (its "line" is the entry's number).
+    Zip,
 }
 
 #[derive(Clone, Debug)]
@@ -23,74 +27,204 @@ pub struct InputFile {
 
 fn shape_of(path: &Path, force_lines: bool) -> Option<FileShape> {
     let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
-    if name.ends_with(".jsonl") || name.ends_with(".ndjson") || force_lines {
+    if name.ends_with(".zip") {
+        Some(FileShape::Zip)
+    } else if name.ends_with(".jsonl") || name.ends_with(".ndjson") || force_lines {
         Some(FileShape::JsonLines)
-    } else if name.ends_with(".json") {
+    } else if name.ends_with(".json") || name.ends_with(".spdx") {
+        // `.spdx`: an SPDX tag-value document, one per file like JSON.
         Some(FileShape::Json)
     } else {
         None
     }
 }
 
-/// The documents' files, and the symbolic links found in directories (not followed: a
-/// link could lead out of the input or loop; they are named in the report).
+/// The documents' files, and what the walk passed over: symbolic links (not followed: a
+/// link could lead out of the input or loop), files of no input type and files the
+/// `--include`/`--exclude` globs leave out. All are named in the report.
 pub struct Inputs {
     pub files: Vec<InputFile>,
     pub skipped_links: Vec<PathBuf>,
+    pub skipped_files: Vec<SkippedFile>,
+    pub excluded: Vec<PathBuf>,
+}
+
+/// A file in an input directory that holds no document, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedFile {
+    pub file: PathBuf,
+    pub reason: String,
+}
+
+/// Which files of the input directories are read: `--include` globs (any; default all)
+/// and `--exclude` globs (none), matched against the name relative to the source root.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub include: Option<globset::GlobSet>,
+    pub exclude: Option<globset::GlobSet>,
+}
+
+impl Selection {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, IngestError> {
+        let set = |globs: &[String]| -> Result<Option<globset::GlobSet>, IngestError> {
+            if globs.is_empty() {
+                return Ok(None);
+            }
+            let mut b = globset::GlobSetBuilder::new();
+            for g in globs {
+                let glob = globset::GlobBuilder::new(g)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| IngestError::BadGlob {
+                        glob: g.clone(),
+                        message: e.kind().to_string(),
+                    })?;
+                b.add(glob);
+            }
+            b.build().map(Some).map_err(|e| IngestError::BadGlob {
+                glob: globs.join(" "),
+                message: e.kind().to_string(),
+            })
+        };
+        Ok(Self {
+            include: set(include)?,
+            exclude: set(exclude)?,
+        })
+    }
+
+    fn selects(&self, name: &str) -> bool {
+        self.include.as_ref().is_none_or(|s| s.is_match(name))
+            && self.exclude.as_ref().is_none_or(|s| !s.is_match(name))
+    }
+}
+
+/// Why a file of an input directory holds no document, or None when it does.
+fn not_a_document(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    for (suffix, reason) in super::sidecar::SUFFIXES {
+        if lower.ends_with(suffix) {
+            return Some(reason);
+        }
+    }
+    None
+}
+
+/// The name of `file` (canonical) relative to `root`, else to `dir` (a parent of the
+/// root named as input), with `/` separators.
+fn name_of(file: &Path, root: &Path, dir: &Path) -> String {
+    let rel = file
+        .strip_prefix(root)
+        .or_else(|_| file.strip_prefix(dir))
+        .unwrap_or(file);
+    rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/")
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> IngestError + '_ {
+    move |e| IngestError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// Files named directly are taken whatever their extension (JSON unless `.jsonl`);
-/// directories are walked in sorted order for `.json`, `.jsonl` and `.ndjson` files.
-pub fn enumerate(paths: &[PathBuf], force_lines: bool) -> Result<Inputs, IngestError> {
-    let mut out = Vec::new();
-    let mut skipped_links = Vec::new();
+/// directories are walked in sorted order for `.json`, `.jsonl`, `.ndjson`, `.zip` and
+/// `.spdx` files. Names are relative to the source root ([`Roots`]).
+pub fn enumerate(
+    paths: &[PathBuf],
+    force_lines: bool,
+    roots: &mut Roots,
+    sel: &Selection,
+) -> Result<Inputs, IngestError> {
+    let mut inputs = Inputs {
+        files: Vec::new(),
+        skipped_links: Vec::new(),
+        skipped_files: Vec::new(),
+        excluded: Vec::new(),
+    };
     for p in paths {
-        let meta = std::fs::metadata(p).map_err(|e| IngestError::Io {
-            path: p.clone(),
-            message: e.to_string(),
-        })?;
-        if meta.is_dir() {
-            let walker = walkdir::WalkDir::new(p).sort_by_file_name().follow_links(false);
-            for entry in walker {
-                let entry = entry.map_err(|e| IngestError::Io {
-                    path: p.clone(),
-                    message: e.to_string(),
-                })?;
-                if entry.path_is_symlink() {
-                    skipped_links.push(entry.path().to_path_buf());
-                } else if entry.file_type().is_file() {
-                    if let Some(shape) = shape_of(entry.path(), force_lines) {
-                        let name = entry
-                            .path()
-                            .strip_prefix(p)
-                            .unwrap_or(entry.path())
-                            .to_string_lossy()
-                            .to_string();
-                        out.push(InputFile {
-                            path: entry.path().to_path_buf(),
-                            shape,
-                            name,
-                        });
-                    }
-                }
-            }
+        let canon = std::fs::canonicalize(p).map_err(io(p))?;
+        if canon.is_dir() {
+            let root = roots.root_for(&canon)?;
+            walk(p, &canon, force_lines, &root, sel, &mut inputs)?;
         } else {
-            let shape = shape_of(p, force_lines).unwrap_or(FileShape::Json);
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            out.push(InputFile {
+            let dir = canon.parent().map(Path::to_path_buf).unwrap_or_else(|| canon.clone());
+            let root = roots.root_for(&dir)?;
+            inputs.files.push(InputFile {
                 path: p.clone(),
-                shape,
-                name,
+                shape: shape_of(p, force_lines).unwrap_or(FileShape::Json),
+                name: name_of(&canon, &root, &dir),
             });
         }
     }
-    Ok(Inputs {
-        files: out,
-        skipped_links,
-    })
+    Ok(inputs)
+}
+
+fn walk(
+    dir: &Path,
+    canon: &Path,
+    force_lines: bool,
+    root: &Path,
+    sel: &Selection,
+    inputs: &mut Inputs,
+) -> Result<(), IngestError> {
+    let mut walker = walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .follow_links(false)
+        .into_iter();
+    while let Some(entry) = walker.next() {
+        let entry = entry.map_err(|e| IngestError::Io {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if entry.path_is_symlink() {
+            inputs.skipped_links.push(entry.path().to_path_buf());
+            continue;
+        }
+        let hidden = entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.');
+        if entry.file_type().is_dir() && hidden {
+            // `.git` and the like: named once, not walked.
+            inputs.skipped_files.push(SkippedFile {
+                file: entry.path().to_path_buf(),
+                reason: "hidden directory, not walked".into(),
+            });
+            walker.skip_current_dir();
+            continue;
+        }
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+        let name = name_of(&canon.join(rel), root, canon);
+        if !sel.selects(&name) {
+            inputs.excluded.push(entry.path().to_path_buf());
+            continue;
+        }
+        match shape_of(entry.path(), force_lines) {
+            Some(shape) => inputs.files.push(InputFile {
+                path: entry.path().to_path_buf(),
+                shape,
+                name,
+            }),
+            None => {
+                if let Some(reason) = not_a_document(&name) {
+                    // Integrity files are read with the document they describe.
+                    if reason.is_empty() {
+                        continue;
+                    }
+                    inputs.skipped_files.push(SkippedFile {
+                        file: entry.path().to_path_buf(),
+                        reason: reason.to_string(),
+                    });
+                } else {
+                    inputs.skipped_files.push(SkippedFile {
+                        file: entry.path().to_path_buf(),
+                        reason: "not an input type (.json, .jsonl, .ndjson, .zip, .spdx)".into(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One document of a block: where it came from and its bytes' range in the block.
@@ -149,6 +283,9 @@ pub fn for_each_block(
         path: file.path.clone(),
         message: e.to_string(),
     };
+    if file.shape == FileShape::Zip {
+        return for_each_zip_entry(file, block_bytes, f);
+    }
     if file.shape == FileShape::Json {
         let data = std::fs::read(&file.path).map_err(io)?;
         let range = 0..data.len();
@@ -169,6 +306,65 @@ pub fn for_each_block(
         }
         Ok(())
     })
+}
+
+/// Most bytes one zip entry may expand to: an entry is one document, and a larger one is
+/// refused rather than allocated (a zip bomb).
+pub const ZIP_ENTRY_LIMIT: u64 = 256 << 20;
+
+/// The `.json` entries of a zip archive in archive order, in blocks of about
+/// `block_bytes`: entries are decompressed one at a time, so memory is bounded by the
+/// block, not by the archive. Other entries (directories, a `README`) are passed over.
+fn for_each_zip_entry(
+    file: &InputFile,
+    block_bytes: usize,
+    mut f: impl FnMut(&Block) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    let bad = |message: String| IngestError::Io {
+        path: file.path.clone(),
+        message,
+    };
+    let reader = std::io::BufReader::new(std::fs::File::open(&file.path).map_err(|e| bad(e.to_string()))?);
+    let mut archive = zip::ZipArchive::new(reader).map_err(|e| bad(format!("not a readable zip archive: {e}")))?;
+    let mut block = Block {
+        data: Vec::new(),
+        docs: Vec::new(),
+    };
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| bad(format!("zip entry {}: {e}", i + 1)))?;
+        let name = entry.name().map(|n| n.into_owned()).unwrap_or_default();
+        if !entry.is_file() || !name.to_ascii_lowercase().ends_with(".json") {
+            continue;
+        }
+        if entry.size() > ZIP_ENTRY_LIMIT {
+            return Err(bad(format!(
+                "zip entry {} ({}) expands to {} bytes, more than the {ZIP_ENTRY_LIMIT} allowed for one document",
+                i + 1,
+                name,
+                entry.size()
+            )));
+        }
+        let start = block.data.len();
+        (&mut entry)
+            .take(ZIP_ENTRY_LIMIT + 1)
+            .read_to_end(&mut block.data)
+            .map_err(|e| bad(format!("zip entry {} ({name}): {e}", i + 1)))?;
+        block.docs.push(RawDoc {
+            line: Some(i + 1),
+            range: start..block.data.len(),
+        });
+        if block.data.len() >= block_bytes {
+            f(&block)?;
+            block.data.clear();
+            block.docs.clear();
+        }
+    }
+    if !block.docs.is_empty() {
+        f(&block)?;
+    }
+    Ok(())
 }
 
 /// The reader thread of [`for_each_block`]: whole lines per block, the partial last line

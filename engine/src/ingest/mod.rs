@@ -14,19 +14,23 @@ pub mod commit;
 pub mod digest;
 pub mod error;
 pub mod formats;
+pub mod identity;
 pub mod input;
+pub mod openpgp;
+pub mod sidecar;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use rocksdb::WriteBatch;
 
 use commit::{Chunk, Committer};
-use digest::{FileDigester, KnownDigests, ParsedKeys, Position};
+use digest::{FileDigester, KnownDigests, ParsedKeys, Position, Seen};
 pub use error::{BadInput, BadInputKind, IngestError, InputLocation};
 use formats::{parse_document, DocError, ParseContext, ParsedDoc};
-use input::{enumerate, for_each_block, InputFile};
+use identity::{location_of, position, DocVersion};
+use input::{enumerate, for_each_block, InputFile, Selection, SkippedFile};
 
 use crate::apply::{self, ChangeCounts, Mutation};
 use crate::audit::Progress;
@@ -63,6 +67,14 @@ pub struct IngestOptions {
     /// `complete`: the largest share (percent) of the source's live records one run may
     /// remove; `None` allows any. A run over it is refused before anything changes.
     pub max_removal_pct: Option<f64>,
+    /// `--source-root`: the directory document names are relative to (default: the
+    /// source's recorded root, else the first input path); see docs/formats.md.
+    pub source_root: Option<PathBuf>,
+    /// `--include` / `--exclude` globs over the names of files in input directories.
+    pub selection: Selection,
+    /// `--publisher-key`: OpenPGP keys the `.asc` signatures beside documents must verify
+    /// with (none: signatures are counted, not checked).
+    pub publisher_keys: std::sync::Arc<openpgp::PublisherKeys>,
 }
 
 /// Default of [`IngestOptions::max_removal_pct`].
@@ -81,6 +93,9 @@ impl IngestOptions {
             batch_bytes: DEFAULT_BATCH_BYTES,
             batch_records: DEFAULT_BATCH_RECORDS,
             max_removal_pct: Some(DEFAULT_MAX_REMOVAL_PCT),
+            source_root: None,
+            selection: Selection::default(),
+            publisher_keys: Default::default(),
         }
     }
 }
@@ -109,6 +124,63 @@ pub struct IngestReport {
     pub staged: bool,
     /// Symbolic links found in input directories, not followed.
     pub skipped_links: Vec<PathBuf>,
+    /// Files of input directories that hold no document (with the reason).
+    pub skipped_files: Vec<SkippedFile>,
+    /// Files the `--include`/`--exclude` globs left out.
+    pub excluded: Vec<PathBuf>,
+    /// Documents not applied because another version of the same document, in the
+    /// input or in the store, is newer by the documents' own version fields.
+    pub superseded: Vec<Superseded>,
+    /// Documents whose id and content equal an earlier document's in the same input.
+    pub identical_duplicates: u64,
+    /// VEX repository metadata files read (vex-repo-spec): described, not stored.
+    pub repository_metadata: Vec<RepoFile>,
+    /// The directory document names are relative to (None: each input path, for runs
+    /// without `--source`).
+    pub source_root: Option<PathBuf>,
+    pub integrity: Integrity,
+    /// Documents the commit left out because the stored record is newer (resolved into
+    /// `superseded` once the input's files are known).
+    #[serde(skip)]
+    pub superseded_by_store: Vec<(Collection, String, Position)>,
+}
+
+/// A VEX repository metadata file of the input and what it says.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoFile {
+    pub file: PathBuf,
+    #[serde(flatten)]
+    pub metadata: formats::vex_repo::RepoMetadata,
+}
+
+/// A document left out because a newer version of it stands (docs/formats.md).
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Superseded {
+    pub collection: Collection,
+    pub id: String,
+    /// The document left out.
+    pub document: InputLocation,
+    /// What stands instead: another document of the input, or the stored record.
+    pub by: String,
+}
+
+/// What the upstream integrity files beside the documents said (docs/formats.md).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Integrity {
+    /// Documents whose `.sha256`/`.sha512` matched.
+    pub digests_verified: u64,
+    /// Documents with an `.asc` OpenPGP signature beside them.
+    pub signatures_present: u64,
+    /// Of those, signatures verified with a `--publisher-key`.
+    pub signatures_verified: u64,
+}
+
+/// The first eight bytes of a record's content hash: equal for identical documents.
+fn content_prefix(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(ObjectId::of(bytes).0[..8].try_into().expect("8 bytes"))
 }
 
 fn to_bad(file: &InputFile, line: Option<usize>, e: DocError) -> BadInput {
@@ -127,9 +199,21 @@ fn to_bad(file: &InputFile, line: Option<usize>, e: DocError) -> BadInput {
     }
 }
 
-fn parse_raw(file: &InputFile, line: Option<usize>, bytes: &[u8], ctx: &ParseContext) -> Result<ParsedDoc, BadInput> {
+/// What one input document is: records (a parsed document and its own version number,
+/// [`identity::own_version`]), or the metadata of a VEX repository (not stored).
+enum Parsed {
+    Doc(ParsedDoc, u64),
+    Metadata(formats::vex_repo::RepoMetadata),
+}
+
+fn parse_raw(file: &InputFile, line: Option<usize>, bytes: &[u8], ctx: &ParseContext) -> Result<Parsed, BadInput> {
     if let Some(d) = formats::parse_fast(bytes, ctx) {
-        return Ok(d);
+        return Ok(Parsed::Doc(d, 0));
+    }
+    let whole = file.shape == input::FileShape::Json;
+    if whole && ctx.kind == formats::KindHint::Auto && formats::spdx_tv::is_tag_value(bytes) {
+        let d = formats::spdx_tv::parse(bytes, ctx, Some(&file.name)).map_err(|e| to_bad(file, line, e))?;
+        return Ok(Parsed::Doc(d, 0));
     }
     let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| BadInput {
         kind: BadInputKind::Invalid,
@@ -140,37 +224,82 @@ fn parse_raw(file: &InputFile, line: Option<usize>, bytes: &[u8], ctx: &ParseCon
         },
         reason: format!("not valid JSON: {e}"),
     })?;
+    if ctx.kind == formats::KindHint::Auto {
+        if let Some(m) = formats::vex_repo::detect(&v) {
+            return Ok(Parsed::Metadata(m));
+        }
+    }
     let name = (file.shape == input::FileShape::Json).then_some(file.name.as_str());
-    parse_document(v, ctx, name).map_err(|e| to_bad(file, line, e))
+    let version = identity::own_version(&v);
+    let doc = parse_document(v, ctx, name).map_err(|e| to_bad(file, line, e))?;
+    Ok(Parsed::Doc(doc, version))
 }
 
 /// What reading one document gave.
 enum Outcome {
     /// Its digest is a live record's: skipped.
-    Unchanged(InputDigest),
-    Parsed(InputDigest, Result<ParsedDoc, BadInput>),
+    Unchanged(InputDigest, Position),
+    Parsed(InputDigest, Result<Parsed, BadInput>, Position),
 }
 
 /// The state of one run while its input is read.
 struct Run<'a> {
     store: &'a Store,
     opts: &'a IngestOptions,
+    files: &'a [InputFile],
     known: KnownDigests,
-    /// Where each parsed primary record was (kept when `complete` or when documents can
-    /// be skipped: for removals and "the later document wins").
+    /// Where each parsed primary record was, and its version: for removals, for
+    /// duplicates in the input and for "the newer version stands".
     parsed: ParsedKeys,
-    keep_keys: bool,
     chunk: Chunk,
     committer: Committer<'a>,
-    position: Position,
     report: IngestReport,
 }
 
 impl Run<'_> {
-    fn read(&mut self, files: &[InputFile], progress: &dyn Progress) -> Result<(), IngestError> {
+    /// Check the integrity files beside `file` (docs/formats.md, "Upstream integrity"):
+    /// the fingerprint of the publisher key that verified its signature, if one did.
+    /// `Ok(None)` with `skip`: the file was refused and listed (`--keep-going`).
+    fn check_integrity(&mut self, file: &InputFile) -> Result<(Option<String>, bool), IngestError> {
+        let keys = &self.opts.publisher_keys;
+        let checked = sidecar::check(&file.path).and_then(|c| {
+            self.report.integrity.digests_verified += u64::from(c.digest_verified);
+            self.report.integrity.signatures_present += u64::from(c.signature_present);
+            if !c.signature_present || keys.is_empty() {
+                return Ok(None);
+            }
+            let fp = keys.verify(&file.path, &sidecar::signature_of(&file.path))?;
+            self.report.integrity.signatures_verified += 1;
+            Ok(Some(fp))
+        });
+        match checked {
+            Ok(fp) => Ok((fp, false)),
+            Err(bad) if self.opts.keep_going => {
+                self.report.skipped.push(bad);
+                Ok((None, true))
+            }
+            Err(bad) => Err(IngestError::BadInput(bad)),
+        }
+    }
+
+    fn read(&mut self, progress: &dyn Progress) -> Result<(), IngestError> {
         let opts: &IngestOptions = self.opts;
-        let ctx = &opts.ctx;
-        for file in files {
+        for (fi, file) in self.files.iter().enumerate() {
+            let (verified_by, skip) = self.check_integrity(file)?;
+            if skip {
+                continue;
+            }
+            let signed;
+            let ctx = match verified_by {
+                None => &opts.ctx,
+                Some(fp) => {
+                    signed = ParseContext {
+                        verified_by: Some(fp),
+                        ..opts.ctx.clone()
+                    };
+                    &signed
+                }
+            };
             let digester = FileDigester::new(ctx, file);
             for_each_block(file, BLOCK_BYTES, |block| {
                 let n = block.data.len() as u64;
@@ -181,10 +310,11 @@ impl Run<'_> {
                     .map(|d| {
                         let bytes = block.bytes(d);
                         let digest = digester.digest(bytes);
+                        let at = position(fi, d.line);
                         if known.contains(&digest) {
-                            Outcome::Unchanged(digest)
+                            Outcome::Unchanged(digest, at)
                         } else {
-                            Outcome::Parsed(digest, parse_raw(file, d.line, bytes, ctx))
+                            Outcome::Parsed(digest, parse_raw(file, d.line, bytes, ctx), at)
                         }
                     })
                     .collect();
@@ -200,28 +330,45 @@ impl Run<'_> {
     }
 
     fn take(&mut self, o: Outcome) -> Result<(), IngestError> {
-        self.position += 1;
-        let (digest, doc) = match o {
-            Outcome::Unchanged(d) => {
-                self.known.mark(&d, self.position);
+        let (digest, (doc, version), at) = match o {
+            Outcome::Parsed(_, Ok(Parsed::Metadata(m)), at) => {
+                self.report.repository_metadata.push(RepoFile {
+                    file: location_of(self.files, at).file,
+                    metadata: m,
+                });
+                return Ok(());
+            }
+            Outcome::Unchanged(d, at) => {
+                self.known.mark(&d, at);
                 self.report.unchanged += 1;
                 self.report.documents += 1;
                 return Ok(());
             }
-            Outcome::Parsed(_, Err(bad)) if self.opts.keep_going => {
+            Outcome::Parsed(_, Err(bad), _) if self.opts.keep_going => {
                 self.report.skipped.push(bad);
                 return Ok(());
             }
-            Outcome::Parsed(_, Err(bad)) => return Err(IngestError::BadInput(bad)),
-            Outcome::Parsed(d, Ok(doc)) => (d, doc),
+            Outcome::Parsed(_, Err(bad), _) => return Err(IngestError::BadInput(bad)),
+            Outcome::Parsed(d, Ok(Parsed::Doc(doc, version)), at) => (d, (doc, version), at),
         };
         self.report.parsed += 1;
         self.report.documents += 1;
-        if self.keep_keys {
-            self.parsed
-                .insert(doc.primary.collection, &doc.primary.id, self.position);
+        let seen = Seen {
+            at,
+            version: DocVersion {
+                version,
+                time: doc.primary.modified.unwrap_or(i64::MIN),
+            },
+            content: content_prefix(&doc.primary.bytes),
+        };
+        let (c, id) = (doc.primary.collection, doc.primary.id.as_str());
+        if let Some(prev) = self.parsed.seen(c, id) {
+            if !self.stands_over(c, id, prev, seen)? {
+                return Ok(());
+            }
         }
-        self.chunk.add(doc, digest, &self.opts.source);
+        self.parsed.insert(c, id, seen);
+        self.chunk.add(doc, digest, &self.opts.source, version, at);
         let full = self.chunk.size as u64 >= self.opts.batch_bytes || self.chunk.records >= self.opts.batch_records;
         // A dry run must see the whole input in one plan, so it never stages.
         if full && !self.opts.dry_run {
@@ -229,6 +376,45 @@ impl Run<'_> {
             self.committer.stage(chunk, &mut self.report)?;
         }
         Ok(())
+    }
+
+    /// A document whose id an earlier document of this input had: whether it replaces
+    /// that one. Identical content is a counted no-op; otherwise the newer own version
+    /// stands and the other is named as superseded; the same version with other content
+    /// is `ERR_INPUT_DUPLICATE_ID` (with `--keep-going`, the first stands).
+    fn stands_over(&mut self, c: Collection, id: &str, prev: Seen, seen: Seen) -> Result<bool, IngestError> {
+        if prev.content == seen.content {
+            self.report.identical_duplicates += 1;
+            self.parsed.insert(c, id, Seen { at: seen.at, ..prev });
+            return Ok(false);
+        }
+        let (kept, dropped) = match seen.version.cmp(&prev.version) {
+            std::cmp::Ordering::Greater => (seen.at, prev.at),
+            std::cmp::Ordering::Less => (prev.at, seen.at),
+            std::cmp::Ordering::Equal => {
+                let bad = BadInput {
+                    kind: BadInputKind::DuplicateId,
+                    at: location_of(self.files, seen.at),
+                    reason: format!(
+                        "{} id {id:?} is also the document at {}, with other content and the same version",
+                        c.name(),
+                        location_of(self.files, prev.at)
+                    ),
+                };
+                if !self.opts.keep_going {
+                    return Err(IngestError::BadInput(bad));
+                }
+                self.report.skipped.push(bad);
+                return Ok(false);
+            }
+        };
+        self.report.superseded.push(Superseded {
+            collection: c,
+            id: id.to_string(),
+            document: location_of(self.files, dropped),
+            by: format!("the newer version at {}", location_of(self.files, kept)),
+        });
+        Ok(kept == seen.at)
     }
 
     /// After the input: the `--complete` removals (the source's records neither seen
@@ -240,7 +426,7 @@ impl Run<'_> {
             return Ok(Vec::new());
         }
         let mut absent = Vec::new();
-        let mut restores = Vec::new();
+        let mut both = Vec::new();
         let mut live = 0u64;
         let (known, parsed) = (&self.known, &self.parsed);
         digest::for_each_source_entry(self.store, &self.opts.tenant, &self.opts.source, |e| {
@@ -252,15 +438,17 @@ impl Run<'_> {
                 parsed.get(e.collection, e.id)
             };
             match (at, seen_at) {
-                (Some(p), Some((d, h))) if h > p => restores.push(((e.collection, e.id.to_string()), d)),
-                (Some(_), _) | (None, Some(_)) => {}
+                (Some(_), Some((d, h))) => both.push(((e.collection, e.id.to_string()), d, h)),
+                (Some(_), None) | (None, Some(_)) => {}
                 (None, None) if complete => absent.push((e.collection, e.id.to_string())),
                 (None, None) => {}
             }
             Ok(())
         })?;
-        for (key, d) in restores {
-            self.chunk.restore(self.store, &self.opts.tenant, key, d)?;
+        for (key, d, h) in both {
+            if self.live_stands(&key, h)? {
+                self.chunk.restore(self.store, &self.opts.tenant, key, d)?;
+            }
         }
         // A document that failed to parse must not make its live record disappear.
         if !self.report.skipped.is_empty() {
@@ -269,6 +457,58 @@ impl Run<'_> {
         }
         self.guard_removal(absent.len() as u64, live)?;
         Ok(absent)
+    }
+
+    /// The input held the live version of `key` (at `h`) and another one that was parsed:
+    /// whether the live one stands. Same rules as [`Run::stands_over`].
+    fn live_stands(&mut self, key: &(Collection, String), h: Position) -> Result<bool, IngestError> {
+        let (c, id) = (key.0, key.1.as_str());
+        let (Some(p), Some(e)) = (self.parsed.seen(c, id), self.store.record(&self.opts.tenant, c, id)?) else {
+            return Ok(false);
+        };
+        if u64::from_le_bytes(e.object.0[..8].try_into().expect("8 bytes")) == p.content {
+            return Ok(h > p.at);
+        }
+        let version = if p.version.version == 0 {
+            0
+        } else {
+            let raw = self
+                .store
+                .object_required(&crate::store::ObjectKey::new(c, &e.subject, &e.object))?;
+            identity::own_version_of_bytes(&raw)
+        };
+        let live = DocVersion {
+            version,
+            time: e.modified.unwrap_or(i64::MIN),
+        };
+        let (stands, kept, dropped) = match live.cmp(&p.version) {
+            std::cmp::Ordering::Greater => (true, h, p.at),
+            std::cmp::Ordering::Less => (false, p.at, h),
+            std::cmp::Ordering::Equal => {
+                let (first, second) = (h.min(p.at), h.max(p.at));
+                let bad = BadInput {
+                    kind: BadInputKind::DuplicateId,
+                    at: location_of(self.files, second),
+                    reason: format!(
+                        "{} id {id:?} is also the document at {}, with other content and the same version",
+                        c.name(),
+                        location_of(self.files, first)
+                    ),
+                };
+                if !self.opts.keep_going {
+                    return Err(IngestError::BadInput(bad));
+                }
+                self.report.skipped.push(bad);
+                return Ok(h < p.at);
+            }
+        };
+        self.report.superseded.push(Superseded {
+            collection: c,
+            id: id.to_string(),
+            document: location_of(self.files, dropped),
+            by: format!("the newer version at {}", location_of(self.files, kept)),
+        });
+        Ok(stands)
     }
 
     /// Refuse a `--complete` run that would remove more than the allowed share of the
@@ -300,7 +540,14 @@ pub fn ingest(
         return Err(IngestError::CompleteWithoutSource);
     }
     let force_lines = opts.ctx.kind == formats::KindHint::PolicyEvaluations;
-    let input::Inputs { files, skipped_links } = enumerate(paths, force_lines)?;
+    let tenant = &opts.tenant;
+    let mut roots = identity::Roots::load(store, tenant, &opts.source, opts.source_root.as_deref())?;
+    let input::Inputs {
+        files,
+        skipped_links,
+        skipped_files,
+        excluded,
+    } = enumerate(paths, force_lines, &mut roots, &opts.selection)?;
     if files.is_empty() {
         return Err(IngestError::NoInput);
     }
@@ -308,19 +555,16 @@ pub fn ingest(
         .iter()
         .map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))
         .sum();
-    let tenant = &opts.tenant;
     let previous_root = store.state(tenant)?.root();
     let known = KnownDigests::load(store, tenant, &opts.source)?;
-    let keep_keys = opts.complete || !known.is_empty();
     let mut run = Run {
         store,
         opts,
+        files: &files,
         known,
         parsed: ParsedKeys::new(),
-        keep_keys,
         chunk: Chunk::default(),
-        committer: Committer::new(store, tenant),
-        position: 0,
+        committer: Committer::new(store, tenant, roots.record().into_iter().collect()),
         report: IngestReport {
             tenant: tenant.to_string(),
             documents: 0,
@@ -334,10 +578,18 @@ pub fn ingest(
             committed: false,
             staged: false,
             skipped_links,
+            skipped_files,
+            excluded,
+            superseded: Vec::new(),
+            identical_duplicates: 0,
+            repository_metadata: Vec::new(),
+            source_root: roots.root().map(Path::to_path_buf),
+            integrity: Integrity::default(),
+            superseded_by_store: Vec::new(),
         },
     };
     progress.phase("parse", total);
-    let read = run.read(&files, progress).and_then(|()| run.resolve());
+    let read = run.read(progress).and_then(|()| run.resolve());
     progress.finish();
     let Run {
         chunk,
@@ -354,6 +606,14 @@ pub fn ingest(
     };
     report.staged = committer.is_staged();
     committer.finish(chunk, absent, opts.dry_run, &mut report)?;
+    for (collection, id, at) in std::mem::take(&mut report.superseded_by_store) {
+        report.superseded.push(Superseded {
+            collection,
+            id,
+            document: location_of(&files, at),
+            by: "the stored record, a newer version of the document".into(),
+        });
+    }
     if report.committed && report.staged {
         // Large commits leave a write-ahead log to replay and compactions to run: settle
         // them here rather than in the next command.

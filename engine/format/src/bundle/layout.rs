@@ -17,7 +17,8 @@ pub fn layout(c: Collection) -> FileLayout {
         Collection::AdvisoriesNormalized => FileLayout::Sharded("data/normalized/advisories"),
         Collection::VexRaw => FileLayout::Sharded("data/raw/vex"),
         Collection::VexNormalized => FileLayout::Sharded("data/normalized/vex"),
-        Collection::SbomsRaw => FileLayout::PerSubject("data/raw/sboms", "sbom.json"),
+        // Sharded like the other raw kinds: an artifact may have several SBOMs.
+        Collection::SbomsRaw => FileLayout::Sharded("data/raw/sboms"),
         Collection::SbomsNormalized => FileLayout::Sharded("data/normalized/sboms"),
         Collection::PolicySnapshot => FileLayout::PerSubject("data/policy/snapshots", "snapshot.json"),
         Collection::PolicyEvaluations => FileLayout::Single("data/policy/evaluations.jsonl.zst"),

@@ -315,7 +315,19 @@ fn aliases(vuln: &Value, key: &str) -> Vec<String> {
     out
 }
 
-pub fn parse(v: Value) -> Result<ParsedDoc, DocError> {
+/// A CSAF document's identity (docs/formats.md): the publisher's namespace and the
+/// tracking id, `<namespace>#<tracking id>`; tracking ids are unique per publisher only.
+/// Without a namespace (not valid CSAF, seen in test documents) the tracking id alone.
+fn document_id(publisher: Option<&Value>, tid: &str) -> String {
+    match publisher.and_then(|p| p.get("namespace")).and_then(Value::as_str) {
+        Some(ns) if !ns.is_empty() && crate::model::valid_key_text(&format!("{ns}#{tid}")) => format!("{ns}#{tid}"),
+        _ => tid.to_string(),
+    }
+}
+
+/// `verified_by`: the fingerprint of the publisher key that verified the document's
+/// OpenPGP signature, noted in every normalized record (`verifiedBy`).
+pub fn parse(v: Value, verified_by: Option<&str>) -> Result<ParsedDoc, DocError> {
     let document = v
         .get("document")
         .filter(|d| d.is_object())
@@ -355,8 +367,10 @@ pub fn parse(v: Value) -> Result<ParsedDoc, DocError> {
         Some(_) => return Err(invalid("/vulnerabilities", "`vulnerabilities` must be an array")),
     };
     let publisher = document.get("publisher");
+    let doc_id = document_id(publisher, &tid);
     let ctx = Ctx {
         tid: &tid,
+        doc_id: &doc_id,
         tree: Tree::new(&v, &tid),
         author: publisher.and_then(|p| p.get("name")).cloned().unwrap_or(Value::Null),
         namespace: publisher
@@ -365,6 +379,7 @@ pub fn parse(v: Value) -> Result<ParsedDoc, DocError> {
             .unwrap_or(Value::Null),
         doc_version: tracking.get("version").cloned().unwrap_or(Value::Null),
         current,
+        verified_by,
     };
     let is_vex = category == "csaf_vex";
     let mut derived: BTreeMap<String, NewRecord> = BTreeMap::new();
@@ -387,15 +402,15 @@ pub fn parse(v: Value) -> Result<ParsedDoc, DocError> {
     }
     let derived: Vec<NewRecord> = derived.into_values().collect();
     let (collection, fallback) = if is_vex {
-        (Collection::VexRaw, format!("vex-document:{tid}"))
+        (Collection::VexRaw, format!("vex-document:{doc_id}"))
     } else {
-        (Collection::AdvisoriesRaw, format!("advisory:{tid}"))
+        (Collection::AdvisoriesRaw, format!("advisory:{doc_id}"))
     };
     Ok(ParsedDoc {
         primary: NewRecord {
             collection,
             subject: derived.first().map(|d| d.subject.clone()).unwrap_or(fallback),
-            id: tid,
+            id: doc_id,
             bytes: compact(&v),
             modified: Some(current),
         },
@@ -406,11 +421,14 @@ pub fn parse(v: Value) -> Result<ParsedDoc, DocError> {
 /// What every record of one document shares.
 struct Ctx<'a> {
     tid: &'a str,
+    /// The document's identity: `<publisher namespace>#<tracking id>`.
+    doc_id: &'a str,
     tree: Tree<'a>,
     author: Value,
     namespace: Value,
     doc_version: Value,
     current: i64,
+    verified_by: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -448,16 +466,24 @@ impl Ctx<'_> {
                     "actionStatement": action,
                     "timestamp": ts,
                 });
-                let id = format!("{key}|{}|{}", s.product.id, self.tid);
+                let id = format!("{key}|{}|{}", s.product.id, self.doc_id);
                 NewRecord {
                     collection: Collection::VexNormalized,
                     subject: s.product.subject,
                     id,
-                    bytes: compact(&n),
+                    bytes: compact(&self.noted(n)),
                     modified: Some(self.current),
                 }
             })
             .collect()
+    }
+
+    /// A normalized record with the verifying key noted, when there is one.
+    fn noted(&self, mut n: Value) -> Value {
+        if let (Some(fp), Some(o)) = (self.verified_by, n.as_object_mut()) {
+            o.insert("verifiedBy".into(), fp.into());
+        }
+        n
     }
 
     fn advisory(
@@ -475,7 +501,7 @@ impl Ctx<'_> {
             .find(|s| s.status == "affected")
             .or(sts.first())
             .map(|s| s.product.subject.clone())
-            .unwrap_or_else(|| format!("advisory:{}", self.tid));
+            .unwrap_or_else(|| format!("advisory:{}", self.doc_id));
         let mut packages: Vec<Value> = Vec::new();
         for s in &sts {
             let entry = if s.product.is_purl {
@@ -494,7 +520,7 @@ impl Ctx<'_> {
             .map(|s| json!({"product": s.product.id, "productIds": s.product_ids, "status": s.status, "csafStatus": s.category}))
             .collect();
         let tracking = &document["tracking"];
-        let id = format!("{key}|{}", self.tid);
+        let id = format!("{key}|{}", self.doc_id);
         let n = json!({
             "schema": "stellamirror.advisory.v1",
             "format": "csaf",
@@ -521,7 +547,7 @@ impl Ctx<'_> {
             collection: Collection::AdvisoriesNormalized,
             subject,
             id,
-            bytes: compact(&n),
+            bytes: compact(&self.noted(n)),
             modified: Some(self.current),
         }
     }
@@ -558,18 +584,18 @@ mod tests {
 
     #[test]
     fn vex_statements_resolve_products_and_flags() {
-        let d = parse(doc("csaf_vex")).expect("valid");
+        let d = parse(doc("csaf_vex"), None).expect("valid");
         assert_eq!(d.primary.collection, Collection::VexRaw);
         let ids: Vec<&str> = d.derived.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(
             ids,
             [
-                "CVE-1|Other|EX-1",
-                "CVE-1|cpe:/a:ex:e:2::x|EX-1",
-                "CVE-1|csaf:EX-1#P9|EX-1",
-                "CVE-1|pkg:npm/e@1|EX-1",
+                "CVE-1|Other|https://example.com#EX-1",
+                "CVE-1|cpe:/a:ex:e:2::x|https://example.com#EX-1",
+                "CVE-1|csaf:EX-1#P9|https://example.com#EX-1",
+                "CVE-1|pkg:npm/e@1|https://example.com#EX-1",
                 // A component on a platform is named by the component's purl.
-                "CVE-2|pkg:npm/e@1|EX-1"
+                "CVE-2|pkg:npm/e@1|https://example.com#EX-1"
             ]
         );
         let p1: Value = serde_json::from_slice(&d.derived[3].bytes).expect("json");
@@ -586,11 +612,13 @@ mod tests {
 
     #[test]
     fn advisories_get_one_record_per_vulnerability() {
-        let d = parse(doc("csaf_security_advisory")).expect("valid");
+        let d = parse(doc("csaf_security_advisory"), None).expect("valid");
         assert_eq!(d.primary.collection, Collection::AdvisoriesRaw);
+        // The identity is the publisher's namespace + the tracking id.
+        assert_eq!(d.primary.id, "https://example.com#EX-1");
         assert_eq!(d.derived.len(), 2);
-        assert_eq!(d.derived[0].id, "CVE-1|EX-1");
-        assert_eq!(d.derived[1].id, "CVE-2|EX-1");
+        assert_eq!(d.derived[0].id, "CVE-1|https://example.com#EX-1");
+        assert_eq!(d.derived[1].id, "CVE-2|https://example.com#EX-1");
         assert_eq!(d.derived[0].subject, "cpe:/a:ex:e");
         assert_eq!(d.primary.subject, "cpe:/a:ex:e");
     }
@@ -599,7 +627,7 @@ mod tests {
     fn missing_tracking_id_names_its_pointer() {
         let mut v = doc("csaf_vex");
         v["document"]["tracking"].as_object_mut().expect("object").remove("id");
-        match parse(v) {
+        match parse(v, None) {
             Err(DocError::Invalid { pointer, .. }) => assert_eq!(pointer, "/document/tracking/id"),
             other => panic!("expected invalid, got {other:?}"),
         }

@@ -1,5 +1,6 @@
-//! CycloneDX SBOMs: the raw SBOM under its subject (the artifact: `--subject`, else
-//! `metadata.component.purl`, else `name@version`), plus a normalized package list.
+//! CycloneDX SBOMs: the raw SBOM, identified by its `serialNumber` and grouped under its
+//! subject (the artifact: `--subject`, else `metadata.component.purl`, else
+//! `name@version`), plus a normalized package list.
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
@@ -43,8 +44,22 @@ pub fn sbom_subject(v: &Value, ctx: &ParseContext) -> Result<String, DocError> {
     })
 }
 
-pub fn parse_sbom(v: Value, ctx: &ParseContext) -> Result<ParsedDoc, DocError> {
+/// A CycloneDX SBOM's identity: its `serialNumber` (kept across the BOM's versions,
+/// which supersede each other by `version`), else the document's name.
+fn sbom_id(v: &Value, name: Option<&str>) -> Result<String, DocError> {
+    match (v.get("serialNumber").and_then(Value::as_str), name) {
+        (Some(s), _) if valid_key_text(s) => Ok(s.to_string()),
+        (_, Some(n)) if valid_key_text(n) => Ok(n.to_string()),
+        _ => Err(invalid(
+            "/serialNumber",
+            "a CycloneDX SBOM from JSON Lines needs a serialNumber (its identity)",
+        )),
+    }
+}
+
+pub fn parse_sbom(v: Value, ctx: &ParseContext, name: Option<&str>) -> Result<ParsedDoc, DocError> {
     let subject = sbom_subject(&v, ctx)?;
+    let id = sbom_id(&v, name)?;
     let modified = match v.get("metadata") {
         Some(m) => optional_time(m, "timestamp", "/metadata/timestamp")?,
         None => None,
@@ -57,26 +72,28 @@ pub fn parse_sbom(v: Value, ctx: &ParseContext) -> Result<ParsedDoc, DocError> {
         "subject": subject,
         "specVersion": v.get("specVersion"),
         "serialNumber": v.get("serialNumber"),
+        "version": v.get("version"),
         "packages": purls,
     });
-    Ok(sbom_records(subject, &v, &normalized, modified))
+    Ok(sbom_records(subject, id, &v, &normalized, modified))
 }
 
 /// An SBOM's records (any format): the raw document and its normalized package list,
-/// both keyed by the subject.
-pub fn sbom_records(subject: String, raw: &Value, normalized: &Value, modified: Option<i64>) -> ParsedDoc {
+/// both keyed by the document's identity and grouped under the subject (the artifact),
+/// so two SBOMs of one artifact are two records.
+pub fn sbom_records(subject: String, id: String, raw: &Value, normalized: &Value, modified: Option<i64>) -> ParsedDoc {
     ParsedDoc {
         primary: NewRecord {
             collection: Collection::SbomsRaw,
             subject: subject.clone(),
-            id: subject.clone(),
+            id: id.clone(),
             bytes: compact(raw),
             modified,
         },
         derived: vec![NewRecord {
             collection: Collection::SbomsNormalized,
-            subject: subject.clone(),
-            id: subject,
+            subject,
+            id,
             bytes: compact(normalized),
             modified,
         }],

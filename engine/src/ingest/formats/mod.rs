@@ -14,6 +14,9 @@ pub mod osv_typed;
 pub mod policy;
 pub mod purl;
 pub mod spdx;
+pub mod spdx3;
+pub mod spdx_tv;
+pub mod vex_repo;
 
 use serde_json::Value;
 
@@ -62,6 +65,9 @@ pub struct ParseContext {
     pub kind: KindHint,
     /// `--subject`: overrides the SBOM subject taken from the document.
     pub subject_override: Option<String>,
+    /// The fingerprint of the `--publisher-key` that verified this document's `.asc`
+    /// signature (per file; noted in CSAF normalized records as `verifiedBy`).
+    pub verified_by: Option<String>,
 }
 
 impl Default for ParseContext {
@@ -69,6 +75,7 @@ impl Default for ParseContext {
         Self {
             kind: KindHint::Auto,
             subject_override: None,
+            verified_by: None,
         }
     }
 }
@@ -132,22 +139,20 @@ pub fn parse_document(v: Value, ctx: &ParseContext, name: Option<&str>) -> Resul
         if cyclonedx_vex::is_vex(&v) {
             return cyclonedx_vex::parse(v, name);
         }
-        return cyclonedx::parse_sbom(v, ctx);
+        return cyclonedx::parse_sbom(v, ctx, name);
     }
     if v.get("document").and_then(|d| d.get("csaf_version")).is_some() {
-        return csaf::parse(v);
+        return csaf::parse(v, ctx.verified_by.as_deref());
     }
     if v.get("spdxVersion").is_some() {
-        return spdx::parse(v, ctx);
+        return spdx::parse(v, ctx, name);
     }
     if let Some(c) = v.get("@context").and_then(Value::as_str) {
         if c.contains("openvex") {
             return openvex::parse(v, name);
         }
-        if c.contains("spdx.org/rdf/3") {
-            return Err(DocError::Unrecognized(
-                "SPDX 3 JSON-LD is not supported: export the SBOM as SPDX 2.2/2.3 JSON or CycloneDX".into(),
-            ));
+        if spdx3::is_spdx3(&v) {
+            return spdx3::parse(v, ctx, name);
         }
     }
     if v.get("id").is_some() && v.get("modified").is_some() {
@@ -155,7 +160,8 @@ pub fn parse_document(v: Value, ctx: &ParseContext, name: Option<&str>) -> Resul
     }
     Err(DocError::Unrecognized(
         "not OSV (id + modified), OpenVEX (@context openvex), CSAF (document.csaf_version), \
-         CycloneDX (bomFormat) or SPDX 2.x (spdxVersion); policy documents need --kind"
+         CycloneDX (bomFormat), SPDX 2.x (spdxVersion) or SPDX 3 (@context spdx.org/rdf/3); \
+         policy documents need --kind"
             .into(),
     ))
 }
@@ -204,7 +210,7 @@ mod tests {
     fn policy_hints_override_detection() {
         let ctx = ParseContext {
             kind: KindHint::PolicySnapshot,
-            subject_override: None,
+            ..ParseContext::default()
         };
         let d = parse_document(serde_json::json!([1, 2]), &ctx, Some("p.json")).expect("any JSON is a snapshot");
         assert_eq!(

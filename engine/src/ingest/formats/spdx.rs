@@ -1,6 +1,6 @@
-//! SPDX 2.x JSON SBOMs (docs/formats.md#spdx): the raw SBOM under its subject plus a
-//! normalized package list, like CycloneDX SBOMs (same ids, same `stellamirror.sbom.v1`
-//! schema), so an artifact has one SBOM record whichever format described it.
+//! SPDX 2.x JSON SBOMs (docs/formats.md#spdx): the raw SBOM, identified by its
+//! `documentNamespace` and grouped under its subject, plus a normalized package list in
+//! the `stellamirror.sbom.v1` schema CycloneDX SBOMs share.
 //!
 //! Subject: `--subject`, else the package the document describes (`documentDescribes`,
 //! else a `DESCRIBES` relationship of `SPDXRef-DOCUMENT`): its purl, else
@@ -57,7 +57,26 @@ fn described(v: &Value) -> Vec<&str> {
     out
 }
 
-pub fn parse(v: Value, ctx: &ParseContext) -> Result<ParsedDoc, DocError> {
+/// An SPDX document's identity: its `documentNamespace` (unique per document and per
+/// version of it, SPDX 2.3 §6.5), else the document's name.
+pub fn document_id(namespace: Option<&str>, name: Option<&str>, pointer: &str) -> Result<String, DocError> {
+    match (namespace, name) {
+        (Some(s), _) if valid_key_text(s) => Ok(s.to_string()),
+        (_, Some(n)) if valid_key_text(n) => Ok(n.to_string()),
+        _ => Err(invalid(
+            pointer,
+            "an SPDX document from JSON Lines needs a documentNamespace (its identity)",
+        )),
+    }
+}
+
+pub fn parse(v: Value, ctx: &ParseContext, name: Option<&str>) -> Result<ParsedDoc, DocError> {
+    parse_fields(&v, &v, ctx, name)
+}
+
+/// An SPDX 2.x document's records from its fields in the JSON shape `v` (the document
+/// itself, or the JSON form of a tag-value document), storing `raw` as received.
+pub fn parse_fields(v: &Value, raw: &Value, ctx: &ParseContext, name: Option<&str>) -> Result<ParsedDoc, DocError> {
     let version = v.get("spdxVersion").and_then(Value::as_str).unwrap_or_default();
     if !version.starts_with("SPDX-2.") {
         return Err(invalid(
@@ -87,7 +106,7 @@ pub fn parse(v: Value, ctx: &ParseContext) -> Result<ParsedDoc, DocError> {
     };
     let subject = match &ctx.subject_override {
         Some(s) => Some(s.clone()),
-        None => described(&v)
+        None => described(v)
             .into_iter()
             .find_map(|id| {
                 let pkg = packages
@@ -103,6 +122,11 @@ pub fn parse(v: Value, ctx: &ParseContext) -> Result<ParsedDoc, DocError> {
             "SBOM names no subject: needs a described package or a document name; pass --subject",
         )
     })?;
+    let id = document_id(
+        v.get("documentNamespace").and_then(Value::as_str),
+        name,
+        "/documentNamespace",
+    )?;
     let all: BTreeSet<&str> = packages.iter().flat_map(purls).collect();
     let normalized = json!({
         "schema": "stellamirror.sbom.v1",
@@ -112,7 +136,7 @@ pub fn parse(v: Value, ctx: &ParseContext) -> Result<ParsedDoc, DocError> {
         "documentNamespace": v.get("documentNamespace"),
         "packages": all,
     });
-    Ok(super::cyclonedx::sbom_records(subject, &v, &normalized, modified))
+    Ok(super::cyclonedx::sbom_records(subject, id, raw, &normalized, modified))
 }
 
 #[cfg(test)]
@@ -131,8 +155,11 @@ mod tests {
             ],
             "relationships": [{"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-b"}]
         });
-        let d = parse(v, &ParseContext::default()).expect("valid");
-        assert_eq!(d.primary.id, "pkg:npm/b@2");
+        let d = parse(v, &ParseContext::default(), Some("doc.spdx.json")).expect("valid");
+        assert_eq!(
+            (d.primary.subject.as_str(), d.primary.id.as_str()),
+            ("pkg:npm/b@2", "doc.spdx.json")
+        );
         let n: Value = serde_json::from_slice(&d.derived[0].bytes).expect("json");
         assert_eq!(n["packages"], json!(["pkg:npm/b@2"]));
     }
