@@ -414,10 +414,10 @@ mod tests {
         let bare = "{\"modified\":null}";
         let parse = |v, c, r: &str| IndexFile::parse("indexes/x.index.json", index(v, c, r).as_bytes());
         assert!(parse(INDEX_FORMAT_VERSION, "advisories.raw", bare).is_ok());
-        assert!(parse(INDEX_FORMAT_VERSION, "sboms.raw", &hash).is_ok());
+        assert!(parse(INDEX_FORMAT_VERSION, "policy.snapshot", &hash).is_ok());
         assert!(parse(INDEX_FORMAT_VERSION_1, "advisories.raw", &hash).is_ok());
         for (v, c) in [
-            (INDEX_FORMAT_VERSION, "sboms.raw"),
+            (INDEX_FORMAT_VERSION, "policy.snapshot"),
             (INDEX_FORMAT_VERSION_1, "advisories.raw"),
         ] {
             let e = parse(v, c, bare).unwrap_err();
