@@ -22,6 +22,7 @@
 pub mod bulk;
 pub mod catalog;
 pub mod error;
+pub mod scratch;
 pub mod staging;
 pub mod tree;
 
@@ -262,6 +263,9 @@ impl Store {
             path: path.to_path_buf(),
             unlogged: std::sync::atomic::AtomicBool::new(false),
         };
+        // RocksDB's lock is held from here on: scratch folders left now are a killed
+        // process's (`scratch`).
+        scratch::sweep(path);
         // The on-disk encoding of nodes and records is versioned; a store written by an
         // incompatible version is refused rather than misread.
         match store.get(CF_META, STORE_FORMAT_KEY)? {
