@@ -333,7 +333,7 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
         ));
     }
     let (trust, rules) = a.trust.load()?;
-    let mut gate = Gate::new(None, &trust, &rules)?;
+    let mut gate = Gate::new(&trust, &rules);
     let identities = load_identities(&a.identity)?;
     let tmp = tempfile::tempdir().map_err(|e| Failure::new("ERR_IO", e.to_string(), "check TMPDIR"))?;
     let mut results = Vec::new();

@@ -246,7 +246,7 @@ pub fn import_with(
 ) -> Result<ImportReport, ImportError> {
     let staging = staging_area(store, "import")?;
     // Issue 16: keys rotated in by applied bundles, revoked keys, validity windows.
-    let gate = crate::trust::rotation::Gate::new(Some(store), &s.trust, &s.key_rules)?;
+    let gate = crate::trust::rotation::gate(Some(store), &s.trust, &s.key_rules)?;
     if !bundle.is_dir() {
         let work = staging.0.join("stream");
         let checks = stream::Checks { gate: &gate, freshness };

@@ -353,7 +353,7 @@ mod tests {
             freshness: Policy::strict(clock),
             key_rules: Vec::new(),
         };
-        let gate = Gate::new(None, &s.trust, &s.key_rules).unwrap();
+        let gate = Gate::new(&s.trust, &s.key_rules);
         let checks = Checks {
             gate: &gate,
             freshness: &s.freshness,

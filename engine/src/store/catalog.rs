@@ -4,26 +4,7 @@ use serde::{Deserialize, Serialize};
 use super::{Store, StoreError, CF_META};
 use crate::ids::{FileDigest, NodeHash};
 use crate::model::Tenant;
-
-/// Record selectors of an export, as given (sorted, deduplicated).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Selectors {
-    /// Glob patterns on subjects (globset syntax); empty selects every subject.
-    #[serde(default)]
-    pub products: Vec<String>,
-    /// Inclusive lower bound on a record's modification time (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    /// Exclusive upper bound on a record's modification time (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-}
-
-impl Selectors {
-    pub fn is_all(&self) -> bool {
-        self.products.is_empty() && self.from.is_none() && self.to.is_none()
-    }
-}
+pub use stellamirror_format::selectors::Selectors;
 
 /// One export this store produced; enough to diff against it and to regenerate it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::FileDigest;
-use crate::store::catalog::Selectors;
+use crate::selectors::Selectors;
 
 /// Written by this version. 2 added `channel`, `sequence`, `expiresAt` (signed freshness
 /// data) and the DSSE envelope `signatures/provenance.dsse.json`; 1 is still read.

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::format::Stamp;
-use crate::store::catalog::Selectors;
+use crate::selectors::Selectors;
 
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
