@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use stellamirror_tests::{
-    big_osv, bin, export_delta, export_full, import_bundle, ingest, keypair, p, sm, state_root, store_debris, tool,
-    KillClock, TEST_NOW,
+    age_identity, big_osv, bin, export_delta, export_full, import_bundle, ingest, keypair, p, sm, state_root,
+    store_debris, tool, KillClock, TEST_NOW,
 };
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -54,11 +54,7 @@ fn finding_4_killed_imports_leave_no_debris_after_the_next_command() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
     let (key, public) = keypair(dir, "k");
-    let identity = dir.join("mirror.age");
-    let recipient = sm(["keygen", "--age", "--out", p(&identity), "--json"]).ok().json()["recipient"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (identity, recipient) = age_identity(dir, "mirror.age");
     let producer = dir.join("producer");
     ingest(&producer, "acme", &["--source", "a"], &[&big_osv(dir, "a", 150)]).ok();
     let out = dir.join("bundles");

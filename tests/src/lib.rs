@@ -403,3 +403,15 @@ impl KillClock {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound.max(1)
     }
 }
+
+/// `stellamirror keygen --age`: identity (0600) and recipient.
+pub fn age_identity(dir: &Path, name: &str) -> (PathBuf, String) {
+    let base = dir.join(name);
+    let r = sm(["keygen", "--age", "--out", p(&base), "--json"]).ok().json();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&base).expect("identity").permissions().mode() & 0o777,
+        0o600
+    );
+    (base, r["recipient"].as_str().expect("recipient").to_string())
+}

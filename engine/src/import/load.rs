@@ -159,6 +159,12 @@ pub fn precheck(
             });
         }
     }
+    if !already_applied {
+        // The listed bytes are a lower bound of what the store will hold (records are
+        // stored decompressed): refuse at once what cannot fit.
+        let listed: u64 = m.artifacts.iter().map(|a| a.bytes).sum();
+        crate::store::space::ensure(store.path(), listed, "the bundle's listed files")?;
+    }
     Ok(Ctx {
         tenant,
         manifest,
@@ -311,7 +317,8 @@ impl<'s, 'o> Loader<'s, 'o> {
         work: &std::path::Path,
         progress: &'s dyn Progress,
     ) -> Result<Self, ImportError> {
-        std::fs::create_dir_all(work).map_err(|e| crate::store::StoreError::Db(format!("{}: {e}", work.display())))?;
+        std::fs::create_dir_all(work)
+            .map_err(|e| crate::store::StoreError::io(work, e, "a scratch folder for the bulk load"))?;
         let source = format!("import:{}", ctx.manifest.run_id);
         let mode = if ctx.already_applied {
             Mode::Skip

@@ -102,6 +102,8 @@ impl ImportError {
             ImportError::Conflict { .. } => "ERR_BUNDLE_CONFLICT",
             ImportError::Freshness(e) => e.code(),
             ImportError::Key(e) => e.code(),
+            // The only files an import writes are below the store (its staged copy).
+            ImportError::Bundle(BundleError::Write { .. }) => "ERR_STORE_IO",
             ImportError::Bundle(e) => e.code(),
             ImportError::Store(e) => e.code(),
         }
@@ -124,9 +126,9 @@ impl ImportError {
 pub use crate::store::scratch::Scratch as StagingArea;
 
 /// A scratch folder for `purpose`, its failure an I/O error naming it.
-pub fn staging_area(store: &Store, purpose: &str) -> Result<StagingArea, BundleError> {
+pub fn staging_area(store: &Store, purpose: &str) -> Result<StagingArea, StoreError> {
     let dir = store.path().join(crate::store::scratch::STAGING_DIR);
-    StagingArea::new(store, purpose).map_err(|e| crate::bundle::error::io_err(&dir, e))
+    StagingArea::new(store, purpose).map_err(|e| StoreError::io(&dir, e, "a scratch folder"))
 }
 
 /// Stage an archive (or take an extracted folder) and check signatures and digests.

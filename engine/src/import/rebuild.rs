@@ -126,9 +126,9 @@ pub fn rebuild(
     paths.sort();
     let mut heads = Vec::new();
     for p in &paths {
-        let staging = staging_area(store, "rebuild-head").map_err(|e| RebuildError::Bundle {
+        let staging = staging_area(store, "rebuild-head").map_err(|e| RebuildError::Import {
             path: p.clone(),
-            source: e,
+            source: Box::new(e.into()),
         })?;
         heads.push(read_head(p, &s.trust, &staging.0).map_err(|e| RebuildError::Bundle {
             path: p.clone(),

@@ -20,7 +20,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::error::{io_err, BundleError};
+use super::error::{io_err, write_err, BundleError};
 use super::format::Artifact;
 use crate::ids::FileDigest;
 
@@ -166,9 +166,9 @@ pub fn write_archive(dest: &Path, top: &str, mut entries: Vec<Entry>, mtime: u64
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(dest, e));
+        return Err(write_err(dest, e, "room for the bundle archive".into()));
     }
-    std::fs::rename(&tmp, dest).map_err(|e| io_err(dest, e))?;
+    std::fs::rename(&tmp, dest).map_err(|e| write_err(dest, e, "room for the bundle archive".into()))?;
     if let Some(dir) = dest.parent() {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
@@ -320,7 +320,8 @@ pub fn stage_archive(
         fn target(&mut self, top: &str, rel: &str, _: u64) -> Result<Target, BundleError> {
             let dest = self.staging.join(top).join(rel);
             if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(|err| io_err(parent, err))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|err| write_err(parent, err, "room for the staged bundle".into()))?;
             }
             Ok(Target::File(dest))
         }
@@ -336,6 +337,19 @@ pub fn stage_archive(
     })
 }
 
+/// A tar entry type in words (for refusals).
+fn entry_kind(kind: tar::EntryType) -> String {
+    use tar::EntryType as E;
+    match kind {
+        E::Symlink => "symbolic link".into(),
+        E::Link => "hard link".into(),
+        E::Directory => "directory".into(),
+        E::Char | E::Block => "device".into(),
+        E::Fifo => "FIFO".into(),
+        other => format!("tar type '{}'", other.as_byte().escape_ascii()),
+    }
+}
+
 /// Checks of one entry's header: a regular file at a safe relative path under the one top
 /// folder, not seen before. Returns (top folder, path below it).
 fn check_header(
@@ -349,7 +363,7 @@ fn check_header(
     if kind != tar::EntryType::Regular && kind != tar::EntryType::Continuous {
         return Err(BundleError::UnsafeEntry {
             entry: shown,
-            reason: format!("{kind:?} entries are not allowed (regular files only)"),
+            reason: format!("{} entries are not allowed (regular files only)", entry_kind(kind)),
         });
     }
     let (t, rel) = split_entry_path(&raw_path).map_err(|reason| BundleError::UnsafeEntry {
@@ -466,8 +480,10 @@ pub fn read_archive(
             Target::File(p) => Some(p.as_path()),
             _ => None,
         };
-        let (digest, kept) = copy_hashing(&mut e, dest, keep.then_some(size))
-            .map_err(|err| classify_read_error(&arc_name, err, limits))?;
+        let (digest, kept) = copy_hashing(&mut e, dest, keep.then_some(size)).map_err(|err| match err {
+            Copy::Read(err) => classify_read_error(&arc_name, err, limits),
+            Copy::Write(err) => write_err(dest.unwrap_or(Path::new(&rel)), err, format!("{size} bytes for {rel}")),
+        })?;
         // export.json is left to the verifier, which checks its signature first (a
         // changed export.json is reported as a bad signature, as for a staged folder).
         if let Some(want) = expected.filter(|d| *d != digest && rel != EXPORT) {
@@ -561,37 +577,44 @@ fn classify_read_error(arc: &str, e: std::io::Error, limits: &Limits) -> BundleE
     }
 }
 
+/// Why [`copy_hashing`] stopped: reading the source (a bad archive) or writing the copy
+/// (the destination's file system).
+enum Copy {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
 /// Copy an entry to `dest` (or nowhere), hashing it; `keep` (its size) also returns its
 /// bytes.
 fn copy_hashing(
     r: &mut impl Read,
     dest: Option<&Path>,
     keep: Option<u64>,
-) -> std::io::Result<(FileDigest, Option<Vec<u8>>)> {
+) -> Result<(FileDigest, Option<Vec<u8>>), Copy> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     let mut out = match dest {
-        Some(p) => Some(BufWriter::with_capacity(1 << 20, File::create(p)?)),
+        Some(p) => Some(BufWriter::with_capacity(1 << 20, File::create(p).map_err(Copy::Write)?)),
         None => None,
     };
     // The size is the header's, checked against the listing (or bounded) by the caller.
     let mut kept = keep.map(|n| Vec::with_capacity(n.min(1 << 30) as usize));
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = r.read(&mut buf)?;
+        let n = r.read(&mut buf).map_err(Copy::Read)?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
         if let Some(o) = out.as_mut() {
-            o.write_all(&buf[..n])?;
+            o.write_all(&buf[..n]).map_err(Copy::Write)?;
         }
         if let Some(k) = kept.as_mut() {
             k.extend_from_slice(&buf[..n]);
         }
     }
     if let Some(mut o) = out {
-        o.flush()?;
+        o.flush().map_err(Copy::Write)?;
     }
     Ok((FileDigest(h.finalize().into()), kept))
 }
@@ -626,7 +649,9 @@ pub fn scan_folder(dir: &Path) -> Result<Staged, BundleError> {
             });
         }
         let mut f = File::open(entry.path()).map_err(|e| io_err(entry.path(), e))?;
-        let (digest, _) = copy_hashing(&mut f, None, None).map_err(|e| io_err(entry.path(), e))?;
+        let (digest, _) = copy_hashing(&mut f, None, None).map_err(|e| match e {
+            Copy::Read(e) | Copy::Write(e) => io_err(entry.path(), e),
+        })?;
         let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
         files.insert(rel, StagedFile { digest, bytes });
     }

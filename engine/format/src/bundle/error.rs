@@ -50,6 +50,22 @@ pub enum BundleError {
     },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
+    /// Writing `path` failed (not for lack of space): the staging copy of an archive, or
+    /// the archive an export writes.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file system holding `path` is full (recognised by the error's kind or OS code).
+    #[error("no space left on the file system writing {path} (needed: {needed})")]
+    NoSpace {
+        path: String,
+        needed: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl BundleError {
@@ -65,7 +81,8 @@ impl BundleError {
             BundleError::Malformed { .. } => "ERR_BUNDLE_MALFORMED",
             BundleError::TooLarge { .. } => "ERR_BUNDLE_TOO_LARGE",
             BundleError::Decrypt { .. } => "ERR_DECRYPT_FAILED",
-            BundleError::Io { .. } => "ERR_IO",
+            BundleError::Io { .. } | BundleError::Write { .. } => "ERR_IO",
+            BundleError::NoSpace { .. } => "ERR_NO_SPACE",
         }
     }
 
@@ -90,7 +107,10 @@ impl BundleError {
                 "the archive decompresses beyond its declared sizes (possible decompression bomb); obtain it again".into()
             }
             BundleError::Decrypt { source, .. } => source.hint(),
-            BundleError::Io { .. } => "check the path, free space and permissions".into(),
+            BundleError::Io { .. } | BundleError::Write { .. } => "check the path, free space and permissions".into(),
+            BundleError::NoSpace { path, .. } => {
+                format!("free space on the file system of {path} (or point the command at a larger one) and run it again")
+            }
         }
     }
 
@@ -104,17 +124,48 @@ impl BundleError {
             | BundleError::SignatureInvalid { path }
             | BundleError::Malformed { path, .. }
             | BundleError::Decrypt { path, .. }
-            | BundleError::Io { path, .. } => Some(path),
+            | BundleError::Io { path, .. }
+            | BundleError::Write { path, .. }
+            | BundleError::NoSpace { path, .. } => Some(path),
             BundleError::RootMismatch { what, .. } => Some(what),
             _ => None,
         }
     }
 }
 
+/// Whether `e` means the file system (or the user's quota on it) is full: by its kind or
+/// its OS code, never by its text.
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+}
+
+/// A failed read or open of `path` (a full file system is named as such).
 pub fn io_err(path: &std::path::Path, e: std::io::Error) -> BundleError {
+    if is_no_space(&e) {
+        return write_err(path, e, "room to write it".into());
+    }
     BundleError::Io {
         path: path.display().to_string(),
         message: e.to_string(),
+    }
+}
+
+/// A failed write of `path`; `needed` says what it needed room for.
+pub fn write_err(path: &std::path::Path, e: std::io::Error, needed: String) -> BundleError {
+    let path = path.display().to_string();
+    if is_no_space(&e) {
+        BundleError::NoSpace {
+            path,
+            needed,
+            source: e,
+        }
+    } else {
+        BundleError::Write { path, source: e }
     }
 }
 

@@ -49,11 +49,26 @@ fn check_signature(
     }
 }
 
-/// Parse `manifest.yaml` only to name the key that claims to have signed it (for the
-/// error message after a signature failed; nothing is trusted from it).
+/// The key that `manifest.yaml` claims signed it, for the error message after a signature
+/// failed (nothing is trusted from it). The manifest is not authenticated yet, so it is not
+/// parsed as YAML (aliases could expand it without bound): one pass over its lines finds
+/// `keyId:` in the top-level `signing:` block, as export writes it.
 fn claimed_key_id(manifest: &[u8]) -> Option<String> {
-    let m: serde_norway::Value = serde_norway::from_slice(manifest).ok()?;
-    m.get("signing")?.get("keyId")?.as_str().map(str::to_string)
+    let text = std::str::from_utf8(manifest).ok()?;
+    let mut in_signing = false;
+    for line in text.lines() {
+        if !line.starts_with([' ', '\t']) {
+            in_signing = line.trim_end() == "signing:";
+            continue;
+        }
+        if let Some(v) = line.trim_start().strip_prefix("keyId:").filter(|_| in_signing) {
+            let v = v.trim().trim_matches(|c| c == '"' || c == '\'');
+            let plausible =
+                (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b":._-".contains(&b));
+            return plausible.then(|| v.to_string());
+        }
+    }
+    None
 }
 
 pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
