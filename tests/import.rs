@@ -216,22 +216,21 @@ fn repack_sorted(c: &Chain, i: usize) -> PathBuf {
     out
 }
 
+/// Finding 2 of issue 17: nothing but the manifest and its signatures is read before the
+/// signature verified, so an archive that does not start with them is refused at its first
+/// other entry, unread (it used to be staged whole first).
 #[test]
-fn archives_whose_manifest_is_not_first_are_staged_and_imported() {
+fn finding_2_archives_whose_manifest_is_not_first_are_refused_unread() {
     let c = chain();
-    let mirror = c.root.join("mirror");
     for i in 0..2 {
         let b = repack_sorted(&c, i);
-        let r = import(&c, &b, &mirror).ok().json();
-        assert_eq!(r["outcome"], "applied");
-        assert_eq!(r["stateRoot"], c.roots[i]);
+        let canary = c.root.join("no-canary");
+        refused_and_nothing_written(&c, &b, "ERR_BUNDLE_MALFORMED", &canary);
+        let r = import(&c, &b, &c.root.join("mirror-hostile"));
+        assert!(r.stdout.contains("comes before manifest.yaml"), "{}", r.stdout);
+        let v = sm(["verify", p(&b), "--trust", p(&c.public)]).fails_with("ERR_BUNDLE_MALFORMED");
+        assert!(v.stderr.contains("comes before manifest.yaml"), "{}", v.stderr);
     }
-    sm(["verify", "--store", p(&mirror)]).ok();
-    let staging = mirror.join("staging");
-    assert!(
-        !staging.exists() || files_below(&staging).is_empty(),
-        "staging area cleaned up"
-    );
 }
 
 #[test]

@@ -228,9 +228,7 @@ impl Interest {
                 path: rel.to_string(),
                 bytes,
             },
-            None if rel == DIFF => {
-                Parsed::Diff(serde_json::from_slice(&bytes).map_err(|e| malformed(DIFF, e.to_string()))?)
-            }
+            None if rel == DIFF => Parsed::Diff(crate::bundle::validate::parse_diff(&bytes)?),
             None if self.is_removed_file(rel) => Parsed::Removed {
                 path: rel.to_string(),
                 deletes: removed_lines(rel, &bytes)?,
@@ -257,6 +255,7 @@ fn removed_lines(path: &str, body: &[u8]) -> Result<Vec<(Collection, String)>, B
 fn per_subject_index(rel: &str, bytes: &[u8]) -> Result<Vec<(Collection, IndexCollection)>, BundleError> {
     let mut index: IndexFile =
         serde_json::from_slice(bytes).map_err(|e| malformed(rel, format!("index does not parse: {e}")))?;
+    index.validate(rel)?;
     Ok(Collection::ALL
         .into_iter()
         .filter(|c| index_of(*c) == rel && matches!(layout(*c), FileLayout::PerSubject(..)))

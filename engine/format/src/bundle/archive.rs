@@ -177,21 +177,41 @@ pub fn write_archive(dest: &Path, top: &str, mut entries: Vec<Entry>, mtime: u64
     Ok(std::fs::metadata(dest).map_err(|e| io_err(dest, e))?.len())
 }
 
+/// The pre-authentication budget: what a reader spends on an archive before the manifest
+/// signature verified. Only `manifest.yaml` (at most [`Limits::max_manifest_bytes`],
+/// 16 MiB by default) and its signatures (at most [`MAX_SIGNATURE_BYTES`] each) are read;
+/// any other entry before them is refused at once, unread. Decompressed bytes are bounded by
+/// the sum (plus tar headers), and the zstd window by [`WINDOW_LOG_MAX`], so memory stays
+/// within a few tens of MiB whatever the archive holds (docs/bundle-format.md, "Limits").
+pub const MAX_SIGNATURE_BYTES: u64 = 4096;
+/// The largest zstd window a reader accepts (2^24 = 16 MiB; the writer uses 2^19 to 2^21).
+pub const WINDOW_LOG_MAX: u32 = 24;
+/// Tar headers and padding of the manifest and its two signatures.
+const PRE_AUTH_SLACK: u64 = 64 << 10;
+
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Decompressed bytes allowed before the manifest is verified, and in total when
-    /// the archive does not start with its manifest.
+    /// Decompressed bytes allowed in total (after authentication the signed sizes set the
+    /// bound, never above this).
     pub max_total_bytes: u64,
     pub max_entries: u64,
+    /// The largest `manifest.yaml` read before its signature is verified.
     pub max_manifest_bytes: u64,
+}
+
+impl Limits {
+    /// Decompressed bytes read before the manifest signature verified.
+    pub fn pre_auth_bytes(&self) -> u64 {
+        self.max_manifest_bytes + 2 * MAX_SIGNATURE_BYTES + PRE_AUTH_SLACK
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_total_bytes: 64 << 30,
-            max_entries: 1_000_000,
-            max_manifest_bytes: 256 << 20,
+            max_entries: super::validate::MAX_ARTIFACTS as u64 + 3,
+            max_manifest_bytes: 16 << 20,
         }
     }
 }
@@ -396,17 +416,30 @@ fn check_header(
 }
 
 /// Before its data is read: an entry must be listed with its size once the manifest is
-/// known (returns its listed digest), and be small while it is not.
+/// verified (returns its listed digest); before that, only the manifest and its
+/// signatures are accepted, within the pre-authentication budget.
 fn check_listed(
     listed: Option<&BTreeMap<String, (u64, FileDigest)>>,
     rel: &str,
     size: u64,
-    is_meta: bool,
-    manifest_seen: bool,
     limits: &Limits,
 ) -> Result<Option<FileDigest>, BundleError> {
+    let is_sig = rel == MANIFEST_SIG || rel == EXPORT_SIG;
+    let budget = match rel {
+        MANIFEST => Some(limits.max_manifest_bytes),
+        _ if is_sig => Some(MAX_SIGNATURE_BYTES),
+        _ => None,
+    };
+    if let Some(b) = budget.filter(|b| size > *b) {
+        return Err(BundleError::PreAuthBudget {
+            entry: rel.into(),
+            size,
+            budget: b,
+        });
+    }
     match listed {
-        Some(l) if !is_meta => match l.get(rel) {
+        Some(_) if budget.is_some() => Ok(None),
+        Some(l) => match l.get(rel) {
             None => Err(BundleError::UnlistedFile { path: rel.into() }),
             Some((b, _)) if *b != size => Err(BundleError::DigestMismatch {
                 path: rel.into(),
@@ -416,11 +449,7 @@ fn check_listed(
             }),
             Some((_, d)) => Ok(Some(*d)),
         },
-        Some(_) => Ok(None),
-        None if size > limits.max_manifest_bytes && (is_meta || !manifest_seen) => Err(BundleError::TooLarge {
-            what: format!("{rel} size"),
-            limit: limits.max_manifest_bytes,
-        }),
+        None if budget.is_none() => Err(BundleError::BeforeManifest { entry: rel.into() }),
         None => Ok(None),
     }
 }
@@ -440,10 +469,12 @@ pub fn read_archive(
         reason,
     };
     let file = File::open(archive).map_err(|e| io_err(archive, e))?;
-    let dec = zstd::Decoder::new(file)
+    let mut dec = zstd::Decoder::new(file)
         .map_err(|e| malformed(format!("not zstd: {e}")))?
         .single_frame();
-    let limit = Arc::new(AtomicU64::new(limits.max_manifest_bytes + (1 << 20)));
+    dec.window_log_max(WINDOW_LOG_MAX)
+        .map_err(|e| malformed(format!("zstd window: {e}")))?;
+    let limit = Arc::new(AtomicU64::new(limits.pre_auth_bytes()));
     let bounded = Bounded {
         inner: dec,
         read: 0,
@@ -472,7 +503,7 @@ pub fn read_archive(
             .size()
             .map_err(|err| malformed(format!("{rel}: bad size: {err}")))?;
         let is_meta = rel == MANIFEST || rel == MANIFEST_SIG || rel == EXPORT_SIG;
-        let expected = check_listed(listed.as_ref(), &rel, size, is_meta, manifest.is_some(), limits)?;
+        let expected = check_listed(listed.as_ref(), &rel, size, limits)?;
         let keep_meta = is_meta && listed.is_none();
         let target = v.target(&t, &rel, size)?;
         let keep = keep_meta || matches!(target, Target::Memory);
@@ -515,10 +546,6 @@ pub fn read_archive(
                     artifacts.iter().map(|a| a.bytes + 2048).sum::<u64>() + (4 << 20) + limits.max_manifest_bytes;
                 limit.store(total.min(limits.max_total_bytes), Ordering::Relaxed);
                 listed = Some(artifacts.into_iter().map(|a| (a.path, (a.bytes, a.sha256))).collect());
-            } else if files.len() >= 3 {
-                // The manifest did not come first: fall back to the global bound and
-                // let the verifier check the listing after staging.
-                limit.store(limits.max_total_bytes, Ordering::Relaxed);
             }
         }
     }

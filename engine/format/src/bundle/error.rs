@@ -37,6 +37,14 @@ pub enum BundleError {
     /// Not a readable bundle: corrupt or truncated compression/tar, bad YAML/JSON.
     #[error("{path}: {reason}")]
     Malformed { path: String, reason: String },
+    /// An entry before the manifest signature verified is larger than the
+    /// pre-authentication budget allows (`archive::Limits`).
+    #[error("{entry} is {size} bytes, beyond the pre-authentication budget of {budget} bytes (before the manifest signature is verified only manifest.yaml, at most 16 MiB, and its signatures, at most 4 KiB each, are read)")]
+    PreAuthBudget { entry: String, size: u64, budget: u64 },
+    /// An entry other than the manifest and its signatures comes before them: it is refused
+    /// unread, since nothing else is read before the signature verifies.
+    #[error("{entry} comes before manifest.yaml and its signature; nothing else is read before they verify (pre-authentication budget: manifest.yaml of at most 16 MiB and signatures of at most 4 KiB each)")]
+    BeforeManifest { entry: String },
     /// Decompressed size or entry count beyond the limits.
     #[error("bundle exceeds the {what} limit of {limit}")]
     TooLarge { what: String, limit: u64 },
@@ -79,7 +87,8 @@ impl BundleError {
             BundleError::SignatureUntrusted { .. } => "ERR_SIGNATURE_UNTRUSTED",
             BundleError::RootMismatch { .. } => "ERR_STATE_ROOT_MISMATCH",
             BundleError::Malformed { .. } => "ERR_BUNDLE_MALFORMED",
-            BundleError::TooLarge { .. } => "ERR_BUNDLE_TOO_LARGE",
+            BundleError::TooLarge { .. } | BundleError::PreAuthBudget { .. } => "ERR_BUNDLE_TOO_LARGE",
+            BundleError::BeforeManifest { .. } => "ERR_BUNDLE_MALFORMED",
             BundleError::Decrypt { .. } => "ERR_DECRYPT_FAILED",
             BundleError::Io { .. } | BundleError::Write { .. } => "ERR_IO",
             BundleError::NoSpace { .. } => "ERR_NO_SPACE",
@@ -103,6 +112,9 @@ impl BundleError {
             BundleError::RootMismatch { .. } => {
                 "the data does not match its signed Merkle roots; do not import it; report it to the producer".into()
             }
+            BundleError::PreAuthBudget { .. } | BundleError::BeforeManifest { .. } => {
+                "this is not an archive stellamirror wrote (it writes the signed manifest first, then its signatures); do not import it; obtain the bundle again from its producer".into()
+            }
             BundleError::TooLarge { .. } => {
                 "the archive decompresses beyond its declared sizes (possible decompression bomb); obtain it again".into()
             }
@@ -117,7 +129,9 @@ impl BundleError {
     /// The offending path or entry, for `--json` output.
     pub fn subject(&self) -> Option<&str> {
         match self {
-            BundleError::UnsafeEntry { entry, .. } => Some(entry),
+            BundleError::UnsafeEntry { entry, .. }
+            | BundleError::PreAuthBudget { entry, .. }
+            | BundleError::BeforeManifest { entry } => Some(entry),
             BundleError::UnlistedFile { path }
             | BundleError::MissingFile { path }
             | BundleError::DigestMismatch { path, .. }

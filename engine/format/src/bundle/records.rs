@@ -70,12 +70,15 @@ pub fn read_index(staged: &Staged, path: &str, open: Opener<'_>, plain: bool) ->
         path: path.into(),
         reason: format!("index does not parse: {e}"),
     };
-    if plain {
+    let index: IndexFile = if plain {
         let f =
             std::fs::File::open(staged.root.join(path)).map_err(|_| BundleError::MissingFile { path: path.into() })?;
-        return serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, f)).map_err(malformed);
-    }
-    serde_json::from_slice(&read_plain(staged, path, open)?).map_err(malformed)
+        serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, f)).map_err(malformed)?
+    } else {
+        serde_json::from_slice(&read_plain(staged, path, open)?).map_err(malformed)?
+    };
+    index.validate(path)?;
+    Ok(index)
 }
 
 thread_local! {

@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use super::archive::{GateInput, Staged, EXPORT, EXPORT_SIG, MANIFEST, MANIFEST_SIG};
 use super::dsse::ENVELOPE_PATH;
 use super::error::BundleError;
-use super::format::{
-    Artifact, DiffManifest, ExportDoc, Manifest, FORMAT_VERSION, FORMAT_VERSION_1, PROFILE_DELTA, PROFILE_FULL,
-};
+use super::format::{Artifact, DiffManifest, ExportDoc, Manifest, FORMAT_VERSION, FORMAT_VERSION_1, PROFILE_DELTA};
 use super::layout::INDEX_FILES;
 use super::records::{for_each_record, read_index, IndexFile, Opener};
 use super::signing::TrustedKey;
@@ -76,12 +74,7 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
         path: MANIFEST.into(),
         reason: format!("does not parse: {e}"),
     })?;
-    if m.profile != PROFILE_FULL && m.profile != PROFILE_DELTA {
-        return Err(BundleError::Malformed {
-            path: MANIFEST.into(),
-            reason: format!("unknown profile {:?}", m.profile),
-        });
-    }
+    m.validate()?;
     check_format_version(&m)?;
     Ok(m)
 }
@@ -217,10 +210,7 @@ pub fn verify_listing(
         }
     }
 
-    let export: ExportDoc = serde_json::from_slice(export_bytes).map_err(|e| BundleError::Malformed {
-        path: EXPORT.into(),
-        reason: format!("does not parse: {e}"),
-    })?;
+    let export = super::validate::parse_export(export_bytes)?;
     let same = export.run_id == manifest.run_id
         && export.tenant == manifest.tenant
         && export.profile == manifest.profile
@@ -253,12 +243,7 @@ pub fn verify_listing(
 pub fn verify_records(staged: &Staged, v: &mut Verified, open: Opener<'_>) -> Result<(), BundleError> {
     if v.manifest.profile == PROFILE_DELTA {
         let b = super::records::read_plain(staged, "manifest.diff.json", open)?;
-        v.diff = Some(
-            serde_json::from_slice::<DiffManifest>(&b).map_err(|e| BundleError::Malformed {
-                path: "manifest.diff.json".into(),
-                reason: format!("does not parse: {e}"),
-            })?,
-        );
+        v.diff = Some(super::validate::parse_diff(&b)?);
     }
     v.records_checked = check_data(staged, &v.manifest, v.diff.as_ref(), open)?;
     v.data_checked = true;
