@@ -74,7 +74,7 @@ fn finding_5_a_full_disk_is_err_no_space_naming_the_path_and_what_was_needed() {
         &key,
         "f2",
         "2026-09-02T00:00:00Z",
-        &["--encrypt", "age", "--recipient", &recipient, "--min-sequence", "2"],
+        &["--encrypt", "age", "--recipient", &recipient, "--detached"],
     );
 
     // 1. The signed sizes do not fit: refused before anything is written.
@@ -127,6 +127,7 @@ fn finding_5_a_full_disk_is_err_no_space_naming_the_path_and_what_was_needed() {
         "f3",
         "--sign-key",
         p(&key),
+        "--detached",
     ])
     .fails_with("ERR_NO_SPACE");
     assert!(r.stderr.contains(p(&full_out)), "names the output folder: {}", r.stderr);

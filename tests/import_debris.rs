@@ -67,7 +67,7 @@ fn finding_4_killed_imports_leave_no_debris_after_the_next_command() {
         &key,
         "s1",
         "2026-09-01T00:00:00Z",
-        &["--encrypt", "age", "--recipient", &recipient],
+        &["--encrypt", "age", "--recipient", &recipient, "--detached"],
     );
     ingest(&producer, "acme", &["--source", "b"], &[&big_osv(dir, "b", 150)]).ok();
     export_delta(&producer, &out, &key, "f1", "d1", "2026-09-02T00:00:00Z", &[]).ok();
