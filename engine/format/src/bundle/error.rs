@@ -191,7 +191,7 @@ mod tests {
     /// The hint of a decryption failure is the cause's own: an AES-GCM segment that fails
     /// authentication is a damaged or altered bundle, not a missing identity.
     #[test]
-    fn decrypt_hints_match_the_cause() {
+    fn finding_5_decrypt_hints_match_the_cause() {
         let auth = BundleError::Decrypt {
             path: "data/raw/advisories/00.jsonl.zst".into(),
             source: DecryptError::SegmentAuthFailed {
