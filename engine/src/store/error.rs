@@ -87,7 +87,7 @@ impl StoreError {
         if e.kind() == rocksdb::ErrorKind::IOError && super::space::is_full(path) {
             return super::space::no_space(path, needed);
         }
-        e.into()
+        StoreError::Db(format!("{}: {}", path.display(), e.into_string()))
     }
 }
 
