@@ -192,7 +192,7 @@ fn finding_1_import_refuses_every_field_export_would_not_write() {
     let cases: [(&str, &str, &str); 7] = [
         ("runId", "../../../tmp/evilrun", "field runId"),
         ("createdAt", "not-a-date", "field createdAt"),
-        ("formatVersion", "3", "field formatVersion"),
+        ("formatVersion", "4", "field formatVersion"),
         ("tenant", "../evil", "field tenant"),
         ("stateRoot", "blake3:zz", "field stateRoot"),
         ("channel", "a/b", "field channel"),
