@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use stellamirror_tests::{
-    data, export_delta, extract, files_below, import_bundle, ingest, ingest_sample, keypair, p, sm, state_root, tool,
+    age_identity, data, export_delta, extract, files_below, import_bundle, ingest, ingest_sample, keypair, p, sm,
+    state_root, tool,
 };
 
 struct Setup {
@@ -24,15 +25,6 @@ fn setup() -> Setup {
         key,
         public,
     }
-}
-
-/// `stellamirror keygen --age`: identity (0600) and recipient.
-fn age_identity(dir: &Path, name: &str) -> (PathBuf, String) {
-    let base = dir.join(name);
-    let r = sm(["keygen", "--age", "--out", p(&base), "--json"]).ok().json();
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&base).unwrap().permissions().mode() & 0o777, 0o600);
-    (base, r["recipient"].as_str().unwrap().to_string())
 }
 
 fn export(s: &Setup, run: &str, extra: &[&str]) -> PathBuf {

@@ -411,7 +411,7 @@ fn record_bounded_batches_reach_the_same_state_as_one_batch() {
 }
 
 #[test]
-fn an_empty_or_truncated_feed_with_complete_is_refused_and_changes_nothing() {
+fn finding_3_an_empty_or_truncated_feed_with_complete_is_refused_and_changes_nothing() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("s");
     let go = data("osv/go-new.jsonl");
@@ -451,7 +451,7 @@ fn an_empty_or_truncated_feed_with_complete_is_refused_and_changes_nothing() {
 }
 
 #[test]
-fn symlinks_in_an_input_folder_are_not_followed_and_are_named_in_the_summary() {
+fn finding_7_symlinks_in_an_input_folder_are_not_followed_and_are_named_in_the_summary() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("in");
     std::fs::create_dir_all(&dir).unwrap();

@@ -363,3 +363,73 @@ pub fn pack(top: &Path, dest: &Path) {
     let r = tool("sh", &["-c", &script], top.parent().expect("parent"));
     assert_eq!(r.code, 0, "tar + zstd: {}", r.stderr);
 }
+
+/// Entries of a store folder that are neither RocksDB's files nor stellamirror's lasting
+/// ones (`audit.jsonl`, `keys/`): what a killed or failed command left behind, which the
+/// next command that opens the store must have removed.
+pub fn store_debris(store: &Path) -> Vec<String> {
+    let lasting = |n: &str| {
+        let numbered = |ext: &str| {
+            n.strip_suffix(ext)
+                .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        };
+        ["CURRENT", "IDENTITY", "LOCK", "LOG", "audit.jsonl", "keys"].contains(&n)
+            || n.starts_with("LOG.old.")
+            || n.starts_with("MANIFEST-")
+            || n.starts_with("OPTIONS-") && !n.ends_with(".dbtmp")
+            || numbered(".sst")
+            || numbered(".log")
+            || numbered(".blob")
+    };
+    let mut left: Vec<String> = std::fs::read_dir(store)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !lasting(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    left.sort();
+    left
+}
+
+/// The committed Go advisories, `copies` times under distinct ids (`<id>-<tag><i>`).
+pub fn big_osv(dir: &Path, tag: &str, copies: usize) -> PathBuf {
+    let src = std::fs::read_to_string(data("osv/go-new.jsonl")).unwrap();
+    let mut big = String::new();
+    for i in 0..copies {
+        for l in src.lines() {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["id"] = serde_json::Value::String(format!("{}-{tag}{i}", v["id"].as_str().unwrap()));
+            big.push_str(&serde_json::to_string(&v).unwrap());
+            big.push('\n');
+        }
+    }
+    let path = dir.join(format!("big-{tag}.jsonl"));
+    std::fs::write(&path, big).unwrap();
+    path
+}
+
+/// xorshift64*: reproducible kill points from a printed seed.
+pub struct KillClock(pub u64);
+
+impl KillClock {
+    pub fn next_below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound.max(1)
+    }
+}
+
+/// `stellamirror keygen --age`: identity (0600) and recipient.
+pub fn age_identity(dir: &Path, name: &str) -> (PathBuf, String) {
+    let base = dir.join(name);
+    let r = sm(["keygen", "--age", "--out", p(&base), "--json"]).ok().json();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&base).expect("identity").permissions().mode() & 0o777,
+        0o600
+    );
+    (base, r["recipient"].as_str().expect("recipient").to_string())
+}

@@ -138,6 +138,13 @@ pub enum ExportError {
     Encrypt(String),
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
+    /// The output folder's file system is full.
+    #[error("no space left on the file system writing {path} (needed: {needed}; {free})")]
+    NoSpace {
+        path: PathBuf,
+        needed: String,
+        free: String,
+    },
     #[error(transparent)]
     Bundle(BundleError),
     #[error(transparent)]
@@ -146,6 +153,13 @@ pub enum ExportError {
 
 impl ExportError {
     pub fn io(path: &Path, e: std::io::Error) -> Self {
+        if crate::bundle::error::is_no_space(&e) {
+            return ExportError::NoSpace {
+                path: path.to_path_buf(),
+                needed: "room for the bundle's files in the output folder".into(),
+                free: crate::store::space::free_text(path),
+            };
+        }
         ExportError::Io {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -165,6 +179,7 @@ impl ExportError {
             ExportError::Layout(_) => "ERR_EXPORT_LAYOUT",
             ExportError::Encrypt(_) => "ERR_ENCRYPTION_RECIPIENT_INVALID",
             ExportError::Io { .. } => "ERR_IO",
+            ExportError::NoSpace { .. } => "ERR_NO_SPACE",
             ExportError::Bundle(e) => e.code(),
             ExportError::Store(e) => e.code(),
         }
@@ -192,6 +207,9 @@ impl ExportError {
             ExportError::Layout(_) => "report this as a bug with the record named".into(),
             ExportError::Encrypt(_) => "check the --recipient values (age1…) and --recipients-file".into(),
             ExportError::Io { .. } => "check --out, free space and permissions".into(),
+            ExportError::NoSpace { .. } => {
+                "free space in the --out folder's file system (or choose another --out) and export again; the store was not changed".into()
+            }
             ExportError::Bundle(e) => e.hint(),
             ExportError::Store(e) => e.hint(),
         }

@@ -36,14 +36,7 @@ impl Drop for StagingDir {
     }
 }
 
-fn valid_run_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
+use crate::bundle::validate::valid_run_id;
 
 /// Run id and createdAt, validated and normalised.
 fn run_identity(s: &ExportSettings, suffix: &str) -> Result<(String, String, u64), ExportError> {

@@ -171,6 +171,12 @@ pub fn precheck(
             });
         }
     }
+    if !already_applied {
+        // The listed bytes are a lower bound of what the store will hold (records are
+        // stored decompressed): refuse at once what cannot fit.
+        let listed: u64 = m.artifacts.iter().map(|a| a.bytes).sum();
+        crate::store::space::ensure(store.path(), listed, "the bundle's listed files")?;
+    }
     Ok(Ctx {
         tenant,
         manifest,
@@ -234,9 +240,7 @@ impl Interest {
                 path: rel.to_string(),
                 bytes,
             },
-            None if rel == DIFF => {
-                Parsed::Diff(serde_json::from_slice(&bytes).map_err(|e| malformed(DIFF, e.to_string()))?)
-            }
+            None if rel == DIFF => Parsed::Diff(crate::bundle::validate::parse_diff(&bytes)?),
             None if self.is_removed_file(rel) => Parsed::Removed {
                 path: rel.to_string(),
                 deletes: removed_lines(rel, &bytes)?,
@@ -322,7 +326,8 @@ impl<'s, 'o> Loader<'s, 'o> {
         work: &std::path::Path,
         progress: &'s dyn Progress,
     ) -> Result<Self, ImportError> {
-        std::fs::create_dir_all(work).map_err(|e| crate::store::StoreError::Db(format!("{}: {e}", work.display())))?;
+        std::fs::create_dir_all(work)
+            .map_err(|e| crate::store::StoreError::io(work, e, "a scratch folder for the bulk load"))?;
         let source = format!("import:{}", ctx.manifest.run_id);
         let mode = if ctx.already_applied {
             Mode::Skip

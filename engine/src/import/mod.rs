@@ -18,7 +18,7 @@ pub mod stream;
 pub mod verify_store;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::apply::ChangeCounts;
 use crate::audit::{AuditSink, Progress};
@@ -113,6 +113,8 @@ impl ImportError {
             ImportError::Conflict { .. } => "ERR_BUNDLE_CONFLICT",
             ImportError::Freshness(e) => e.code(),
             ImportError::Key(e) => e.code(),
+            // The only files an import writes are below the store (its staged copy).
+            ImportError::Bundle(BundleError::Write { .. }) => "ERR_STORE_IO",
             ImportError::Bundle(e) => e.code(),
             ImportError::Store(e) => e.code(),
         }
@@ -132,41 +134,13 @@ impl ImportError {
     }
 }
 
-/// A staging directory inside the store folder, removed however the import ends.
-pub struct StagingArea(pub PathBuf);
+/// A scratch folder inside the store (`store::scratch`), removed however the import ends.
+pub use crate::store::scratch::Scratch as StagingArea;
 
-impl StagingArea {
-    pub fn new(store: &Store) -> Result<Self, BundleError> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = store
-            .path()
-            .join("staging")
-            .join(format!("{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| crate::bundle::error::io_err(&dir, e))?;
-        Ok(Self(dir))
-    }
-}
-
-impl StagingArea {
-    /// Remove what a killed import left in the staging folder. Only the process holding
-    /// the store open (RocksDB's lock) uses it, so whatever is there now is a leftover;
-    /// call it before this process creates its own staging areas.
-    pub fn clear_leftovers(store: &Store) {
-        if let Ok(rd) = std::fs::read_dir(store.path().join("staging")) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-}
-
-impl Drop for StagingArea {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch folder for `purpose`, its failure an I/O error naming it.
+pub fn staging_area(store: &Store, purpose: &str) -> Result<StagingArea, StoreError> {
+    let dir = store.path().join(crate::store::scratch::STAGING_DIR);
+    StagingArea::new(store, purpose).map_err(|e| StoreError::io(&dir, e, "a scratch folder"))
 }
 
 /// Stage an archive (or take an extracted folder) and check signatures and digests.
@@ -271,8 +245,7 @@ pub fn import_with(
     audit: &dyn AuditSink,
     progress: &dyn Progress,
 ) -> Result<ImportReport, ImportError> {
-    StagingArea::clear_leftovers(store);
-    let staging = StagingArea::new(store)?;
+    let staging = staging_area(store, "import")?;
     // Issue 16: keys rotated in by applied bundles, revoked keys, validity windows.
     let gate = crate::trust::rotation::gate(Some(store), &s.trust, &s.key_rules)?;
     if !bundle.is_dir() {
@@ -306,7 +279,7 @@ pub fn apply_verified(
     progress: &dyn Progress,
 ) -> Result<ImportReport, ImportError> {
     let ctx = load::precheck(store, v.manifest.clone(), v.manifest_digest, s, policy)?;
-    let work = StagingArea::new(store)?;
+    let work = staging_area(store, "apply")?;
     let opts = bulk::BulkOptions::default();
     let mut loader = load::Loader::new(store, ctx, &opts, &work.0, progress)?;
     let interest = loader.interest();

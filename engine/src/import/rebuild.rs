@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{ImportError, ImportReport, ImportSettings, StagingArea};
+use super::{staging_area, ImportError, ImportReport, ImportSettings};
 use crate::audit::{AuditSink, Progress};
 use crate::bundle::archive::{stage_archive, Limits};
 use crate::bundle::error::BundleError;
@@ -126,9 +126,9 @@ pub fn rebuild(
     paths.sort();
     let mut heads = Vec::new();
     for p in &paths {
-        let staging = StagingArea::new(store).map_err(|e| RebuildError::Bundle {
+        let staging = staging_area(store, "rebuild-head").map_err(|e| RebuildError::Import {
             path: p.clone(),
-            source: e,
+            source: Box::new(e.into()),
         })?;
         heads.push(read_head(p, &s.trust, &staging.0).map_err(|e| RebuildError::Bundle {
             path: p.clone(),

@@ -11,8 +11,8 @@
 //! signatures and the complete listing verified) commits a root equal to `stateRoot`.
 //!
 //! Bundles this cannot read in one pass — encrypted (the wrapped keys come after the data)
-//! or not starting with their manifest — are reported as [`Streamed::Unsuitable`], and the
-//! caller stages them as before.
+//! — are reported as [`Streamed::Unsuitable`], and the caller stages them. (An archive
+//! that does not start with its manifest and signatures is refused by the reader.)
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -45,7 +45,7 @@ const KEPT: [&str; 3] = [PROVENANCE, ENVELOPE_PATH, ROTATION_PATH];
 
 pub enum Streamed {
     Applied(ImportReport),
-    /// Encrypted, or the manifest did not come first: stage the bundle instead.
+    /// Encrypted: stage the bundle instead.
     Unsuitable,
 }
 
@@ -125,11 +125,8 @@ impl ArchiveVisitor for Visitor<'_> {
         if [MANIFEST, MANIFEST_SIG, EXPORT_SIG, EXPORT].contains(&rel) {
             return Ok(Target::Memory);
         }
-        let Some(interest) = self.interest else {
-            // Content before the signed manifest: this archive needs staging.
-            self.unsuitable = true;
-            return Err(stop());
-        };
+        // The reader accepts nothing else before the manifest verified (and `gate` set this).
+        let interest = self.interest.ok_or_else(stop)?;
         self.progress.advance(size);
         Ok(if interest.wants(rel) || KEPT.contains(&rel) {
             Target::Memory

@@ -25,7 +25,12 @@ use super::{cf_options, Store, StoreError};
 const SST_TARGET_BYTES: u64 = 128 << 20;
 
 fn io(what: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Db(format!("{}: {e}", what.display()))
+    StoreError::io(what, e, "room for the bulk load's sort runs")
+}
+
+/// An SST writer's failure below `dir` (a full disk named as such).
+fn sst(dir: &Path, e: rocksdb::Error) -> StoreError {
+    StoreError::rocks(dir, e, "room for the bulk load's table files")
 }
 
 /// A folder in the store for a staged ingest's sorts (their run files and SST files must
@@ -114,11 +119,15 @@ impl<'o> SstSink<'o> {
         if self.writer.is_none() {
             let path = self.dir.join(format!("{}-{:05}.sst", self.stem, self.files.len()));
             let w = SstFileWriter::create(self.opts);
-            w.open(&path)?;
+            w.open(&path).map_err(|e| sst(&self.dir, e))?;
             self.files.push(path);
             self.writer = Some(w);
         }
-        self.writer.as_mut().expect("opened above").put(key, value)?;
+        self.writer
+            .as_mut()
+            .expect("opened above")
+            .put(key, value)
+            .map_err(|e| sst(&self.dir, e))?;
         let last = self.last.get_or_insert_with(Vec::new);
         last.clear();
         last.extend_from_slice(key);
@@ -128,7 +137,7 @@ impl<'o> SstSink<'o> {
 
     fn close(&mut self) -> Result<(), StoreError> {
         if let Some(mut w) = self.writer.take() {
-            w.finish()?;
+            w.finish().map_err(|e| sst(&self.dir, e))?;
         }
         Ok(())
     }
@@ -366,7 +375,9 @@ impl Store {
         }
         let mut o = IngestExternalFileOptions::default();
         o.set_move_files(true);
-        Ok(self.db.ingest_external_file_cf_opts(self.cf(cf), &o, files)?)
+        self.db
+            .ingest_external_file_cf_opts(self.cf(cf), &o, files)
+            .map_err(|e| self.rocks(e))
     }
 }
 

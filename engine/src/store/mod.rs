@@ -24,6 +24,8 @@ pub mod catalog;
 pub mod deferred;
 pub mod error;
 pub mod gc;
+pub mod scratch;
+pub mod space;
 pub mod staging;
 pub mod tree;
 
@@ -277,6 +279,9 @@ impl Store {
             path: path.to_path_buf(),
             unlogged: std::sync::atomic::AtomicBool::new(false),
         };
+        // RocksDB's lock is held from here on: scratch folders left now are a killed
+        // process's (`scratch`).
+        scratch::sweep(path);
         // The on-disk encoding of nodes and records is versioned; a store written by an
         // incompatible version is refused rather than misread.
         match store.get(CF_META, STORE_FORMAT_KEY)? {
@@ -366,17 +371,22 @@ impl Store {
             let mut fo = rocksdb::FlushOptions::default();
             fo.set_wait(true);
             let cfs: Vec<_> = ALL_CFS.iter().filter(|c| **c != CF_META).map(|c| self.cf(c)).collect();
-            self.db.flush_cfs_opt(&cfs, &fo)?;
+            self.db.flush_cfs_opt(&cfs, &fo).map_err(|e| self.rocks(e))?;
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        Ok(self.db.write_opt(batch, &wo)?)
+        self.db.write_opt(batch, &wo).map_err(|e| self.rocks(e))
+    }
+
+    /// A RocksDB write failure, a full disk named as such (`StoreError::rocks`).
+    pub(crate) fn rocks(&self, e: rocksdb::Error) -> StoreError {
+        StoreError::rocks(&self.path, e, "room for the store's write-ahead log and tables")
     }
 
     /// Write immutable objects/nodes ahead of the commit that refers to them. Not
     /// fsync'd: the later synced commit orders them before it in the WAL.
     pub fn write_unreferenced(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        Ok(self.db.write(batch)?)
+        self.db.write(batch).map_err(|e| self.rocks(e))
     }
 
     /// Like [`Store::write_unreferenced`], for bulk data (a staged ingest): large batches
@@ -391,7 +401,7 @@ impl Store {
         self.unlogged.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut wo = WriteOptions::default();
         wo.disable_wal(true);
-        Ok(self.db.write_opt(batch, &wo)?)
+        self.db.write_opt(batch, &wo).map_err(|e| self.rocks(e))
     }
 
     /// Flush memtables to disk so the write-ahead log need not be replayed on open.
@@ -554,7 +564,7 @@ impl Store {
             None => Ok(None),
             Some(b) => postcard::from_bytes(&b)
                 .map(Some)
-                .map_err(|_| StoreError::Corrupt(format!("record {c:?}/{id} does not decode"))),
+                .map_err(|_| StoreError::Corrupt(format!("record {}/{id} does not decode", c.name()))),
         }
     }
 

@@ -131,7 +131,7 @@ pub trait RecordView {
 }
 
 fn decode(c: Collection, id: &str, b: &[u8]) -> Result<RecordEntry, StoreError> {
-    postcard::from_bytes(b).map_err(|_| StoreError::Corrupt(format!("record {c:?}/{id} does not decode")))
+    postcard::from_bytes(b).map_err(|_| StoreError::Corrupt(format!("record {}/{id} does not decode", c.name())))
 }
 
 /// The live records of a tenant.

@@ -20,7 +20,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::error::{io_err, BundleError};
+use super::error::{io_err, write_err, BundleError};
 use super::format::Artifact;
 use crate::ids::FileDigest;
 
@@ -166,9 +166,9 @@ pub fn write_archive(dest: &Path, top: &str, mut entries: Vec<Entry>, mtime: u64
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(dest, e));
+        return Err(write_err(dest, e, "room for the bundle archive".into()));
     }
-    std::fs::rename(&tmp, dest).map_err(|e| io_err(dest, e))?;
+    std::fs::rename(&tmp, dest).map_err(|e| write_err(dest, e, "room for the bundle archive".into()))?;
     if let Some(dir) = dest.parent() {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
@@ -177,21 +177,41 @@ pub fn write_archive(dest: &Path, top: &str, mut entries: Vec<Entry>, mtime: u64
     Ok(std::fs::metadata(dest).map_err(|e| io_err(dest, e))?.len())
 }
 
+/// The pre-authentication budget: what a reader spends on an archive before the manifest
+/// signature verified. Only `manifest.yaml` (at most [`Limits::max_manifest_bytes`],
+/// 16 MiB by default) and its signatures (at most [`MAX_SIGNATURE_BYTES`] each) are read;
+/// any other entry before them is refused at once, unread. Decompressed bytes are bounded by
+/// the sum (plus tar headers), and the zstd window by [`WINDOW_LOG_MAX`], so memory stays
+/// within a few tens of MiB whatever the archive holds (docs/bundle-format.md, "Limits").
+pub const MAX_SIGNATURE_BYTES: u64 = 4096;
+/// The largest zstd window a reader accepts (2^24 = 16 MiB; the writer uses 2^19 to 2^21).
+pub const WINDOW_LOG_MAX: u32 = 24;
+/// Tar headers and padding of the manifest and its two signatures.
+const PRE_AUTH_SLACK: u64 = 64 << 10;
+
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Decompressed bytes allowed before the manifest is verified, and in total when
-    /// the archive does not start with its manifest.
+    /// Decompressed bytes allowed in total (after authentication the signed sizes set the
+    /// bound, never above this).
     pub max_total_bytes: u64,
     pub max_entries: u64,
+    /// The largest `manifest.yaml` read before its signature is verified.
     pub max_manifest_bytes: u64,
+}
+
+impl Limits {
+    /// Decompressed bytes read before the manifest signature verified.
+    pub fn pre_auth_bytes(&self) -> u64 {
+        self.max_manifest_bytes + 2 * MAX_SIGNATURE_BYTES + PRE_AUTH_SLACK
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_total_bytes: 64 << 30,
-            max_entries: 1_000_000,
-            max_manifest_bytes: 256 << 20,
+            max_entries: super::validate::MAX_ARTIFACTS as u64 + 3,
+            max_manifest_bytes: 16 << 20,
         }
     }
 }
@@ -320,7 +340,8 @@ pub fn stage_archive(
         fn target(&mut self, top: &str, rel: &str, _: u64) -> Result<Target, BundleError> {
             let dest = self.staging.join(top).join(rel);
             if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(|err| io_err(parent, err))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|err| write_err(parent, err, "room for the staged bundle".into()))?;
             }
             Ok(Target::File(dest))
         }
@@ -336,6 +357,19 @@ pub fn stage_archive(
     })
 }
 
+/// A tar entry type in words (for refusals).
+fn entry_kind(kind: tar::EntryType) -> String {
+    use tar::EntryType as E;
+    match kind {
+        E::Symlink => "symbolic link".into(),
+        E::Link => "hard link".into(),
+        E::Directory => "directory".into(),
+        E::Char | E::Block => "device".into(),
+        E::Fifo => "FIFO".into(),
+        other => format!("tar type '{}'", other.as_byte().escape_ascii()),
+    }
+}
+
 /// Checks of one entry's header: a regular file at a safe relative path under the one top
 /// folder, not seen before. Returns (top folder, path below it).
 fn check_header(
@@ -349,7 +383,7 @@ fn check_header(
     if kind != tar::EntryType::Regular && kind != tar::EntryType::Continuous {
         return Err(BundleError::UnsafeEntry {
             entry: shown,
-            reason: format!("{kind:?} entries are not allowed (regular files only)"),
+            reason: format!("{} entries are not allowed (regular files only)", entry_kind(kind)),
         });
     }
     let (t, rel) = split_entry_path(&raw_path).map_err(|reason| BundleError::UnsafeEntry {
@@ -382,17 +416,30 @@ fn check_header(
 }
 
 /// Before its data is read: an entry must be listed with its size once the manifest is
-/// known (returns its listed digest), and be small while it is not.
+/// verified (returns its listed digest); before that, only the manifest and its
+/// signatures are accepted, within the pre-authentication budget.
 fn check_listed(
     listed: Option<&BTreeMap<String, (u64, FileDigest)>>,
     rel: &str,
     size: u64,
-    is_meta: bool,
-    manifest_seen: bool,
     limits: &Limits,
 ) -> Result<Option<FileDigest>, BundleError> {
+    let is_sig = rel == MANIFEST_SIG || rel == EXPORT_SIG;
+    let budget = match rel {
+        MANIFEST => Some(limits.max_manifest_bytes),
+        _ if is_sig => Some(MAX_SIGNATURE_BYTES),
+        _ => None,
+    };
+    if let Some(b) = budget.filter(|b| size > *b) {
+        return Err(BundleError::PreAuthBudget {
+            entry: rel.into(),
+            size,
+            budget: b,
+        });
+    }
     match listed {
-        Some(l) if !is_meta => match l.get(rel) {
+        Some(_) if budget.is_some() => Ok(None),
+        Some(l) => match l.get(rel) {
             None => Err(BundleError::UnlistedFile { path: rel.into() }),
             Some((b, _)) if *b != size => Err(BundleError::DigestMismatch {
                 path: rel.into(),
@@ -402,11 +449,7 @@ fn check_listed(
             }),
             Some((_, d)) => Ok(Some(*d)),
         },
-        Some(_) => Ok(None),
-        None if size > limits.max_manifest_bytes && (is_meta || !manifest_seen) => Err(BundleError::TooLarge {
-            what: format!("{rel} size"),
-            limit: limits.max_manifest_bytes,
-        }),
+        None if budget.is_none() => Err(BundleError::BeforeManifest { entry: rel.into() }),
         None => Ok(None),
     }
 }
@@ -426,10 +469,12 @@ pub fn read_archive(
         reason,
     };
     let file = File::open(archive).map_err(|e| io_err(archive, e))?;
-    let dec = zstd::Decoder::new(file)
+    let mut dec = zstd::Decoder::new(file)
         .map_err(|e| malformed(format!("not zstd: {e}")))?
         .single_frame();
-    let limit = Arc::new(AtomicU64::new(limits.max_manifest_bytes + (1 << 20)));
+    dec.window_log_max(WINDOW_LOG_MAX)
+        .map_err(|e| malformed(format!("zstd window: {e}")))?;
+    let limit = Arc::new(AtomicU64::new(limits.pre_auth_bytes()));
     let bounded = Bounded {
         inner: dec,
         read: 0,
@@ -458,7 +503,7 @@ pub fn read_archive(
             .size()
             .map_err(|err| malformed(format!("{rel}: bad size: {err}")))?;
         let is_meta = rel == MANIFEST || rel == MANIFEST_SIG || rel == EXPORT_SIG;
-        let expected = check_listed(listed.as_ref(), &rel, size, is_meta, manifest.is_some(), limits)?;
+        let expected = check_listed(listed.as_ref(), &rel, size, limits)?;
         let keep_meta = is_meta && listed.is_none();
         let target = v.target(&t, &rel, size)?;
         let keep = keep_meta || matches!(target, Target::Memory);
@@ -466,8 +511,10 @@ pub fn read_archive(
             Target::File(p) => Some(p.as_path()),
             _ => None,
         };
-        let (digest, kept) = copy_hashing(&mut e, dest, keep.then_some(size))
-            .map_err(|err| classify_read_error(&arc_name, err, limits))?;
+        let (digest, kept) = copy_hashing(&mut e, dest, keep.then_some(size)).map_err(|err| match err {
+            Copy::Read(err) => classify_read_error(&arc_name, err, limits),
+            Copy::Write(err) => write_err(dest.unwrap_or(Path::new(&rel)), err, format!("{size} bytes for {rel}")),
+        })?;
         // export.json is left to the verifier, which checks its signature first (a
         // changed export.json is reported as a bad signature, as for a staged folder).
         if let Some(want) = expected.filter(|d| *d != digest && rel != EXPORT) {
@@ -499,10 +546,6 @@ pub fn read_archive(
                     artifacts.iter().map(|a| a.bytes + 2048).sum::<u64>() + (4 << 20) + limits.max_manifest_bytes;
                 limit.store(total.min(limits.max_total_bytes), Ordering::Relaxed);
                 listed = Some(artifacts.into_iter().map(|a| (a.path, (a.bytes, a.sha256))).collect());
-            } else if files.len() >= 3 {
-                // The manifest did not come first: fall back to the global bound and
-                // let the verifier check the listing after staging.
-                limit.store(limits.max_total_bytes, Ordering::Relaxed);
             }
         }
     }
@@ -561,37 +604,44 @@ fn classify_read_error(arc: &str, e: std::io::Error, limits: &Limits) -> BundleE
     }
 }
 
+/// Why [`copy_hashing`] stopped: reading the source (a bad archive) or writing the copy
+/// (the destination's file system).
+enum Copy {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
 /// Copy an entry to `dest` (or nowhere), hashing it; `keep` (its size) also returns its
 /// bytes.
 fn copy_hashing(
     r: &mut impl Read,
     dest: Option<&Path>,
     keep: Option<u64>,
-) -> std::io::Result<(FileDigest, Option<Vec<u8>>)> {
+) -> Result<(FileDigest, Option<Vec<u8>>), Copy> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     let mut out = match dest {
-        Some(p) => Some(BufWriter::with_capacity(1 << 20, File::create(p)?)),
+        Some(p) => Some(BufWriter::with_capacity(1 << 20, File::create(p).map_err(Copy::Write)?)),
         None => None,
     };
     // The size is the header's, checked against the listing (or bounded) by the caller.
     let mut kept = keep.map(|n| Vec::with_capacity(n.min(1 << 30) as usize));
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = r.read(&mut buf)?;
+        let n = r.read(&mut buf).map_err(Copy::Read)?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
         if let Some(o) = out.as_mut() {
-            o.write_all(&buf[..n])?;
+            o.write_all(&buf[..n]).map_err(Copy::Write)?;
         }
         if let Some(k) = kept.as_mut() {
             k.extend_from_slice(&buf[..n]);
         }
     }
     if let Some(mut o) = out {
-        o.flush()?;
+        o.flush().map_err(Copy::Write)?;
     }
     Ok((FileDigest(h.finalize().into()), kept))
 }
@@ -626,7 +676,9 @@ pub fn scan_folder(dir: &Path) -> Result<Staged, BundleError> {
             });
         }
         let mut f = File::open(entry.path()).map_err(|e| io_err(entry.path(), e))?;
-        let (digest, _) = copy_hashing(&mut f, None, None).map_err(|e| io_err(entry.path(), e))?;
+        let (digest, _) = copy_hashing(&mut f, None, None).map_err(|e| match e {
+            Copy::Read(e) | Copy::Write(e) => io_err(entry.path(), e),
+        })?;
         let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
         files.insert(rel, StagedFile { digest, bytes });
     }

@@ -37,6 +37,14 @@ pub enum BundleError {
     /// Not a readable bundle: corrupt or truncated compression/tar, bad YAML/JSON.
     #[error("{path}: {reason}")]
     Malformed { path: String, reason: String },
+    /// An entry before the manifest signature verified is larger than the
+    /// pre-authentication budget allows (`archive::Limits`).
+    #[error("{entry} is {size} bytes, beyond the pre-authentication budget of {budget} bytes (before the manifest signature is verified only manifest.yaml, at most 16 MiB, and its signatures, at most 4 KiB each, are read)")]
+    PreAuthBudget { entry: String, size: u64, budget: u64 },
+    /// An entry other than the manifest and its signatures comes before them: it is refused
+    /// unread, since nothing else is read before the signature verifies.
+    #[error("{entry} comes before manifest.yaml and its signature; nothing else is read before they verify (pre-authentication budget: manifest.yaml of at most 16 MiB and signatures of at most 4 KiB each)")]
+    BeforeManifest { entry: String },
     /// Decompressed size or entry count beyond the limits.
     #[error("bundle exceeds the {what} limit of {limit}")]
     TooLarge { what: String, limit: u64 },
@@ -50,6 +58,22 @@ pub enum BundleError {
     },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
+    /// Writing `path` failed (not for lack of space): the staging copy of an archive, or
+    /// the archive an export writes.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file system holding `path` is full (recognised by the error's kind or OS code).
+    #[error("no space left on the file system writing {path} (needed: {needed})")]
+    NoSpace {
+        path: String,
+        needed: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl BundleError {
@@ -63,9 +87,11 @@ impl BundleError {
             BundleError::SignatureUntrusted { .. } => "ERR_SIGNATURE_UNTRUSTED",
             BundleError::RootMismatch { .. } => "ERR_STATE_ROOT_MISMATCH",
             BundleError::Malformed { .. } => "ERR_BUNDLE_MALFORMED",
-            BundleError::TooLarge { .. } => "ERR_BUNDLE_TOO_LARGE",
+            BundleError::TooLarge { .. } | BundleError::PreAuthBudget { .. } => "ERR_BUNDLE_TOO_LARGE",
+            BundleError::BeforeManifest { .. } => "ERR_BUNDLE_MALFORMED",
             BundleError::Decrypt { .. } => "ERR_DECRYPT_FAILED",
-            BundleError::Io { .. } => "ERR_IO",
+            BundleError::Io { .. } | BundleError::Write { .. } => "ERR_IO",
+            BundleError::NoSpace { .. } => "ERR_NO_SPACE",
         }
     }
 
@@ -86,35 +112,74 @@ impl BundleError {
             BundleError::RootMismatch { .. } => {
                 "the data does not match its signed Merkle roots; do not import it; report it to the producer".into()
             }
+            BundleError::PreAuthBudget { .. } | BundleError::BeforeManifest { .. } => {
+                "this is not an archive stellamirror wrote (it writes the signed manifest first, then its signatures); do not import it; obtain the bundle again from its producer".into()
+            }
             BundleError::TooLarge { .. } => {
                 "the archive decompresses beyond its declared sizes (possible decompression bomb); obtain it again".into()
             }
             BundleError::Decrypt { source, .. } => source.hint(),
-            BundleError::Io { .. } => "check the path, free space and permissions".into(),
+            BundleError::Io { .. } | BundleError::Write { .. } => "check the path, free space and permissions".into(),
+            BundleError::NoSpace { path, .. } => {
+                format!("free space on the file system of {path} (or point the command at a larger one) and run it again")
+            }
         }
     }
 
     /// The offending path or entry, for `--json` output.
     pub fn subject(&self) -> Option<&str> {
         match self {
-            BundleError::UnsafeEntry { entry, .. } => Some(entry),
+            BundleError::UnsafeEntry { entry, .. }
+            | BundleError::PreAuthBudget { entry, .. }
+            | BundleError::BeforeManifest { entry } => Some(entry),
             BundleError::UnlistedFile { path }
             | BundleError::MissingFile { path }
             | BundleError::DigestMismatch { path, .. }
             | BundleError::SignatureInvalid { path }
             | BundleError::Malformed { path, .. }
             | BundleError::Decrypt { path, .. }
-            | BundleError::Io { path, .. } => Some(path),
+            | BundleError::Io { path, .. }
+            | BundleError::Write { path, .. }
+            | BundleError::NoSpace { path, .. } => Some(path),
             BundleError::RootMismatch { what, .. } => Some(what),
             _ => None,
         }
     }
 }
 
+/// Whether `e` means the file system (or the user's quota on it) is full: by its kind or
+/// its OS code, never by its text.
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+}
+
+/// A failed read or open of `path` (a full file system is named as such).
 pub fn io_err(path: &std::path::Path, e: std::io::Error) -> BundleError {
+    if is_no_space(&e) {
+        return write_err(path, e, "room to write it".into());
+    }
     BundleError::Io {
         path: path.display().to_string(),
         message: e.to_string(),
+    }
+}
+
+/// A failed write of `path`; `needed` says what it needed room for.
+pub fn write_err(path: &std::path::Path, e: std::io::Error, needed: String) -> BundleError {
+    let path = path.display().to_string();
+    if is_no_space(&e) {
+        BundleError::NoSpace {
+            path,
+            needed,
+            source: e,
+        }
+    } else {
+        BundleError::Write { path, source: e }
     }
 }
 
@@ -126,7 +191,7 @@ mod tests {
     /// The hint of a decryption failure is the cause's own: an AES-GCM segment that fails
     /// authentication is a damaged or altered bundle, not a missing identity.
     #[test]
-    fn decrypt_hints_match_the_cause() {
+    fn finding_5_decrypt_hints_match_the_cause() {
         let auth = BundleError::Decrypt {
             path: "data/raw/advisories/00.jsonl.zst".into(),
             source: DecryptError::SegmentAuthFailed {

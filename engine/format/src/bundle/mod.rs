@@ -7,4 +7,5 @@ pub mod layout;
 pub mod provenance;
 pub mod records;
 pub mod signing;
+pub mod validate;
 pub mod verify;

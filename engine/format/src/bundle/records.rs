@@ -106,6 +106,7 @@ impl IndexFile {
                 self.format_version
             )));
         }
+        super::validate::index_counts(path, &self.collections)?;
         for (name, ic) in &self.collections {
             let per_subject =
                 Collection::from_name(name).is_some_and(|c| matches!(layout(c), FileLayout::PerSubject(..)));

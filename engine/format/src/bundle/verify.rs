@@ -7,7 +7,6 @@ use super::dsse::ENVELOPE_PATH;
 use super::error::BundleError;
 use super::format::{
     Artifact, DiffManifest, ExportDoc, Manifest, FORMAT_VERSION, FORMAT_VERSION_1, FORMAT_VERSION_2, PROFILE_DELTA,
-    PROFILE_FULL,
 };
 use super::layout::INDEX_FILES;
 use super::records::{for_each_record, read_index, IndexFile, Opener};
@@ -50,11 +49,26 @@ fn check_signature(
     }
 }
 
-/// Parse `manifest.yaml` only to name the key that claims to have signed it (for the
-/// error message after a signature failed; nothing is trusted from it).
+/// The key that `manifest.yaml` claims signed it, for the error message after a signature
+/// failed (nothing is trusted from it). The manifest is not authenticated yet, so it is not
+/// parsed as YAML (aliases could expand it without bound): one pass over its lines finds
+/// `keyId:` in the top-level `signing:` block, as export writes it.
 fn claimed_key_id(manifest: &[u8]) -> Option<String> {
-    let m: serde_norway::Value = serde_norway::from_slice(manifest).ok()?;
-    m.get("signing")?.get("keyId")?.as_str().map(str::to_string)
+    let text = std::str::from_utf8(manifest).ok()?;
+    let mut in_signing = false;
+    for line in text.lines() {
+        if !line.starts_with([' ', '\t']) {
+            in_signing = line.trim_end() == "signing:";
+            continue;
+        }
+        if let Some(v) = line.trim_start().strip_prefix("keyId:").filter(|_| in_signing) {
+            let v = v.trim().trim_matches(|c| c == '"' || c == '\'');
+            let plausible =
+                (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b":._-".contains(&b));
+            return plausible.then(|| v.to_string());
+        }
+    }
+    None
 }
 
 pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
@@ -62,12 +76,7 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
         path: MANIFEST.into(),
         reason: format!("does not parse: {e}"),
     })?;
-    if m.profile != PROFILE_FULL && m.profile != PROFILE_DELTA {
-        return Err(BundleError::Malformed {
-            path: MANIFEST.into(),
-            reason: format!("unknown profile {:?}", m.profile),
-        });
-    }
+    m.validate()?;
     check_format_version(&m)?;
     Ok(m)
 }
@@ -209,10 +218,7 @@ pub fn verify_listing(
         }
     }
 
-    let export: ExportDoc = serde_json::from_slice(export_bytes).map_err(|e| BundleError::Malformed {
-        path: EXPORT.into(),
-        reason: format!("does not parse: {e}"),
-    })?;
+    let export = super::validate::parse_export(export_bytes)?;
     let same = export.run_id == manifest.run_id
         && export.tenant == manifest.tenant
         && export.profile == manifest.profile
@@ -245,12 +251,7 @@ pub fn verify_listing(
 pub fn verify_records(staged: &Staged, v: &mut Verified, open: Opener<'_>) -> Result<(), BundleError> {
     if v.manifest.profile == PROFILE_DELTA {
         let b = super::records::read_plain(staged, "manifest.diff.json", open)?;
-        v.diff = Some(
-            serde_json::from_slice::<DiffManifest>(&b).map_err(|e| BundleError::Malformed {
-                path: "manifest.diff.json".into(),
-                reason: format!("does not parse: {e}"),
-            })?,
-        );
+        v.diff = Some(super::validate::parse_diff(&b)?);
     }
     v.records_checked = check_data(staged, &v.manifest, v.diff.as_ref(), open)?;
     v.data_checked = true;

@@ -193,7 +193,7 @@ pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
             .ok_or_else(|| {
                 invalid(
                     &format!("{p}/analysis/state"),
-                    format!("state must be one of {:?}", STATES.map(|s| s.0)),
+                    format!("state must be one of {}", STATES.map(|s| s.0).join(", ")),
                 )
             })?;
         let vid = vuln
