@@ -42,7 +42,7 @@ fn json_file(path: &Path) -> Value {
 
 /// The Python interpreter of tests/scripts/install-py-attest.sh's environment.
 fn python() -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-py-attest.sh");
+    let script = stellamirror_tests::manifest_dir().join("scripts/install-py-attest.sh");
     let r = tool("bash", &[p(&script)], Path::new("."));
     assert_eq!(r.code, 0, "install-py-attest.sh: {}", r.stderr);
     r.stdout.lines().last().expect("interpreter path").to_string()
@@ -50,7 +50,7 @@ fn python() -> String {
 
 /// `verify_dsse.py ENVELOPE PUBLIC` with securesystemslib.
 fn securesystemslib_verify(envelope: &Path, public: &Path) -> stellamirror_tests::Run {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/verify_dsse.py");
+    let script = stellamirror_tests::manifest_dir().join("scripts/verify_dsse.py");
     tool(&python(), &[p(&script), p(envelope), p(public)], Path::new("."))
 }
 

@@ -50,6 +50,8 @@ fn exported(store: &Path, tenant: &str, run: &str, work: &Path) -> Vec<Value> {
         run,
         "--created-at",
         "2026-09-01T00:00:00Z",
+        // A snapshot for inspection, not part of a channel (issue 20).
+        "--detached",
         "--json",
     ])
     .ok()

@@ -196,7 +196,7 @@ fn manifests_sign_channel_sequence_and_expiry_and_defaults_follow_the_profile() 
     ] {
         let top = stellamirror_tests::extract(&pr.bundle(run), &x.join(run));
         let m = std::fs::read_to_string(top.join("manifest.yaml")).unwrap();
-        assert!(m.starts_with("formatVersion: 2\n"), "{m}");
+        assert!(m.starts_with("formatVersion: 3\n"), "{m}");
         for line in [
             "channel: default".to_string(),
             format!("sequence: {seq}"),
@@ -370,7 +370,7 @@ fn downgrade_to_format_1(top: &Path, key: &Path) {
         {
             continue;
         }
-        out.push(if l == "formatVersion: 2" { "formatVersion: 1" } else { l });
+        out.push(if l == "formatVersion: 3" { "formatVersion: 1" } else { l });
     }
     std::fs::write(&manifest, out.join("\n") + "\n").unwrap();
     std::fs::remove_file(top.join("signatures/provenance.dsse.json")).unwrap();
@@ -531,4 +531,40 @@ fn a_staged_bundle_is_refused_for_rollback_and_expiry_as_a_streamed_one() {
     assert_eq!(state_root(&mirror, "acme"), pr.roots[0]);
     let audit = std::fs::read_to_string(mirror.join("audit.jsonl")).unwrap();
     assert_eq!(audit.matches("\"mirror.rollback.accepted\"").count(), 1, "{audit}");
+}
+
+#[test]
+fn genuine_format_2_bundles_of_the_previous_version_verify_and_import() {
+    // tests/data/bundles/format-2: written by stellamirror before format 3 (a full, a delta
+    // on it, and the full again encrypted in aes-gcm mode).
+    let dir = tempfile::tempdir().unwrap();
+    let fx = stellamirror_tests::data("bundles/format-2");
+    let (full, delta, aes, public, identity) = (
+        fx.join("v2-full-full.tar.zst"),
+        fx.join("v2-delta-delta.tar.zst"),
+        fx.join("v2-aes-full.tar.zst"),
+        fx.join("producer.pub.pem"),
+        fx.join("mirror.age"),
+    );
+    let v = sm(["verify", p(&full), p(&delta), "--trust", p(&public), "--json"])
+        .ok()
+        .json();
+    assert_eq!(v["bundles"][0]["sequence"], 1);
+    assert_eq!(v["bundles"][1]["sequence"], 3);
+    sm(["verify", p(&aes), "--trust", p(&public), "--identity", p(&identity)]).ok();
+    let mirror = dir.path().join("mirror");
+    for b in [&full, &delta] {
+        import_bundle(b, &mirror, &public, &[]).ok();
+    }
+    assert_eq!(
+        state_root(&mirror, "acme"),
+        "blake3:23ebdc254fae8e095d10fbf8ef866196628e9f06a0b00cb5d05250a3cb868efd"
+    );
+    sm(["verify", "--store", p(&mirror)]).ok();
+    let other = dir.path().join("other");
+    import_bundle(&aes, &other, &public, &["--identity", p(&identity)]).ok();
+    assert_eq!(
+        state_root(&other, "acme"),
+        "blake3:fe9e5460e07dcb4658d6539a7de993bab5a1b8130e08260da7841667fb050194"
+    );
 }

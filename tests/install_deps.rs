@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-deps.sh")
+    stellamirror_tests::manifest_dir().join("scripts/install-deps.sh")
 }
 
 /// A tree holding exactly these files (relative paths), empty.
@@ -83,7 +83,7 @@ fn an_empty_tree_needs_libclang_dev() {
 /// root (unshare, overlayfs) and the shared tools; skipped, saying so, without them.
 #[test]
 fn fresh_image_installs_libclang_dev() {
-    let check = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/check-fresh-install.sh");
+    let check = stellamirror_tests::manifest_dir().join("../../shared/tools/check-fresh-install.sh");
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -96,7 +96,7 @@ fn fresh_image_installs_libclang_dev() {
     let out = Command::new("bash")
         .arg(&check)
         .arg(script())
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .current_dir(stellamirror_tests::manifest_dir().join(".."))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use stellamirror_tests::*;
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name)
+    stellamirror_tests::manifest_dir().join("scripts").join(name)
 }
 
 /// Ingest the committed excerpts: Go and PyPA advisories, Rancher VEX, CSAF, an SBOM.

@@ -216,7 +216,7 @@ fn a_short_wrk_run_has_no_errors() {
     let r = tool(
         "bash",
         &[
-            Path::new(env!("CARGO_MANIFEST_DIR"))
+            stellamirror_tests::manifest_dir()
                 .join("scripts/install-deps.sh")
                 .to_str()
                 .unwrap(),

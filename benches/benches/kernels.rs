@@ -135,6 +135,7 @@ fn shard_materialisation(c: &mut Criterion) {
         zstd_level: 3,
         seal: &identity,
         in_memory: false,
+        index_version: stellamirror_engine::bundle::format::INDEX_FORMAT_VERSION,
     };
     let input = load_unit(
         &store,

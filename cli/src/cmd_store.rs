@@ -70,7 +70,7 @@ pub struct IngestArgs {
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..), env = "STELLAMIRROR_BATCH_MIB")]
     batch_mib: u64,
     /// Most records (documents and the records derived from them) per chunk.
-    #[arg(long, default_value_t = 64_000, value_parser = clap::value_parser!(u64).range(1..), env = "STELLAMIRROR_BATCH_RECORDS")]
+    #[arg(long, default_value_t = 32_000, value_parser = clap::value_parser!(u64).range(1..), env = "STELLAMIRROR_BATCH_RECORDS")]
     batch_records: u64,
     /// Files (JSON, JSON Lines) and directories.
     #[arg(required = true)]

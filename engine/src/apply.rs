@@ -12,8 +12,9 @@ use rocksdb::WriteBatch;
 use crate::ids::{InputDigest, NodeHash};
 use crate::merkle::StateNode;
 use crate::model::{Collection, Leaf, Tenant};
+use crate::store::deferred::{DeferredSink, DeferredTree};
 use crate::store::staging::{LiveOps, LiveView, RecordOps, RecordView};
-use crate::store::tree::ChangeSet;
+use crate::store::tree::{ChangeSet, LeafSink};
 use crate::store::{
     encode_entry, head_key, head_value, Keyspace, RecordEntry, Store, StoreError, CF_META, CF_RECORDS, CF_SOURCES,
 };
@@ -92,8 +93,42 @@ pub fn plan_on(
     base: StateNode,
     m: &Mutation,
 ) -> Result<Plan, StoreError> {
-    let keyspace = view.keyspace().clone();
     let mut changes = ChangeSet::default();
+    let mut plan = plan_records(view, tenant, base, m, &mut changes)?;
+    let update = store.apply_changes(&plan.base, &changes)?;
+    plan.new_state = update.state;
+    plan.nodes = update.nodes;
+    Ok(plan)
+}
+
+/// Like [`plan_on`], with the Merkle update left to `tree` (a staged ingest applies all
+/// its chunks' leaf changes at once, `store::deferred`): the plan's state is `base`
+/// and it writes no nodes.
+pub fn plan_deferred(
+    view: &dyn RecordView,
+    tenant: &Tenant,
+    base: StateNode,
+    m: &Mutation,
+    tree: &mut DeferredTree,
+) -> Result<Plan, StoreError> {
+    let mut sink = DeferredSink { tree, error: None };
+    let plan = plan_records(view, tenant, base, m, &mut sink)?;
+    match sink.error {
+        Some(e) => Err(e),
+        None => Ok(plan),
+    }
+}
+
+/// The record side of a plan: counts, records to write and delete, their leaf changes
+/// into `leaves`. The plan's state is still `base`.
+fn plan_records(
+    view: &dyn RecordView,
+    tenant: &Tenant,
+    base: StateNode,
+    m: &Mutation,
+    leaves: &mut dyn LeafSink,
+) -> Result<Plan, StoreError> {
+    let keyspace = view.keyspace().clone();
     let mut counts: BTreeMap<Collection, ChangeCounts> = BTreeMap::new();
     let mut puts = Vec::new();
     let mut dels = Vec::new();
@@ -109,13 +144,13 @@ pub fn plan_on(
             }
             Some(o) => {
                 if o.subject != entry.subject {
-                    changes.delete(*c, &o.subject, id);
+                    leaves.delete(*c, &o.subject, id);
                 }
                 counts.entry(*c).or_default().changed += 1;
             }
             None => counts.entry(*c).or_default().added += 1,
         }
-        changes.upsert(*c, &entry.subject, leaf_of(id, entry));
+        leaves.upsert(*c, &entry.subject, leaf_of(id, entry));
         puts.push(((*c, id.clone()), old.map(|o| o.source)));
     }
     for (c, id) in &m.deletes {
@@ -123,19 +158,18 @@ pub fn plan_on(
             continue;
         }
         if let Some(o) = view.record(*c, id)? {
-            changes.delete(*c, &o.subject, id);
+            leaves.delete(*c, &o.subject, id);
             counts.entry(*c).or_default().removed += 1;
             dels.push((*c, id.clone(), o.source));
         }
     }
-    let update = store.apply_changes(&base, &changes)?;
     Ok(Plan {
         tenant: tenant.clone(),
+        new_state: base.clone(),
         base,
-        new_state: update.state,
         counts,
         keyspace,
-        nodes: update.nodes,
+        nodes: Vec::new(),
         puts,
         dels,
     })

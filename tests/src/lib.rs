@@ -23,16 +23,26 @@ pub fn bin() -> PathBuf {
     p
 }
 
+/// The tests crate's folder in the checkout being tested. Cargo sets CARGO_MANIFEST_DIR
+/// when it runs a test too; the runtime value wins because a cached test binary built from
+/// another clone of the repository (cargo's fingerprints do not cover the compile-time
+/// value) would otherwise read that clone's files.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// The committed excerpts.
 pub fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)
+    manifest_dir().join("data").join(rel)
 }
 
 /// The full corpora (`../shared/data`), when present.
 pub fn shared(rel: &str) -> Option<PathBuf> {
     let root = std::env::var("STELLAMIRROR_SHARED_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+        .unwrap_or_else(|_| manifest_dir().join("../../shared/data"));
     let p = root.join(rel);
     p.exists().then_some(p)
 }

@@ -148,6 +148,10 @@ pub struct KindNode {
 }
 
 impl KindNode {
+    /// Exactly 256 shard roots, one per shard byte.
+    pub fn is_well_formed(&self) -> bool {
+        self.shards.len() == 256
+    }
     pub fn empty(collection: Collection) -> Self {
         Self {
             collection,
@@ -257,8 +261,11 @@ pub enum NodeView<'a> {
 }
 
 impl<'a> NodeView<'a> {
+    /// `None` when the bytes are not a well-formed node (see [`Node::decode`]).
     pub fn decode(bytes: &'a [u8]) -> Option<Self> {
-        postcard::from_bytes(bytes).ok()
+        postcard::from_bytes(bytes)
+            .ok()
+            .filter(|n: &Self| !matches!(n, NodeView::Kind(k) if !k.is_well_formed()))
     }
 }
 
@@ -283,8 +290,13 @@ impl Node {
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_stdvec(self).expect("nodes always encode")
     }
+    /// `None` when the bytes are not a well-formed node: besides postcard's own checks, a
+    /// kind node must hold exactly one root per shard (readers index it by shard byte, so a
+    /// corrupted store would otherwise panic instead of reporting corruption).
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        postcard::from_bytes(bytes).ok()
+        postcard::from_bytes(bytes)
+            .ok()
+            .filter(|n: &Self| !matches!(n, Node::Kind(k) if !k.is_well_formed()))
     }
 }
 
@@ -328,6 +340,19 @@ mod tests {
         assert_eq!(Node::decode(&n.encode()), Some(n));
         let e = Node::State(StateNode::empty("t"));
         assert_eq!(Node::decode(&e.encode()).unwrap().hash(), e.hash());
+    }
+
+    #[test]
+    fn a_kind_node_without_one_root_per_shard_does_not_decode() {
+        let good = KindNode::empty(Collection::VexRaw);
+        assert!(Node::decode(&Node::Kind(good.clone()).encode()).is_some());
+        for n in [0, 255, 257] {
+            let mut bad = good.clone();
+            bad.shards.resize(n, empty_shard_root(0));
+            let bytes = Node::Kind(bad).encode();
+            assert_eq!(Node::decode(&bytes), None, "{n} shard roots");
+            assert!(NodeView::decode(&bytes).is_none(), "{n} shard roots (view)");
+        }
     }
 
     #[test]

@@ -3,15 +3,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
-
 use crate::bundle::archive::{write_archive, Entry, EntrySource, Segment, EXPORT, EXPORT_SIG, MANIFEST, MANIFEST_SIG};
 use crate::bundle::dsse;
 use crate::bundle::format::{
-    Artifact, BaseRef, Compression, EncryptionInfo, ExportDoc, Manifest, Schedule, Signing, Stamp, FORMAT_VERSION_1,
+    Artifact, BaseRef, Compression, EncryptionInfo, EncryptionModeName, ExportDoc, Manifest, Schedule, Signing, Stamp,
+    FORMAT_VERSION_1,
 };
 use crate::bundle::provenance::{self, ProvenanceInput};
 use crate::bundle::signing::{SignKey, TrustedKey};
+use crate::encryption::WrappedKey;
 use crate::ids::FileDigest;
 use crate::store::catalog::Selectors;
 use crate::trust::rotation;
@@ -45,7 +45,7 @@ pub struct RunInfo<'a> {
 /// Encryption of the shipped files, as seen by the assembler.
 pub struct Sealing<'a> {
     pub info: EncryptionInfo,
-    pub wrapped_keys: Vec<serde_json::Value>,
+    pub wrapped_keys: Vec<WrappedKey>,
     pub seal: super::units::Sealer<'a>,
 }
 
@@ -139,7 +139,7 @@ pub fn assemble(
     let key_id = key.key_id();
     let mut enc = sealing.info.clone();
     let strict = enc.strict;
-    let encrypting = enc.mode != "none";
+    let encrypting = enc.mode != EncryptionModeName::None;
     files.insert("README.md".into(), Shipped::Doc(readme(info, &enc, &key_id)));
     if let Some(new) = info.rotate_to {
         let st = rotation::statement(key, new, info.tenant, info.run_id, info.created_at);
@@ -177,7 +177,7 @@ pub fn assemble(
         shipped.insert(path, (d, n, src));
     }
     let statement = provenance_statement(info, &enc, sealing, &key_id, subjects);
-    let statement_bytes = serde_json::to_vec_pretty(&statement).expect("json");
+    let statement_bytes = statement.encode();
     // Strict encryption seals provenance.json; an envelope would carry it in the clear.
     if !legacy && !strict {
         let envelope = dsse::sign(key, &statement_bytes);
@@ -319,12 +319,18 @@ fn provenance_statement(
     enc: &EncryptionInfo,
     sealing: &Sealing<'_>,
     key_id: &str,
-    subjects: Vec<serde_json::Value>,
-) -> serde_json::Value {
-    let mut encryption = json!({"mode": enc.mode, "strict": enc.strict, "recipients": enc.recipients});
-    if !enc.strict && !sealing.wrapped_keys.is_empty() {
-        encryption["recipients"] = json!(sealing.wrapped_keys);
-    }
+    subjects: Vec<provenance::Subject>,
+) -> provenance::Statement {
+    let recipients = if !enc.strict && !sealing.wrapped_keys.is_empty() {
+        provenance::Recipients::Wrapped(sealing.wrapped_keys.clone())
+    } else {
+        provenance::Recipients::Public(enc.recipients.clone())
+    };
+    let encryption = provenance::ProvenanceEncryption {
+        mode: enc.mode,
+        strict: enc.strict,
+        recipients,
+    };
     let input = ProvenanceInput {
         profile: info.profile,
         run_id: info.run_id,

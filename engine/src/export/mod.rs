@@ -13,11 +13,13 @@ pub mod select;
 pub mod stamp;
 pub mod units;
 
+mod rerun;
 mod run;
 
 use std::path::{Path, PathBuf};
 
-pub use run::{export_delta, export_full, rerun};
+pub use rerun::rerun;
+pub use run::{export_delta, export_full};
 
 use crate::bundle::error::BundleError;
 use crate::bundle::signing::SignKey;

@@ -10,7 +10,7 @@ use super::assemble::{assemble, is_encrypted_path, RunInfo, Sealing, Shipped};
 use super::delta_sets::{delta_sets, fix_delta_index, removed_files, KINDS};
 use super::diff::SubjectRoots;
 use super::select::{normalize, Filter};
-use super::stamp::{new_stamp, recorded_stamp, stamp_options};
+use super::stamp::{new_stamp, stamp_options};
 use super::units::{
     finish_single, index_segments, load_unit, run_unit, spill_index, unit_shard_root, UnitContext, UnitInput,
     UnitOutput,
@@ -18,7 +18,9 @@ use super::units::{
 use super::{BaseSpec, ExportError, ExportReport, ExportSettings};
 use crate::audit::{AuditEvent, AuditSink};
 use crate::bundle::archive::SegmentReader;
-use crate::bundle::format::{BaseRef, DiffManifest, EncryptionInfo, Stamp, PROFILE_DELTA, PROFILE_FULL};
+use crate::bundle::format::{
+    BaseRef, DiffManifest, EncryptionInfo, EncryptionModeName, Stamp, PROFILE_DELTA, PROFILE_FULL,
+};
 use crate::ids::NodeHash;
 use crate::merkle::{empty_shard_root, kind_root, state_root, KindRef, StateNode};
 use crate::model::{format_time, parse_time, Collection, Tenant};
@@ -122,7 +124,7 @@ fn sealing_for<'a>(s: &'a ExportSettings, seal: super::units::Sealer<'a>) -> Sea
     match &s.encryption {
         None => Sealing {
             info: EncryptionInfo {
-                mode: "none".into(),
+                mode: EncryptionModeName::None,
                 ..Default::default()
             },
             wrapped_keys: Vec::new(),
@@ -130,27 +132,19 @@ fn sealing_for<'a>(s: &'a ExportSettings, seal: super::units::Sealer<'a>) -> Sea
         },
         Some(e) => Sealing {
             info: EncryptionInfo {
-                mode: match e.sealer.mode() {
-                    crate::encryption::EncryptionMode::Age => "age".into(),
-                    crate::encryption::EncryptionMode::AesGcm => "aes-gcm".into(),
-                },
+                mode: EncryptionModeName::of(Some(e.sealer.mode())),
                 strict: e.strict,
                 recipients: e.sealer.recipients(),
                 encrypted_paths: Vec::new(),
             },
-            wrapped_keys: e
-                .sealer
-                .wrapped_keys()
-                .into_iter()
-                .map(|w| serde_json::to_value(w).expect("json"))
-                .collect(),
+            wrapped_keys: e.sealer.wrapped_keys(),
             seal,
         },
     }
 }
 
 /// What a job materialises.
-enum Job<'a> {
+pub(super) enum Job<'a> {
     Full,
     Delta {
         base: &'a ExportRecord,
@@ -159,13 +153,13 @@ enum Job<'a> {
     },
 }
 
-struct Produced {
-    report: ExportReport,
-    record: ExportRecord,
+pub(super) struct Produced {
+    pub(super) report: ExportReport,
+    pub(super) record: ExportRecord,
 }
 
 #[allow(clippy::too_many_arguments)]
-fn produce(
+pub(super) fn produce(
     store: &Store,
     s: &ExportSettings,
     job: Job<'_>,
@@ -203,6 +197,7 @@ fn produce(
         zstd_level: s.zstd_level,
         seal: &seal_fn,
         in_memory: is_delta && !matches!(job, Job::Delta { reset: true, .. }),
+        index_version: crate::bundle::format::index_format_version(stamp.format_version),
     };
 
     // The target view (filtered snapshot) — materialised for full bundles and reset
@@ -348,7 +343,7 @@ fn produce(
         }
     }
     outputs.sort_by_key(|o| (o.collection, o.shard));
-    for (path, segs) in index_segments(&outputs, &view.kind_roots) {
+    for (path, segs) in index_segments(&outputs, &view.kind_roots, ctx.index_version) {
         // Strict encryption seals index files too: they are read whole for that.
         let shipped = if s.encryption.is_some() && is_encrypted_path(path, strict) {
             let mut plain = Vec::new();
@@ -522,7 +517,7 @@ pub fn export_full(store: &Store, s: &ExportSettings, audit: &dyn AuditSink) -> 
     let head = channel_head(store, s)?;
     // Not given: the channel's selectors (a channel keeps its selectors).
     let selectors = match (&head, s.selectors_given) {
-        (Some(h), false) => h.selectors.clone(),
+        (Some(h), false) if !s.redefine => h.selectors.clone(),
         _ => normalize(s.selectors.clone()).map_err(ExportError::Usage)?,
     };
     super::channel::check(s, head.as_ref(), &selectors)?;
@@ -561,7 +556,7 @@ fn channel_head(store: &Store, s: &ExportSettings) -> Result<Option<ExportRecord
     Ok(super::channel::head(store, &s.tenant, &s.channel)?)
 }
 
-fn base_missing(base: &str, tenant: &Tenant, reason: impl Into<String>) -> ExportError {
+pub(super) fn base_missing(base: &str, tenant: &Tenant, reason: impl Into<String>) -> ExportError {
     ExportError::BaseMissing {
         base: base.into(),
         tenant: tenant.to_string(),
@@ -569,7 +564,7 @@ fn base_missing(base: &str, tenant: &Tenant, reason: impl Into<String>) -> Expor
     }
 }
 
-fn load_base_state(store: &Store, base: &ExportRecord) -> Result<StateNode, ExportError> {
+pub(super) fn load_base_state(store: &Store, base: &ExportRecord) -> Result<StateNode, ExportError> {
     let missing = |r: &str| base_missing(&base.run_id, &base.tenant, r);
     let st = match store.node_opt(crate::store::NodeTag::State, &base.source_root)? {
         Some(crate::merkle::Node::State(s)) => s,
@@ -642,87 +637,4 @@ pub fn export_delta(
     let p = produce(store, s, job, &state, selectors, run_id, created_at, mtime, None, stamp)?;
     register(store, p.record, &p.report.counts, audit)?;
     Ok(p.report)
-}
-
-/// Regenerate a past export from its snapshot. Not recorded again; the report says
-/// whether the manifest (and so the bundle) is identical to the original.
-pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportReport, ExportError> {
-    let rec = store
-        .export_record(&s.tenant, run_id)?
-        .ok_or_else(|| ExportError::UnknownRun(run_id.into()))?;
-    if let Some(at) = &rec.pruned {
-        return Err(ExportError::Pruned {
-            run_id: run_id.into(),
-            tenant: s.tenant.to_string(),
-            at: at.clone(),
-        });
-    }
-    if rec.options["encrypted"] == json!(true) {
-        return Err(ExportError::Usage(
-            "encrypted bundles use fresh keys each run and cannot be regenerated byte for byte; export a new bundle"
-                .into(),
-        ));
-    }
-    let state = match store.node_opt(crate::store::NodeTag::State, &rec.source_root)? {
-        Some(crate::merkle::Node::State(st)) => st,
-        _ => {
-            return Err(base_missing(
-                run_id,
-                &s.tenant,
-                "its snapshot's nodes are not in the store",
-            ))
-        }
-    };
-    let settings = ExportSettings {
-        tenant: s.tenant.clone(),
-        out_dir: s.out_dir.clone(),
-        run_id: Some(rec.run_id.clone()),
-        created_at: Some(rec.created_at.clone()),
-        selectors: rec.selectors.clone(),
-        selectors_given: true,
-        schedule: rec.options["schedule"].as_str().map(str::to_string),
-        zstd_level: rec.options["zstdLevel"].as_i64().unwrap_or(3) as i32,
-        sign_key: s.sign_key.clone(),
-        encryption: None,
-        expires_in: None,
-        min_sequence: None,
-        rotate_to: rec.options["rotateTo"]
-            .as_str()
-            .and_then(crate::bundle::signing::TrustedKey::from_pem),
-        channel: super::channel::Channel::new(super::channel::channel_of(&rec)).unwrap_or_default(),
-        detached: true,
-        redefine: false,
-        allow_empty: true,
-    };
-    let mtime = parse_time(&rec.created_at).unwrap_or(0).max(0) as u64;
-    let base_rec;
-    let job = match &rec.base_export_id {
-        None => Job::Full,
-        Some(b) => {
-            base_rec = store
-                .export_record(&s.tenant, b)?
-                .ok_or_else(|| base_missing(b, &s.tenant, "it is not in this store's export catalog"))?;
-            Job::Delta {
-                base: &base_rec,
-                base_state: load_base_state(store, &base_rec)?,
-                reset: rec.options["resetBaseline"] == json!(true),
-            }
-        }
-    };
-    let materials = rec.options["materials"].as_array().cloned();
-    let p = produce(
-        store,
-        &settings,
-        job,
-        &state,
-        rec.selectors.clone(),
-        rec.run_id.clone(),
-        rec.created_at.clone(),
-        mtime,
-        materials,
-        recorded_stamp(&rec),
-    )?;
-    let mut report = p.report;
-    report.identical_to_original = Some(report.manifest_digest == rec.manifest_digest);
-    Ok(report)
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::bundle::archive::{Segment, SegmentReader};
+use crate::bundle::format::INDEX_FORMAT_VERSION_1;
 use crate::bundle::layout::{layout, safe_name, shard_path, FileLayout};
 use crate::ids::{FileDigest, NodeHash, ObjectId};
 use crate::merkle::{shard_root, subject_root, SubjectRef};
@@ -18,7 +19,8 @@ use super::select::Filter;
 use super::ExportError;
 
 /// One subject's entry in an index file. `records` is the serialized JSON object
-/// `{id: {"hash", "modified"}}`, kept as text so that indexes of millions of records
+/// `{id: {"hash", "modified"}}` (index format 2: `{id: {"modified"}}` but for
+/// one-file-per-subject collections), kept as text so that indexes of millions of records
 /// do not live in memory as JSON trees.
 pub struct IndexEntry {
     pub subject: String,
@@ -155,6 +157,9 @@ pub struct UnitContext<'a> {
     /// hundreds of small shard files would otherwise cost more in file creation than in
     /// compression. Full bundles always stage (their size follows the store's).
     pub in_memory: bool,
+    /// The index format written (`bundle::format::index_format_version`): format 2 names
+    /// each record's hash only for one-file-per-subject collections.
+    pub index_version: u32,
 }
 
 /// A produced bundle file, already sealed when its path is encrypted.
@@ -228,7 +233,8 @@ pub fn run_unit(ctx: &UnitContext<'_>, input: UnitInput) -> Result<UnitOutput, E
     for (subject, leaves) in &input.subjects {
         let docs: Vec<rocksdb::DBPinnableSlice<'_>> = fetched.by_ref().take(leaves.len()).collect();
         let file = file_for(subject);
-        let mut recs: Vec<u8> = Vec::with_capacity(leaves.len() * 110);
+        let hashes = ctx.index_version == INDEX_FORMAT_VERSION_1 || matches!(layout(c), FileLayout::PerSubject(..));
+        let mut recs: Vec<u8> = Vec::with_capacity(leaves.len() * if hashes { 110 } else { 40 });
         recs.push(b'{');
         // Object bytes are not re-hashed here: RocksDB checks every block's checksum on
         // read, objects were hashed when written, `verify`/`import` re-hash every record
@@ -239,9 +245,13 @@ pub fn run_unit(ctx: &UnitContext<'_>, input: UnitInput) -> Result<UnitOutput, E
                 recs.push(b',');
             }
             push_json_str(&mut recs, &leaf.id);
-            recs.extend_from_slice(b":{\"hash\":");
-            push_hash(&mut recs, &leaf.object);
-            recs.extend_from_slice(b",\"modified\":");
+            if hashes {
+                recs.extend_from_slice(b":{\"hash\":");
+                push_hash(&mut recs, &leaf.object);
+                recs.extend_from_slice(b",\"modified\":");
+            } else {
+                recs.extend_from_slice(b":{\"modified\":");
+            }
             push_modified(&mut recs, leaf.modified);
             recs.push(b'}');
         }
@@ -367,6 +377,7 @@ pub fn spill_index(o: &mut UnitOutput, dir: &Path) -> Result<(), ExportError> {
 pub fn index_segments(
     outputs: &[UnitOutput],
     kind_roots: &BTreeMap<Collection, NodeHash>,
+    index_version: u32,
 ) -> BTreeMap<&'static str, Vec<Segment>> {
     let mut by_c: BTreeMap<Collection, Vec<&UnitOutput>> = BTreeMap::new();
     for o in outputs {
@@ -375,11 +386,7 @@ pub fn index_segments(
     let mut files = BTreeMap::new();
     for f in crate::bundle::layout::INDEX_FILES {
         let mut segs = Vec::new();
-        let mut text = format!(
-            "{{\"formatVersion\":{},\"collections\":{{",
-            crate::bundle::format::INDEX_FORMAT_VERSION
-        )
-        .into_bytes();
+        let mut text = format!("{{\"formatVersion\":{index_version},\"collections\":{{").into_bytes();
         let mut first_c = true;
         for (c, units) in by_c.iter().filter(|(c, _)| crate::bundle::layout::index_of(**c) == f) {
             let records: u64 = units.iter().map(|u| u.records).sum();
@@ -437,14 +444,15 @@ pub fn index_segments(
     files
 }
 
-/// Write the four index files into `dir` (published mirrors). Returns bundle path → file.
+/// Write the four index files into `dir` (published mirrors: index format 1, every
+/// record with its hash). Returns bundle path → file.
 pub fn build_indexes(
     outputs: &[UnitOutput],
     kind_roots: &BTreeMap<Collection, NodeHash>,
     dir: &Path,
 ) -> Result<BTreeMap<&'static str, PathBuf>, ExportError> {
     let mut files = BTreeMap::new();
-    for (f, segs) in index_segments(outputs, kind_roots) {
+    for (f, segs) in index_segments(outputs, kind_roots, INDEX_FORMAT_VERSION_1) {
         let path = dir.join(f);
         std::fs::create_dir_all(path.parent().expect("index files live in indexes/"))
             .map_err(|e| ExportError::io(&path, e))?;

@@ -261,8 +261,7 @@ fn removed_lines(path: &str, body: &[u8]) -> Result<Vec<(Collection, String)>, B
 
 /// The entries of an index file's one-file-per-subject collections.
 fn per_subject_index(rel: &str, bytes: &[u8]) -> Result<Vec<(Collection, IndexCollection)>, BundleError> {
-    let mut index: IndexFile =
-        serde_json::from_slice(bytes).map_err(|e| malformed(rel, format!("index does not parse: {e}")))?;
+    let mut index = IndexFile::parse(rel, bytes)?;
     Ok(Collection::ALL
         .into_iter()
         .filter(|c| index_of(*c) == rel && matches!(layout(*c), FileLayout::PerSubject(..)))

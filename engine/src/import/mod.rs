@@ -24,6 +24,7 @@ use crate::apply::ChangeCounts;
 use crate::audit::{AuditSink, Progress};
 use crate::bundle::archive::{scan_folder, stage_archive, Limits, Staged};
 use crate::bundle::error::BundleError;
+use crate::bundle::format::EncryptionModeName;
 use crate::bundle::signing::TrustedKey;
 use crate::bundle::verify::{gate, verify_records, verify_staged, Verified};
 use crate::encryption::{BundleOpener, EncryptionMode, Identities, WrappedKey};
@@ -184,7 +185,7 @@ pub fn stage_and_verify(
     };
     // Signatures and digests first, without reading any content.
     let mut verified = verify_staged(&staged, trust)?;
-    if check_records && verified.manifest.encryption.mode != "none" && identities.is_empty() {
+    if check_records && verified.manifest.encryption.mode != EncryptionModeName::None && identities.is_empty() {
         // Without an identity only signatures and digests can be checked.
         return Ok((staged, verified, None));
     }
@@ -200,16 +201,8 @@ pub fn stage_and_verify(
 /// Build the decryptor from the wrapped keys (provenance.json, or export.json in strict
 /// mode) and the operator's identities.
 fn opener_for(staged: &Staged, v: &Verified, identities: &Identities) -> Result<Option<BundleOpener>, BundleError> {
-    let mode = match v.manifest.encryption.mode.as_str() {
-        "none" => return Ok(None),
-        "age" => EncryptionMode::Age,
-        "aes-gcm" => EncryptionMode::AesGcm,
-        other => {
-            return Err(BundleError::Malformed {
-                path: "manifest.yaml".into(),
-                reason: format!("unknown encryption mode {other:?}"),
-            })
-        }
+    let Some(mode) = v.manifest.encryption.mode.sealed() else {
+        return Ok(None);
     };
     if identities.is_empty() {
         return Err(BundleError::Decrypt {
@@ -224,17 +217,12 @@ fn opener_for(staged: &Staged, v: &Verified, identities: &Identities) -> Result<
         });
     }
     let wrapped: Vec<WrappedKey> = if mode == EncryptionMode::AesGcm {
-        let raw = if v.manifest.encryption.strict {
+        if v.manifest.encryption.strict {
             v.export.wrapped_keys.clone()
         } else {
-            let p: serde_json::Value =
-                serde_json::from_slice(&staged.read("provenance.json")?).map_err(|e| BundleError::Malformed {
-                    path: "provenance.json".into(),
-                    reason: e.to_string(),
-                })?;
-            crate::bundle::provenance::wrapped_keys(&p)
-        };
-        raw.into_iter().filter_map(|w| serde_json::from_value(w).ok()).collect()
+            let p = crate::bundle::provenance::Statement::parse(&staged.read(crate::bundle::provenance::PATH)?)?;
+            p.encryption().recipients.wrapped_keys().to_vec()
+        }
     } else {
         Vec::new()
     };

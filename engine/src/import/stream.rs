@@ -26,7 +26,7 @@ use crate::bundle::archive::{
 };
 use crate::bundle::dsse::ENVELOPE_PATH;
 use crate::bundle::error::BundleError;
-use crate::bundle::format::Artifact;
+use crate::bundle::format::{Artifact, EncryptionModeName};
 use crate::bundle::verify::{gate, parse_manifest, verify_attestation, verify_listing, SignedDocs, PROVENANCE};
 use crate::ids::FileDigest;
 use crate::import::freshness::Policy;
@@ -85,7 +85,7 @@ impl ArchiveVisitor for Visitor<'_> {
     fn gate(&mut self, input: &GateInput<'_>) -> Result<Vec<Artifact>, BundleError> {
         let artifacts = gate(&self.checks.gate.keys, input)?;
         let manifest = parse_manifest(input.manifest)?;
-        if manifest.encryption.mode != "none" {
+        if manifest.encryption.mode != EncryptionModeName::None {
             self.unsuitable = true;
             return Err(stop());
         }

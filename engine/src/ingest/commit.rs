@@ -3,9 +3,10 @@
 //! Documents are collected into chunks of bounded size. An input that fits one chunk is
 //! planned and committed in one synced batch, as every small mutation is. A larger one
 //! is staged (`store::staging`): each full chunk is planned on top of the previous ones
-//! (the Merkle state carried over, the records read through the staged changes), its
-//! objects and nodes written unreferenced and its record changes staged; the last chunk
-//! (with the `--complete` removals) ends in one small commit that moves the head.
+//! (the records read through the staged changes), its objects written unreferenced, its
+//! record changes staged and its leaf changes kept for one Merkle update after the last
+//! chunk (`store::deferred`); the last chunk (with the `--complete` removals) ends in
+//! one small commit that moves the head.
 //! Memory stays bounded by the chunk size; a crash anywhere leaves the old state or the
 //! new one.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -18,8 +19,10 @@ use crate::apply::{self, Mutation, Plan};
 use crate::ids::{InputDigest, ObjectId};
 use crate::merkle::StateNode;
 use crate::model::{Collection, Tenant};
+use crate::store::bulk::{ScratchDir, Spill, SstOptions, SstSink};
+use crate::store::deferred::DeferredTree;
 use crate::store::staging::{self, LiveView, RecordView, StagedOps, StagedView};
-use crate::store::{ObjectKey, RecordEntry, Store, StoreError};
+use crate::store::{ObjectKey, RecordEntry, Store, StoreError, CF_OBJECTS};
 
 const OBJECT_CHUNK_BYTES: usize = 16 << 20;
 
@@ -104,12 +107,51 @@ impl Chunk {
     }
 }
 
+/// What a staged run holds until its commit.
+struct Staged {
+    /// The tenant's state before the run.
+    base: StateNode,
+    tree: DeferredTree,
+    /// Objects of the staged chunks: sorted into SST files and ingested just before the
+    /// commit, so each is written once (not through memtables, flushes and compactions).
+    objects: Spill,
+    /// Holds the sorts' files; declared last, so dropped after them.
+    dir: ScratchDir,
+}
+
+/// In-memory buffer of the objects' sort.
+const OBJECTS_SPILL: usize = 32 << 20;
+
+impl Staged {
+    fn new(store: &Store, tenant: &Tenant) -> Result<Self, StoreError> {
+        let dir = ScratchDir::new(store)?;
+        Ok(Self {
+            base: store.state(tenant)?,
+            tree: DeferredTree::new(dir.path()),
+            objects: Spill::new(dir.path(), "objects", OBJECTS_SPILL),
+            dir,
+        })
+    }
+}
+
+/// Sort the staged objects into SST files and link them into the store (immutable and
+/// unreferenced until the commit; content-addressed, so a key seen twice is one object).
+fn ingest_objects(store: &Store, objects: Spill, dir: &ScratchDir) -> Result<(), StoreError> {
+    let opts = SstOptions::new(CF_OBJECTS);
+    let mut sink = SstSink::new(&opts, dir.path(), "objects");
+    objects.drain_into(&mut sink, &|k| {
+        StoreError::Corrupt(format!("ingest: object key {} with two contents", hex::encode(k)))
+    })?;
+    store.ingest(CF_OBJECTS, sink.finish()?)
+}
+
 /// Plans and writes the chunks of one ingest; see the module comment.
 pub struct Committer<'a> {
     store: &'a Store,
     tenant: Tenant,
-    /// The state after the chunks staged so far (None: nothing staged, commit directly).
-    staged: Option<StateNode>,
+    /// What the chunks staged so far left for the commit (None: nothing staged, commit
+    /// directly).
+    staged: Option<Staged>,
     /// Whether a staged chunk changed anything.
     wrote: bool,
 }
@@ -130,23 +172,27 @@ impl<'a> Committer<'a> {
 
     /// Stage a full chunk (the input continues after it).
     pub fn stage(&mut self, chunk: Chunk, report: &mut IngestReport) -> Result<(), IngestError> {
-        let base = match self.staged.take() {
+        let mut staged = match self.staged.take() {
             Some(s) => s,
-            None => self.store.state(&self.tenant)?,
+            None => Staged::new(self.store, &self.tenant)?,
         };
+        let r = self.stage_into(&mut staged, chunk, report);
+        self.staged = Some(staged);
+        r
+    }
+
+    fn stage_into(&mut self, staged: &mut Staged, chunk: Chunk, report: &mut IngestReport) -> Result<(), IngestError> {
         let view = StagedView::new(self.store, &self.tenant)?;
-        let (plan, m) = prepare(self.store, &view, &self.tenant, base, chunk, Vec::new(), report)?;
-        self.staged = Some(plan.new_state.clone());
-        report.state_root = plan.root();
+        let (plan, m) = self.prepare(&view, chunk, Vec::new(), report, Planning::Deferred(&mut staged.tree))?;
         if plan.is_noop() {
             return Ok(());
         }
         self.wrote = true;
-        self.write_staged(&plan, &m)
+        self.write_staged(&mut staged.objects, &plan, &m)
     }
 
-    fn write_staged(&self, plan: &Plan, m: &Prepared) -> Result<(), IngestError> {
-        m.write_objects(self.store, plan, true)?;
+    fn write_staged(&self, objects: &mut Spill, plan: &Plan, m: &Prepared) -> Result<(), IngestError> {
+        m.write_objects(self.store, plan, Some(objects))?;
         apply::write_nodes(self.store, plan, true)?;
         let mut ops = StagedOps::new(self.store, &self.tenant);
         apply::record_ops(plan, &m.m, &mut ops);
@@ -162,31 +208,41 @@ impl<'a> Committer<'a> {
         dry_run: bool,
         report: &mut IngestReport,
     ) -> Result<(), IngestError> {
-        let Some(base) = self.staged.take() else {
+        let Some(mut staged) = self.staged.take() else {
             let view = LiveView::new(self.store, &self.tenant)?;
             let base = self.store.state(&self.tenant)?;
-            let (plan, m) = prepare(self.store, &view, &self.tenant, base, chunk, absent, report)?;
+            let (plan, m) = self.prepare(&view, chunk, absent, report, Planning::Now(base))?;
             report.state_root = plan.root();
             if plan.is_noop() || dry_run {
                 return Ok(());
             }
-            m.write_objects(self.store, &plan, false)?;
+            m.write_objects(self.store, &plan, None)?;
             apply::commit(self.store, &plan, &m.m, &[])?;
             report.committed = true;
             return Ok(());
         };
         let view = StagedView::new(self.store, &self.tenant)?;
-        let (plan, m) = prepare(self.store, &view, &self.tenant, base, chunk, absent, report)?;
-        report.state_root = plan.root();
+        let (plan, m) = self.prepare(&view, chunk, absent, report, Planning::Deferred(&mut staged.tree))?;
         if !plan.is_noop() {
             self.wrote = true;
-            self.write_staged(&plan, &m)?;
+            self.write_staged(&mut staged.objects, &plan, &m)?;
         }
         if !self.wrote {
             staging::discard(self.store, &self.tenant)?;
             return Ok(());
         }
-        staging::commit_staged(self.store, &self.tenant, &plan.root(), view.keyspace(), &[])?;
+        // The objects, the Merkle update of every chunk at once (store::deferred), then
+        // the head.
+        let Staged {
+            base,
+            tree,
+            objects,
+            dir,
+        } = staged;
+        ingest_objects(self.store, objects, &dir)?;
+        let state = tree.apply(self.store, &base)?;
+        report.state_root = state.root();
+        staging::commit_staged(self.store, &self.tenant, &state.root(), view.keyspace(), &[])?;
         report.committed = true;
         Ok(())
     }
@@ -208,46 +264,60 @@ struct Prepared {
     consensus: HashMap<ObjectId, Vec<u8>>,
 }
 
-/// Extend a chunk into its full mutation (derived records the new versions no longer
-/// produce, `absent` records with theirs, the consensus of the VEX pairs touched), plan
-/// it on `base` and add its counts to `report`.
-fn prepare(
-    store: &Store,
-    view: &dyn RecordView,
-    tenant: &Tenant,
-    base: StateNode,
-    chunk: Chunk,
-    absent: Vec<(Collection, String)>,
-    report: &mut IngestReport,
-) -> Result<(Plan, Prepared), IngestError> {
-    let Chunk { mut m, bytes, .. } = chunk;
-    let mut gone: BTreeSet<(Collection, String)> = BTreeSet::new();
-    for ((c, id), e) in m.upserts.iter().filter(|((c, _), _)| c.is_primary()) {
-        if let Some(old) = view.record(*c, id)? {
-            gone.extend(old.derived.into_iter().filter(|d| !e.derived.contains(d)));
+/// How a chunk's Merkle update is made: now, on this state, or deferred to the end of a
+/// staged run.
+enum Planning<'t> {
+    Now(StateNode),
+    Deferred(&'t mut DeferredTree),
+}
+
+impl Committer<'_> {
+    /// Extend a chunk into its full mutation (derived records the new versions no longer
+    /// produce, `absent` records with theirs, the consensus of the VEX pairs touched),
+    /// plan it and add its counts to `report`.
+    fn prepare(
+        &self,
+        view: &dyn RecordView,
+        chunk: Chunk,
+        absent: Vec<(Collection, String)>,
+        report: &mut IngestReport,
+        planning: Planning<'_>,
+    ) -> Result<(Plan, Prepared), IngestError> {
+        let (store, tenant) = (self.store, &self.tenant);
+        let Chunk { mut m, bytes, .. } = chunk;
+        let mut gone: BTreeSet<(Collection, String)> = BTreeSet::new();
+        for ((c, id), e) in m.upserts.iter().filter(|((c, _), _)| c.is_primary()) {
+            if let Some(old) = view.record(*c, id)? {
+                gone.extend(old.derived.into_iter().filter(|d| !e.derived.contains(d)));
+            }
         }
-    }
-    m.deletes.extend(gone);
-    for (c, id) in absent {
-        if let Some(old) = view.record(c, &id)? {
-            m.deletes.extend(old.derived);
+        m.deletes.extend(gone);
+        for (c, id) in absent {
+            if let Some(old) = view.record(c, &id)? {
+                m.deletes.extend(old.derived);
+            }
+            m.deletes.insert((c, id));
         }
-        m.deletes.insert((c, id));
+        // VEX consensus (crate::consensus, docs/consensus.md): recompute the pairs whose
+        // statements this chunk adds, changes or removes.
+        let statement_bytes: HashMap<ObjectId, &[u8]> = m
+            .upserts
+            .iter()
+            .filter(|((c, _), _)| *c == Collection::VexNormalized)
+            .filter_map(|(_, e)| Some((e.object, bytes.get(&e.object)?.as_slice())))
+            .collect();
+        let consensus: HashMap<ObjectId, Vec<u8>> = crate::consensus::extend(store, view, &mut m, &statement_bytes)?
+            .into_iter()
+            .collect();
+        let plan = match planning {
+            Planning::Now(base) => apply::plan_on(store, view, tenant, base, &m)?,
+            Planning::Deferred(tree) => {
+                apply::plan_deferred(view, tenant, StateNode::empty(tenant.as_str()), &m, tree)?
+            }
+        };
+        add_counts(&mut report.counts, &plan);
+        Ok((plan, Prepared { m, bytes, consensus }))
     }
-    // VEX consensus (crate::consensus, docs/consensus.md): recompute the pairs whose
-    // statements this chunk adds, changes or removes.
-    let statement_bytes: HashMap<ObjectId, &[u8]> = m
-        .upserts
-        .iter()
-        .filter(|((c, _), _)| *c == Collection::VexNormalized)
-        .filter_map(|(_, e)| Some((e.object, bytes.get(&e.object)?.as_slice())))
-        .collect();
-    let consensus: HashMap<ObjectId, Vec<u8>> = crate::consensus::extend(store, view, &mut m, &statement_bytes)?
-        .into_iter()
-        .collect();
-    let plan = apply::plan_on(store, view, tenant, base, &m)?;
-    add_counts(&mut report.counts, &plan);
-    Ok((plan, Prepared { m, bytes, consensus }))
 }
 
 fn add_counts(into: &mut BTreeMap<Collection, apply::ChangeCounts>, plan: &Plan) {
@@ -260,9 +330,10 @@ fn add_counts(into: &mut BTreeMap<Collection, apply::ChangeCounts>, plan: &Plan)
 }
 
 impl Prepared {
-    /// Objects first (immutable, unreferenced until the commit); `bulk` for staged runs.
-    fn write_objects(&self, store: &Store, plan: &Plan, bulk: bool) -> Result<(), IngestError> {
-        let mut writer = ObjectWriter::new(store, bulk);
+    /// Objects first (immutable, unreferenced until the commit): into write batches, or
+    /// into a staged run's sort.
+    fn write_objects(&self, store: &Store, plan: &Plan, sort: Option<&mut Spill>) -> Result<(), IngestError> {
+        let mut writer = ObjectWriter::new(store, sort);
         for key in plan.objects(&self.m) {
             let id = key.id();
             let b = self
@@ -276,20 +347,20 @@ impl Prepared {
     }
 }
 
-/// Buffers immutable objects into write batches of bounded size.
+/// Buffers immutable objects into write batches of bounded size (or a sort).
 struct ObjectWriter<'a> {
     store: &'a Store,
-    bulk: bool,
+    sort: Option<&'a mut Spill>,
     batch: WriteBatch,
     bytes: usize,
     seen: BTreeSet<ObjectKey>,
 }
 
 impl<'a> ObjectWriter<'a> {
-    fn new(store: &'a Store, bulk: bool) -> Self {
+    fn new(store: &'a Store, sort: Option<&'a mut Spill>) -> Self {
         Self {
             store,
-            bulk,
+            sort,
             batch: WriteBatch::default(),
             bytes: 0,
             seen: BTreeSet::new(),
@@ -298,6 +369,9 @@ impl<'a> ObjectWriter<'a> {
     fn put(&mut self, key: ObjectKey, bytes: &[u8]) -> Result<(), IngestError> {
         if !self.seen.insert(key) {
             return Ok(());
+        }
+        if let Some(sort) = self.sort.as_mut() {
+            return Ok(sort.put(key.as_bytes(), bytes)?);
         }
         self.store.put_object(&mut self.batch, &key, bytes);
         self.bytes += bytes.len();
@@ -309,9 +383,7 @@ impl<'a> ObjectWriter<'a> {
     fn flush(&mut self) -> Result<(), IngestError> {
         let b = std::mem::take(&mut self.batch);
         self.bytes = 0;
-        if self.bulk {
-            self.store.write_bulk(b)?;
-        } else {
+        if self.sort.is_none() {
             self.store.write_unreferenced(b)?;
         }
         Ok(())

@@ -36,10 +36,10 @@ use crate::store::staging::LiveView;
 use crate::store::Store;
 
 /// Most records (primary + derived) in one chunk. Consensus adds about one record per
-/// VEX statement on top; at 1M-record scale larger chunks cost memory out of proportion
-/// (measured: 99k statements in one batch peaked at 1 GiB, in 16k-statement chunks at
-/// 350 MiB).
-pub const DEFAULT_BATCH_RECORDS: usize = 64_000;
+/// VEX statement on top; at 1M-record scale larger chunks cost memory out of proportion.
+/// A staged run's Merkle update is made once after its last chunk (`store::deferred`),
+/// so smaller chunks cost little more time (docs/benchmarks.md, History).
+pub const DEFAULT_BATCH_RECORDS: usize = 32_000;
 
 /// Default of [`IngestOptions::batch_bytes`].
 pub const DEFAULT_BATCH_BYTES: u64 = 256 << 20;

@@ -37,6 +37,7 @@ pub fn write(ctx: &Context<'_>) -> Result<FileCounts, PublishError> {
         zstd_level: LEVEL,
         seal: &identity,
         in_memory: false,
+        index_version: crate::bundle::format::INDEX_FORMAT_VERSION_1,
     };
     let filter = Filter::new(&Selectors::default()).map_err(ExportError::Usage)?;
     let mut counts = FileCounts::default();

@@ -240,6 +240,7 @@ fn write_delta(
         zstd_level: bundle_tree::LEVEL,
         seal: &identity,
         in_memory: false,
+        index_version: crate::bundle::format::INDEX_FORMAT_VERSION_1,
     };
     let mut outputs: Vec<UnitOutput> = units
         .into_par_iter()

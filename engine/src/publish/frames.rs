@@ -69,6 +69,7 @@ pub fn write_unit(
         zstd_level: level,
         seal: &identity,
         in_memory: true,
+        index_version: crate::bundle::format::INDEX_FORMAT_VERSION_1,
     };
     let (mut data, mut part, mut frames) = (Vec::new(), Vec::new(), Vec::new());
     let by_subject: HashMap<&str, &Frame> = prev

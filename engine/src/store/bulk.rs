@@ -28,6 +28,40 @@ fn io(what: &Path, e: std::io::Error) -> StoreError {
     StoreError::Db(format!("{}: {e}", what.display()))
 }
 
+/// A folder in the store for a staged ingest's sorts (their run files and SST files must
+/// be on the store's file system), removed when dropped. A killed ingest leaves it
+/// behind; [`ScratchDir::clear_leftovers`] (called by `Store::open`) removes it: RocksDB's
+/// lock means the process that opened the store is the only one using it.
+pub struct ScratchDir(PathBuf);
+
+const SCRATCH: &str = "ingest-scratch";
+
+impl ScratchDir {
+    pub fn clear_leftovers(store_path: &Path) {
+        let _ = std::fs::remove_dir_all(store_path.join(SCRATCH));
+    }
+
+    pub fn new(store: &Store) -> Result<Self, StoreError> {
+        let root = store.path().join(SCRATCH);
+        let dir = root.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        Ok(Self(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        if let Some(root) = self.0.parent() {
+            let _ = std::fs::remove_dir(root);
+        }
+    }
+}
+
 /// The options SST files of one column family are written with (the family's own).
 pub struct SstOptions(Options);
 
@@ -198,23 +232,40 @@ impl Spill {
     /// equal values is a content-addressed duplicate (written once); with different
     /// values it is the caller's `conflict`.
     pub fn drain_into<E: From<StoreError>>(
-        mut self,
+        self,
         sink: &mut SstSink<'_>,
         conflict: &dyn Fn(&[u8]) -> E,
+    ) -> Result<(), E> {
+        let (mut last, mut last_value, mut any) = (Vec::new(), Vec::new(), false);
+        self.for_each_sorted(|k, v| {
+            if any && k == last.as_slice() {
+                if v != last_value.as_slice() {
+                    return Err(conflict(k));
+                }
+                return Ok(());
+            }
+            sink.put(k, v)?;
+            last.clear();
+            last.extend_from_slice(k);
+            last_value.clear();
+            last_value.extend_from_slice(v);
+            any = true;
+            Ok(())
+        })
+    }
+
+    /// Visit every pair in key order (equal keys in no particular order), then delete
+    /// the run files.
+    pub fn for_each_sorted<E: From<StoreError>>(
+        mut self,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         self.mem.sort();
         if self.runs.is_empty() {
             // Everything fit in memory: one sorted pass, no merge.
-            let mut last: Option<(&[u8], &[u8])> = None;
             for e in &self.mem.index {
                 let (k, v) = self.mem.pair(e);
-                match last {
-                    Some((lk, lv)) if lk == k && lv != v => return Err(conflict(k)),
-                    Some((lk, _)) if lk == k => continue,
-                    _ => {}
-                }
-                sink.put(k, v)?;
-                last = Some((k, v));
+                f(k, v)?;
             }
             return Ok(());
         }
@@ -226,7 +277,6 @@ impl Spill {
         cursors.push(Cursor::new(Run::Mem(std::mem::take(&mut self.mem), 0))?);
         // A k-way merge over a handful of runs: the smallest current key by a linear scan,
         // every pair read into its cursor's reused buffers (no allocation per pair).
-        let (mut last, mut last_value, mut any) = (Vec::new(), Vec::new(), false);
         loop {
             let mut min: Option<usize> = None;
             for (i, c) in cursors.iter().enumerate() {
@@ -235,17 +285,7 @@ impl Spill {
                 }
             }
             let Some(i) = min else { break };
-            let c = &cursors[i];
-            if any && c.key == last {
-                if c.value != last_value {
-                    return Err(conflict(&c.key));
-                }
-            } else {
-                sink.put(&c.key, &c.value)?;
-                last.clone_from(&c.key);
-                last_value.clone_from(&c.value);
-                any = true;
-            }
+            f(&cursors[i].key, &cursors[i].value)?;
             cursors[i].advance()?;
         }
         for p in &self.runs {

@@ -38,6 +38,8 @@ pub struct GcReport {
     /// Key and value bytes of the removed entries (before RocksDB compacts them away).
     pub bytes_freed: u64,
     pub dry_run: bool,
+    /// Whether `nodes` and `objects` were compacted (see [`compact_when_due`]).
+    pub compacted: bool,
 }
 
 /// Everything reachable from the roots.
@@ -155,9 +157,13 @@ pub fn collect(store: &Store, dry_run: bool, pruning: &[(String, String)]) -> Re
     let (objects_kept, objects_removed, object_bytes) = sweep(store, CF_OBJECTS, dry_run, |k| {
         k.len() != 34 || marks.objects.contains(k)
     })?;
-    if !dry_run && nodes_removed + objects_removed > 0 {
-        store.compact_cf(CF_NODES);
-        store.compact_cf(CF_OBJECTS);
+    let removed = nodes_removed + objects_removed;
+    let mut compacted = false;
+    if !dry_run && removed > 0 {
+        compacted = compact_when_due(store, removed, nodes_kept + objects_kept)?;
+        // Flush every column family, so RocksDB can drop the write-ahead log files that
+        // small commits (`Store::settle_small`) left holding their changes.
+        store.settle()?;
     }
     Ok(GcReport {
         roots: roots.len(),
@@ -167,5 +173,34 @@ pub fn collect(store: &Store, dry_run: bool, pruning: &[(String, String)]) -> Re
         objects_removed,
         bytes_freed: node_bytes + object_bytes,
         dry_run,
+        compacted,
     })
+}
+
+/// Deleted keys since the last full compaction (`meta`, u64 LE).
+const UNCOMPACTED_KEY: &[u8] = b"gc\0uncompacted";
+/// Compact once the deletions since the last compaction reach this share of the kept keys.
+const COMPACT_SHARE: u64 = 20;
+
+/// Compact `nodes` and `objects` once the deletions not yet compacted away reach 1/20 of
+/// the kept entries. Compaction rewrites the whole family (keys are hashes, so deletions
+/// are spread over every table file): done every collection, a 1% churn would pay the
+/// store's size each hour; done at 5%, the space held by deleted entries stays below ~5%
+/// and the rewrite is paid once per ~5% of garbage.
+fn compact_when_due(store: &Store, removed: u64, kept: u64) -> Result<bool, StoreError> {
+    let before = store
+        .get(super::CF_META, UNCOMPACTED_KEY)?
+        .and_then(|v| v.try_into().ok().map(u64::from_le_bytes))
+        .unwrap_or(0);
+    let pending = before + removed;
+    let due = pending.saturating_mul(COMPACT_SHARE) >= kept;
+    if due {
+        store.compact_cf(CF_NODES);
+        store.compact_cf(CF_OBJECTS);
+    }
+    let mut b = store.new_batch();
+    let left: u64 = if due { 0 } else { pending };
+    store.batch_put(&mut b, super::CF_META, UNCOMPACTED_KEY, &left.to_le_bytes());
+    store.commit(b)?;
+    Ok(due)
 }

@@ -21,6 +21,7 @@
 //! that also moves the tenant's head; objects and nodes it needs were written earlier.
 pub mod bulk;
 pub mod catalog;
+pub mod deferred;
 pub mod error;
 pub mod gc;
 pub mod staging;
@@ -53,6 +54,7 @@ const STORE_FORMAT_KEY: &[u8] = b"store-format";
 /// RocksDB info logs kept (`LOG` and `LOG.old.*`) and the size at which one is rolled.
 pub const KEEP_LOG_FILES: usize = 4;
 const MAX_LOG_FILE_BYTES: usize = 4 << 20;
+const MAX_TOTAL_WAL_BYTES: u64 = 256 << 20;
 
 /// Where an object is stored: `[collection code, shard of the subject, blake3 of the bytes]`.
 /// The object's identity stays its [`ObjectId`]; the prefix only places it next to the
@@ -260,6 +262,11 @@ impl Store {
         // every open, so an hourly command would add 8,760 files a year. Keep a few.
         opts.set_keep_log_file_num(KEEP_LOG_FILES);
         opts.set_max_log_file_size(MAX_LOG_FILE_BYTES);
+        // Small commits leave their changes in the write-ahead log (`settle_small`); a WAL
+        // file is dropped only once every column family with data in it was flushed. Past
+        // this total, RocksDB flushes the families holding the oldest log, so an hourly
+        // workflow's logs do not grow without bound.
+        opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
         let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n)));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::Open {
             path: path.to_path_buf(),
@@ -288,6 +295,7 @@ impl Store {
         }
         // A staged ingest whose commit landed is finished before anything reads.
         staging::recover(&store)?;
+        bulk::ScratchDir::clear_leftovers(path);
         Ok(store)
     }
 

@@ -51,12 +51,58 @@ impl ChangeSet {
 }
 
 /// The changes to one subject: id → new leaf, or `None` to remove it.
-type SubjectChanges = BTreeMap<String, Option<Leaf>>;
+pub(crate) type SubjectChanges = BTreeMap<String, Option<Leaf>>;
 /// Encoded nodes to write, keyed by hash.
 pub type NodeWrites = Vec<(NodeHash, Vec<u8>)>;
 
 /// One dirty shard rewritten: shard, its old (records, subjects), new node, nodes to write.
-type ShardUpdate = (u8, (u64, u64), ShardNode, NodeWrites);
+pub(crate) type ShardUpdate = (u8, (u64, u64), ShardNode, NodeWrites);
+
+/// Where a plan's leaf changes go: a [`ChangeSet`] applied at once, or a deferred tree
+/// (`store::deferred`) applied after the last chunk of a staged ingest.
+pub trait LeafSink {
+    fn upsert(&mut self, c: Collection, subject: &str, leaf: Leaf);
+    fn delete(&mut self, c: Collection, subject: &str, id: &str);
+}
+
+impl LeafSink for ChangeSet {
+    fn upsert(&mut self, c: Collection, subject: &str, leaf: Leaf) {
+        ChangeSet::upsert(self, c, subject, leaf)
+    }
+    fn delete(&mut self, c: Collection, subject: &str, id: &str) {
+        ChangeSet::delete(self, c, subject, id)
+    }
+}
+
+/// Fold one rewritten shard into its kind node: counts, shard root, nodes to write.
+pub(crate) fn absorb_shard(kind: &mut KindNode, update: ShardUpdate, nodes: &mut NodeWrites) {
+    let (shard, (old_records, old_subjects), node, written) = update;
+    kind.records = kind.records - old_records + node.records();
+    kind.subjects = kind.subjects - old_subjects + node.subjects.len() as u64;
+    let root = node.root();
+    kind.shards[shard as usize] = root;
+    nodes.extend(written);
+    if !node.subjects.is_empty() {
+        nodes.push((root, Node::Shard(node).encode()));
+    }
+}
+
+/// Point `state` at a rewritten kind node (written unless it is the empty one).
+pub(crate) fn set_kind(state: &mut StateNode, kind: KindNode, nodes: &mut NodeWrites) {
+    let c = kind.collection;
+    let root = kind.root();
+    let entry = state
+        .kinds
+        .iter_mut()
+        .find(|k| k.collection == c)
+        .expect("state lists every collection");
+    entry.root = root;
+    entry.records = kind.records;
+    entry.subjects = kind.subjects;
+    if empty_kind_roots().get(&c) != Some(&root) {
+        nodes.push((root, Node::Kind(kind).encode()));
+    }
+}
 
 /// The result of applying a change set: the new state and the nodes to write.
 pub struct TreeUpdate {
@@ -124,40 +170,29 @@ impl Store {
             // Each dirty shard node is read once; its old counts come back with the update.
             let results: Vec<Result<ShardUpdate, StoreError>> = by_shard
                 .into_par_iter()
-                .map(|(shard, dirty)| {
-                    let old = self.shard_node(shard, &kind.shards[shard as usize])?;
-                    let counts = (old.records(), old.subjects.len() as u64);
-                    let (new, written) = self.update_shard(old, &dirty)?;
-                    Ok((shard, counts, new, written))
-                })
+                .map(|(shard, dirty)| self.rewrite_shard(&kind, shard, &dirty))
                 .collect();
             for r in results {
-                let (shard, (old_records, old_subjects), node, written) = r?;
-                kind.records = kind.records - old_records + node.records();
-                kind.subjects = kind.subjects - old_subjects + node.subjects.len() as u64;
-                let root = node.root();
-                kind.shards[shard as usize] = root;
-                nodes.extend(written);
-                if !node.subjects.is_empty() {
-                    nodes.push((root, Node::Shard(node).encode()));
-                }
+                absorb_shard(&mut kind, r?, &mut nodes);
             }
-            let root = kind.root();
-            let entry = state
-                .kinds
-                .iter_mut()
-                .find(|k| k.collection == *c)
-                .expect("state lists every collection");
-            entry.root = root;
-            entry.records = kind.records;
-            entry.subjects = kind.subjects;
-            if empty_kind_roots().get(c) != Some(&root) {
-                nodes.push((root, Node::Kind(kind).encode()));
-            }
+            set_kind(&mut state, kind, &mut nodes);
         }
         let root = state.root();
         nodes.push((root, Node::State(state.clone()).encode()));
         Ok(TreeUpdate { state, nodes })
+    }
+
+    /// Read one dirty shard of `kind` and rewrite it; its old counts come with the update.
+    pub(crate) fn rewrite_shard(
+        &self,
+        kind: &KindNode,
+        shard: u8,
+        dirty: &[(&String, &SubjectChanges)],
+    ) -> Result<ShardUpdate, StoreError> {
+        let old = self.shard_node(shard, &kind.shards[shard as usize])?;
+        let counts = (old.records(), old.subjects.len() as u64);
+        let (new, written) = self.update_shard(old, dirty)?;
+        Ok((shard, counts, new, written))
     }
 
     /// Rewrite the dirty subjects of one shard. `dirty` is sorted by subject (it comes

@@ -4,16 +4,34 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::encryption::{EncryptionMode, WrappedKey};
 use crate::ids::FileDigest;
 use crate::selectors::Selectors;
 
-/// Written by this version. 2 added `channel`, `sequence`, `expiresAt` (signed freshness
-/// data) and the DSSE envelope `signatures/provenance.dsse.json`; 1 is still read.
-pub const FORMAT_VERSION: u32 = 2;
-/// The first version; written only by `--rerun` of an export made by it.
+/// Written by this version. 3 dropped the per-record hashes of sharded and single-file
+/// collections from the index files (index format 2); 2 added `channel`, `sequence`,
+/// `expiresAt` (signed freshness data) and the DSSE envelope
+/// `signatures/provenance.dsse.json`. 1 and 2 are still read (and written by `--rerun` of
+/// an export made by them).
+pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION_2: u32 = 2;
+/// The first version.
 pub const FORMAT_VERSION_1: u32 = 1;
-/// `formatVersion` of the index files, which bundle format 2 left unchanged.
-pub const INDEX_FORMAT_VERSION: u32 = 1;
+/// `formatVersion` of the index files of bundle format 3: per-record `hash` only for
+/// one-file-per-subject collections (elsewhere the record line carries it).
+pub const INDEX_FORMAT_VERSION: u32 = 2;
+/// Index files of bundle formats 1 and 2 (and of published mirrors): every record with
+/// its `hash`.
+pub const INDEX_FORMAT_VERSION_1: u32 = 1;
+
+/// The index format a bundle of format `bundle_version` carries.
+pub fn index_format_version(bundle_version: u32) -> u32 {
+    if bundle_version >= FORMAT_VERSION {
+        INDEX_FORMAT_VERSION
+    } else {
+        INDEX_FORMAT_VERSION_1
+    }
+}
 /// Bundles are tagged with a channel; until channels exist every bundle is on this one.
 pub const DEFAULT_CHANNEL: &str = "default";
 pub const PROFILE_FULL: &str = "mirror:full";
@@ -33,11 +51,55 @@ pub struct Compression {
     pub level: i32,
 }
 
+/// `encryption.mode` of a bundle: `none`, `age` or `aes-gcm` (anything else does not
+/// parse).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EncryptionModeName {
+    #[default]
+    None,
+    Age,
+    AesGcm,
+}
+
+impl EncryptionModeName {
+    /// The sealing mode, `None` for a plaintext bundle.
+    pub fn sealed(self) -> Option<EncryptionMode> {
+        match self {
+            Self::None => None,
+            Self::Age => Some(EncryptionMode::Age),
+            Self::AesGcm => Some(EncryptionMode::AesGcm),
+        }
+    }
+
+    pub fn of(mode: Option<EncryptionMode>) -> Self {
+        match mode {
+            None => Self::None,
+            Some(EncryptionMode::Age) => Self::Age,
+            Some(EncryptionMode::AesGcm) => Self::AesGcm,
+        }
+    }
+
+    /// The manifest spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Age => "age",
+            Self::AesGcm => "aes-gcm",
+        }
+    }
+}
+
+impl std::fmt::Display for EncryptionModeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EncryptionInfo {
-    /// `none`, `age` or `aes-gcm`.
-    pub mode: String,
+    pub mode: EncryptionModeName,
     #[serde(default)]
     pub strict: bool,
     #[serde(default)]
@@ -157,7 +219,7 @@ pub struct ExportDoc {
     pub encryption: EncryptionInfo,
     /// Wrapped data keys, here only in strict aes-gcm mode (provenance is encrypted then).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub wrapped_keys: Vec<serde_json::Value>,
+    pub wrapped_keys: Vec<WrappedKey>,
     pub generator: String,
 }
 

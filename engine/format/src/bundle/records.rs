@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::archive::Staged;
 use super::error::BundleError;
-use super::format::RecordLine;
+use super::format::{RecordLine, INDEX_FORMAT_VERSION, INDEX_FORMAT_VERSION_1};
 use super::layout::{layout, shard_path, unsafe_name, FileLayout};
 use crate::ids::ObjectId;
 use crate::model::{shard_of, Collection, Leaf};
@@ -17,8 +17,9 @@ pub const MAX_FILE_BYTES: u64 = 16 << 30;
 #[derive(Debug, Deserialize)]
 pub struct IndexRecord {
     /// Parsed from `blake3:<hex>` (32 bytes instead of a 71-byte string per record).
-    #[serde(deserialize_with = "object_id")]
-    pub hash: ObjectId,
+    /// Index format 2 has it only for one-file-per-subject collections ([`IndexFile::validate`]).
+    #[serde(default, deserialize_with = "object_id")]
+    pub hash: Option<ObjectId>,
     pub modified: Option<i64>,
 }
 
@@ -50,9 +51,11 @@ pub type RecordVisitor<'a> = &'a mut dyn FnMut(&str, Leaf, &[u8]) -> Result<(), 
 /// [`RecordVisitor`] whose documents borrow from the data file's text (`'d`).
 pub type LineVisitor<'a, 'd> = &'a mut dyn FnMut(&str, Leaf, &'d [u8]) -> Result<(), BundleError>;
 
-fn object_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectId, D::Error> {
+fn object_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ObjectId>, D::Error> {
     let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-    ObjectId::parse_prefixed(&s).ok_or_else(|| serde::de::Error::custom("expected blake3:<64 hex>"))
+    ObjectId::parse_prefixed(&s)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("expected blake3:<64 hex>"))
 }
 
 /// Decrypts a shipped file when its path is encrypted (identity otherwise).
@@ -70,12 +73,56 @@ pub fn read_index(staged: &Staged, path: &str, open: Opener<'_>, plain: bool) ->
         path: path.into(),
         reason: format!("index does not parse: {e}"),
     };
-    if plain {
-        let f =
-            std::fs::File::open(staged.root.join(path)).map_err(|_| BundleError::MissingFile { path: path.into() })?;
-        return serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, f)).map_err(malformed);
+    if !plain {
+        return IndexFile::parse(path, &read_plain(staged, path, open)?);
     }
-    serde_json::from_slice(&read_plain(staged, path, open)?).map_err(malformed)
+    let f = std::fs::File::open(staged.root.join(path)).map_err(|_| BundleError::MissingFile { path: path.into() })?;
+    let index: IndexFile = serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, f)).map_err(malformed)?;
+    index.validate(path)?;
+    Ok(index)
+}
+
+impl IndexFile {
+    /// Parse index file `path` from its bytes.
+    pub fn parse(path: &str, bytes: &[u8]) -> Result<Self, BundleError> {
+        let index: IndexFile = serde_json::from_slice(bytes).map_err(|e| BundleError::Malformed {
+            path: path.into(),
+            reason: format!("index does not parse: {e}"),
+        })?;
+        index.validate(path)?;
+        Ok(index)
+    }
+
+    /// The version is one this reader knows, and every record carries the `hash` its
+    /// version requires (hook for field-level rules as well).
+    pub fn validate(&self, path: &str) -> Result<(), BundleError> {
+        let malformed = |reason: String| BundleError::Malformed {
+            path: path.into(),
+            reason,
+        };
+        if ![INDEX_FORMAT_VERSION_1, INDEX_FORMAT_VERSION].contains(&self.format_version) {
+            return Err(malformed(format!(
+                "unsupported formatVersion {} (this stellamirror reads index formatVersion {INDEX_FORMAT_VERSION_1} and {INDEX_FORMAT_VERSION}); upgrade stellamirror",
+                self.format_version
+            )));
+        }
+        for (name, ic) in &self.collections {
+            let per_subject =
+                Collection::from_name(name).is_some_and(|c| matches!(layout(c), FileLayout::PerSubject(..)));
+            if self.format_version != INDEX_FORMAT_VERSION_1 && !per_subject {
+                continue;
+            }
+            for (subject, s) in &ic.subjects {
+                if let Some((id, _)) = s.records.iter().find(|(_, r)| r.hash.is_none()) {
+                    return Err(malformed(format!(
+                        "{name} subject {subject:?} record {id:?} has no hash (formatVersion {})",
+                        self.format_version
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 thread_local! {
@@ -207,11 +254,16 @@ pub fn per_subject_leaf(
             path: path.into(),
             reason: format!("subject {subject:?} is not in the index"),
         })?;
-    if object != rec.1.hash {
+    // `IndexFile::validate` made sure one-file-per-subject records carry their hash.
+    let expected = rec.1.hash.ok_or_else(|| BundleError::Malformed {
+        path: path.into(),
+        reason: format!("subject {subject:?} has no hash in the index"),
+    })?;
+    if object != expected {
         return Err(mismatch(
             path,
             "record hash",
-            rec.1.hash.to_prefixed(),
+            expected.to_prefixed(),
             object.to_prefixed(),
         ));
     }
@@ -329,4 +381,47 @@ pub fn classify(prefix: &str, rel: &str) -> Result<Option<DataFile>, BundleError
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_of_an_unknown_format_version_is_malformed_naming_file_and_field() {
+        let ok = format!("{{\"formatVersion\":{INDEX_FORMAT_VERSION},\"collections\":{{}}}}");
+        assert!(IndexFile::parse("indexes/vex.index.json", ok.as_bytes()).is_ok());
+        let bad = ok.replace(&format!(":{INDEX_FORMAT_VERSION},"), ":99,");
+        let e = IndexFile::parse("indexes/vex.index.json", bad.as_bytes()).unwrap_err();
+        assert!(
+            matches!(&e, BundleError::Malformed { path, reason } if path == "indexes/vex.index.json" && reason.contains("formatVersion 99")),
+            "{e}"
+        );
+    }
+
+    fn index(version: u32, collection: &str, record: &str) -> String {
+        format!(
+            "{{\"formatVersion\":{version},\"collections\":{{\"{collection}\":{{\"root\":null,\"records\":1,\"subjects\":{{\"s\":{{\"shard\":\"00\",\"root\":null,\"file\":\"f\",\"records\":{{\"A\":{record}}}}}}}}}}}}}"
+        )
+    }
+
+    #[test]
+    fn index_format_2_drops_record_hashes_but_where_the_file_is_the_record() {
+        let hash = format!(
+            "{{\"hash\":\"{}\",\"modified\":null}}",
+            ObjectId::of(b"x").to_prefixed()
+        );
+        let bare = "{\"modified\":null}";
+        let parse = |v, c, r: &str| IndexFile::parse("indexes/x.index.json", index(v, c, r).as_bytes());
+        assert!(parse(INDEX_FORMAT_VERSION, "advisories.raw", bare).is_ok());
+        assert!(parse(INDEX_FORMAT_VERSION, "sboms.raw", &hash).is_ok());
+        assert!(parse(INDEX_FORMAT_VERSION_1, "advisories.raw", &hash).is_ok());
+        for (v, c) in [
+            (INDEX_FORMAT_VERSION, "sboms.raw"),
+            (INDEX_FORMAT_VERSION_1, "advisories.raw"),
+        ] {
+            let e = parse(v, c, bare).unwrap_err();
+            assert!(e.to_string().contains("has no hash"), "{v} {c}: {e}");
+        }
+    }
 }

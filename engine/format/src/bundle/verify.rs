@@ -6,7 +6,8 @@ use super::archive::{GateInput, Staged, EXPORT, EXPORT_SIG, MANIFEST, MANIFEST_S
 use super::dsse::ENVELOPE_PATH;
 use super::error::BundleError;
 use super::format::{
-    Artifact, DiffManifest, ExportDoc, Manifest, FORMAT_VERSION, FORMAT_VERSION_1, PROFILE_DELTA, PROFILE_FULL,
+    Artifact, DiffManifest, ExportDoc, Manifest, FORMAT_VERSION, FORMAT_VERSION_1, FORMAT_VERSION_2, PROFILE_DELTA,
+    PROFILE_FULL,
 };
 use super::layout::INDEX_FILES;
 use super::records::{for_each_record, read_index, IndexFile, Opener};
@@ -71,7 +72,7 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
     Ok(m)
 }
 
-/// Formats 1 and 2 are read; format 2 must carry its freshness fields.
+/// Formats 1, 2 and 3 are read; 2 and 3 must carry their freshness fields.
 fn check_format_version(m: &Manifest) -> Result<(), BundleError> {
     let malformed = |reason: String| BundleError::Malformed {
         path: MANIFEST.into(),
@@ -79,17 +80,18 @@ fn check_format_version(m: &Manifest) -> Result<(), BundleError> {
     };
     match m.format_version {
         FORMAT_VERSION_1 => Ok(()),
-        FORMAT_VERSION => {
+        FORMAT_VERSION_2 | FORMAT_VERSION => {
             let valid_expiry = m.expires_at.as_deref().and_then(parse_time).is_some();
             if m.channel.is_none() || m.sequence.is_none() || !valid_expiry {
                 return Err(malformed(format!(
-                    "formatVersion {FORMAT_VERSION} needs channel, sequence and an RFC 3339 expiresAt"
+                    "formatVersion {} needs channel, sequence and an RFC 3339 expiresAt",
+                    m.format_version
                 )));
             }
             Ok(())
         }
         v => Err(malformed(format!(
-            "unsupported formatVersion {v} (this stellamirror reads {FORMAT_VERSION_1} and {FORMAT_VERSION}); upgrade stellamirror"
+            "unsupported formatVersion {v} (this stellamirror reads {FORMAT_VERSION_1} to {FORMAT_VERSION}); upgrade stellamirror"
         ))),
     }
 }
@@ -116,7 +118,7 @@ pub fn verify_staged(staged: &Staged, trust: &[TrustedKey]) -> Result<Verified, 
     Ok(v)
 }
 
-pub const PROVENANCE: &str = "provenance.json";
+pub const PROVENANCE: &str = super::provenance::PATH;
 
 /// Format 2 (not strict-encrypted): the listed DSSE envelope carries exactly
 /// `provenance.json` and a trusted key signed it. `read` gives a listed file's bytes
@@ -126,7 +128,12 @@ pub fn verify_attestation(
     read: &dyn Fn(&str) -> Result<Vec<u8>, BundleError>,
     trust: &[TrustedKey],
 ) -> Result<(), BundleError> {
-    if m.format_version < FORMAT_VERSION || m.encryption.strict {
+    if m.encryption.strict {
+        return Ok(());
+    }
+    // Plaintext in every other mode: it must parse as an in-toto statement of ours.
+    super::provenance::Statement::parse(&read(PROVENANCE)?)?;
+    if m.format_version == FORMAT_VERSION_1 {
         return Ok(());
     }
     if !m.artifacts.iter().any(|a| a.path == ENVELOPE_PATH) {
@@ -298,9 +305,12 @@ fn check_data(
                         reason: format!("{} subject {s:?} is missing from the index", c.name()),
                     })?;
                 if entry.records.len() != leaves.len()
-                    || leaves
-                        .iter()
-                        .any(|l| entry.records.get(&l.id).is_none_or(|r| r.hash != l.object))
+                    || leaves.iter().any(|l| {
+                        entry
+                            .records
+                            .get(&l.id)
+                            .is_none_or(|r| r.hash.is_some_and(|h| h != l.object))
+                    })
                 {
                     return Err(BundleError::Malformed {
                         path: index_path.into(),
