@@ -37,7 +37,10 @@ fn age_identity(dir: &Path, name: &str) -> (PathBuf, String) {
 
 fn export(s: &Setup, run: &str, extra: &[&str]) -> PathBuf {
     let out = s.dir.path().join("out");
-    stellamirror_tests::export_full(&s.store, &out, &s.key, run, "2026-09-01T00:00:00Z", extra)
+    // Each export chooses its own encryption: it redefines the channel (issue 20).
+    let mut extra = extra.to_vec();
+    extra.push("--redefine");
+    stellamirror_tests::export_full(&s.store, &out, &s.key, run, "2026-09-01T00:00:00Z", &extra)
 }
 
 fn encrypted_paths(m: &Path) -> Vec<String> {
@@ -203,7 +206,7 @@ fn an_encrypted_delta_chain_imports_to_the_exporters_root() {
         "f",
         "d",
         "2026-09-02T00:00:00Z",
-        &["--encrypt", "age", "--recipient", &recipient],
+        &["--encrypt", "age", "--recipient", &recipient, "--redefine"],
     )
     .ok();
     let mirror = s.dir.path().join("mirror");

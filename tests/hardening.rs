@@ -240,7 +240,7 @@ fn finding_4_killed_exports_leave_no_debris_after_the_next_run() {
         &key,
         "timed",
         "2026-09-01T00:00:00Z",
-        &[],
+        &["--channel", "adhoc"],
     );
     let span_us = (started.elapsed().as_micros() as u64 * 6 / 5).max(20_000);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;

@@ -547,8 +547,8 @@ fn publish_writes_the_current_mirror_tree_and_reuses_unchanged_files() {
         serde_json::from_str(&std::fs::read_to_string(current.join("state.json")).unwrap()).unwrap();
     assert_eq!(state["stateRoot"].as_str().unwrap(), state_root(&mirror, "acme"));
     let files = files_below(&current);
-    assert!(files.iter().any(|f| f.starts_with("data/raw/advisories/")));
-    assert!(files.iter().any(|f| f == "indexes/advisories.index.json"));
+    assert!(files.iter().any(|f| f.starts_with("bundle/base/data/raw/advisories/")));
+    assert!(files.iter().any(|f| f == "bundle/base/indexes/advisories.index.json"));
     use std::os::unix::fs::MetadataExt;
     let linked = files
         .iter()

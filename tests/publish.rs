@@ -1,6 +1,7 @@
 //! `publish`: the scanner-facing layouts, checked with standard tools (`unzip -t`, Python
 //! `jsonschema` against the official schemas in tests/data/schemas, `openssl` for the
-//! state signature), and incremental publishing checked against a fresh full one.
+//! state signature), and incremental publishing checked against a fresh full one: the
+//! scanner layouts byte for byte, the bundle layout's chain by replaying it.
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,11 @@ fn sample_store(root: &Path) -> PathBuf {
 }
 
 fn publish(store: &Path, out: &Path) -> serde_json::Value {
-    sm([
+    publish_with(store, out, &[])
+}
+
+fn publish_with(store: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
         "publish",
         "--store",
         p(store),
@@ -32,9 +37,90 @@ fn publish(store: &Path, out: &Path) -> serde_json::Value {
         "--base-url",
         "https://mirror.example/acme",
         "--json",
-    ])
-    .ok()
-    .json()
+    ];
+    args.extend_from_slice(extra);
+    sm(args).ok().json()
+}
+
+/// Never fold the bundle layout's deltas into a new base (the samples are small, so any
+/// delta is a large fraction of them).
+const KEEP_DELTAS: [&str; 2] = ["--fold-percent", "100000"];
+
+fn zstd_lines(file: &Path) -> Vec<String> {
+    let r = tool("zstd", &["-dcq", p(file)], Path::new("."));
+    assert_eq!(r.code, 0, "zstd -d {}: {}", file.display(), r.stderr);
+    r.stdout.lines().map(String::from).collect()
+}
+
+/// A record's identity across layers: (collection, id); a changed record may move to
+/// another subject, and its line carries the subject.
+fn record_key(v: &serde_json::Value) -> String {
+    format!("{}\t{}", v["kind"].as_str().unwrap(), v["id"].as_str().unwrap())
+}
+
+/// Add one layer of the bundle layout (a full layout at `root`, or a delta's `changed/`) to
+/// `recs`, keyed by [`record_key`]: JSON Lines records from the data files, and
+/// the one-file-per-subject records through the index entries that name their files.
+fn add_layer(root: &Path, recs: &mut BTreeMap<String, String>) {
+    if !root.join("data").is_dir() {
+        return;
+    }
+    for f in files_below(&root.join("data"))
+        .iter()
+        .filter(|f| f.ends_with(".jsonl.zst"))
+    {
+        for line in zstd_lines(&root.join("data").join(f)) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            recs.insert(record_key(&v), line);
+        }
+    }
+    let indexes = match root.ends_with("changed") {
+        true => root.parent().unwrap().join("indexes"),
+        false => root.join("indexes"),
+    };
+    for ix in files_below(&indexes) {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(indexes.join(&ix)).unwrap()).unwrap();
+        for (c, col) in v["collections"].as_object().unwrap() {
+            for (subject, e) in col["subjects"].as_object().unwrap() {
+                let file = e["file"].as_str().unwrap();
+                if file.ends_with(".jsonl.zst") {
+                    continue;
+                }
+                let rel = file.strip_prefix("changed/").unwrap_or(file);
+                let body = std::fs::read_to_string(root.join(rel)).unwrap();
+                for id in e["records"].as_object().unwrap().keys() {
+                    recs.insert(format!("{c}\t{id}"), format!("{subject}\n{body}"));
+                }
+            }
+        }
+    }
+}
+
+/// The records a published bundle layout holds: its base, then each delta of
+/// `bundle/chain.json` applied in order (removed ids dropped, changed records replaced),
+/// as a reader replays it. Returns the records and the number of deltas.
+fn bundle_records(version: &Path) -> (BTreeMap<String, String>, usize) {
+    let chain: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(version.join("bundle/chain.json")).unwrap()).unwrap();
+    let mut recs = BTreeMap::new();
+    add_layer(&version.join(chain["base"]["path"].as_str().unwrap()), &mut recs);
+    let deltas = chain["deltas"].as_array().unwrap();
+    for d in deltas {
+        let dir = version.join(d["path"].as_str().unwrap());
+        for f in files_below(&dir.join("removed")) {
+            for line in std::fs::read_to_string(dir.join("removed").join(f)).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                let key = record_key(&v);
+                assert!(
+                    recs.remove(&key).is_some(),
+                    "{key} is removed by {} but was not there",
+                    d["path"]
+                );
+            }
+        }
+        add_layer(&dir.join("changed"), &mut recs);
+    }
+    (recs, deltas.len())
 }
 
 /// Validate a published tree with the official schemas; returns the validator's summary.
@@ -187,12 +273,14 @@ fn an_incremental_publish_links_what_did_not_change_and_equals_a_full_one() {
     let t = tempfile::tempdir().unwrap();
     let store = sample_store(t.path());
     let out = t.path().join("pub");
-    publish(&store, &out);
+    publish_with(&store, &out, &KEEP_DELTAS);
     let first = std::fs::canonicalize(out.join("acme/current")).unwrap();
     // The new Go generation changes Go advisories and Rancher VEX, not PyPI or CSAF.
     ingest_sample(&store, "new");
-    let r = publish(&store, &out);
+    let r = publish_with(&store, &out, &KEEP_DELTAS);
     assert_eq!(r["incremental"], true);
+    assert_eq!(r["bundle"]["baseWritten"], false, "{r}");
+    assert_eq!(r["bundle"]["deltas"], 1, "{r}");
     let second = std::fs::canonicalize(out.join("acme/current")).unwrap();
     assert_ne!(first, second);
     let ino = |p: PathBuf| std::fs::metadata(p).unwrap().ino();
@@ -205,15 +293,36 @@ fn an_incremental_publish_links_what_did_not_change_and_equals_a_full_one() {
     }
     assert_ne!(ino(first.join("osv/Go/all.zip")), ino(second.join("osv/Go/all.zip")));
     assert!(r["filesLinked"].as_u64().unwrap() > 0, "{r}");
-    // The same state published from scratch gives the same bytes, sidecar included.
+    // The same state published from scratch: the scanner layouts and the sidecar are the
+    // same bytes; the bundle layout (a base there, base + delta here) holds the same records.
     let full = t.path().join("full");
     let f = publish(&store, &full);
     assert_eq!(f["incremental"], false);
-    let (a, b) = (
-        files_below(&second),
-        files_below(&std::fs::canonicalize(full.join("acme/current")).unwrap()),
-    );
+    let full_cur = std::fs::canonicalize(full.join("acme/current")).unwrap();
+    let outside = |d: &Path| -> Vec<String> {
+        files_below(d)
+            .into_iter()
+            .filter(|f| !f.starts_with("bundle/"))
+            .collect()
+    };
+    let (a, b) = (outside(&second), outside(&full_cur));
     assert_eq!(a, b);
+    let ((replayed, deltas), (fresh, none)) = (bundle_records(&second), bundle_records(&full_cur));
+    assert_eq!((deltas, none), (1, 0));
+    let differ: Vec<&String> = replayed
+        .keys()
+        .chain(fresh.keys())
+        .filter(|k| replayed.get(*k) != fresh.get(*k))
+        .take(5)
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "base + delta do not replay to a fresh base's records: {differ:?}"
+    );
+    assert!(
+        fresh.keys().any(|k| k.starts_with("sboms.raw\t")),
+        "per-subject records are compared too"
+    );
     for rel in &a {
         assert!(
             std::fs::read(second.join(rel)).unwrap() == std::fs::read(full.join("acme/current").join(rel)).unwrap(),
@@ -248,4 +357,95 @@ fn the_shared_corpora_publish_and_validate_when_present() {
     assert_eq!(summary["counts"]["osv"].as_u64(), Some(want.len() as u64));
     // Raw upstream documents are published as received; report those the schema rejects.
     eprintln!("upstream OpenVEX deviations: {}", summary["upstreamInvalid"]);
+}
+
+/// One Go advisory the samples do not hold, in a file of its own.
+fn one_more_advisory(dir: &Path) -> PathBuf {
+    let first = std::fs::read_to_string(data("osv/go-old.jsonl")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    v["id"] = "GO-2099-0001".into();
+    v["aliases"] = serde_json::json!([]);
+    let f = dir.join("extra.jsonl");
+    std::fs::write(&f, serde_json::to_string(&v).unwrap() + "\n").unwrap();
+    f
+}
+
+#[test]
+fn a_delta_publish_writes_what_the_delta_touched_whatever_the_store_size() {
+    let t = tempfile::tempdir().unwrap();
+    let extra = one_more_advisory(t.path());
+    let mut reports = Vec::new();
+    for (name, bigger) in [("small", false), ("big", true)] {
+        let store = t.path().join(name).join("store");
+        ingest_sample(&store, "old");
+        if bigger {
+            ingest(&store, "acme", &["--source", "pypa"], &[&data("osv/pypa.jsonl")]).ok();
+            ingest(&store, "acme", &["--source", "csaf"], &[&data("csaf")]).ok();
+        }
+        let out = t.path().join(name).join("pub");
+        publish_with(&store, &out, &KEEP_DELTAS);
+        let before = std::fs::canonicalize(out.join("acme/current")).unwrap();
+        ingest(&store, "acme", &["--source", "extra"], &[&extra]).ok();
+        let r = publish_with(&store, &out, &KEEP_DELTAS);
+        let after = std::fs::canonicalize(out.join("acme/current")).unwrap();
+        eprintln!("{name}: {r}");
+        let b = &r["bundle"];
+        assert_eq!(b["baseWritten"], false, "{r}");
+        assert_eq!(b["deltaRecords"], r["changedRecords"], "{r}");
+        // Written: the delta's own files and the chain. Linked: every other file of the
+        // previous version's bundle layout (all but its chain.json).
+        let delta = files_below(&after.join("bundle/deltas/0001"));
+        assert_eq!(
+            b["filesWritten"].as_u64(),
+            Some(delta.len() as u64 + 1),
+            "{r}: {delta:?}"
+        );
+        let previous = files_below(&before.join("bundle")).len() as u64 - 1;
+        assert_eq!(b["filesLinked"].as_u64(), Some(previous), "{r}");
+        reports.push(r);
+    }
+    let (small, big) = (&reports[0], &reports[1]);
+    assert_eq!(small["changedRecords"], big["changedRecords"]);
+    // The same delta writes the same files into a store holding more records; only the
+    // number of links grows with the store.
+    for k in ["filesWritten", "deltaRecords"] {
+        assert_eq!(small["bundle"][k], big["bundle"][k], "bundle {k}: {small} / {big}");
+    }
+    assert_eq!(small["filesWritten"], big["filesWritten"], "{small} / {big}");
+    assert!(
+        big["filesLinked"].as_u64() > small["filesLinked"].as_u64(),
+        "{small} / {big}"
+    );
+}
+
+#[test]
+fn deltas_are_folded_into_a_new_base_that_reuses_the_old_one() {
+    let t = tempfile::tempdir().unwrap();
+    let store = sample_store(t.path());
+    let out = t.path().join("pub");
+    publish_with(&store, &out, &KEEP_DELTAS);
+    ingest_sample(&store, "new");
+    assert_eq!(publish_with(&store, &out, &KEEP_DELTAS)["bundle"]["deltas"], 1);
+    ingest(&store, "acme", &["--source", "extra"], &[&one_more_advisory(t.path())]).ok();
+    // A chain of one delta is at --max-deltas 1: this publish folds it.
+    let r = publish_with(&store, &out, &["--max-deltas", "1"]);
+    assert_eq!(r["bundle"]["baseWritten"], true, "{r}");
+    assert_eq!(r["bundle"]["deltas"], 0, "{r}");
+    assert!(
+        r["bundle"]["filesLinked"].as_u64().unwrap() > 0,
+        "units unchanged since the old base are linked from it: {r}"
+    );
+    let cur = std::fs::canonicalize(out.join("acme/current")).unwrap();
+    assert!(!cur.join("bundle/deltas").exists());
+    let full = t.path().join("full");
+    publish(&store, &full);
+    let fresh = std::fs::canonicalize(full.join("acme/current")).unwrap();
+    for rel in files_below(&fresh.join("bundle")) {
+        assert!(
+            std::fs::read(cur.join("bundle").join(&rel)).unwrap()
+                == std::fs::read(fresh.join("bundle").join(&rel)).unwrap(),
+            "{rel} of the folded base differs from a fresh one"
+        );
+    }
+    assert_eq!(files_below(&cur.join("bundle")), files_below(&fresh.join("bundle")));
 }

@@ -8,6 +8,7 @@ use stellamirror_engine::bundle::archive::Limits;
 use stellamirror_engine::bundle::error::BundleError;
 use stellamirror_engine::bundle::signing::{self, SignKey, TrustedKey};
 use stellamirror_engine::encryption::{BundleSealer, EncryptionMode, Identities, Recipients};
+use stellamirror_engine::export::channel::{self, Channel};
 use stellamirror_engine::export::{self, BaseSpec, EncryptSettings, ExportSettings};
 use stellamirror_engine::import::{self, rebuild, verify_store, ImportSettings};
 use stellamirror_engine::store::catalog::Selectors;
@@ -28,10 +29,10 @@ pub fn bundle_failure(e: BundleError) -> Failure {
 pub struct KeygenArgs {
     /// Output name: writes NAME.pem (private key, PKCS#8, 0600) and NAME.pub.pem (public key,
     /// SPKI); with --age, NAME (identity, 0600, age-keygen format) and NAME.pub (recipient).
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_OUT")]
     out: PathBuf,
     /// Generate an age X25519 identity instead of an Ed25519 signing key.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_AGE")]
     age: bool,
 }
 
@@ -66,61 +67,82 @@ pub enum EncryptArg {
 
 #[derive(Args)]
 pub struct CommonExport {
-    #[arg(long)]
-    store: PathBuf,
-    #[arg(long)]
-    tenant: String,
-    /// Folder the bundle is written to.
-    #[arg(long)]
-    out: PathBuf,
-    #[arg(long)]
-    run_id: Option<String>,
+    /// The store directory.
+    #[arg(long, env = "STELLAMIRROR_STORE")]
+    pub(crate) store: PathBuf,
+    /// The tenant: a namespace of records in the store.
+    #[arg(long, env = "STELLAMIRROR_TENANT")]
+    pub(crate) tenant: String,
+    /// Folder the bundle is written to (default: the channel's folder, that of its last export).
+    #[arg(long, env = "STELLAMIRROR_OUT")]
+    pub(crate) out: Option<PathBuf>,
+    /// The export line (channel) this export belongs to: its selectors, folder and
+    /// encryption are inherited from the channel's last export, and `--base latest` is
+    /// that export. `adhoc` is for one-off exports (never a channel's last export).
+    #[arg(long, default_value = "default", value_name = "NAME", env = "STELLAMIRROR_CHANNEL")]
+    pub(crate) channel: String,
+    /// A one-off export: recorded, but the channel's next export neither inherits from it
+    /// nor is based on it.
+    #[arg(long, env = "STELLAMIRROR_DETACHED")]
+    pub(crate) detached: bool,
+    /// Make this export's selectors, folder and encryption the channel's new definition
+    /// (otherwise an export that differs from its channel is refused: ERR_CHANNEL_MISMATCH).
+    #[arg(long, env = "STELLAMIRROR_REDEFINE")]
+    pub(crate) redefine: bool,
+    /// Write the bundle even when it holds no record (a tenant with nothing in it, or
+    /// selectors that match nothing, is otherwise refused: ERR_EXPORT_EMPTY).
+    #[arg(long, env = "STELLAMIRROR_ALLOW_EMPTY")]
+    pub(crate) allow_empty: bool,
+    /// Run id of the export (default: TENANT-TIME-full or -delta).
+    #[arg(long, env = "STELLAMIRROR_RUN_ID")]
+    pub(crate) run_id: Option<String>,
     /// RFC 3339 creation time (fixes the bundle bytes; default now).
-    #[arg(long)]
-    created_at: Option<String>,
+    #[arg(long, env = "STELLAMIRROR_CREATED_AT")]
+    pub(crate) created_at: Option<String>,
     /// Subject glob selecting products/packages/artifacts (repeatable).
-    #[arg(long = "product")]
-    products: Vec<String>,
+    #[arg(long = "product", env = "STELLAMIRROR_PRODUCT")]
+    pub(crate) products: Vec<String>,
     /// Records modified at or after this RFC 3339 time.
-    #[arg(long)]
-    from: Option<String>,
+    #[arg(long, env = "STELLAMIRROR_FROM")]
+    pub(crate) from: Option<String>,
     /// Records modified before this RFC 3339 time.
-    #[arg(long)]
-    to: Option<String>,
+    #[arg(long, env = "STELLAMIRROR_TO")]
+    pub(crate) to: Option<String>,
     /// Cron expression recorded in the manifest (schedule.cron).
-    #[arg(long)]
-    schedule: Option<String>,
+    #[arg(long, env = "STELLAMIRROR_SCHEDULE")]
+    pub(crate) schedule: Option<String>,
     /// Ed25519 PKCS#8 PEM key (default: the store's own key, created on first use).
-    #[arg(long)]
-    sign_key: Option<PathBuf>,
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
-    zstd_level: i32,
+    #[arg(long, env = "STELLAMIRROR_SIGN_KEY")]
+    pub(crate) sign_key: Option<PathBuf>,
+    /// zstd compression level of the bundle files (1-19).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19), env = "STELLAMIRROR_ZSTD_LEVEL")]
+    pub(crate) zstd_level: i32,
     /// Encrypt the bundle.
-    #[arg(long, value_enum)]
-    encrypt: Option<EncryptArg>,
+    #[arg(long, value_enum, env = "STELLAMIRROR_ENCRYPT")]
+    pub(crate) encrypt: Option<EncryptArg>,
     /// age recipient (age1…), repeatable.
-    #[arg(long = "recipient")]
-    recipients: Vec<String>,
+    #[arg(long = "recipient", env = "STELLAMIRROR_RECIPIENT")]
+    pub(crate) recipients: Vec<String>,
     /// File of age recipients, one per line.
-    #[arg(long)]
-    recipients_file: Option<PathBuf>,
+    #[arg(long, env = "STELLAMIRROR_RECIPIENTS_FILE")]
+    pub(crate) recipients_file: Option<PathBuf>,
     /// Encrypt everything except manifest.yaml, export.json and signatures/.
-    #[arg(long, requires = "encrypt")]
-    strict: bool,
+    #[arg(long, requires = "encrypt", env = "STELLAMIRROR_STRICT")]
+    pub(crate) strict: bool,
     /// Rotate keys: ship a statement, signed by --sign-key (the old key), that names
     /// this new public key; importers then trust it and refuse the old key for bundles
     /// created later. Export the next bundles with the new key.
-    #[arg(long, value_name = "NEW.pub.pem")]
-    rotate_to: Option<PathBuf>,
+    #[arg(long, value_name = "NEW.pub.pem", env = "STELLAMIRROR_ROTATE_TO")]
+    pub(crate) rotate_to: Option<PathBuf>,
     /// Lifetime after --created-at, signed as expiresAt: importers refuse the bundle
     /// afterwards (default 30d for full bundles, 7d for deltas). Units w, d, h, m, s.
-    #[arg(long, value_name = "DURATION", value_parser = crate::freshness::duration_arg)]
-    expires_in: Option<u64>,
+    #[arg(long, value_name = "DURATION", value_parser = crate::freshness::duration_arg, env = "STELLAMIRROR_EXPIRES_IN")]
+    pub(crate) expires_in: Option<u64>,
     /// Sequence number of at least N (signed in the manifest). For a producer store
     /// rebuilt from scratch: continue above the last sequence its mirrors applied, or
     /// they refuse its bundles as rollbacks.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    min_sequence: Option<u64>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), env = "STELLAMIRROR_MIN_SEQUENCE")]
+    pub(crate) min_sequence: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -133,7 +155,7 @@ pub enum ExportCmd {
         #[command(flatten)]
         common: CommonExport,
         /// Regenerate a past export from its retained snapshot.
-        #[arg(long)]
+        #[arg(long, env = "STELLAMIRROR_RERUN")]
         rerun: Option<String>,
     },
     /// Only what changed since a base export (mirror:delta).
@@ -145,10 +167,10 @@ stellamirror export delta --store S --tenant acme --out OUT --base latest --expi
         #[command(flatten)]
         common: CommonExport,
         /// Base export run id, or `latest`.
-        #[arg(long)]
+        #[arg(long, env = "STELLAMIRROR_BASE")]
         base: String,
         /// Carry the complete state and tell importers to drop theirs first.
-        #[arg(long)]
+        #[arg(long, env = "STELLAMIRROR_RESET_BASELINE")]
         reset_baseline: bool,
     },
 }
@@ -170,15 +192,88 @@ pub(crate) fn store_key(store: &Path) -> Result<PathBuf, Failure> {
     Ok(private)
 }
 
-fn settings(c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
+pub(crate) fn settings(mut c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
     let store = Store::open_existing(&c.store)?;
     let tenant = crate::known_tenant(&store, &c.tenant)?;
+    let channel =
+        Channel::new(&c.channel).map_err(|m| Failure::new("ERR_USAGE", m, "see `stellamirror export --help`"))?;
+    let detached = c.detached || channel.is_adhoc();
+    let def = match channel.is_adhoc() {
+        true => None,
+        false => channel::head(&store, &tenant, &channel)?.map(|h| channel::definition(&h)),
+    };
+    let out_dir = match (c.out.take(), def.as_ref().and_then(|d| d.out_dir.clone())) {
+        (Some(o), _) => o,
+        (None, Some(o)) => o,
+        (None, None) => {
+            return Err(Failure::new(
+                "ERR_USAGE",
+                format!("channel {channel} of tenant {tenant} has no output folder yet"),
+                "give --out DIR (the channel's next exports then default to it)",
+            ))
+        }
+    };
+    let redefine = c.redefine;
+    inherit_encryption(&mut c, def.as_ref().and_then(|d| d.encryption.as_ref()), redefine);
+    let encryption = encryption(&c)?;
     let key_path = match c.sign_key {
         Some(k) => k,
         None => store_key(&c.store)?,
     };
     let sign_key = SignKey::load(&key_path).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?;
-    let encryption = match c.encrypt {
+    let selectors_given = !c.products.is_empty() || c.from.is_some() || c.to.is_some();
+    Ok((
+        store,
+        ExportSettings {
+            tenant,
+            out_dir,
+            run_id: c.run_id,
+            created_at: c.created_at,
+            selectors: Selectors {
+                products: c.products,
+                from: c.from,
+                to: c.to,
+            },
+            selectors_given,
+            schedule: c.schedule,
+            zstd_level: c.zstd_level,
+            sign_key,
+            encryption,
+            expires_in: c.expires_in,
+            min_sequence: c.min_sequence,
+            rotate_to: c
+                .rotate_to
+                .as_deref()
+                .map(TrustedKey::load)
+                .transpose()
+                .map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?,
+            channel,
+            detached,
+            redefine: c.redefine,
+            allow_empty: c.allow_empty,
+        },
+    ))
+}
+
+/// Without --encrypt, an export on a channel encrypts as the channel's last export did
+/// (unless this export redefines the channel).
+fn inherit_encryption(c: &mut CommonExport, def: Option<&channel::EncryptionDef>, own: bool) {
+    let Some(d) = def.filter(|_| c.encrypt.is_none() && !own) else {
+        return;
+    };
+    c.encrypt = Some(if d.mode == "aes-gcm" {
+        EncryptArg::AesGcm
+    } else {
+        EncryptArg::Age
+    });
+    if c.recipients.is_empty() && c.recipients_file.is_none() {
+        c.recipients = d.recipients.clone();
+    }
+    c.strict = c.strict || d.strict;
+}
+
+fn encryption(c: &CommonExport) -> Result<Option<EncryptSettings>, Failure> {
+    Ok(match c.encrypt {
         None => {
             if !c.recipients.is_empty() || c.recipients_file.is_some() {
                 return Err(Failure::new(
@@ -206,38 +301,25 @@ fn settings(c: CommonExport) -> Result<(Store, ExportSettings), Failure> {
                 strict: c.strict,
             })
         }
-    };
-    let selectors_given = !c.products.is_empty() || c.from.is_some() || c.to.is_some();
-    Ok((
-        store,
-        ExportSettings {
-            tenant,
-            out_dir: c.out,
-            run_id: c.run_id,
-            created_at: c.created_at,
-            selectors: Selectors {
-                products: c.products,
-                from: c.from,
-                to: c.to,
-            },
-            selectors_given,
-            schedule: c.schedule,
-            zstd_level: c.zstd_level,
-            sign_key,
-            encryption,
-            expires_in: c.expires_in,
-            min_sequence: c.min_sequence,
-            rotate_to: c
-                .rotate_to
-                .as_deref()
-                .map(TrustedKey::load)
-                .transpose()
-                .map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))?,
-        },
-    ))
+    })
 }
 
 pub fn export(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
+    let c = match &cmd {
+        ExportCmd::Full { common, .. } | ExportCmd::Delta { common, .. } => common,
+    };
+    // A failed export leaves no output folder and no store key it created.
+    let keys = c.store.join("keys");
+    let mut created = vec![
+        keys.join("export-signing.pem"),
+        keys.join("export-signing.pub.pem"),
+        keys,
+    ];
+    created.extend(c.out.clone());
+    crate::fresh::FreshStore::before_all(&created).after(export_run(cmd, json))
+}
+
+fn export_run(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
     let ex = |e: export::ExportError| Failure::new(e.code(), e.to_string(), e.hint());
     let report = match cmd {
         ExportCmd::Full { common, rerun } => {
@@ -263,6 +345,15 @@ pub fn export(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
             export::export_delta(&store, &s, &base, reset_baseline, &audit).map_err(ex)?
         }
     };
+    print_export(&report, json);
+    Ok(match report.identical_to_original {
+        Some(false) => EXIT_VERIFY_FAILED,
+        _ => 0,
+    })
+}
+
+/// The report of one export, as `export` prints it.
+pub(crate) fn print_export(report: &export::ExportReport, json: bool) {
     if json {
         out!("{}", serde_json::to_string(&report).unwrap_or_default());
     } else {
@@ -282,10 +373,6 @@ pub fn export(cmd: ExportCmd, json: bool) -> Result<i32, Failure> {
             out!("  identical to the original: {same}");
         }
     }
-    Ok(match report.identical_to_original {
-        Some(false) => EXIT_VERIFY_FAILED,
-        _ => 0,
-    })
 }
 
 fn load_identities(paths: &[PathBuf]) -> Result<Identities, Failure> {
@@ -299,10 +386,10 @@ pub struct VerifyArgs {
     #[command(flatten)]
     trust: TrustArgs,
     /// age identity to check the data of encrypted bundles.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_IDENTITY")]
     identity: Vec<PathBuf>,
     /// Verify a store instead of bundles.
-    #[arg(long, conflicts_with = "bundles")]
+    #[arg(long, conflicts_with = "bundles", env = "STELLAMIRROR_STORE")]
     store: Option<PathBuf>,
 }
 
@@ -397,19 +484,24 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
 
 #[derive(Args)]
 pub struct ImportArgs {
+    /// The bundle archive (.tar.zst) or an extracted bundle folder.
     bundle: PathBuf,
-    #[arg(long)]
+    /// The store directory.
+    #[arg(long, env = "STELLAMIRROR_STORE")]
     pub store: PathBuf,
     #[command(flatten)]
     trust: TrustArgs,
     /// age identity file(s) for encrypted bundles.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_IDENTITY")]
     identity: Vec<PathBuf>,
     /// Refuse bundles of any other tenant.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_TENANT")]
     tenant: Option<String>,
+    /// Refuse bundles of any other channel (repeatable; default: every channel).
+    #[arg(long = "channel", value_name = "NAME", env = "STELLAMIRROR_CHANNEL")]
+    channels: Vec<String>,
     /// Rewrite the tenant's published mirror tree here after applying.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_PUBLISH")]
     publish: Option<PathBuf>,
     #[command(flatten)]
     freshness: FreshnessArgs,
@@ -428,12 +520,21 @@ fn import_settings(
         identities: load_identities(identity)?,
         limits: Limits::default(),
         expect_tenant: tenant.map(crate::tenant).transpose()?,
+        expect_channels: Vec::new(),
         freshness: freshness.policy()?,
     })
 }
 
 pub fn import_cmd(a: ImportArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
-    let s = import_settings(&a.trust, &a.identity, a.tenant.as_deref(), &a.freshness)?;
+    let mut s = import_settings(&a.trust, &a.identity, a.tenant.as_deref(), &a.freshness)?;
+    for c in &a.channels {
+        s.expect_channels.push(
+            Channel::new(c)
+                .map_err(|m| Failure::new("ERR_USAGE", m, "see `stellamirror import --help`"))?
+                .as_str()
+                .to_string(),
+        );
+    }
     let store = Store::open(&a.store)?;
     let audit = StoreAuditLog::new(&a.store);
     let bar = Bar::new(quiet || json);
@@ -466,16 +567,19 @@ pub fn import_cmd(a: ImportArgs, json: bool, quiet: bool) -> Result<i32, Failure
 
 #[derive(Args)]
 pub struct RebuildArgs {
-    #[arg(long)]
+    /// Folder of bundles to rebuild from.
+    #[arg(long, env = "STELLAMIRROR_BUNDLES")]
     bundles: PathBuf,
-    #[arg(long)]
+    /// The store directory.
+    #[arg(long, env = "STELLAMIRROR_STORE")]
     pub store: PathBuf,
     #[command(flatten)]
     trust: TrustArgs,
-    #[arg(long)]
+    /// age identity file(s) for encrypted bundles.
+    #[arg(long, env = "STELLAMIRROR_IDENTITY")]
     identity: Vec<PathBuf>,
     /// Publish the rebuilt tenants' mirror trees here afterwards (as `publish --out`).
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_PUBLISH")]
     publish: Option<PathBuf>,
     #[command(flatten)]
     freshness: FreshnessArgs,
@@ -508,7 +612,8 @@ pub fn rebuild_cmd(a: RebuildArgs, json: bool, quiet: bool) -> Result<i32, Failu
 
 #[derive(Args)]
 pub struct LogArgs {
-    #[arg(long)]
+    /// The store directory.
+    #[arg(long, env = "STELLAMIRROR_STORE")]
     store: PathBuf,
 }
 
@@ -527,13 +632,14 @@ pub fn log(a: LogArgs, json: bool) -> Result<i32, Failure> {
     } else {
         for e in &exports {
             out!(
-                "export {} {} {} {} {} ({} bytes)",
+                "export {} {} {} {} {} ({} bytes){}",
                 e.tenant,
                 e.seq,
                 e.run_id,
                 e.profile,
                 e.created_at,
-                e.bytes
+                e.bytes,
+                e.pruned.as_ref().map_or(String::new(), |at| format!(", pruned {at}"))
             );
         }
         for i in &imports {

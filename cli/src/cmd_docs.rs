@@ -17,7 +17,7 @@ pub struct CompletionsArgs {
 #[derive(Args)]
 pub struct ManArgs {
     /// Folder the pages are written to (`stellamirror.1`, `stellamirror-import.1`, …).
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_OUT")]
     out: PathBuf,
 }
 

@@ -43,5 +43,5 @@ pub fn age_keygen(out: &Path) -> Result<(PathBuf, String), Failure> {
 
 /// `import --publish DIR` / `rebuild --publish DIR`: publish with the default URL and key.
 pub fn publish(store: &Store, tenant: &Tenant, dir: &Path) -> Result<PathBuf, Failure> {
-    Ok(crate::cmd_publish::run(store, tenant, dir, None, None, true)?.version)
+    Ok(crate::cmd_publish::run(store, tenant, dir, None, None, Some(Default::default()))?.version)
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use stellamirror_engine::bundle::signing::SignKey;
 use stellamirror_engine::model::Tenant;
-use stellamirror_engine::publish::{self, PublishReport, PublishSettings};
+use stellamirror_engine::publish::{self, FoldPolicy, PublishReport, PublishSettings};
 use stellamirror_engine::store::Store;
 
 use crate::failure::Failure;
@@ -15,12 +15,14 @@ pub const BASE_URL_ENV: &str = "STELLAMIRROR_PUBLIC_URL";
 
 #[derive(Args)]
 pub struct PublishArgs {
-    #[arg(long)]
+    /// The store directory.
+    #[arg(long, env = "STELLAMIRROR_STORE")]
     store: PathBuf,
-    #[arg(long)]
+    /// The tenant: a namespace of records in the store.
+    #[arg(long, env = "STELLAMIRROR_TENANT")]
     tenant: String,
     /// Folder of published trees: writes OUT/<tenant>/versions/<root>/ and swaps OUT/<tenant>/current.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_OUT")]
     out: PathBuf,
     /// The https URL OUT/<tenant>/current/ is served under (written into the VEX repository
     /// manifest and the CSAF provider metadata). Default: https://localhost:8443/<tenant>,
@@ -28,12 +30,18 @@ pub struct PublishArgs {
     #[arg(long, env = BASE_URL_ENV)]
     base_url: Option<String>,
     /// Ed25519 PKCS#8 PEM key that signs state.json (default: the store's own key).
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_SIGN_KEY")]
     sign_key: Option<PathBuf>,
-    /// Leave out the bundle layout (data/, indexes/): only the scanner layouts and state.json.
-    /// Their publishing cost follows the churn; the bundle layout's follows the store's size.
-    #[arg(long)]
+    /// Leave out the bundle layout (bundle/): only the scanner layouts and state.json.
+    #[arg(long, env = "STELLAMIRROR_NO_BUNDLE_LAYOUT")]
     no_bundle_layout: bool,
+    /// Fold the bundle layout's deltas into a new base once there are this many (0: write a
+    /// new base now, e.g. from a nightly timer).
+    #[arg(long, env = "STELLAMIRROR_MAX_DELTAS", default_value_t = FoldPolicy::default().max_deltas, value_name = "N")]
+    max_deltas: usize,
+    /// Fold them once they hold more than this percentage of the base's records.
+    #[arg(long, env = "STELLAMIRROR_FOLD_PERCENT", default_value_t = FoldPolicy::default().fold_percent, value_name = "PERCENT")]
+    fold_percent: u64,
 }
 
 pub fn publish_cmd(a: PublishArgs, json: bool) -> Result<i32, Failure> {
@@ -45,20 +53,23 @@ pub fn publish_cmd(a: PublishArgs, json: bool) -> Result<i32, Failure> {
         &a.out,
         a.base_url,
         a.sign_key.as_deref(),
-        !a.no_bundle_layout,
+        (!a.no_bundle_layout).then_some(FoldPolicy {
+            max_deltas: a.max_deltas,
+            fold_percent: a.fold_percent,
+        }),
     )?;
     render(&r, json);
     Ok(0)
 }
 
-/// Publish with the given or default URL and key.
+/// Publish with the given or default URL and key; `bundle_layout` None leaves it out.
 pub fn run(
     store: &Store,
     tenant: &Tenant,
     out: &Path,
     base_url: Option<String>,
     sign_key: Option<&Path>,
-    bundle_layout: bool,
+    bundle_layout: Option<FoldPolicy>,
 ) -> Result<PublishReport, Failure> {
     let key_path = match sign_key {
         Some(k) => k.to_path_buf(),
@@ -75,7 +86,8 @@ pub fn run(
             .unwrap_or_else(|| format!("https://localhost:8443/{tenant}")),
         sign_key,
         public_pem: public.and_then(|p| std::fs::read(p).ok()),
-        bundle_layout,
+        bundle_layout: bundle_layout.is_some(),
+        fold: bundle_layout.unwrap_or_default(),
     };
     publish::publish(store, tenant, out, &settings).map_err(|e| Failure::new(e.code(), e.to_string(), e.hint()))
 }
@@ -103,4 +115,16 @@ pub fn render(r: &PublishReport, json: bool) {
         r.files_linked,
         if r.incremental { " (incremental)" } else { "" }
     );
+    if let Some(b) = &r.bundle {
+        let what = if b.base_written {
+            "new base".to_string()
+        } else {
+            format!("delta {} of {} records", b.deltas, b.delta_records)
+        };
+        out!(
+            "  bundle layout: {what}; {} files written, {} linked",
+            b.files_written,
+            b.files_linked
+        );
+    }
 }

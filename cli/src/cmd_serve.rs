@@ -10,23 +10,23 @@ use crate::failure::Failure;
 #[derive(Args)]
 pub struct ServeArgs {
     /// The folder given to `publish --out` / `import --publish`.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_PUBLISH")]
     publish: PathBuf,
     /// Address to listen on (port 0 picks a free one; the bound address is printed on stderr).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = "127.0.0.1:8080", env = "STELLAMIRROR_ADDR")]
     addr: SocketAddr,
     /// Serve only this tenant, at / (so /.well-known/… is at the domain root, as the VEX
     /// repository and CSAF specifications expect). Without it, each tenant is at /<tenant>/.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_TENANT")]
     tenant: Option<String>,
     /// PEM certificate chain: serve HTTPS (with --tls-key).
-    #[arg(long, requires = "tls_key")]
+    #[arg(long, requires = "tls_key", env = "STELLAMIRROR_TLS_CERT")]
     tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, requires = "tls_cert", env = "STELLAMIRROR_TLS_KEY")]
     tls_key: Option<PathBuf>,
     /// Requests handled at once; further requests wait.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536), env = "STELLAMIRROR_MAX_CONCURRENCY")]
     max_concurrency: u32,
 }
 

@@ -34,41 +34,43 @@ Re-ingesting a snapshot costs what changed: documents whose bytes are those thei
 record came from are skipped unparsed (\"N unchanged (skipped), M parsed\"). Every ingest
 is one atomic commit, whatever its size.")]
 pub struct IngestArgs {
-    #[arg(long)]
+    /// The store directory.
+    #[arg(long, env = "STELLAMIRROR_STORE")]
     pub store: PathBuf,
-    #[arg(long)]
+    /// The tenant: a namespace of records in the store.
+    #[arg(long, env = "STELLAMIRROR_TENANT")]
     tenant: String,
     /// Upstream source name recorded on each record (needed by --complete).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", env = "STELLAMIRROR_SOURCE")]
     source: String,
     /// The input is the source's complete current set: remove its records not in it.
-    #[arg(long, requires = "source")]
+    #[arg(long, requires = "source", env = "STELLAMIRROR_COMPLETE")]
     complete: bool,
     /// --complete: refuse (before changing anything) a run that would remove more than
     /// this percentage of the source's records, e.g. an empty or truncated feed.
-    #[arg(long, value_name = "PCT", default_value_t = 10.0, value_parser = parse_pct)]
+    #[arg(long, value_name = "PCT", default_value_t = 10.0, value_parser = parse_pct, env = "STELLAMIRROR_MAX_REMOVAL")]
     max_removal: f64,
     /// --complete: allow removing any share of the source's records.
-    #[arg(long, conflicts_with = "max_removal")]
+    #[arg(long, conflicts_with = "max_removal", env = "STELLAMIRROR_ALLOW_MASS_REMOVAL")]
     allow_mass_removal: bool,
     /// Skip bad documents, ingest the rest and list every bad one (exit code 4).
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_KEEP_GOING")]
     keep_going: bool,
     /// Parse and plan, but commit nothing.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_DRY_RUN")]
     dry_run: bool,
     /// What the input is (default: detect per document).
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value = "auto", env = "STELLAMIRROR_KIND")]
     kind: KindArg,
     /// SBOM subject (artifact) overriding metadata.component.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_SUBJECT")]
     subject: Option<String>,
     /// Most MiB of changed documents held in memory at once; a larger change is staged in
     /// chunks of this size and made live by one commit (atomic either way).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..), env = "STELLAMIRROR_BATCH_MIB")]
     batch_mib: u64,
     /// Most records (documents and the records derived from them) per chunk.
-    #[arg(long, default_value_t = 64_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 64_000, value_parser = clap::value_parser!(u64).range(1..), env = "STELLAMIRROR_BATCH_RECORDS")]
     batch_records: u64,
     /// Files (JSON, JSON Lines) and directories.
     #[arg(required = true)]
@@ -144,12 +146,14 @@ pub fn ingest(a: IngestArgs, json: bool, quiet: bool) -> Result<i32, Failure> {
 
 #[derive(Args)]
 pub struct RemoveArgs {
-    #[arg(long)]
+    /// The store directory.
+    #[arg(long, env = "STELLAMIRROR_STORE")]
     store: PathBuf,
-    #[arg(long)]
+    /// The tenant: a namespace of records in the store.
+    #[arg(long, env = "STELLAMIRROR_TENANT")]
     tenant: String,
     /// Only this kind (advisories, vex, sboms, policy, consensus); default: all.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_KIND")]
     kind: Option<String>,
     /// Record ids (OSV id, OpenVEX @id, SBOM subject, ...).
     #[arg(required = true)]
@@ -184,14 +188,15 @@ pub fn remove(a: RemoveArgs, json: bool) -> Result<i32, Failure> {
 
 #[derive(Args)]
 pub struct StatusArgs {
-    #[arg(long)]
+    /// The store directory.
+    #[arg(long, env = "STELLAMIRROR_STORE")]
     store: PathBuf,
     /// Only this tenant (default: every tenant in the store).
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_TENANT")]
     tenant: Option<String>,
     /// Monitoring: exit 5 (ERR_MIRROR_STALE) if a tenant's newest applied bundle is
     /// older than this, past its expiresAt, or missing. Units w, d, h, m, s.
-    #[arg(long, value_name = "DURATION", value_parser = crate::freshness::duration_arg)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::freshness::duration_arg, env = "STELLAMIRROR_MAX_AGE")]
     max_age: Option<u64>,
     #[command(flatten)]
     clock: crate::freshness::ClockArgs,

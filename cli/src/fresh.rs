@@ -6,18 +6,30 @@ use std::path::{Path, PathBuf};
 
 use crate::failure::Failure;
 
-pub struct FreshStore(Option<PathBuf>);
+pub struct FreshStore(Vec<PathBuf>);
 
 impl FreshStore {
     /// Notes whether `path` exists before the command runs.
     pub fn before(path: &Path) -> FreshStore {
-        FreshStore((!path.exists()).then(|| path.to_path_buf()))
+        Self::before_all(&[path.to_path_buf()])
     }
 
-    /// Passes the command's result through; on failure removes the store it created.
+    /// Notes which of `paths` (files or folders) do not exist before the command runs:
+    /// `export` uses it for its output folder and the store key it may create.
+    pub fn before_all(paths: &[PathBuf]) -> FreshStore {
+        FreshStore(paths.iter().filter(|p| !p.exists()).cloned().collect())
+    }
+
+    /// Passes the command's result through; on failure removes what it created.
     pub fn after<T>(self, result: Result<T, Failure>) -> Result<T, Failure> {
-        if let (Err(_), Some(created)) = (&result, &self.0) {
-            let _ = std::fs::remove_dir_all(created);
+        if result.is_err() {
+            for created in &self.0 {
+                if created.is_dir() {
+                    let _ = std::fs::remove_dir_all(created);
+                } else {
+                    let _ = std::fs::remove_file(created);
+                }
+            }
         }
         result
     }

@@ -33,10 +33,10 @@ impl ClockArgs {
 pub struct FreshnessArgs {
     /// Accept a bundle older than the newest one applied (restore an old state on
     /// purpose); recorded, shown by `status` and audited as mirror.rollback.accepted.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_ALLOW_ROLLBACK")]
     pub allow_rollback: bool,
     /// Accept a bundle past its expiresAt; audited as mirror.expired.accepted.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_ALLOW_EXPIRED")]
     pub allow_expired: bool,
     #[command(flatten)]
     pub clock: ClockArgs,

@@ -10,8 +10,11 @@ mod cmd_bundle;
 mod cmd_docs;
 mod cmd_keys;
 mod cmd_publish;
+mod cmd_retention;
+mod cmd_run;
 mod cmd_serve;
 mod cmd_store;
+mod config;
 mod failure;
 mod fresh;
 mod freshness;
@@ -37,11 +40,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 pub struct Cli {
     /// Print machine-readable JSON on stdout (errors too).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "STELLAMIRROR_JSON")]
     json: bool,
     /// No progress bars.
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, env = "STELLAMIRROR_QUIET")]
     quiet: bool,
+    /// Config file (stellamirror.toml): store, tenants, channels; its values are the
+    /// defaults of the matching flags (a flag or STELLAMIRROR_* variable wins).
+    #[arg(long, global = true, env = "STELLAMIRROR_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -94,7 +101,7 @@ Bundles older than the newest one applied (ERR_BUNDLE_ROLLBACK) and expired bund
     Rebuild(cmd_bundle::RebuildArgs),
     /// Write the scanner-facing mirror tree (OSV zips, VEX repository, CSAF provider, bundle layout).
     #[command(
-        after_help = "Example:\n  stellamirror publish --store MIRROR --tenant acme --out /srv/mirror --base-url https://mirror.example/acme\n  stellamirror serve --publish /srv/mirror --addr 127.0.0.1:8080"
+        after_help = "Example:\n  stellamirror publish --store MIRROR --tenant acme --out /srv/mirror --base-url https://mirror.example/acme\n  stellamirror serve --publish /srv/mirror --addr 127.0.0.1:8080\n  stellamirror publish --store MIRROR --tenant acme --out /srv/mirror --max-deltas 0   # fold the bundle layout's deltas now\n\nAfter a delta only what it touched is written; the rest is hard-linked to the previous version."
     )]
     Publish(cmd_publish::PublishArgs),
     /// Read-only HTTP(S) gateway over a published tree (ETag, Range, /healthz, /status).
@@ -102,6 +109,24 @@ Bundles older than the newest one applied (ERR_BUNDLE_ROLLBACK) and expired bund
         after_help = "Example:\n  stellamirror serve --publish /srv/mirror --addr 127.0.0.1:8080\n  curl http://127.0.0.1:8080/acme/osv/ecosystems.txt\n  stellamirror serve --publish /srv/mirror --tenant acme --addr 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem"
     )]
     Serve(cmd_serve::ServeArgs),
+    /// Remove a channel's old exports (bundle files and catalog entries), then the store's garbage.
+    #[command(
+        after_help = "Example:\n  stellamirror prune --store S --channel default --keep-full 2 --keep-within 7d --dry-run\n  stellamirror prune --store S --channel default --keep-full 1 --keep-within 24h\n\n\
+Never removes the channel's newest full export, its newest export, nor any export a kept\n\
+delta is based on (so `rebuild` from the folder still reaches the newest state)."
+    )]
+    Prune(cmd_retention::PruneArgs),
+    /// Delete objects and Merkle nodes no live state or kept export refers to.
+    #[command(after_help = "Example:\n  stellamirror gc --store S --dry-run\n  stellamirror gc --store S --json")]
+    Gc(cmd_retention::GcArgs),
+    /// Export what a channel of the config file is due for: a full bundle, a delta, or nothing.
+    #[command(
+        after_help = "Example:\n  stellamirror --config /etc/stellamirror/stellamirror.toml run hourly\n  STELLAMIRROR_CONFIG=stellamirror.toml stellamirror run hourly --always\n\n\
+A full export when none was made in the current slot of the channel's full_every, else a\n\
+delta when none was made in the current slot of delta_every and something changed; then\n\
+the channel's retention (prune and gc). Running it twice in one slot exports once."
+    )]
+    Run(cmd_run::RunArgs),
     /// Exports produced and imports applied.
     #[command(after_help = "Example:\n  stellamirror log --store S --json")]
     Log(cmd_bundle::LogArgs),
@@ -114,6 +139,10 @@ Bundles older than the newest one applied (ERR_BUNDLE_ROLLBACK) and expired bund
 }
 
 fn main() {
+    if let Err(f) = config::preload() {
+        f.report(std::env::args().any(|a| a == "--json"));
+        std::process::exit(f.exit);
+    }
     let cli = Cli::parse();
     let json = cli.json;
     let result: Result<i32, Failure> = match cli.command {
@@ -128,6 +157,9 @@ fn main() {
         Command::Publish(a) => cmd_publish::publish_cmd(a, json),
         Command::Serve(a) => cmd_serve::serve_cmd(a),
         Command::Log(a) => cmd_bundle::log(a, json),
+        Command::Run(a) => cmd_run::run_cmd(a, json),
+        Command::Prune(a) => cmd_retention::prune_cmd(a, json),
+        Command::Gc(a) => cmd_retention::gc_cmd(a, json),
         Command::Completions(a) => cmd_docs::completions(a),
         Command::Man(a) => cmd_docs::man(a),
     };

@@ -10,11 +10,11 @@ use crate::failure::Failure;
 #[derive(Args, Clone)]
 pub struct TrustArgs {
     /// Trusted producer public key(s) (SPKI PEM), repeatable.
-    #[arg(long)]
+    #[arg(long, env = "STELLAMIRROR_TRUST")]
     pub trust: Vec<PathBuf>,
     /// JSON trust file: keys with optional validity windows (notBefore/notAfter, judged
     /// on the bundle's createdAt) and revocations (docs/operations.md, "Keys").
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "STELLAMIRROR_TRUST_FILE")]
     pub trust_file: Option<PathBuf>,
 }
 

@@ -153,6 +153,8 @@ struct Dirs {
     store_import: PathBuf,
     store_rebuild: PathBuf,
     bundles: PathBuf,
+    /// The tree `publish` writes from the imported store.
+    published: PathBuf,
 }
 
 impl Dirs {
@@ -166,6 +168,7 @@ impl Dirs {
             store_import: run.join("store-import"),
             store_rebuild: run.join("store-rebuild"),
             bundles: run.join("bundles"),
+            published: run.join("published"),
             run,
         };
         for p in [&d.floor, &d.keys, &d.bundles] {
@@ -183,8 +186,9 @@ impl Dirs {
         }
     }
 
-    fn scratch(&self) -> [&PathBuf; 5] {
+    fn scratch(&self) -> [&PathBuf; 6] {
         [
+            &self.published,
             &self.store,
             &self.store_import,
             &self.store_rebuild,
@@ -316,6 +320,10 @@ fn product_jobs(r: &mut Runner, sm: &mut Stellamirror, d: &Data, dirs: &Dirs, ro
         imf.clone(),
         tree_bytes(&dirs.store_import).ok(),
     );
+    let pubf = steps.after(&imf, || {
+        sm.publish(r, "sm-publish-full", &dirs.store_import, &dirs.published)
+    });
+    push_publish(rows, Job::PublishFull, b0, pubf.clone(), &dirs.published);
     let imd = steps.after(&imf, || {
         steps.after(&delta, || {
             sm.import(r, "sm-import-delta", &delta_path, &dirs.store_import)
@@ -325,14 +333,44 @@ fn product_jobs(r: &mut Runner, sm: &mut Stellamirror, d: &Data, dirs: &Dirs, ro
         rows,
         Job::ImportDelta,
         changed_in,
-        imd,
+        imd.clone(),
         tree_bytes(&dirs.store_import).ok(),
     );
+    let pubd = steps.after(&imd, || {
+        steps.after(&pubf, || {
+            sm.publish(r, "sm-publish-delta", &dirs.store_import, &dirs.published)
+        })
+    });
+    push_publish(rows, Job::PublishDelta, changed_in, pubd, &dirs.published);
     roots.import = sm.state_root(r, "sm-status-import", &dirs.store_import).1;
     let rb = steps.after(&delta, || sm.rebuild(r, &dirs.bundles, &dirs.store_rebuild));
     push(rows, Job::Rebuild, b1, rb, tree_bytes(&dirs.store_rebuild).ok());
     roots.rebuild = sm.state_root(r, "sm-status-rebuild", &dirs.store_rebuild).1;
     roots
+}
+
+/// A publish row: out = the bytes of the version it wrote; the note = what its report says
+/// it wrote and linked.
+fn push_publish(rows: &mut Vec<Row>, job: Job, in_bytes: Option<u64>, m: Measured, published: &Path) {
+    let report: Option<serde_json::Value> = serde_json::from_str(m.stdout.trim()).ok();
+    let field = |k: &str| report.as_ref().and_then(|v| v[k].as_u64()).unwrap_or(0);
+    let note = report.as_ref().map(|_| {
+        format!(
+            "{} records changed; {} files written, {} linked",
+            field("changedRecords"),
+            field("filesWritten"),
+            field("filesLinked")
+        )
+    });
+    let version = report
+        .as_ref()
+        .and_then(|v| v["version"].as_str().map(PathBuf::from))
+        .filter(|v| v.starts_with(published));
+    let out = version.and_then(|v| tree_bytes(&v).ok());
+    push(rows, job, in_bytes, m, out);
+    if let (Some(row), Some(n)) = (rows.last_mut(), note) {
+        row.note = n;
+    }
 }
 
 fn note_left_out(rows: &mut [Row], left: &[String]) {

@@ -197,6 +197,14 @@ impl Stellamirror {
         self.cmd(r, label, &["import"], args)
     }
 
+    /// `publish --json` of `store` into `out` (the tree's files written and linked are in
+    /// the report it prints).
+    pub fn publish(&mut self, r: &mut Runner, label: &str, store: &Path, out: &Path) -> Measured {
+        let mut args = self.store_args(store);
+        args.extend(["--out".into(), s(out), "--sign-key".into(), s(&self.private_key())]);
+        self.cmd(r, label, &["--json", "publish"], args)
+    }
+
     pub fn rebuild(&mut self, r: &mut Runner, bundles: &Path, store: &Path) -> Measured {
         let args = vec![
             "--bundles".into(),

@@ -36,6 +36,10 @@ pub enum Job {
     VerifyDelta,
     ImportFull,
     ImportDelta,
+    /// `publish` of the imported store after the full import (first version of the tree).
+    PublishFull,
+    /// `publish` after the delta import (incremental from the first version).
+    PublishDelta,
     Rebuild,
     /// `zstd -d` of the full bundle to one stream.
     BundleDecompress,
@@ -69,6 +73,8 @@ impl Job {
             Job::VerifyDelta => "verify delta bundle",
             Job::ImportFull => "import full (empty store)",
             Job::ImportDelta => "import delta",
+            Job::PublishFull => "publish after the full import",
+            Job::PublishDelta => "publish after the delta import (incremental)",
             Job::Rebuild => "rebuild (full + delta, with its verification)",
             Job::BundleDecompress => "decompress the full bundle to one stream",
             Job::FloorBundle => "floor-bundle: compress the bundle's content",
@@ -93,6 +99,7 @@ impl Job {
             Job::HourlyCycle => "stellamirror ingest + export delta",
             Job::VerifyFull | Job::VerifyDelta => "stellamirror verify",
             Job::ImportFull | Job::ImportDelta => "stellamirror import",
+            Job::PublishFull | Job::PublishDelta => "stellamirror publish",
             Job::Rebuild => "stellamirror rebuild",
             Job::BundleDecompress => "zstd -d",
             Job::FloorBundle => "zstd -T0 -3",

@@ -96,6 +96,8 @@ fn row_note(row: &Row, get: &dyn Fn(Job) -> Option<Row>) -> Vec<String> {
         ],
         Job::VerifyDelta | Job::ImportDelta => vec![t(Job::ExportDelta, "export delta")],
         Job::ImportFull => vec![t(Job::ResticRestore, "restic restore"), t(Job::Extract, "extract")],
+        Job::PublishFull => vec![t(Job::ImportFull, "import full")],
+        Job::PublishDelta => vec![t(Job::ImportDelta, "import delta")],
         Job::Rebuild => vec![t(Job::ResticRestore, "restic restore")],
         _ => Vec::new(),
     };
@@ -192,6 +194,10 @@ fn targets(get: &dyn Fn(Job) -> Option<Row>, n: u64, scaling: &[ScalePoint]) -> 
         target(
             "#14 import delta ≤ 2× export delta",
             time_target(get, Job::ImportDelta, Job::ExportDelta, 2.0),
+        ),
+        target(
+            "#19 publish after the delta ≤ 2× import delta",
+            time_target(get, Job::PublishDelta, Job::ImportDelta, 2.0),
         ),
         target(
             "#14 rebuild ≤ 2.5× restic restore",

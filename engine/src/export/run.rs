@@ -7,7 +7,8 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use super::assemble::{assemble, is_encrypted_path, RunInfo, Sealing, Shipped};
-use super::diff::{diff_keeping_shards, SubjectRoots};
+use super::delta_sets::{delta_sets, fix_delta_index, removed_files, KINDS};
+use super::diff::SubjectRoots;
 use super::select::{normalize, Filter};
 use super::stamp::{new_stamp, recorded_stamp, stamp_options};
 use super::units::{
@@ -18,15 +19,13 @@ use super::{BaseSpec, ExportError, ExportReport, ExportSettings};
 use crate::audit::{AuditEvent, AuditSink};
 use crate::bundle::archive::SegmentReader;
 use crate::bundle::format::{
-    BaseRef, DiffManifest, EncryptionInfo, EncryptionModeName, RemovedLine, Stamp, PROFILE_DELTA, PROFILE_FULL,
+    BaseRef, DiffManifest, EncryptionInfo, EncryptionModeName, Stamp, PROFILE_DELTA, PROFILE_FULL,
 };
 use crate::ids::NodeHash;
 use crate::merkle::{empty_shard_root, kind_root, state_root, KindRef, StateNode};
-use crate::model::{format_time, parse_time, shard_of, Collection, Leaf, Tenant};
+use crate::model::{format_time, parse_time, Collection, Tenant};
 use crate::store::catalog::{export_key, ExportRecord, Selectors};
 use crate::store::{Store, CF_META};
-
-const KINDS: [&str; 5] = ["advisories", "vex", "sboms", "policy", "consensus"];
 
 /// Removes the staging directory however the export ends.
 struct StagingDir(PathBuf);
@@ -230,6 +229,19 @@ fn produce(
     } else {
         view_from_units(&s.tenant, &outputs)
     };
+    if full_materialise && !s.allow_empty && view.counts.values().sum::<u64>() == 0 {
+        return Err(ExportError::Empty {
+            tenant: s.tenant.to_string(),
+            what: if filter.selects_all() {
+                "at all".into()
+            } else {
+                format!(
+                    "matching the selectors {}",
+                    serde_json::to_string(&selectors).unwrap_or_default()
+                )
+            },
+        });
+    }
     if filter.selects_all() && view.root != state.root() {
         return Err(ExportError::RootMismatch {
             computed: view.root,
@@ -305,16 +317,8 @@ fn produce(
                 "manifest.diff.json".into(),
                 Shipped::Doc(serde_json::to_vec_pretty(&dm_json).expect("json")),
             );
-            for k in KINDS {
-                let mut body = Vec::new();
-                for l in removed_lines
-                    .iter()
-                    .filter(|l| Collection::from_name(&l.kind).is_some_and(|c| c.kind() == k))
-                {
-                    body.extend_from_slice(&serde_json::to_vec(l).expect("json"));
-                    body.push(b'\n');
-                }
-                files.insert(format!("removed/{k}.jsonl"), Shipped::Doc(body));
+            for (path, body) in removed_files(&removed_lines) {
+                files.insert(path, Shipped::Doc(body));
             }
             base_ref = Some(BaseRef {
                 export_id: base.run_id.clone(),
@@ -391,6 +395,7 @@ fn produce(
     };
     let mut options = json!({"zstdLevel": s.zstd_level, "schedule": s.schedule, "resetBaseline": reset, "encrypted": s.encryption.is_some(), "signingKeyId": s.sign_key.key_id(), "materials": sources});
     stamp_options(&stamp, &mut options);
+    super::channel::record_options(s, &mut options);
     if let Some(k) = &s.rotate_to {
         options["rotateTo"] = json!(k.to_pem());
     }
@@ -411,6 +416,7 @@ fn produce(
         bytes,
         options,
         seq: stamp.sequence.unwrap_or(0),
+        pruned: None,
     };
     Ok(Produced {
         report: ExportReport {
@@ -450,109 +456,6 @@ fn measure_unit(input: UnitInput) -> UnitOutput {
         index: Vec::new(),
         index_part: None,
     }
-}
-
-type DeltaSets = (
-    BTreeMap<Collection, u64>,
-    BTreeMap<Collection, u64>,
-    BTreeMap<Collection, u64>,
-    Vec<UnitInput>,
-    Vec<RemovedLine>,
-    SubjectRoots,
-);
-
-/// Classify the Merkle diff under the selectors and group upserts into units.
-fn delta_sets(store: &Store, base: &StateNode, target: &StateNode, filter: &Filter) -> Result<DeltaSets, ExportError> {
-    let mut added = BTreeMap::new();
-    let mut changed = BTreeMap::new();
-    let mut removed = BTreeMap::new();
-    let mut upserts: BTreeMap<(Collection, u8), BTreeMap<String, Vec<Leaf>>> = BTreeMap::new();
-    let mut removed_lines = Vec::new();
-    let sel = |x: &Option<(String, Leaf)>| x.clone().filter(|(s, l)| filter.subject(s) && filter.leaf(l));
-    let (changes, known) = diff_keeping_shards(store, base, target)?;
-    for ch in changes {
-        let (o, n) = (sel(&ch.old), sel(&ch.new));
-        match (&o, &n) {
-            (None, None) => continue,
-            (Some((os, _)), None) => {
-                *removed.entry(ch.collection).or_insert(0u64) += 1;
-                removed_lines.push(RemovedLine {
-                    kind: ch.collection.name().into(),
-                    subject: os.clone(),
-                    id: ch.id.clone(),
-                });
-                continue;
-            }
-            (None, Some(_)) => *added.entry(ch.collection).or_insert(0u64) += 1,
-            (Some((os, ol)), Some((ns, nl))) => {
-                if os == ns && ol.object == nl.object {
-                    continue;
-                }
-                *changed.entry(ch.collection).or_insert(0u64) += 1;
-            }
-        }
-        let (subject, leaf) = n.expect("upserts have a new side");
-        upserts
-            .entry((ch.collection, shard_of(&subject)))
-            .or_default()
-            .entry(subject)
-            .or_default()
-            .push(leaf);
-    }
-    removed_lines.sort();
-    let units = upserts
-        .into_iter()
-        .map(|((c, shard), subjects)| UnitInput {
-            collection: c,
-            shard,
-            subjects: subjects
-                .into_iter()
-                .map(|(s, mut l)| {
-                    l.sort_by(|a, b| a.id.cmp(&b.id));
-                    (s, l)
-                })
-                .collect(),
-        })
-        .collect();
-    Ok((added, changed, removed, units, removed_lines, known))
-}
-
-/// Delta indexes name each affected subject's root in the target (filtered) state,
-/// not the root of the changed records alone. The diff reported the target root of every
-/// subject whose records changed, so no shard node is read again here.
-fn fix_delta_index(
-    store: &Store,
-    filter: &Filter,
-    outputs: &mut [UnitOutput],
-    known: &SubjectRoots,
-) -> Result<(), ExportError> {
-    for o in outputs.iter_mut() {
-        for e in o.index.iter_mut() {
-            let stored = *known.get(&(o.collection, e.subject.clone())).ok_or_else(|| {
-                ExportError::Layout(format!(
-                    "{} subject {:?} has changed records the Merkle diff did not report",
-                    o.collection.name(),
-                    e.subject
-                ))
-            })?;
-            e.root = match stored {
-                None => None,
-                // Without a time window a subject is exported whole: its stored root is it.
-                Some(r) if !filter.has_time_window() => filter.subject(&e.subject).then_some(r),
-                Some(r) => {
-                    let leaves: Vec<Leaf> = store
-                        .subject_node(&r)?
-                        .leaves
-                        .into_iter()
-                        .filter(|l| filter.leaf(l))
-                        .collect();
-                    (!leaves.is_empty() && filter.subject(&e.subject))
-                        .then(|| crate::merkle::subject_root(&e.subject, &leaves))
-                }
-            };
-        }
-    }
-    Ok(())
 }
 
 /// The tenant's sources, for provenance materials. Skips from one source name to the
@@ -611,11 +514,18 @@ pub fn export_full(store: &Store, s: &ExportSettings, audit: &dyn AuditSink) -> 
     if store.export_record(&s.tenant, &run_id)?.is_some() {
         return Err(ExportError::RunExists(run_id));
     }
-    let selectors = normalize(s.selectors.clone()).map_err(ExportError::Usage)?;
+    let head = channel_head(store, s)?;
+    // Not given: the channel's selectors (a channel keeps its selectors).
+    let selectors = match (&head, s.selectors_given) {
+        (Some(h), false) => h.selectors.clone(),
+        _ => normalize(s.selectors.clone()).map_err(ExportError::Usage)?,
+    };
+    super::channel::check(s, head.as_ref(), &selectors)?;
     let state = store.state(&s.tenant)?;
     let stamp = new_stamp(
         store,
         &s.tenant,
+        &s.channel,
         PROFILE_FULL,
         &created_at,
         mtime as i64,
@@ -636,6 +546,14 @@ pub fn export_full(store: &Store, s: &ExportSettings, audit: &dyn AuditSink) -> 
     )?;
     register(store, p.record, &p.report.counts, audit)?;
     Ok(p.report)
+}
+
+/// The channel's last export, whose definition this export inherits and must keep.
+fn channel_head(store: &Store, s: &ExportSettings) -> Result<Option<ExportRecord>, ExportError> {
+    if s.channel.is_adhoc() {
+        return Ok(None);
+    }
+    Ok(super::channel::head(store, &s.tenant, &s.channel)?)
 }
 
 fn base_missing(base: &str, tenant: &Tenant, reason: impl Into<String>) -> ExportError {
@@ -671,15 +589,21 @@ pub fn export_delta(
     if store.export_record(&s.tenant, &run_id)?.is_some() {
         return Err(ExportError::RunExists(run_id));
     }
+    let head = channel_head(store, s)?;
     let base_rec = match base {
-        BaseSpec::Latest => store
-            .export_records(&s.tenant)?
-            .pop()
-            .ok_or_else(|| base_missing("latest", &s.tenant, "this tenant has no exports yet"))?,
+        BaseSpec::Latest => super::channel::head(store, &s.tenant, &s.channel)?
+            .ok_or_else(|| base_missing("latest", &s.tenant, format!("channel {} has no exports yet", s.channel)))?,
         BaseSpec::RunId(id) => store
             .export_record(&s.tenant, id)?
             .ok_or_else(|| base_missing(id, &s.tenant, "it is not in this store's export catalog"))?,
     };
+    if let Some(at) = &base_rec.pruned {
+        return Err(ExportError::Pruned {
+            run_id: base_rec.run_id.clone(),
+            tenant: s.tenant.to_string(),
+            at: at.clone(),
+        });
+    }
     let base_state = load_base_state(store, &base_rec)?;
     let selectors = if s.selectors_given {
         let given = normalize(s.selectors.clone()).map_err(ExportError::Usage)?;
@@ -693,6 +617,7 @@ pub fn export_delta(
     } else {
         base_rec.selectors.clone()
     };
+    super::channel::check(s, head.as_ref(), &selectors)?;
     let state = store.state(&s.tenant)?;
     let job = Job::Delta {
         base: &base_rec,
@@ -702,6 +627,7 @@ pub fn export_delta(
     let stamp = new_stamp(
         store,
         &s.tenant,
+        &s.channel,
         PROFILE_DELTA,
         &created_at,
         mtime as i64,
@@ -719,6 +645,13 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
     let rec = store
         .export_record(&s.tenant, run_id)?
         .ok_or_else(|| ExportError::UnknownRun(run_id.into()))?;
+    if let Some(at) = &rec.pruned {
+        return Err(ExportError::Pruned {
+            run_id: run_id.into(),
+            tenant: s.tenant.to_string(),
+            at: at.clone(),
+        });
+    }
     if rec.options["encrypted"] == json!(true) {
         return Err(ExportError::Usage(
             "encrypted bundles use fresh keys each run and cannot be regenerated byte for byte; export a new bundle"
@@ -751,6 +684,10 @@ pub fn rerun(store: &Store, s: &ExportSettings, run_id: &str) -> Result<ExportRe
         rotate_to: rec.options["rotateTo"]
             .as_str()
             .and_then(crate::bundle::signing::TrustedKey::from_pem),
+        channel: super::channel::Channel::new(super::channel::channel_of(&rec)).unwrap_or_default(),
+        detached: true,
+        redefine: false,
+        allow_empty: true,
     };
     let mtime = parse_time(&rec.created_at).unwrap_or(0).max(0) as u64;
     let base_rec;

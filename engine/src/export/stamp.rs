@@ -15,11 +15,13 @@ pub const DEFAULT_FULL_EXPIRY_SECS: u64 = 30 * 86_400;
 pub const DEFAULT_DELTA_EXPIRY_SECS: u64 = 7 * 86_400;
 
 /// The stamp of a new export. The sequence continues this store's per-tenant export
-/// sequence (the catalog's `seq`), or jumps to `min_sequence`; every export is on the
-/// `default` channel for now.
+/// sequence (the catalog's `seq`, shared by its channels, so it grows on each of them),
+/// or jumps to `min_sequence`.
+#[allow(clippy::too_many_arguments)]
 pub fn new_stamp(
     store: &Store,
     tenant: &Tenant,
+    channel: &super::channel::Channel,
     profile: &str,
     created_at: &str,
     created_secs: i64,
@@ -35,7 +37,7 @@ pub fn new_stamp(
     });
     Ok(Stamp {
         format_version: FORMAT_VERSION,
-        channel: DEFAULT_CHANNEL.into(),
+        channel: channel.as_str().into(),
         sequence: Some(sequence),
         created_at: created_at.into(),
         expires_at: Some(format_time(created_secs.saturating_add(lifetime as i64))),

@@ -20,7 +20,7 @@ use super::{ImportError, ImportReport};
 use crate::apply::{self, Mutation};
 use crate::audit::{AuditEvent, AuditSink, Progress};
 use crate::bundle::error::BundleError;
-use crate::bundle::format::{DiffManifest, Manifest, RemovedLine, PROFILE_DELTA};
+use crate::bundle::format::{DiffManifest, Manifest, RemovedLine, DEFAULT_CHANNEL, PROFILE_DELTA};
 use crate::bundle::layout::{index_of, layout, FileLayout};
 use crate::bundle::records::{
     classify, decompress, parse_lines, per_subject_leaf, DataFile, IndexCollection, IndexFile,
@@ -107,15 +107,23 @@ pub fn precheck(
     store: &Store,
     manifest: Manifest,
     manifest_digest: FileDigest,
-    expect_tenant: Option<&Tenant>,
+    s: &super::ImportSettings,
     policy: &super::freshness::Policy,
 ) -> Result<Ctx, ImportError> {
     let m = &manifest;
     let tenant = Tenant::new(&m.tenant).map_err(|reason| malformed("manifest.yaml", reason))?;
-    if let Some(t) = expect_tenant.filter(|t| **t != tenant) {
+    if let Some(t) = s.expect_tenant.as_ref().filter(|t| **t != tenant) {
         return Err(ImportError::TenantMismatch {
             bundle: tenant.to_string(),
             expected: t.to_string(),
+        });
+    }
+    let channel = m.stamp().channel;
+    if !s.expect_channels.is_empty() && !s.expect_channels.contains(&channel) {
+        return Err(ImportError::ChannelUnknown {
+            run_id: m.run_id.clone(),
+            channel,
+            expected: s.expect_channels.join(" or "),
         });
     }
     let history = store.import_history(&tenant)?;
@@ -142,7 +150,11 @@ pub fn precheck(
     }
     let reset = base.is_none_or(|b| b.reset_baseline);
     if let Some(b) = base.filter(|b| !b.reset_baseline && !already_applied) {
-        let last = history.last();
+        // Deltas follow the last export applied on their own (tenant, channel).
+        let last = history
+            .applied
+            .iter()
+            .rfind(|a| a.freshness.as_ref().map_or(DEFAULT_CHANNEL, |f| f.channel.as_str()) == channel);
         if last.is_none_or(|l| l.run_id != b.export_id || l.manifest_digest != b.manifest_digest) {
             return Err(ImportError::OutOfOrder {
                 run_id: m.run_id.clone(),

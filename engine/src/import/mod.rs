@@ -38,6 +38,8 @@ pub struct ImportSettings {
     pub limits: Limits,
     /// Refuse bundles of any other tenant.
     pub expect_tenant: Option<Tenant>,
+    /// Refuse bundles of any channel not listed (empty: every channel is accepted).
+    pub expect_channels: Vec<String>,
     /// Rollback and expiry checks (`freshness`).
     pub freshness: freshness::Policy,
     /// Validity windows and revocations of keys (`--trust-file`, `trust::keys`).
@@ -74,6 +76,13 @@ pub enum ImportError {
         expected: String,
         actual: String,
     },
+    /// The bundle's channel is not one `--channel` named.
+    #[error("bundle {run_id} is on channel {channel}, not {expected}")]
+    ChannelUnknown {
+        run_id: String,
+        channel: String,
+        expected: String,
+    },
     /// The bundle belongs to another tenant than `--tenant`.
     #[error("bundle is for tenant {bundle}, not {expected}")]
     TenantMismatch { bundle: String, expected: String },
@@ -100,6 +109,7 @@ impl ImportError {
             ImportError::OutOfOrder { .. } => "ERR_DELTA_OUT_OF_ORDER",
             ImportError::StateRootMismatch { .. } => "ERR_STATE_ROOT_MISMATCH",
             ImportError::TenantMismatch { .. } => "ERR_TENANT_MISMATCH",
+            ImportError::ChannelUnknown { .. } => "ERR_CHANNEL_UNKNOWN",
             ImportError::Conflict { .. } => "ERR_BUNDLE_CONFLICT",
             ImportError::Freshness(e) => e.code(),
             ImportError::Key(e) => e.code(),
@@ -111,6 +121,7 @@ impl ImportError {
         match self {
             ImportError::OutOfOrder { base, .. } => format!("import {base} first (or a newer full bundle); `stellamirror rebuild` orders a folder of bundles for you; nothing was applied"),
             ImportError::StateRootMismatch { .. } => "this mirror diverged from the producer (local changes or a different chain); import a full bundle or a --reset-baseline delta; nothing was applied".into(),
+            ImportError::ChannelUnknown { .. } => "import only the channels this mirror follows, or add the bundle's channel with another --channel; nothing was applied".into(),
             ImportError::TenantMismatch { .. } => "import into the bundle's tenant, or obtain the bundle for this tenant; nothing was applied".into(),
             ImportError::Conflict { .. } => "two different bundles share a run id; check which producer made this one; nothing was applied".into(),
             ImportError::Freshness(e) => e.hint(),
@@ -274,16 +285,7 @@ pub fn import_with(
     }
     let (staged, v, opener) = stage_and_verify(bundle, &staging.0, &gate.keys, &s.identities, &s.limits, false)?;
     let rotation = gate.check(&staged, &v.manifest)?;
-    let r = apply_verified(
-        store,
-        &staged,
-        &v,
-        &opener,
-        s.expect_tenant.as_ref(),
-        freshness,
-        audit,
-        progress,
-    )?;
+    let r = apply_verified(store, &staged, &v, &opener, s, freshness, audit, progress)?;
     if let Some(rot) = rotation {
         crate::trust::rotation::record(store, &rot, audit)?;
     }
@@ -298,12 +300,12 @@ pub fn apply_verified(
     staged: &Staged,
     v: &Verified,
     opener: &Option<BundleOpener>,
-    expect_tenant: Option<&Tenant>,
+    s: &ImportSettings,
     policy: &freshness::Policy,
     audit: &dyn AuditSink,
     progress: &dyn Progress,
 ) -> Result<ImportReport, ImportError> {
-    let ctx = load::precheck(store, v.manifest.clone(), v.manifest_digest, expect_tenant, policy)?;
+    let ctx = load::precheck(store, v.manifest.clone(), v.manifest_digest, s, policy)?;
     let work = StagingArea::new(store)?;
     let opts = bulk::BulkOptions::default();
     let mut loader = load::Loader::new(store, ctx, &opts, &work.0, progress)?;

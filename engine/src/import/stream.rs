@@ -102,7 +102,7 @@ impl ArchiveVisitor for Visitor<'_> {
             self.store,
             manifest,
             FileDigest::of(input.manifest),
-            self.s.expect_tenant.as_ref(),
+            self.s,
             self.checks.freshness,
         ) {
             Err(e) => {
@@ -341,6 +341,10 @@ mod tests {
             expires_in: None,
             min_sequence: None,
             rotate_to: None,
+            channel: Default::default(),
+            detached: false,
+            redefine: false,
+            allow_empty: false,
         };
         let exported = export_full(&producer, &settings, &StoreAuditLog::new(t.path())).unwrap();
         let mirror = Store::open(&t.path().join("mirror")).unwrap();
@@ -350,6 +354,7 @@ mod tests {
             identities: Identities::default(),
             limits: Limits::default(),
             expect_tenant: None,
+            expect_channels: Vec::new(),
             freshness: Policy::strict(clock),
             key_rules: Vec::new(),
         };

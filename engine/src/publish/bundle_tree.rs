@@ -1,4 +1,5 @@
-//! The bundle-layout part of the tree (`data/…`, `indexes/…`, as in a full bundle), built
+//! The base of the bundle-layout chain (`bundle/base/`: `data/…`, `indexes/…`, as in a full
+//! bundle; see `chain`), built
 //! unit by unit (collection × Merkle shard): a unit whose shard root equals the previous
 //! version's is hard-linked, files and index entries alike; only changed units are read
 //! from the store and written. Single-file collections (policy evaluations, consensus) are
@@ -23,7 +24,7 @@ type Unit = (Collection, u8, NodeHash);
 
 /// zstd level of the published tree's data files: it is rewritten after every delta and
 /// never signed, so the fastest level.
-const LEVEL: i32 = 1;
+pub(super) const LEVEL: i32 = 1;
 
 pub fn write(ctx: &Context<'_>) -> Result<FileCounts, PublishError> {
     let store = ctx.store;

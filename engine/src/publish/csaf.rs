@@ -163,6 +163,7 @@ impl<'a> CsafWriter<'a> {
                 }
             }
         }
+        let mut listings = Vec::new();
         let mut by_tlp: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
         for e in self.entries.values() {
             by_tlp.entry(e.tlp.as_str()).or_default().push(e);
@@ -175,25 +176,47 @@ impl<'a> CsafWriter<'a> {
                 .iter()
                 .map(|e| format!("\"{}\",\"{}\"\n", e.path, e.released))
                 .collect();
-            write_file(ctx.out, &format!("{ROOT}/{tlp}/index.txt"), index.as_bytes())?;
-            write_file(ctx.out, &format!("{ROOT}/{tlp}/changes.csv"), changes.as_bytes())?;
-            self.files.written += 2;
+            listings.push((format!("{ROOT}/{tlp}/index.txt"), index));
+            listings.push((format!("{ROOT}/{tlp}/changes.csv"), changes));
         }
-        let tlps: Vec<&str> = by_tlp.keys().copied().collect();
+        let tlps: Vec<String> = by_tlp.keys().map(|t| t.to_string()).collect();
+        for (rel, body) in listings {
+            self.write_or_link(&rel, body.as_bytes())?;
+        }
         write_file(
             ctx.out,
             &format!("{ROOT}/provider-metadata.json"),
             &provider_metadata(ctx, &tlps),
         )?;
+        self.files.written += 1;
         let listing = serde_json::to_vec(&self.entries).expect("entries serialize");
         debug_assert!(LISTING.starts_with(SIDECAR));
-        write_file(ctx.out, LISTING, &listing)?;
-        self.files.written += 2;
+        self.write_or_link(LISTING, &listing)?;
         Ok((self.entries.len(), self.files))
+    }
+
+    /// Listings are functions of the entries alone: when no document changed, the
+    /// previous version's are linked.
+    fn write_or_link(&mut self, rel: &str, bytes: &[u8]) -> Result<(), PublishError> {
+        match self
+            .ctx
+            .prev
+            .filter(|p| self.touched.is_empty() && p.dir.join(rel).is_file())
+        {
+            Some(prev) => {
+                link_prev(&prev.dir, self.ctx.out, rel)?;
+                self.files.linked += 1;
+            }
+            None => {
+                write_file(self.ctx.out, rel, bytes)?;
+                self.files.written += 1;
+            }
+        }
+        Ok(())
     }
 }
 
-fn provider_metadata(ctx: &Context<'_>, tlps: &[&str]) -> Vec<u8> {
+fn provider_metadata(ctx: &Context<'_>, tlps: &[String]) -> Vec<u8> {
     let base = ctx.base_url;
     let mut m = json!({
         "canonical_url": format!("{base}/{ROOT}/provider-metadata.json"),

@@ -20,6 +20,7 @@ use crate::store::{ObjectKey, Store};
 const CHUNK: usize = 4096;
 
 /// What every part of a build reads.
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub store: &'a Store,
     pub tenant: &'a Tenant,

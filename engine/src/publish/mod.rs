@@ -6,15 +6,18 @@
 //!   zips under `osv-scanner/` and `osv-scalibr/` (osv-scanner's offline cache layouts);
 //! * `.well-known/vex-repository.json` + `vex/vex-repository.zip` (VEX repository spec v0.1);
 //! * `.well-known/csaf/` (CSAF 2.0 provider: `provider-metadata.json`, `<tlp>/<year>/…`);
-//! * `data/…` and `indexes/…` exactly as in a full bundle;
+//! * `bundle/`: the bundle layout as a chain, a full bundle's layout (`bundle/base/`) and the
+//!   delta layouts of the publishes since (`bundle/deltas/NNNN/`), listed in `bundle/chain.json`;
 //! * `state.json`, its detached Ed25519 signature `state.json.sig` and `state.pub.pem`.
 //!
 //! A new version is built in a hidden folder beside the others and renamed into place, then
 //! `current` is swapped with one atomic rename: readers never see a half-written tree. The
 //! build is incremental: the Merkle diff between the previous version's state root and the
-//! current one names the records that changed, and only the files they touch are written;
-//! every other file is a hard link to the previous version's (cost follows the churn).
+//! current one names the records that changed, and only the files they touch are written
+//! (the scanner layouts' affected zips and documents, one more bundle-layout delta); every
+//! other file is a hard link to the previous version's (cost follows the churn).
 mod bundle_tree;
+mod chain;
 mod csaf;
 mod docs;
 mod error;
@@ -26,11 +29,12 @@ mod zipfile;
 
 use std::path::{Path, PathBuf};
 
+pub use chain::{BundleReport, Chain, FoldPolicy, BASE_DIR, CHAIN_FILE};
 pub use error::PublishError;
 pub use state::{PublishedState, STATE_FILE, STATE_PUBLIC_KEY, STATE_SIGNATURE};
 
 use crate::bundle::signing::SignKey;
-use crate::export::diff::diff;
+use crate::export::diff::diff_keeping_shards;
 use crate::merkle::StateNode;
 use crate::model::Tenant;
 use crate::store::{NodeTag, Store};
@@ -46,10 +50,10 @@ pub struct PublishSettings {
     pub sign_key: SignKey,
     /// The signing key's public half (SPKI PEM), copied to `state.pub.pem` when given.
     pub public_pem: Option<Vec<u8>>,
-    /// Write the bundle layout (`data/`, `indexes/`) too. Its cost follows the store's size,
-    /// not the churn: a 1% delta touches nearly every Merkle shard, and the index files are
-    /// whole-store files (docs/operations.md, "Published tree").
+    /// Write the bundle layout (`bundle/`) too.
     pub bundle_layout: bool,
+    /// When the bundle layout's deltas are folded into a new base.
+    pub fold: FoldPolicy,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -69,6 +73,10 @@ pub struct PublishReport {
     pub osv_ecosystems: usize,
     pub vex_packages: usize,
     pub csaf_documents: usize,
+    /// What the bundle layout took of `files_written` / `files_linked` (absent with
+    /// `--no-bundle-layout` or when nothing was written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleReport>,
 }
 
 /// Counts of files written and hard-linked by the parts of a build.
@@ -137,6 +145,7 @@ pub fn publish(store: &Store, tenant: &Tenant, dir: &Path, s: &PublishSettings) 
         osv_ecosystems: 0,
         vex_packages: 0,
         csaf_documents: 0,
+        bundle: None,
     };
     if previous_dir.as_deref() == Some(target.as_path()) && target.join(STATE_FILE).exists() {
         return Ok(report);
@@ -146,7 +155,7 @@ pub fn publish(store: &Store, tenant: &Tenant, dir: &Path, s: &PublishSettings) 
     let _ = std::fs::remove_dir_all(&building.0);
     std::fs::create_dir_all(&building.0).map_err(|e| PublishError::io(&building.0, e))?;
     let empty = StateNode::empty(tenant.as_str());
-    let changes = diff(store, prev.as_ref().map_or(&empty, |p| &p.state), &state)?;
+    let (changes, known) = diff_keeping_shards(store, prev.as_ref().map_or(&empty, |p| &p.state), &state)?;
     let history = store.import_history(tenant)?;
     let updated_at = history
         .last()
@@ -160,11 +169,15 @@ pub fn publish(store: &Store, tenant: &Tenant, dir: &Path, s: &PublishSettings) 
         base_url: &base_url,
         updated_at: &updated_at,
     };
-    let mut files = if s.bundle_layout {
-        bundle_tree::write(&ctx)?
-    } else {
-        FileCounts::default()
-    };
+    let mut files = FileCounts::default();
+    if s.bundle_layout {
+        let b = chain::write(&ctx, &changes, &known, s.fold)?;
+        files.add(FileCounts {
+            written: b.files_written,
+            linked: b.files_linked,
+        });
+        report.bundle = Some(b);
+    }
     let (osv, vex, csaf, counts) = docs::write_documents(&ctx, &changes)?;
     files.add(counts);
     let published = PublishedState::new(&state, &history, &updated_at, s.sign_key.key_id(), osv, vex, csaf);
@@ -187,16 +200,21 @@ fn previous(store: &Store, dir: &Path) -> Option<Previous> {
     if !dir.join(SIDECAR).is_dir() {
         return None;
     }
-    let root = crate::ids::NodeHash::parse_prefixed(&published.state_root)?;
-    let state = match store.node_opt(NodeTag::State, &root).ok()?? {
-        crate::merkle::Node::State(s) => s,
-        _ => return None,
-    };
+    let state = held_state(store, &published.state_root)?;
     Some(Previous {
         dir: dir.to_path_buf(),
         state,
         published,
     })
+}
+
+/// The state node of a `blake3:` state root, when the store still holds it.
+pub(crate) fn held_state(store: &Store, root: &str) -> Option<StateNode> {
+    let root = crate::ids::NodeHash::parse_prefixed(root)?;
+    match store.node_opt(NodeTag::State, &root).ok()?? {
+        crate::merkle::Node::State(s) => Some(s),
+        _ => None,
+    }
 }
 
 /// Move the built version into place, point `current` at it with one rename, and drop the

@@ -29,6 +29,11 @@ pub struct ExportRecord {
     pub options: serde_json::Value,
     /// Position in this tenant's export sequence (1-based).
     pub seq: u64,
+    /// When `prune` removed this export (RFC 3339): its bundle file is deleted and its
+    /// snapshot no longer kept; the entry stays so that the sequence continues and a
+    /// `--rerun` of it is refused as pruned rather than unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<String>,
 }
 
 /// An export applied by `import` on this store.

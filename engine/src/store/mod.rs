@@ -22,6 +22,7 @@
 pub mod bulk;
 pub mod catalog;
 pub mod error;
+pub mod gc;
 pub mod staging;
 pub mod tree;
 
@@ -49,6 +50,9 @@ pub const STORE_FORMAT: u32 = 3;
 /// column family (created at open) and input digests in `sources` values (empty = unknown).
 const UPGRADABLE_FORMAT: u32 = 2;
 const STORE_FORMAT_KEY: &[u8] = b"store-format";
+/// RocksDB info logs kept (`LOG` and `LOG.old.*`) and the size at which one is rolled.
+pub const KEEP_LOG_FILES: usize = 4;
+const MAX_LOG_FILE_BYTES: usize = 4 << 20;
 
 /// Where an object is stored: `[collection code, shard of the subject, blake3 of the bytes]`.
 /// The object's identity stays its [`ObjectId`]; the prefix only places it next to the
@@ -252,6 +256,10 @@ impl Store {
         // Bound the memtables of all column families together (RocksDB's default is
         // 64 MiB × 2 per family), so peak memory stays well under 1 GiB at 1M records.
         opts.set_db_write_buffer_size(128 << 20);
+        // RocksDB's info log: it starts a new LOG (keeping the old one as LOG.old.*) at
+        // every open, so an hourly command would add 8,760 files a year. Keep a few.
+        opts.set_keep_log_file_num(KEEP_LOG_FILES);
+        opts.set_max_log_file_size(MAX_LOG_FILE_BYTES);
         let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n)));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::Open {
             path: path.to_path_buf(),
@@ -565,6 +573,11 @@ impl Store {
             None => Ok(None),
             Some(r) => Ok(Some(r?.0)),
         }
+    }
+
+    /// Compact a whole column family, so that deleted entries give their space back.
+    pub fn compact_cf(&self, cf: &str) {
+        self.db.compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
     }
 
     /// Every key of a column family (for store verification).
