@@ -67,8 +67,7 @@ pub fn head(store: &Store, tenant: &Tenant, channel: &Channel) -> Result<Option<
         .export_records(tenant)?
         .into_iter()
         .filter(|r| channel_of(r) == channel.as_str() && r.pruned.is_none())
-        .filter(|r| channel.is_adhoc() || !is_detached(r))
-        .next_back())
+        .rfind(|r| channel.is_adhoc() || !is_detached(r)))
 }
 
 /// The encryption recorded with an export.
