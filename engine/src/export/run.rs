@@ -19,7 +19,8 @@ use super::{BaseSpec, ExportError, ExportReport, ExportSettings};
 use crate::audit::{AuditEvent, AuditSink};
 use crate::bundle::archive::SegmentReader;
 use crate::bundle::format::{
-    BaseRef, DiffManifest, EncryptionInfo, EncryptionModeName, Stamp, PROFILE_DELTA, PROFILE_FULL,
+    BaseRef, ByCollection, ChangeCounts, DiffManifest, EncryptionInfo, EncryptionModeName, Stamp, PROFILE_DELTA,
+    PROFILE_FULL,
 };
 use crate::ids::NodeHash;
 use crate::merkle::{empty_shard_root, kind_root, state_root, KindRef, StateNode};
@@ -278,37 +279,10 @@ pub(super) fn produce(
                     .collect::<Result<_, _>>()?;
                 fix_delta_index(store, &filter, &mut outputs, &known)?;
             }
-            let by_kind = |m: &BTreeMap<Collection, u64>| -> BTreeMap<String, u64> {
-                let mut out: BTreeMap<String, u64> = KINDS.iter().map(|k| (k.to_string(), 0)).collect();
-                for (c, n) in m {
-                    if c.is_primary() {
-                        *out.entry(c.kind().to_string()).or_default() += n;
-                    }
-                }
-                out
-            };
-            let mut by_collection = serde_json::Map::new();
-            for c in Collection::ALL {
-                by_collection.insert(
-                    c.name().into(),
-                    json!({"added": added.get(&c).copied().unwrap_or(0), "changed": changed.get(&c).copied().unwrap_or(0), "removed": removed.get(&c).copied().unwrap_or(0)}),
-                );
-            }
-            let dm = DiffManifest {
-                base_export_id: base.run_id.clone(),
-                base_manifest_digest: base.manifest_digest,
-                reset_baseline: *reset,
-                added: by_kind(&added),
-                changed: by_kind(&changed),
-                removed: by_kind(&removed),
-                base_state_root: base.state_root.to_prefixed(),
-                target_state_root: view.root.to_prefixed(),
-            };
-            let mut dm_json = serde_json::to_value(&dm).expect("json");
-            dm_json["byCollection"] = serde_json::Value::Object(by_collection);
+            let dm = diff_document(base, *reset, &view.root, [&added, &changed, &removed]);
             files.insert(
                 "manifest.diff.json".into(),
-                Shipped::Doc(serde_json::to_vec_pretty(&dm_json).expect("json")),
+                Shipped::Doc(serde_json::to_vec_pretty(&dm).expect("json")),
             );
             for (path, body) in removed_files(&removed_lines) {
                 files.insert(path, Shipped::Doc(body));
@@ -426,6 +400,44 @@ pub(super) fn produce(
         },
         record,
     })
+}
+
+/// `manifest.diff.json` of a delta on `base` reaching `target`: per DESIGN kind (primary
+/// collections) and per collection, the `[added, changed, removed]` counts.
+fn diff_document(
+    base: &ExportRecord,
+    reset: bool,
+    target: &NodeHash,
+    [added, changed, removed]: [&BTreeMap<Collection, u64>; 3],
+) -> DiffManifest {
+    let by_kind = |m: &BTreeMap<Collection, u64>| -> BTreeMap<String, u64> {
+        let mut out: BTreeMap<String, u64> = KINDS.iter().map(|k| (k.to_string(), 0)).collect();
+        for (c, n) in m {
+            if c.is_primary() {
+                *out.entry(c.kind().to_string()).or_default() += n;
+            }
+        }
+        out
+    };
+    let mut by_collection = ByCollection::default();
+    for c in Collection::ALL {
+        *by_collection.get_mut(c) = ChangeCounts {
+            added: added.get(&c).copied().unwrap_or(0),
+            changed: changed.get(&c).copied().unwrap_or(0),
+            removed: removed.get(&c).copied().unwrap_or(0),
+        };
+    }
+    DiffManifest {
+        base_export_id: base.run_id.clone(),
+        base_manifest_digest: base.manifest_digest,
+        reset_baseline: reset,
+        added: by_kind(added),
+        changed: by_kind(changed),
+        removed: by_kind(removed),
+        base_state_root: base.state_root.to_prefixed(),
+        target_state_root: target.to_prefixed(),
+        by_collection: Some(Box::new(by_collection)),
+    }
 }
 
 /// A unit that is only measured (roots and counts), not written.

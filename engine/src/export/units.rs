@@ -234,29 +234,7 @@ pub fn run_unit(ctx: &UnitContext<'_>, input: UnitInput) -> Result<UnitOutput, E
         let docs: Vec<rocksdb::DBPinnableSlice<'_>> = fetched.by_ref().take(leaves.len()).collect();
         let file = file_for(subject);
         let hashes = ctx.index_version == INDEX_FORMAT_VERSION_1 || matches!(layout(c), FileLayout::PerSubject(..));
-        let mut recs: Vec<u8> = Vec::with_capacity(leaves.len() * if hashes { 110 } else { 40 });
-        recs.push(b'{');
-        // Object bytes are not re-hashed here: RocksDB checks every block's checksum on
-        // read, objects were hashed when written, `verify`/`import` re-hash every record
-        // on the far side and `verify --store` re-hashes the store (docs/architecture.md,
-        // "Integrity"). Re-hashing cost 15% of a 1M-record export.
-        for (i, leaf) in leaves.iter().enumerate() {
-            if i > 0 {
-                recs.push(b',');
-            }
-            push_json_str(&mut recs, &leaf.id);
-            if hashes {
-                recs.extend_from_slice(b":{\"hash\":");
-                push_hash(&mut recs, &leaf.object);
-                recs.extend_from_slice(b",\"modified\":");
-            } else {
-                recs.extend_from_slice(b":{\"modified\":");
-            }
-            push_modified(&mut recs, leaf.modified);
-            recs.push(b'}');
-        }
-        recs.push(b'}');
-        let recs = String::from_utf8(recs).expect("JSON text is UTF-8");
+        let recs = index_records(leaves, hashes);
         match layout(c) {
             FileLayout::PerSubject(..) => {
                 if docs.len() != 1 {
@@ -300,6 +278,34 @@ pub fn run_unit(ctx: &UnitContext<'_>, input: UnitInput) -> Result<UnitOutput, E
         _ => {}
     }
     Ok(out)
+}
+
+/// A subject's `records` object of an index entry: `{id: {"hash", "modified"}}`, or
+/// `{id: {"modified"}}` without `hashes`.
+fn index_records(leaves: &[Leaf], hashes: bool) -> String {
+    let mut recs: Vec<u8> = Vec::with_capacity(leaves.len() * if hashes { 110 } else { 40 });
+    recs.push(b'{');
+    // Object bytes are not re-hashed here: RocksDB checks every block's checksum on
+    // read, objects were hashed when written, `verify`/`import` re-hash every record
+    // on the far side and `verify --store` re-hashes the store (docs/architecture.md,
+    // "Integrity"); re-hashing here was a visible share of a full export.
+    for (i, leaf) in leaves.iter().enumerate() {
+        if i > 0 {
+            recs.push(b',');
+        }
+        push_json_str(&mut recs, &leaf.id);
+        if hashes {
+            recs.extend_from_slice(b":{\"hash\":");
+            push_hash(&mut recs, &leaf.object);
+            recs.extend_from_slice(b",\"modified\":");
+        } else {
+            recs.extend_from_slice(b":{\"modified\":");
+        }
+        push_modified(&mut recs, leaf.modified);
+        recs.push(b'}');
+    }
+    recs.push(b'}');
+    String::from_utf8(recs).expect("JSON text is UTF-8")
 }
 
 /// Shard root of a unit's exported subjects.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encryption::{EncryptionMode, WrappedKey};
 use crate::ids::FileDigest;
+use crate::model::Collection;
 use crate::selectors::Selectors;
 
 /// Written by this version. 3 dropped the per-record hashes of sharded and single-file
@@ -235,6 +236,56 @@ pub struct DiffManifest {
     pub removed: BTreeMap<String, u64>,
     pub base_state_root: String,
     pub target_state_root: String,
+    /// The three counts for every collection (written by every format; optional on read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_collection: Option<Box<ByCollection>>,
+}
+
+/// Added, changed and removed records of one collection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeCounts {
+    pub added: u64,
+    pub changed: u64,
+    pub removed: u64,
+}
+
+/// `byCollection` of `manifest.diff.json`: one entry per collection, in the fixed order of
+/// `Collection::ALL` (the order the file lists them in).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByCollection {
+    #[serde(rename = "advisories.raw")]
+    pub advisories_raw: ChangeCounts,
+    #[serde(rename = "advisories.normalized")]
+    pub advisories_normalized: ChangeCounts,
+    #[serde(rename = "vex.raw")]
+    pub vex_raw: ChangeCounts,
+    #[serde(rename = "vex.normalized")]
+    pub vex_normalized: ChangeCounts,
+    #[serde(rename = "sboms.raw")]
+    pub sboms_raw: ChangeCounts,
+    #[serde(rename = "sboms.normalized")]
+    pub sboms_normalized: ChangeCounts,
+    #[serde(rename = "policy.snapshot")]
+    pub policy_snapshot: ChangeCounts,
+    #[serde(rename = "policy.evaluations")]
+    pub policy_evaluations: ChangeCounts,
+    pub consensus: ChangeCounts,
+}
+
+impl ByCollection {
+    pub fn get_mut(&mut self, c: Collection) -> &mut ChangeCounts {
+        match c {
+            Collection::AdvisoriesRaw => &mut self.advisories_raw,
+            Collection::AdvisoriesNormalized => &mut self.advisories_normalized,
+            Collection::VexRaw => &mut self.vex_raw,
+            Collection::VexNormalized => &mut self.vex_normalized,
+            Collection::SbomsRaw => &mut self.sboms_raw,
+            Collection::SbomsNormalized => &mut self.sboms_normalized,
+            Collection::PolicySnapshot => &mut self.policy_snapshot,
+            Collection::PolicyEvaluations => &mut self.policy_evaluations,
+            Collection::Consensus => &mut self.consensus,
+        }
+    }
 }
 
 /// One record line of a `.jsonl.zst` data file. `doc` is the record's stored bytes,
