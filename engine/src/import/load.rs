@@ -21,7 +21,7 @@ use crate::apply::{self, Mutation};
 use crate::audit::{AuditEvent, AuditSink, Progress};
 use crate::bundle::error::BundleError;
 use crate::bundle::format::{DiffManifest, Manifest, RemovedLine, DEFAULT_CHANNEL, PROFILE_DELTA};
-use crate::bundle::layout::{index_of, layout, FileLayout};
+use crate::bundle::layout::{index_of, layouts_in, FileLayout};
 use crate::bundle::records::{
     classify, decompress, parse_lines, per_subject_leaf, DataFile, IndexCollection, IndexFile,
 };
@@ -59,6 +59,7 @@ impl Ctx {
             skip: self.already_applied,
             delta: self.is_delta(),
             removed: self.is_delta() && !self.reset,
+            bundle_format: self.manifest.format_version,
         }
     }
 }
@@ -71,6 +72,8 @@ pub struct Interest {
     skip: bool,
     delta: bool,
     removed: bool,
+    /// The manifest's `formatVersion`: it decides the data layout.
+    bundle_format: u32,
 }
 
 impl Interest {
@@ -85,13 +88,16 @@ impl Interest {
         }
         // Only one-file-per-subject layouts take ids and times from the index; record
         // lines carry their own, so the (large) advisory and VEX indexes are not read.
-        let per_subject_index = Collection::ALL
-            .into_iter()
-            .any(|c| index_of(c) == rel && matches!(layout(c), FileLayout::PerSubject(..)));
+        let per_subject_index = Collection::ALL.into_iter().any(|c| {
+            index_of(c) == rel
+                && layouts_in(c, self.bundle_format)
+                    .iter()
+                    .any(|l| matches!(l, FileLayout::PerSubject(..)))
+        });
         per_subject_index
             || (rel == DIFF && self.delta)
             || self.is_removed_file(rel)
-            || !matches!(classify(self.prefix, rel), Ok(None))
+            || !matches!(classify(self.prefix, rel, self.bundle_format), Ok(None))
     }
 }
 
@@ -230,7 +236,7 @@ impl Interest {
             })?;
             Ok(Parsed::Records { c, data, recs })
         };
-        Ok(match classify(self.prefix, rel)? {
+        Ok(match classify(self.prefix, rel, self.bundle_format)? {
             Some(DataFile::Sharded(c, s)) => records(c, Some(s))?,
             Some(DataFile::Single(c)) => records(c, None)?,
             Some(DataFile::PerSubject(c, subject)) => Parsed::Object {
@@ -245,7 +251,7 @@ impl Interest {
                 path: rel.to_string(),
                 deletes: removed_lines(rel, &bytes)?,
             },
-            None if self.wants(rel) => Parsed::Index(per_subject_index(rel, &bytes)?),
+            None if self.wants(rel) => Parsed::Index(per_subject_index(rel, &bytes, self.bundle_format)?),
             None => Parsed::Nothing,
         })
     }
@@ -264,11 +270,20 @@ fn removed_lines(path: &str, body: &[u8]) -> Result<Vec<(Collection, String)>, B
 }
 
 /// The entries of an index file's one-file-per-subject collections.
-fn per_subject_index(rel: &str, bytes: &[u8]) -> Result<Vec<(Collection, IndexCollection)>, BundleError> {
+fn per_subject_index(
+    rel: &str,
+    bytes: &[u8],
+    bundle_format: u32,
+) -> Result<Vec<(Collection, IndexCollection)>, BundleError> {
     let mut index = IndexFile::parse(rel, bytes)?;
     Ok(Collection::ALL
         .into_iter()
-        .filter(|c| index_of(*c) == rel && matches!(layout(*c), FileLayout::PerSubject(..)))
+        .filter(|c| {
+            index_of(*c) == rel
+                && layouts_in(*c, bundle_format)
+                    .iter()
+                    .any(|l| matches!(l, FileLayout::PerSubject(..)))
+        })
         .filter_map(|c| index.collections.remove(c.name()).map(|ic| (c, ic)))
         .collect())
 }

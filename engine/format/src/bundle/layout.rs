@@ -1,4 +1,5 @@
 //! Where each collection's records live inside a bundle.
+use super::format::FORMAT_VERSION_2;
 use crate::model::Collection;
 
 /// How a collection is laid out in `data/`.
@@ -11,6 +12,7 @@ pub enum FileLayout {
     PerSubject(&'static str, &'static str),
 }
 
+/// The layout this version writes (bundle format [`super::format::FORMAT_VERSION`]).
 pub fn layout(c: Collection) -> FileLayout {
     match c {
         Collection::AdvisoriesRaw => FileLayout::Sharded("data/raw/advisories"),
@@ -24,6 +26,18 @@ pub fn layout(c: Collection) -> FileLayout {
         Collection::PolicyEvaluations => FileLayout::Single("data/policy/evaluations.jsonl.zst"),
         Collection::Consensus => FileLayout::Single("data/consensus/vex_consensus.jsonl.zst"),
     }
+}
+
+/// The layouts a reader accepts in a bundle of format `bundle_format`, sharded first.
+/// Up to format 2 an artifact had one SBOM, shipped as `data/raw/sboms/<subject>/sbom.json`;
+/// raw SBOMs are now sharded like the other raw kinds (an artifact may have several), and
+/// the two path shapes are told apart by the path alone.
+pub fn layouts_in(c: Collection, bundle_format: u32) -> Vec<FileLayout> {
+    let mut all = vec![layout(c)];
+    if c == Collection::SbomsRaw && bundle_format <= FORMAT_VERSION_2 {
+        all.push(FileLayout::PerSubject("data/raw/sboms", "sbom.json"));
+    }
+    all
 }
 
 /// The index file that describes a collection.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::archive::Staged;
 use super::error::BundleError;
 use super::format::{RecordLine, INDEX_FORMAT_VERSION, INDEX_FORMAT_VERSION_1};
-use super::layout::{layout, shard_path, unsafe_name, FileLayout};
+use super::layout::{layout, layouts_in, shard_path, unsafe_name, FileLayout};
 use crate::ids::ObjectId;
 use crate::model::{shard_of, Collection, Leaf};
 
@@ -191,51 +191,56 @@ fn mismatch(path: &str, what: &str, expected: impl ToString, actual: impl ToStri
 
 /// Visit every record of collection `c` stored under `prefix` (`""` or `"changed/"`),
 /// checking that each document hashes to its recorded id and sits in the right file.
-/// `index` supplies id/modified for one-file-per-subject layouts.
+/// `index` supplies id/modified for one-file-per-subject layouts; `bundle_format` (the
+/// manifest's `formatVersion`) decides the layout.
+#[allow(clippy::too_many_arguments)]
 pub fn for_each_record(
     staged: &Staged,
     prefix: &str,
+    bundle_format: u32,
     c: Collection,
     index: Option<&IndexCollection>,
     open: Opener<'_>,
     f: RecordVisitor<'_>,
 ) -> Result<(), BundleError> {
-    let files: Vec<String> = match layout(c) {
-        FileLayout::Sharded(dir) => (0..=255u8)
-            .map(|s| format!("{prefix}{}", shard_path(dir, s)))
-            .filter(|p| staged.files.contains_key(p))
-            .collect(),
-        FileLayout::Single(p) => {
-            let p = format!("{prefix}{p}");
-            if staged.files.contains_key(&p) {
-                vec![p]
-            } else {
-                vec![]
-            }
-        }
-        FileLayout::PerSubject(dir, _) => {
-            let start = format!("{prefix}{dir}/");
-            for (path, _) in staged.files.range(start.clone()..) {
-                if !path.starts_with(&start) {
-                    break;
+    for lay in layouts_in(c, bundle_format) {
+        let files: Vec<String> = match lay {
+            FileLayout::Sharded(dir) => (0..=255u8)
+                .map(|s| format!("{prefix}{}", shard_path(dir, s)))
+                .filter(|p| staged.files.contains_key(p))
+                .collect(),
+            FileLayout::Single(p) => {
+                let p = format!("{prefix}{p}");
+                if staged.files.contains_key(&p) {
+                    vec![p]
+                } else {
+                    vec![]
                 }
-                let Some(DataFile::PerSubject(_, subject)) = classify(prefix, path)? else {
-                    continue;
-                };
-                let doc = read_plain(staged, path, open)?;
-                let leaf = per_subject_leaf(path, &subject, ObjectId::of(&doc), index)?;
-                f(&subject, leaf, &doc)?;
             }
-            return Ok(());
-        }
-    };
-    for path in files {
-        let data = decompress(&path, &read_plain(staged, &path, open)?)?;
-        let shard = match layout(c) {
-            FileLayout::Sharded(_) => u8::from_str_radix(&path[path.len() - 12..path.len() - 10], 16).ok(),
-            _ => None,
+            FileLayout::PerSubject(dir, _) => {
+                let start = format!("{prefix}{dir}/");
+                for (path, _) in staged.files.range(start.clone()..) {
+                    if !path.starts_with(&start) {
+                        break;
+                    }
+                    let Some(DataFile::PerSubject(_, subject)) = classify(prefix, path, bundle_format)? else {
+                        continue;
+                    };
+                    let doc = read_plain(staged, path, open)?;
+                    let leaf = per_subject_leaf(path, &subject, ObjectId::of(&doc), index)?;
+                    f(&subject, leaf, &doc)?;
+                }
+                continue;
+            }
         };
-        parse_lines(&path, c, shard, &data, &mut |s, l, d| f(s, l, d))?;
+        let sharded = matches!(lay, FileLayout::Sharded(_));
+        for path in files {
+            let data = decompress(&path, &read_plain(staged, &path, open)?)?;
+            let shard = sharded
+                .then(|| u8::from_str_radix(&path[path.len() - 12..path.len() - 10], 16).ok())
+                .flatten();
+            parse_lines(&path, c, shard, &data, &mut |s, l, d| f(s, l, d))?;
+        }
     }
     Ok(())
 }
@@ -341,43 +346,45 @@ pub enum DataFile {
 
 /// The data file `rel` is, below `prefix` (`""` or `"changed/"`); `None` for other paths.
 /// A path inside a per-subject folder with another file name is refused, as
-/// [`for_each_record`] does.
-pub fn classify(prefix: &str, rel: &str) -> Result<Option<DataFile>, BundleError> {
+/// [`for_each_record`] does. `bundle_format` is the manifest's `formatVersion`.
+pub fn classify(prefix: &str, rel: &str, bundle_format: u32) -> Result<Option<DataFile>, BundleError> {
     let Some(rest) = rel.strip_prefix(prefix) else {
         return Ok(None);
     };
     for c in Collection::ALL {
-        match layout(c) {
-            FileLayout::Sharded(dir) => {
-                let Some(file) = rest.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) else {
-                    continue;
-                };
-                let shard = file
-                    .strip_suffix(".jsonl.zst")
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .filter(|s| shard_path(dir, *s) == rest);
-                if let Some(s) = shard {
-                    return Ok(Some(DataFile::Sharded(c, s)));
+        for lay in layouts_in(c, bundle_format) {
+            match lay {
+                FileLayout::Sharded(dir) => {
+                    let Some(file) = rest.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) else {
+                        continue;
+                    };
+                    let shard = file
+                        .strip_suffix(".jsonl.zst")
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        .filter(|s| shard_path(dir, *s) == rest);
+                    if let Some(s) = shard {
+                        return Ok(Some(DataFile::Sharded(c, s)));
+                    }
                 }
-            }
-            FileLayout::Single(p) if rest == p => return Ok(Some(DataFile::Single(c))),
-            FileLayout::Single(_) => {}
-            FileLayout::PerSubject(dir, name) => {
-                let Some(inner) = rest.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) else {
-                    continue;
-                };
-                let (safe, file) = inner.split_once('/').unwrap_or((inner, ""));
-                if file != name {
-                    return Err(BundleError::UnsafeEntry {
-                        entry: rel.to_string(),
-                        reason: format!("expected {prefix}{dir}/<subject>/{name}"),
-                    });
+                FileLayout::Single(p) if rest == p => return Ok(Some(DataFile::Single(c))),
+                FileLayout::Single(_) => {}
+                FileLayout::PerSubject(dir, name) => {
+                    let Some(inner) = rest.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) else {
+                        continue;
+                    };
+                    let (safe, file) = inner.split_once('/').unwrap_or((inner, ""));
+                    if file != name {
+                        return Err(BundleError::UnsafeEntry {
+                            entry: rel.to_string(),
+                            reason: format!("expected {prefix}{dir}/<subject>/{name}"),
+                        });
+                    }
+                    let subject = unsafe_name(safe).ok_or_else(|| BundleError::Malformed {
+                        path: rel.to_string(),
+                        reason: "subject folder name does not decode".into(),
+                    })?;
+                    return Ok(Some(DataFile::PerSubject(c, subject)));
                 }
-                let subject = unsafe_name(safe).ok_or_else(|| BundleError::Malformed {
-                    path: rel.to_string(),
-                    reason: "subject folder name does not decode".into(),
-                })?;
-                return Ok(Some(DataFile::PerSubject(c, subject)));
             }
         }
     }

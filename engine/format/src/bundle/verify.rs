@@ -289,7 +289,7 @@ fn check_data(
             let owned = index.collections.remove(c.name());
             let ic = owned.as_ref();
             let mut subjects: BTreeMap<String, Vec<Leaf>> = BTreeMap::new();
-            for_each_record(staged, prefix, c, ic, open, &mut |s, leaf, _| {
+            for_each_record(staged, prefix, m.format_version, c, ic, open, &mut |s, leaf, _| {
                 subjects.entry(s.to_string()).or_default().push(leaf);
                 Ok(())
             })?;
