@@ -84,7 +84,7 @@ pub struct IngestArgs {
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..), env = "STELLAMIRROR_BATCH_MIB")]
     batch_mib: u64,
     /// Most records (documents and the records derived from them) per chunk.
-    #[arg(long, default_value_t = 32_000, value_parser = clap::value_parser!(u64).range(1..), env = "STELLAMIRROR_BATCH_RECORDS")]
+    #[arg(long, default_value_t = 16_000, value_parser = clap::value_parser!(u64).range(1..), env = "STELLAMIRROR_BATCH_RECORDS")]
     batch_records: u64,
     /// The directory document names are relative to, recorded for the source (default:
     /// the recorded root, else the first path), e.g. --source-root /data/vexhub.

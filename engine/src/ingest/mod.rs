@@ -43,7 +43,7 @@ use crate::store::Store;
 /// VEX statement on top; at 1M-record scale larger chunks cost memory out of proportion.
 /// A staged run's Merkle update is made once after its last chunk (`store::deferred`),
 /// so smaller chunks cost little more time (docs/benchmarks.md, History).
-pub const DEFAULT_BATCH_RECORDS: usize = 32_000;
+pub const DEFAULT_BATCH_RECORDS: usize = 16_000;
 
 /// Default of [`IngestOptions::batch_bytes`].
 pub const DEFAULT_BATCH_BYTES: u64 = 256 << 20;
