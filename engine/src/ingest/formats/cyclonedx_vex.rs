@@ -141,12 +141,13 @@ fn author_of(v: &Value) -> Value {
         .unwrap_or(Value::Null)
 }
 
-pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
+/// The document's own id: its `serialNumber`, else the name it was read under.
+fn doc_id_of(v: &Value, name: Option<&str>) -> Result<String, DocError> {
     let serial = v
         .get("serialNumber")
         .and_then(Value::as_str)
         .filter(|s| valid_key_text(s));
-    let doc_id = serial
+    serial
         .or(name.filter(|n| valid_key_text(n)))
         .map(str::to_string)
         .ok_or_else(|| {
@@ -154,7 +155,58 @@ pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
                 "/serialNumber",
                 "a CycloneDX VEX document read from JSON Lines needs a serialNumber",
             )
-        })?;
+        })
+}
+
+/// The OpenVEX status of an analysis `state` (at JSON pointer `p` of its vulnerability).
+fn status_of(state: &Value, p: &str) -> Result<&'static str, DocError> {
+    state
+        .as_str()
+        .and_then(|s| STATES.iter().find(|(k, _)| *k == s))
+        .map(|(_, st)| *st)
+        .ok_or_else(|| {
+            invalid(
+                &format!("{p}/analysis/state"),
+                format!("state must be one of {}", STATES.map(|s| s.0).join(", ")),
+            )
+        })
+}
+
+/// The (target, versions entry) pairs vulnerability `vuln` (at pointer `p`) is about; no
+/// `affects` means the document's subject component.
+fn targets_of<'v>(
+    vuln: &'v Value,
+    p: &str,
+    refs: &BTreeMap<&str, &Value>,
+    subject_component: &Option<Target>,
+) -> Result<Vec<(Target, Option<&'v Value>)>, DocError> {
+    let mut targets = Vec::new();
+    match vuln.get("affects") {
+        Some(Value::Array(a)) if !a.is_empty() => {
+            for (j, af) in a.iter().enumerate() {
+                let r = af
+                    .get("ref")
+                    .and_then(Value::as_str)
+                    .filter(|s| valid_key_text(s))
+                    .ok_or_else(|| invalid(&format!("{p}/affects/{j}/ref"), "`ref` must be a non-empty string"))?;
+                let t = resolve(r, refs);
+                let versions = af.get("versions").and_then(Value::as_array).filter(|vs| !vs.is_empty());
+                match versions {
+                    Some(vs) if !t.versioned => targets.extend(vs.iter().map(|x| (t.clone(), Some(x)))),
+                    _ => targets.push((t, None)),
+                }
+            }
+        }
+        Some(Value::Array(_)) | None | Some(Value::Null) => {
+            targets.extend(subject_component.clone().map(|t| (t, None)))
+        }
+        Some(_) => return Err(invalid(&format!("{p}/affects"), "`affects` must be an array")),
+    }
+    Ok(targets)
+}
+
+pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
+    let doc_id = doc_id_of(&v, name)?;
     let doc_time = match v.get("metadata") {
         Some(m) => optional_time(m, "timestamp", "/metadata/timestamp")?,
         None => None,
@@ -186,16 +238,7 @@ pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
         let Some(state) = analysis.get("state") else {
             continue;
         };
-        let status = state
-            .as_str()
-            .and_then(|s| STATES.iter().find(|(k, _)| *k == s))
-            .map(|(_, st)| *st)
-            .ok_or_else(|| {
-                invalid(
-                    &format!("{p}/analysis/state"),
-                    format!("state must be one of {}", STATES.map(|s| s.0).join(", ")),
-                )
-            })?;
+        let status = status_of(state, &p)?;
         let vid = vuln
             .get("id")
             .and_then(Value::as_str)
@@ -223,30 +266,7 @@ pub fn parse(v: Value, name: Option<&str>) -> Result<ParsedDoc, DocError> {
             .flatten()
             .filter_map(|r| r.get("id").and_then(Value::as_str))
             .collect();
-        // (target, versions entry) pairs this vulnerability is about.
-        let mut targets: Vec<(Target, Option<&Value>)> = Vec::new();
-        match vuln.get("affects") {
-            Some(Value::Array(a)) if !a.is_empty() => {
-                for (j, af) in a.iter().enumerate() {
-                    let r = af
-                        .get("ref")
-                        .and_then(Value::as_str)
-                        .filter(|s| valid_key_text(s))
-                        .ok_or_else(|| invalid(&format!("{p}/affects/{j}/ref"), "`ref` must be a non-empty string"))?;
-                    let t = resolve(r, &refs);
-                    let versions = af.get("versions").and_then(Value::as_array).filter(|vs| !vs.is_empty());
-                    match versions {
-                        Some(vs) if !t.versioned => targets.extend(vs.iter().map(|x| (t.clone(), Some(x)))),
-                        _ => targets.push((t, None)),
-                    }
-                }
-            }
-            Some(Value::Array(_)) | None | Some(Value::Null) => {
-                targets.extend(subject_component.clone().map(|t| (t, None)))
-            }
-            Some(_) => return Err(invalid(&format!("{p}/affects"), "`affects` must be an array")),
-        }
-        for (t, ver) in targets {
+        for (t, ver) in targets_of(vuln, &p, &refs, &subject_component)? {
             let version = ver
                 .and_then(|x| x.get("version").or_else(|| x.get("range")))
                 .and_then(Value::as_str);
