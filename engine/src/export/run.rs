@@ -298,31 +298,7 @@ pub(super) fn produce(
         }
     }
 
-    // Data files, single-file collections, indexes.
-    for o in outputs.iter_mut() {
-        for (p, f) in std::mem::take(&mut o.files) {
-            files.insert(p, f.into());
-        }
-    }
-    for c in Collection::ALL {
-        if let Some((p, f)) = finish_single(&ctx, c, &outputs)? {
-            files.insert(p, f.into());
-        }
-    }
-    outputs.sort_by_key(|o| (o.collection, o.shard));
-    for (path, segs) in index_segments(&outputs, &view.kind_roots, ctx.index_version) {
-        // Strict encryption seals index files too: they are read whole for that.
-        let shipped = if s.encryption.is_some() && is_encrypted_path(path, strict) {
-            let mut plain = Vec::new();
-            SegmentReader::new(segs)
-                .read_to_end(&mut plain)
-                .map_err(|e| ExportError::io(Path::new(path), e))?;
-            Shipped::Sealed(seal_fn(path, plain)?)
-        } else {
-            Shipped::Parts(segs)
-        };
-        files.insert(path.to_string(), shipped);
-    }
+    ship_units(&ctx, s.encryption.is_some(), strict, &mut outputs, &view, &mut files)?;
 
     let counts: BTreeMap<String, u64> = view.counts.iter().map(|(c, n)| (c.name().to_string(), *n)).collect();
     // Provenance materials are recorded with the export so that a rerun reproduces them.
@@ -356,35 +332,7 @@ pub(super) fn produce(
     };
     let sealing = sealing_for(s, &seal_fn);
     let (bundle, bytes, digest) = assemble(&s.out_dir, &staging.0, &info, files, &s.sign_key, &sealing)?;
-    let (reset, base_id) = match &job {
-        Job::Full => (false, None),
-        Job::Delta { base, reset, .. } => (*reset, Some(base.run_id.clone())),
-    };
-    let mut options = json!({"zstdLevel": s.zstd_level, "schedule": s.schedule, "resetBaseline": reset, "encrypted": s.encryption.is_some(), "signingKeyId": s.sign_key.key_id(), "materials": sources});
-    stamp_options(&stamp, &mut options);
-    super::channel::record_options(s, &mut options);
-    if let Some(k) = &s.rotate_to {
-        options["rotateTo"] = json!(k.to_pem());
-    }
-    let record = ExportRecord {
-        run_id: run_id.clone(),
-        profile: profile.into(),
-        tenant: s.tenant.clone(),
-        created_at: created_at.clone(),
-        selectors,
-        source_root: state.root(),
-        state_root: view.root,
-        manifest_digest: digest,
-        base_export_id: base_id,
-        bundle_file: bundle
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default(),
-        bytes,
-        options,
-        seq: stamp.sequence.unwrap_or(0),
-        pruned: None,
-    };
+    let record = export_record(s, &job, &info, state.root(), view.root, digest, &bundle, bytes);
     Ok(Produced {
         report: ExportReport {
             run_id,
@@ -400,6 +348,86 @@ pub(super) fn produce(
         },
         record,
     })
+}
+
+/// The catalog entry of an export `info` describes, written as `bundle` (`bytes`, manifest
+/// `digest`) from the store state `source_root` and reaching `state_root`.
+#[allow(clippy::too_many_arguments)]
+fn export_record(
+    s: &ExportSettings,
+    job: &Job<'_>,
+    info: &RunInfo<'_>,
+    source_root: NodeHash,
+    state_root: NodeHash,
+    digest: crate::ids::FileDigest,
+    bundle: &Path,
+    bytes: u64,
+) -> ExportRecord {
+    let (reset, base_id) = match job {
+        Job::Full => (false, None),
+        Job::Delta { base, reset, .. } => (*reset, Some(base.run_id.clone())),
+    };
+    let mut options = json!({"zstdLevel": s.zstd_level, "schedule": s.schedule, "resetBaseline": reset, "encrypted": s.encryption.is_some(), "signingKeyId": s.sign_key.key_id(), "materials": info.sources});
+    stamp_options(info.stamp, &mut options);
+    super::channel::record_options(s, &mut options);
+    if let Some(k) = &s.rotate_to {
+        options["rotateTo"] = json!(k.to_pem());
+    }
+    ExportRecord {
+        run_id: info.run_id.to_string(),
+        profile: info.profile.into(),
+        tenant: s.tenant.clone(),
+        created_at: info.created_at.to_string(),
+        selectors: info.selectors.clone(),
+        source_root,
+        state_root,
+        manifest_digest: digest,
+        base_export_id: base_id,
+        bundle_file: bundle
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        bytes,
+        options,
+        seq: info.stamp.sequence.unwrap_or(0),
+        pruned: None,
+    }
+}
+
+/// Data files, single-file collections and indexes of the produced units into `files`.
+/// Strict encryption seals index files too: they are read whole for that.
+fn ship_units(
+    ctx: &UnitContext<'_>,
+    encrypted: bool,
+    strict: bool,
+    outputs: &mut [UnitOutput],
+    view: &View,
+    files: &mut BTreeMap<String, Shipped>,
+) -> Result<(), ExportError> {
+    for o in outputs.iter_mut() {
+        for (p, f) in std::mem::take(&mut o.files) {
+            files.insert(p, f.into());
+        }
+    }
+    for c in Collection::ALL {
+        if let Some((p, f)) = finish_single(ctx, c, outputs)? {
+            files.insert(p, f.into());
+        }
+    }
+    outputs.sort_by_key(|o| (o.collection, o.shard));
+    for (path, segs) in index_segments(outputs, &view.kind_roots, ctx.index_version) {
+        let shipped = if encrypted && is_encrypted_path(path, strict) {
+            let mut plain = Vec::new();
+            SegmentReader::new(segs)
+                .read_to_end(&mut plain)
+                .map_err(|e| ExportError::io(Path::new(path), e))?;
+            Shipped::Sealed((ctx.seal)(path, plain)?)
+        } else {
+            Shipped::Parts(segs)
+        };
+        files.insert(path.to_string(), shipped);
+    }
+    Ok(())
 }
 
 /// `manifest.diff.json` of a delta on `base` reaching `target`: per DESIGN kind (primary
