@@ -61,6 +61,15 @@ pub fn sweep(store_dir: &Path) -> Vec<PathBuf> {
         Err(_) => return Vec::new(),
     };
     let _ = std::fs::remove_dir_all(&dir);
+    let mut removed = removed;
+    // RocksDB writes its options to `OPTIONS-<n>.dbtmp` and renames it; a run killed in
+    // between leaves the temporary file, which RocksDB never reads (called under the lock).
+    for e in std::fs::read_dir(store_dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("OPTIONS-") && name.ends_with(".dbtmp") && std::fs::remove_file(e.path()).is_ok() {
+            removed.push(e.path());
+        }
+    }
     removed
 }
 
