@@ -235,13 +235,15 @@ fn prune_and_gc_killed_anywhere_never_delete_a_referenced_object() {
         .chain(["--now".to_string(), now.to_string()])
         .collect()
     };
-    // One unkilled round measures how long a prune with garbage takes.
+    // One unkilled round measures how long a whole prune takes, and its collection alone.
     pr.cycle(1, false);
     pr.cycle(2, false);
     let started = std::time::Instant::now();
     let o = Command::new(bin()).args(prune_args(&hour(4))).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let span_us = (started.elapsed().as_micros() as u64 * 3 / 2).max(20_000);
+    let audit = pr.store.join("audit.jsonl");
+    let gc_us = last_collection_us(&audit).max(2_000);
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut interrupted = 0;
     for trial in 0..30 {
@@ -250,12 +252,23 @@ fn prune_and_gc_killed_anywhere_never_delete_a_referenced_object() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
+        let pruned_before = count_events(&audit, "mirror.export.pruned");
         let mut child = Command::new(bin())
             .args(prune_args(&hour(k)))
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_micros(x % span_us));
+        // Even trials kill anywhere in the run; odd ones wait until the prune is recorded
+        // and kill somewhere in the collection that follows it, so some kill always lands
+        // in that short window however fast or loaded the machine is.
+        if trial % 2 == 1 {
+            while count_events(&audit, "mirror.export.pruned") == pruned_before && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(x % gc_us));
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(x % span_us));
+        }
         let _ = child.kill(); // SIGKILL
         let finished = child.wait().unwrap().success();
         sm(["verify", "--store", store]).ok();
@@ -264,6 +277,7 @@ fn prune_and_gc_killed_anywhere_never_delete_a_referenced_object() {
             interrupted += 1;
         }
     }
+    eprintln!("{interrupted} of 30 kills landed mid-collection");
     assert!(interrupted > 0, "no kill landed mid-collection: the test means nothing");
     // A rerun completes, and every kept export still regenerates byte for byte.
     let o = Command::new(bin()).args(prune_args(&hour(32))).output().unwrap();
@@ -316,4 +330,36 @@ fn repeated_commands_do_not_pile_up_rocksdb_info_logs() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("LOG.old"))
         .count();
     assert!(old_logs <= 3, "{old_logs} LOG.old.* files after 14 commands");
+}
+
+/// How many audit events named `name` the store's audit log holds.
+fn count_events(audit: &Path, name: &str) -> usize {
+    let text = std::fs::read_to_string(audit).unwrap_or_default();
+    text.lines().filter(|l| l.contains(name)).count()
+}
+
+/// How long the last recorded collection took, in microseconds.
+fn last_collection_us(audit: &Path) -> u64 {
+    let text = std::fs::read_to_string(audit).unwrap();
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("mirror.store.collected"))
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_str(line).unwrap();
+    let seconds = event.to_string();
+    let seconds = find_number(&event, "seconds").unwrap_or_else(|| panic!("no seconds in {seconds}"));
+    (seconds * 1e6) as u64
+}
+
+/// The first number named `key` anywhere in `v`.
+fn find_number(v: &serde_json::Value, key: &str) -> Option<f64> {
+    match v {
+        serde_json::Value::Object(m) => m
+            .get(key)
+            .and_then(|n| n.as_f64())
+            .or_else(|| m.values().find_map(|x| find_number(x, key))),
+        serde_json::Value::Array(a) => a.iter().find_map(|x| find_number(x, key)),
+        _ => None,
+    }
 }
