@@ -483,7 +483,7 @@ fn incremental_collection_leaves_exactly_what_a_full_mark_and_sweep_would() {
             "90m",
             "--json",
         ];
-        let r = sm_at(&created, &prune).ok().json();
+        let r = sm_at(&created, prune).ok().json();
         pruned += r["plans"][0]["prune"].as_array().unwrap().len();
         let gc = &r["gc"];
         assert_eq!(gc["mode"], "incremental", "{r}");

@@ -165,11 +165,14 @@ fn held_objects(store: &Store, mut places: Vec<(ObjectKey, NodeHash)>) -> Result
         if held.contains(&key) {
             continue;
         }
-        if !leaves.contains_key(&root) {
-            let node = store.subject_node(&root)?;
-            leaves.insert(root, node.leaves.iter().map(|l| l.object).collect());
-        }
-        if leaves[&root].contains(&key.id()) {
+        let objects = match leaves.entry(root) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let node = store.subject_node(&root)?;
+                e.insert(node.leaves.iter().map(|l| l.object).collect())
+            }
+        };
+        if objects.contains(&key.id()) {
             held.insert(key);
         }
     }

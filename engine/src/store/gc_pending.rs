@@ -162,10 +162,34 @@ pub fn collect_incremental(store: &Store, dry_run: bool, planned: &[(String, Str
     let removed = report.nodes_removed + report.objects_removed;
     if !dry_run && removed > 0 {
         report.compacted = compact_when_due(store, removed, stored_keys(store))?;
-        store.settle()?;
+        settle(store)?;
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Write-ahead log bytes past which a collection flushes the memtables (see [`settle`]).
+const WAL_FLUSH_BYTES: u64 = 32 << 20;
+
+/// After the sweep's small commits: flush every column family (so RocksDB can drop the
+/// write-ahead log files holding them) once the logs reach [`WAL_FLUSH_BYTES`], else only
+/// wait for running compactions. A flush adds level-0 files whose compaction rewrites
+/// much of the hash-keyed `objects` family, a cost of the store's size; paid once per
+/// 32 MiB of logged writes instead of every hour, it stays a share of what was written,
+/// and the logs stay a bounded part of the store.
+fn settle(store: &Store) -> Result<(), StoreError> {
+    let wal: u64 = std::fs::read_dir(store.path())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    match wal >= WAL_FLUSH_BYTES {
+        true => store.settle(),
+        false => store.settle_small(),
+    }
 }
 
 /// RocksDB's estimate of the keys in `nodes` and `objects` (for the compaction policy).
