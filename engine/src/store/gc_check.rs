@@ -71,15 +71,30 @@ pub(super) fn keep_referenced(store: &Store, kept: &Kept, cands: &mut Candidates
     cands
         .shards
         .retain(|h, (i, _)| !kept.kinds.values().flatten().any(|k| k.shards[*i as usize] == *h));
-    let mut by_shard: BTreeSet<u8> = cands
-        .subjects
-        .values()
-        .map(|s| crate::model::shard_of(&s.subject))
-        .collect();
-    by_shard.extend(cands.objects.keys().map(|k| k.as_bytes()[1]));
-    for i in by_shard {
-        check_shard(store, kept, cands, i)?;
+    let mut by_shard: BTreeMap<u8, (Vec<NodeHash>, Vec<ObjectKey>)> = BTreeMap::new();
+    for (h, s) in &cands.subjects {
+        by_shard
+            .entry(crate::model::shard_of(&s.subject))
+            .or_default()
+            .0
+            .push(*h);
     }
+    for k in cands.objects.keys() {
+        by_shard.entry(k.as_bytes()[1]).or_default().1.push(*k);
+    }
+    let (mut live_subjects, mut live_objects) = (BTreeSet::new(), BTreeSet::new());
+    for (i, (subjects, objects)) in by_shard {
+        check_shard(
+            store,
+            kept,
+            cands,
+            i,
+            (&subjects, &objects),
+            (&mut live_subjects, &mut live_objects),
+        )?;
+    }
+    cands.subjects.retain(|h, _| !live_subjects.contains(h));
+    cands.objects.retain(|k, _| !live_objects.contains(k));
     Ok((before - cands.len()) as u64)
 }
 
@@ -92,17 +107,15 @@ fn lookup<'a>(view: &'a NodeView<'a>, subject: &str) -> Option<&'a NodeHash> {
         .map(|at| &s.subjects[at].root)
 }
 
-/// Check the subject and object candidates of shard `i` against the kept roots.
-fn check_shard(store: &Store, kept: &Kept, cands: &mut Candidates, i: u8) -> Result<(), StoreError> {
-    let subjects: Vec<NodeHash> = cands
-        .subjects
-        .iter()
-        .filter(|(_, s)| crate::model::shard_of(&s.subject) == i)
-        .map(|(h, _)| *h)
-        .collect();
-    let objects: Vec<ObjectKey> = cands.objects.keys().filter(|k| k.as_bytes()[1] == i).copied().collect();
-    let mut live_subjects: BTreeSet<NodeHash> = BTreeSet::new();
-    let mut live_objects: BTreeSet<ObjectKey> = BTreeSet::new();
+/// Which subject and object candidates of shard `i` the kept roots hold, into `live`.
+fn check_shard(
+    store: &Store,
+    kept: &Kept,
+    cands: &Candidates,
+    i: u8,
+    (subjects, objects): (&[NodeHash], &[ObjectKey]),
+    (live_subjects, live_objects): (&mut BTreeSet<NodeHash>, &mut BTreeSet<ObjectKey>),
+) -> Result<(), StoreError> {
     for c in Collection::ALL {
         let mut need_subjects: Vec<NodeHash> = Vec::new();
         for h in subjects.iter().filter(|h| !live_subjects.contains(*h)) {
@@ -139,8 +152,6 @@ fn check_shard(store: &Store, kept: &Kept, cands: &mut Candidates, i: u8) -> Res
         }
         live_objects.extend(held_objects(store, places)?);
     }
-    cands.subjects.retain(|h, _| !live_subjects.contains(h));
-    cands.objects.retain(|k, _| !live_objects.contains(k));
     Ok(())
 }
 
