@@ -63,20 +63,30 @@ pub(crate) fn print_gc(r: &GcReport) {
     );
     match r.mode {
         GcMode::Full => out!(
-            "{removed}; kept {} nodes and {} objects of {} roots (full collection, {:.2} s)",
+            "{removed}; kept {} nodes and {} objects of {} roots (full collection, {:.2} s{})",
             r.nodes_kept,
             r.objects_kept,
             r.roots,
-            r.seconds
+            r.seconds,
+            maintenance(r)
         ),
         GcMode::Incremental => out!(
-            "{removed} of {} pruned snapshots; {} of {} candidates still referenced by {} roots ({:.2} s)",
+            "{removed} of {} pruned snapshots; {} of {} candidates still referenced by {} roots ({:.2} s{})",
             r.pending_roots,
             r.nodes_kept + r.objects_kept,
             r.candidates,
             r.roots,
-            r.seconds
+            r.seconds,
+            maintenance(r)
         ),
+    }
+}
+
+/// ", of which N s compaction" when RocksDB was compacted.
+fn maintenance(r: &GcReport) -> String {
+    match r.compacted {
+        true => format!(", of which {:.2} s compaction", r.maintenance_seconds),
+        false => String::new(),
     }
 }
 

@@ -156,9 +156,9 @@ fn run(o: &Opts) -> Result<(), String> {
     let gen = |k: u64| o.work.join(format!("gen-{k}"));
     generate::generate(&gen(0), o.n, 1).map_err(|e| e.to_string())?;
     println!(
-        "| cycle | action | ingest s | run s | prune+gc s | gc s | nodes removed | objects removed | MB freed | store MB |"
+        "| cycle | action | ingest s | run s | prune+gc s | gc s | of which flush/compaction s | nodes removed | objects removed | MB freed | store MB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut gc_rows = Vec::new();
     for k in 0..=o.cycles {
         if k > 0 {
@@ -187,8 +187,9 @@ fn run(o: &Opts) -> Result<(), String> {
         let gc = json(&out)?["gc"].clone();
         let store_mb = size(&o.work.join("store")) as f64 / 1e6;
         println!(
-            "| {k} | {action} | {ingest_s:.2} | {run_s:.2} | {prune_s:.2} | {:.2} | {} | {} | {:.1} | {store_mb:.1} |",
+            "| {k} | {action} | {ingest_s:.2} | {run_s:.2} | {prune_s:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {store_mb:.1} |",
             gc["seconds"].as_f64().unwrap_or(0.0),
+            gc["maintenanceSeconds"].as_f64().unwrap_or(0.0),
             gc["nodesRemoved"],
             gc["objectsRemoved"],
             gc["bytesFreed"].as_f64().unwrap_or(0.0) / 1e6

@@ -144,6 +144,9 @@ pub fn collect_incremental(store: &Store, dry_run: bool, planned: &[(String, Str
         ..Default::default()
     };
     if work.is_empty() {
+        if !dry_run {
+            settle(store)?;
+        }
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     }
@@ -160,10 +163,14 @@ pub fn collect_incremental(store: &Store, dry_run: bool, planned: &[(String, Str
     report.objects_kept = (objects_before - cands.objects.len()) as u64;
     sweep(store, &cands, &work, dry_run, &mut report)?;
     let removed = report.nodes_removed + report.objects_removed;
+    let maintenance = std::time::Instant::now();
     if !dry_run && removed > 0 {
         report.compacted = compact_when_due(store, removed, stored_keys(store))?;
+    }
+    if !dry_run {
         settle(store)?;
     }
+    report.maintenance_seconds = maintenance.elapsed().as_secs_f64();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -171,9 +178,10 @@ pub fn collect_incremental(store: &Store, dry_run: bool, planned: &[(String, Str
 /// Write-ahead log bytes past which a collection flushes the memtables (see [`settle`]).
 const WAL_FLUSH_BYTES: u64 = 32 << 20;
 
-/// After the sweep's small commits: flush every column family (so RocksDB can drop the
-/// write-ahead log files holding them) once the logs reach [`WAL_FLUSH_BYTES`], else only
-/// wait for running compactions. A flush adds level-0 files whose compaction rewrites
+/// After every prune's collection, even one with nothing to collect: flush every column
+/// family (so RocksDB can drop the write-ahead log files that the small commits of this
+/// and earlier commands left) once the logs reach [`WAL_FLUSH_BYTES`], else only wait for
+/// running compactions. A flush adds level-0 files whose compaction rewrites
 /// much of the hash-keyed `objects` family, a cost of the store's size; paid once per
 /// 32 MiB of logged writes instead of every hour, it stays a share of what was written,
 /// and the logs stay a bounded part of the store.

@@ -8,6 +8,10 @@
 //! which prunes `d1` only: its snapshot is pending collection, and its garbage is what the
 //! churn brought in and the next ingest took out again.
 //!
+//! `again` (not timed): on a store a `measure` left, ingest `--churned` and `--data` once
+//! more as the next two deltas on `f0`, and prune again: the earlier `d2` and the churned
+//! delta become pending (another churn on the same store, without rebuilding it).
+//!
 //! `measure` (timed): `gc --full --dry-run` (the full collection's cost with that garbage
 //! present), `gc` (the incremental collection of the pending snapshot), then `gc --full
 //! --dry-run` again, which must find nothing left.
@@ -38,34 +42,50 @@ fn with_store(o: &Opts, args: &[&str]) -> Vec<String> {
     v
 }
 
-fn setup(o: &Opts) -> Result<(), String> {
+/// `setup` from scratch, or `again` on a store a `measure` left (ingests `--churned` and
+/// `--data` once more, as the next two deltas on `f0`, and prunes all but the last).
+fn setup(o: &Opts, again: bool) -> Result<(), String> {
     let need = |p: &Option<PathBuf>, flag: &str| p.clone().ok_or(format!("--gc-probe setup needs {flag}"));
     let (data, churned) = (need(&o.data, "--data")?, need(&o.churned, "--churned")?);
-    let _ = std::fs::remove_dir_all(o.work.join("store"));
-    let _ = std::fs::remove_dir_all(o.work.join("out"));
-    std::fs::create_dir_all(&o.work).map_err(|e| e.to_string())?;
-    // The ingests read `--store`/`--tenant` from this config.
-    let config = "store = \"store\"\ntenants = [\"bench\"]\n";
-    std::fs::write(o.work.join("stellamirror.toml"), config).map_err(|e| e.to_string())?;
-    let steps: [(&PathBuf, &[&str]); 3] = [
-        (&data, &["full", "--run-id", "f0"]),
-        (&churned, &["delta", "--base", "f0", "--run-id", "d1"]),
-        (&data, &["delta", "--base", "f0", "--run-id", "d2"]),
+    let first = match again {
+        true => {
+            let (log, _) = sm(o, T0, &["log", "--store", &store(o), "--json"])?;
+            json(&log)?["exports"].as_array().map_or(0, |a| a.len())
+        }
+        false => {
+            let _ = std::fs::remove_dir_all(o.work.join("store"));
+            let _ = std::fs::remove_dir_all(o.work.join("out"));
+            std::fs::create_dir_all(&o.work).map_err(|e| e.to_string())?;
+            // The ingests read `--store`/`--tenant` from this config.
+            let config = "store = \"store\"\ntenants = [\"bench\"]\n";
+            std::fs::write(o.work.join("stellamirror.toml"), config).map_err(|e| e.to_string())?;
+            0
+        }
+    };
+    // (generation, export arguments), one hour apart.
+    let (d1, d2) = (format!("d{}", first.max(1)), format!("d{}", first.max(1) + 1));
+    let mut steps: Vec<(&PathBuf, Vec<&str>)> = vec![
+        (&churned, vec!["delta", "--base", "f0", "--run-id", &d1]),
+        (&data, vec!["delta", "--base", "f0", "--run-id", &d2]),
     ];
-    for (k, (gen, args)) in steps.into_iter().enumerate() {
-        let now = T0 + k as i64 * 3600 + 300;
+    if !again {
+        steps.insert(0, (&data, vec!["full", "--run-id", "f0"]));
+    }
+    let hour0 = if again { first } else { 0 };
+    for (k, (gen, args)) in steps.iter().enumerate() {
+        let now = T0 + (hour0 + k) as i64 * 3600 + 300;
         let secs = ingest(o, now, gen)?;
         let created = super::rfc3339(now);
-        let mut a = args.to_vec();
+        let mut a = args.clone();
         a.extend(["--created-at", &created]);
         export(o, now, &a)?;
         println!(
-            "step {k}: ingested {} in {secs:.1} s, exported {}",
+            "ingested {} in {secs:.1} s, exported {}",
             gen.display(),
             args[args.len() - 1]
         );
     }
-    let now = T0 + 2 * 3600 + 600;
+    let now = T0 + (hour0 + steps.len() - 1) as i64 * 3600 + 600;
     let prune = with_store(o, &["prune", "--keep-full", "1", "--no-gc"]);
     let prune: Vec<&str> = prune.iter().map(String::as_str).collect();
     let (out, _) = sm(o, now, &prune)?;
@@ -80,7 +100,7 @@ fn setup(o: &Opts) -> Result<(), String> {
 fn gc(o: &Opts, args: &[&str]) -> Result<(serde_json::Value, f64), String> {
     let a = with_store(o, args);
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let (out, wall) = sm(o, T0 + 3 * 3600, &a)?;
+    let (out, wall) = sm(o, T0 + 100 * 3600, &a)?;
     Ok((json(&out)?, wall))
 }
 
@@ -96,7 +116,7 @@ fn measure(o: &Opts) -> Result<(), String> {
     ] {
         let (r, wall) = gc(o, args)?;
         println!(
-            "| `{name}` | {} | {} | {} | {} | {} | {:.1} | {:.2} | {wall:.2} |",
+            "| `{name}` | {} | {} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {wall:.2} |",
             r["mode"].as_str().unwrap_or("?"),
             r["pendingRoots"],
             r["candidates"],
@@ -104,6 +124,7 @@ fn measure(o: &Opts) -> Result<(), String> {
             r["objectsRemoved"],
             r["bytesFreed"].as_f64().unwrap_or(0.0) / 1e6,
             r["seconds"].as_f64().unwrap_or(0.0),
+            r["maintenanceSeconds"].as_f64().unwrap_or(0.0),
         );
     }
     println!("store {:.1} MB", size(&o.work.join("store")) as f64 / 1e6);
@@ -112,8 +133,9 @@ fn measure(o: &Opts) -> Result<(), String> {
 
 pub(crate) fn probe(o: &Opts, phase: &str) -> Result<(), String> {
     match phase {
-        "setup" => setup(o),
+        "setup" => setup(o, false),
+        "again" => setup(o, true),
         "measure" => measure(o),
-        _ => Err(format!("--gc-probe {phase}: expected setup or measure")),
+        _ => Err(format!("--gc-probe {phase}: expected setup, again or measure")),
     }
 }
