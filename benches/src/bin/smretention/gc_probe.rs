@@ -106,9 +106,9 @@ fn gc(o: &Opts, args: &[&str]) -> Result<(serde_json::Value, f64), String> {
 
 fn measure(o: &Opts) -> Result<(), String> {
     println!(
-        "| collection | mode | pending | candidates | nodes removed | objects removed | MB freed | gc s | command s |"
+        "| collection | mode | pending | candidates | nodes removed | objects removed | MB freed | gc s | of which flush/compaction s | command s |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, args) in [
         ("gc --full --dry-run", &["gc", "--full", "--dry-run"][..]),
         ("gc", &["gc"][..]),
