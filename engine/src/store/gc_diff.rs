@@ -235,9 +235,9 @@ fn diff_subject(
         first_object: first.object,
     });
     entry.found_in.insert(c);
-    let kept: BTreeMap<&str, &ObjectId> = new_leaves.iter().map(|l| (l.id.as_str(), &l.object)).collect();
+    let new_side: BTreeMap<&str, &ObjectId> = new_leaves.iter().map(|l| (l.id.as_str(), &l.object)).collect();
     for l in &old_node.leaves {
-        if kept.get(l.id.as_str()) == Some(&&l.object) {
+        if new_side.get(l.id.as_str()) == Some(&&l.object) {
             continue;
         }
         let key = ObjectKey::in_shard(c, i, &l.object);

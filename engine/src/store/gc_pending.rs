@@ -148,6 +148,7 @@ pub fn collect_incremental(store: &Store, dry_run: bool, planned: &[(String, Str
             settle(store)?;
         }
         report.seconds = started.elapsed().as_secs_f64();
+        report.maintenance_seconds = report.seconds;
         return Ok(report);
     }
     let live = roots(store, planned)?;
