@@ -7,7 +7,7 @@ use stellamirror_engine::audit::{AuditEvent, AuditSink, StoreAuditLog};
 use stellamirror_engine::export::channel::Channel;
 use stellamirror_engine::export::prune::{self, Retention};
 use stellamirror_engine::model::Tenant;
-use stellamirror_engine::store::gc::{self, GcReport};
+use stellamirror_engine::store::gc::{self, GcMode, GcReport};
 use stellamirror_engine::store::Store;
 
 use crate::failure::Failure;
@@ -48,28 +48,63 @@ pub struct GcArgs {
     /// Count the garbage; delete nothing.
     #[arg(long, env = "STELLAMIRROR_DRY_RUN")]
     dry_run: bool,
+    /// Mark and sweep the whole store (a repair and audit: also finds what no export
+    /// referenced) instead of collecting what earlier prunes left pending. Without it,
+    /// `gc` collects the pending work, or runs the full collection when nothing is pending.
+    #[arg(long, env = "STELLAMIRROR_GC_FULL")]
+    full: bool,
 }
 
 pub(crate) fn print_gc(r: &GcReport) {
     let verb = if r.dry_run { "would remove" } else { "removed" };
-    out!(
-        "store: {verb} {} nodes and {} objects ({} bytes); kept {} nodes and {} objects of {} roots",
-        r.nodes_removed,
-        r.objects_removed,
-        r.bytes_freed,
-        r.nodes_kept,
-        r.objects_kept,
-        r.roots
+    let removed = format!(
+        "store: {verb} {} nodes and {} objects ({} bytes)",
+        r.nodes_removed, r.objects_removed, r.bytes_freed
     );
+    match r.mode {
+        GcMode::Full => out!(
+            "{removed}; kept {} nodes and {} objects of {} roots (full collection, {:.2} s{})",
+            r.nodes_kept,
+            r.objects_kept,
+            r.roots,
+            r.seconds,
+            maintenance(r)
+        ),
+        GcMode::Incremental => out!(
+            "{removed} of {} pruned snapshots; {} of {} candidates still referenced by {} roots ({:.2} s{})",
+            r.pending_roots,
+            r.nodes_kept + r.objects_kept,
+            r.candidates,
+            r.roots,
+            r.seconds,
+            maintenance(r)
+        ),
+    }
+}
+
+/// ", of which N s compaction" when RocksDB was compacted.
+fn maintenance(r: &GcReport) -> String {
+    match r.compacted {
+        true => format!(", of which {:.2} s compaction", r.maintenance_seconds),
+        false => String::new(),
+    }
+}
+
+/// Which collector a command runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Collector {
+    Full,
+    Incremental,
 }
 
 /// Collect garbage and audit it (`mirror.store.collected`).
-fn collect(store: &Store, dry_run: bool, pruning: &[(String, String)]) -> Result<GcReport, Failure> {
-    let started = std::time::Instant::now();
-    let r = gc::collect(store, dry_run, pruning)?;
+fn collect(store: &Store, how: Collector, dry_run: bool, pruning: &[(String, String)]) -> Result<GcReport, Failure> {
+    let r = match how {
+        Collector::Full => gc::collect(store, dry_run, pruning)?,
+        Collector::Incremental => gc::collect_incremental(store, dry_run, pruning)?,
+    };
     if !dry_run {
-        let mut detail = serde_json::to_value(&r).unwrap_or_default();
-        detail["seconds"] = json!(started.elapsed().as_secs_f64());
+        let detail = serde_json::to_value(&r).unwrap_or_default();
         StoreAuditLog::new(store.path()).record(&AuditEvent::new("mirror.store.collected", detail));
     }
     Ok(r)
@@ -99,7 +134,8 @@ pub(crate) fn prune_tenants(
         }
         plans.push(plan);
     }
-    // A dry run counts the garbage as if the planned exports were pruned.
+    // The collection is incremental: the snapshots this and earlier prunes removed (a dry
+    // run counts the garbage as if the planned exports were pruned).
     let planned: Vec<(String, String)> = match dry_run {
         true => plans
             .iter()
@@ -107,7 +143,9 @@ pub(crate) fn prune_tenants(
             .collect(),
         false => Vec::new(),
     };
-    let gc = (!no_gc).then(|| collect(store, dry_run, &planned)).transpose()?;
+    let gc = (!no_gc)
+        .then(|| collect(store, Collector::Incremental, dry_run, &planned))
+        .transpose()?;
     Ok((plans, reports, gc))
 }
 
@@ -161,7 +199,13 @@ pub fn prune_cmd(a: PruneArgs, json: bool) -> Result<i32, Failure> {
 
 pub fn gc_cmd(a: GcArgs, json: bool) -> Result<i32, Failure> {
     let store = Store::open_existing(&a.store)?;
-    let r = collect(&store, a.dry_run, &[])?;
+    // With nothing pending there is nothing incremental to do: the full collection then
+    // audits the whole store (and removes what no export ever referenced).
+    let how = match a.full || gc::pending(&store)?.is_empty() {
+        true => Collector::Full,
+        false => Collector::Incremental,
+    };
+    let r = collect(&store, how, a.dry_run, &[])?;
     if json {
         out!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {

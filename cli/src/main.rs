@@ -117,7 +117,11 @@ delta is based on (so `rebuild` from the folder still reaches the newest state).
     )]
     Prune(cmd_retention::PruneArgs),
     /// Delete objects and Merkle nodes no live state or kept export refers to.
-    #[command(after_help = "Example:\n  stellamirror gc --store S --dry-run\n  stellamirror gc --store S --json")]
+    #[command(
+        after_help = "Example:\n  stellamirror gc --store S --dry-run\n  stellamirror gc --store S --full --dry-run --json\n\n\
+Collects what earlier prunes left pending (incremental: costs what they made unreferenced);\n\
+with nothing pending, or with --full, marks and sweeps the whole store."
+    )]
     Gc(cmd_retention::GcArgs),
     /// Export what a channel of the config file is due for: a full bundle, a delta, or nothing.
     #[command(

@@ -6,6 +6,10 @@
 //! ```text
 //! smretention --n 100000 --cycles 48 --work /work/bench-20 [--bin target/release/stellamirror]
 //! ```
+//!
+//! `--gc-probe setup|measure` (see `smretention/gc_probe.rs`): the cost of collecting one
+//! pruned snapshot's garbage, incremental against full, on a store built from an existing
+//! `smgen` dataset (`--data GEN0 --churned GEN1`).
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -15,17 +19,27 @@ use std::time::Instant;
 use stellamirror_benches::churn::{self, Params};
 use stellamirror_benches::generate::{self, ADVISORIES, POLICY_FILE, SBOM_DIR, VEX_DIR};
 
-const T0: i64 = 1_786_665_600; // 2026-08-14T00:00:00Z
+pub(crate) const T0: i64 = 1_786_665_600; // 2026-08-14T00:00:00Z
+
+#[path = "smretention/gc_probe.rs"]
+mod gc_probe;
 
 struct Opts {
     n: u64,
     cycles: u64,
     work: PathBuf,
     bin: PathBuf,
+    probe: Option<String>,
+    data: Option<PathBuf>,
+    churned: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
-    match parse(std::env::args().skip(1).collect()).and_then(|o| run(&o)) {
+    let run = |o: Opts| match o.probe.as_deref() {
+        Some(phase) => gc_probe::probe(&o, phase),
+        None => run(&o),
+    };
+    match parse(std::env::args().skip(1).collect()).and_then(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("smretention: {e}");
@@ -40,6 +54,9 @@ fn parse(args: Vec<String>) -> Result<Opts, String> {
         cycles: 48,
         work: PathBuf::from("/tmp/smretention"),
         bin: PathBuf::from("target/release/stellamirror"),
+        probe: None,
+        data: None,
+        churned: None,
     };
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
@@ -54,13 +71,16 @@ fn parse(args: Vec<String>) -> Result<Opts, String> {
             "--cycles" => o.cycles = num(&v)?,
             "--work" => o.work = PathBuf::from(v),
             "--bin" => o.bin = PathBuf::from(v),
+            "--gc-probe" => o.probe = Some(v),
+            "--data" => o.data = Some(PathBuf::from(v)),
+            "--churned" => o.churned = Some(PathBuf::from(v)),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
     Ok(o)
 }
 
-fn rfc3339(secs: i64) -> String {
+pub(crate) fn rfc3339(secs: i64) -> String {
     let since = secs - T0;
     let days = since.div_euclid(86_400);
     let rem = since.rem_euclid(86_400);
@@ -70,7 +90,7 @@ fn rfc3339(secs: i64) -> String {
 }
 
 /// Run stellamirror; returns stdout and the wall time.
-fn sm(o: &Opts, now: i64, args: &[&str]) -> Result<(String, f64), String> {
+pub(crate) fn sm(o: &Opts, now: i64, args: &[&str]) -> Result<(String, f64), String> {
     let started = Instant::now();
     let out = Command::new(&o.bin)
         .arg("--quiet")
@@ -92,7 +112,7 @@ fn sm(o: &Opts, now: i64, args: &[&str]) -> Result<(String, f64), String> {
     ))
 }
 
-fn ingest(o: &Opts, now: i64, data: &Path) -> Result<f64, String> {
+pub(crate) fn ingest(o: &Opts, now: i64, data: &Path) -> Result<f64, String> {
     let p = |rel: &str| data.join(rel).display().to_string();
     let (adv, vex, sbom, pol) = (p(ADVISORIES), p(VEX_DIR), p(SBOM_DIR), p(POLICY_FILE));
     let mut secs = 0.0;
@@ -108,7 +128,7 @@ fn ingest(o: &Opts, now: i64, data: &Path) -> Result<f64, String> {
 }
 
 /// Bytes of the files below `dir`, leaving out RocksDB's info logs.
-fn size(dir: &Path) -> u64 {
+pub(crate) fn size(dir: &Path) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
@@ -124,7 +144,7 @@ fn size(dir: &Path) -> u64 {
     total
 }
 
-fn json(s: &str) -> Result<serde_json::Value, String> {
+pub(crate) fn json(s: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(s.trim()).map_err(|e| format!("not JSON ({e}): {s}"))
 }
 
@@ -136,9 +156,9 @@ fn run(o: &Opts) -> Result<(), String> {
     let gen = |k: u64| o.work.join(format!("gen-{k}"));
     generate::generate(&gen(0), o.n, 1).map_err(|e| e.to_string())?;
     println!(
-        "| cycle | action | ingest s | run s | prune+gc s | nodes removed | objects removed | MB freed | store MB |"
+        "| cycle | action | ingest s | run s | prune+gc s | gc s | of which flush/compaction s | nodes removed | objects removed | MB freed | store MB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut gc_rows = Vec::new();
     for k in 0..=o.cycles {
         if k > 0 {
@@ -167,7 +187,9 @@ fn run(o: &Opts) -> Result<(), String> {
         let gc = json(&out)?["gc"].clone();
         let store_mb = size(&o.work.join("store")) as f64 / 1e6;
         println!(
-            "| {k} | {action} | {ingest_s:.2} | {run_s:.2} | {prune_s:.2} | {} | {} | {:.1} | {store_mb:.1} |",
+            "| {k} | {action} | {ingest_s:.2} | {run_s:.2} | {prune_s:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {store_mb:.1} |",
+            gc["seconds"].as_f64().unwrap_or(0.0),
+            gc["maintenanceSeconds"].as_f64().unwrap_or(0.0),
             gc["nodesRemoved"],
             gc["objectsRemoved"],
             gc["bytesFreed"].as_f64().unwrap_or(0.0) / 1e6

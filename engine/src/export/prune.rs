@@ -8,7 +8,9 @@
 //! * the base chain of every kept delta (a kept delta is always usable).
 //!
 //! Applying marks the pruned exports in the catalog (one synced batch: they stop being GC
-//! roots and `--rerun` of them is refused as pruned) and then deletes their bundle files.
+//! roots, their snapshots are recorded as pending collection for the incremental
+//! collector (`store::gc`), and `--rerun` of them is refused as pruned) and then deletes
+//! their bundle files.
 //! File deletion runs over every pruned entry of the tenant whose file is still there, so
 //! a prune killed between the two steps is finished by the next one.
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,7 +24,7 @@ use crate::audit::{AuditEvent, AuditSink};
 use crate::bundle::format::PROFILE_FULL;
 use crate::model::{format_time, parse_time, Tenant};
 use crate::store::catalog::{export_key, ExportRecord};
-use crate::store::{Store, CF_META};
+use crate::store::{gc, Store, CF_META};
 
 /// What to keep.
 #[derive(Clone, Copy, Debug)]
@@ -136,6 +138,8 @@ pub fn apply(store: &Store, plan: &PrunePlan, now: i64, audit: &dyn AuditSink) -
             r.pruned = Some(at.clone());
             let key = export_key(tenant.as_str(), &r.run_id);
             store.batch_put(&mut b, CF_META, &key, &serde_json::to_vec(&r).expect("json"));
+            // Its snapshot's garbage is pending collection from the same commit on.
+            gc::batch_pending(store, &mut b, tenant.as_str(), &r.run_id, &r.source_root);
         }
     }
     store.commit(b)?;

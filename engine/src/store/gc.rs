@@ -1,20 +1,41 @@
 //! Store garbage collection (issue 20): delete the objects and Merkle nodes that neither a
 //! live state nor a kept export refers to.
 //!
-//! Mark and sweep. The marks are every node and object reachable from the roots: each
+//! Two collectors:
+//! * incremental ([`collect_incremental`], `gc_pending.rs`): what `prune` runs. The
+//!   snapshots of the exports a prune removed are recorded as pending collection in the
+//!   batch that prunes them; each is diffed against its successor and every candidate is
+//!   checked against the roots still referenced. Its cost follows the garbage.
+//! * full ([`collect`], this file): mark and sweep, `gc --full` (and `gc` when nothing is
+//!   pending): a repair and audit of the whole store that also finds what no export
+//!   referenced (a head replaced before it was exported, a killed ingest's objects). Its
+//!   cost follows the store's size.
+//!
+//! Full mark and sweep. The marks are every node and object reachable from the roots: each
 //! tenant's head and the snapshot (`sourceRoot`) of every export in the catalog that was
-//! not pruned. The sweep deletes every other key of `nodes` and `objects`, in bounded
-//! synced batches.
+//! not pruned. The sweep deletes every other key of `objects`, then of `nodes` (whose keys
+//! sort subject, shard, kind, state: bottom-up), in bounded synced batches, and last the
+//! pending-collection entries (all garbage is then gone).
 //!
 //! Crash safety: the process holds RocksDB's lock for the whole collection, so no head or
 //! catalog entry changes between mark and sweep, and the sweep deletes only keys no root
-//! reaches. A collection killed at any point has deleted a subset of the garbage and
-//! nothing else; the next one finishes the job. Staging entries of an ingest that never
-//! committed are dropped when the store is opened, before anything here runs.
+//! reaches. A collection killed at any point has deleted a subset of the garbage, bottom-up
+//! (as the incremental collector expects of a partly swept root), and nothing else; the
+//! next one finishes the job. Staging entries of an ingest that never committed are
+//! dropped when the store is opened, before anything here runs.
 //!
 //! Subject and shard nodes are not hashed with their collection (nor tenant), so one node
 //! can sit in several collections' trees; objects are keyed by collection and shard. The
 //! walk therefore descends once per (collection, node), not once per node.
+#[path = "gc_check.rs"]
+mod check;
+#[path = "gc_diff.rs"]
+mod diff;
+#[path = "gc_pending.rs"]
+mod pending;
+
+pub use pending::{batch_pending, collect_incremental, pending, PendingRoot};
+
 use std::collections::HashSet;
 
 use super::{node_key, NodeTag, ObjectKey, Store, StoreError, CF_NODES, CF_OBJECTS};
@@ -23,16 +44,35 @@ use crate::merkle::{empty_shard_root, StateNode};
 use crate::model::Collection;
 
 /// Keys deleted per synced write batch.
-const SWEEP_BATCH_KEYS: usize = 4096;
+pub(super) const SWEEP_BATCH_KEYS: usize = 4096;
+
+/// Which collector ran.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GcMode {
+    /// Mark and sweep of the whole store.
+    #[default]
+    Full,
+    /// The pending roots' diffs, checked against the kept roots.
+    Incremental,
+}
 
 /// What a collection found and removed.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GcReport {
-    /// Roots marked from (heads and kept export snapshots, deduplicated).
+    pub mode: GcMode,
+    /// Roots kept (heads and kept export snapshots, deduplicated): marked from (full) or
+    /// checked against (incremental).
     pub roots: usize,
+    /// Full: every node and object still stored. Incremental: the candidates found
+    /// still referenced.
     pub nodes_kept: u64,
     pub objects_kept: u64,
+    /// Incremental: pruned roots whose garbage this collection handled, and the
+    /// candidates their diffs listed.
+    pub pending_roots: usize,
+    pub candidates: u64,
     pub nodes_removed: u64,
     pub objects_removed: u64,
     /// Key and value bytes of the removed entries (before RocksDB compacts them away).
@@ -40,6 +80,11 @@ pub struct GcReport {
     pub dry_run: bool,
     /// Whether `nodes` and `objects` were compacted (see [`compact_when_due`]).
     pub compacted: bool,
+    /// Wall time of the collection, and the part of it spent compacting and flushing
+    /// RocksDB afterwards (the compaction, when due, rewrites both families: a cost of the
+    /// store's size, paid once per 5% of it deleted; see [`compact_when_due`]).
+    pub seconds: f64,
+    pub maintenance_seconds: f64,
 }
 
 /// Everything reachable from the roots.
@@ -147,25 +192,40 @@ fn sweep(store: &Store, cf: &str, dry_run: bool, keep: impl Fn(&[u8]) -> bool) -
     Ok((kept, removed, bytes))
 }
 
-/// Collect the store's garbage (or, with `dry_run`, only count it, as if the exports in
-/// `pruning` were pruned already).
+/// Full mark and sweep of the store's garbage (or, with `dry_run`, only count it, as if
+/// the exports in `pruning` were pruned already).
 pub fn collect(store: &Store, dry_run: bool, pruning: &[(String, String)]) -> Result<GcReport, StoreError> {
+    let started = std::time::Instant::now();
     let roots = roots(store, pruning)?;
     let marks = mark(store, &roots)?;
-    let (nodes_kept, nodes_removed, node_bytes) =
-        sweep(store, CF_NODES, dry_run, |k| k.len() != 33 || marks.nodes.contains(k))?;
+    // Objects first, then nodes (bottom-up, see the module comment).
     let (objects_kept, objects_removed, object_bytes) = sweep(store, CF_OBJECTS, dry_run, |k| {
         k.len() != 34 || marks.objects.contains(k)
     })?;
+    let (nodes_kept, nodes_removed, node_bytes) =
+        sweep(store, CF_NODES, dry_run, |k| k.len() != 33 || marks.nodes.contains(k))?;
+    let pending_roots = pending(store)?.len();
+    if !dry_run && pending_roots > 0 {
+        let mut b = store.new_batch();
+        pending::batch_clear_pending(store, &mut b)?;
+        store.commit(b)?;
+    }
     let removed = nodes_removed + objects_removed;
     let mut compacted = false;
+    let maintenance = std::time::Instant::now();
     if !dry_run && removed > 0 {
         compacted = compact_when_due(store, removed, nodes_kept + objects_kept)?;
         // Flush every column family, so RocksDB can drop the write-ahead log files that
         // small commits (`Store::settle_small`) left holding their changes.
         store.settle()?;
     }
+    let maintenance_seconds = maintenance.elapsed().as_secs_f64();
     Ok(GcReport {
+        mode: GcMode::Full,
+        pending_roots,
+        candidates: 0,
+        seconds: started.elapsed().as_secs_f64(),
+        maintenance_seconds,
         roots: roots.len(),
         nodes_kept,
         objects_kept,
@@ -187,7 +247,7 @@ const COMPACT_SHARE: u64 = 20;
 /// are spread over every table file): done every collection, a 1% churn would pay the
 /// store's size each hour; done at 5%, the space held by deleted entries stays below ~5%
 /// and the rewrite is paid once per ~5% of garbage.
-fn compact_when_due(store: &Store, removed: u64, kept: u64) -> Result<bool, StoreError> {
+pub(super) fn compact_when_due(store: &Store, removed: u64, kept: u64) -> Result<bool, StoreError> {
     let before = store
         .get(super::CF_META, UNCOMPACTED_KEY)?
         .and_then(|v| v.try_into().ok().map(u64::from_le_bytes))

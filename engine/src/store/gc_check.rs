@@ -1,0 +1,191 @@
+//! The reference check of the incremental collection (issue 20): which garbage candidates
+//! (`gc_diff`) a root that is still referenced — a tenant head, a kept export, anything
+//! [`super::roots`] counts — holds. Content can come back (a record reverted to an
+//! earlier version has the same object hash; an older kept full export still holds what
+//! later snapshots changed), so every candidate is looked up in every kept root at its
+//! place in the tree:
+//! * a state node is referenced when it is a kept root;
+//! * a kind node when a kept root's collection has it;
+//! * a shard node when a kept root's kind node (any collection: shard nodes are not hashed
+//!   with their collection) lists it at its shard;
+//! * a subject node when a kept root's shard node (any collection) lists it under its
+//!   subject; a collection that does not hold the subject's first object cannot hold the
+//!   subject node, so only collections that have it are looked in;
+//! * an object when a kept root's subject node at one of the (subject, record id) places
+//!   the diffs saw it at holds it (under any record id of that subject).
+//!
+//! Kept roots' nodes are read once per shard (shard by shard, so memory stays bounded by
+//! one shard's nodes of the kept roots): the cost is the number of shards that hold
+//! candidates times the kept roots' distinct shard nodes there.
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::diff::{Candidates, SubjectCandidate};
+use crate::ids::{NodeHash, ObjectId};
+use crate::merkle::{empty_shard_root, KindNode, NodeView};
+use crate::model::Collection;
+use crate::store::{NodeTag, ObjectKey, Store, StoreError};
+
+/// The kept roots' state and kind nodes (small: one kind node per root and collection).
+pub(super) struct Kept {
+    roots: BTreeSet<NodeHash>,
+    kind_roots: BTreeSet<(Collection, NodeHash)>,
+    kinds: BTreeMap<Collection, Vec<KindNode>>,
+}
+
+impl Kept {
+    pub fn load(store: &Store, roots: &[NodeHash]) -> Result<Self, StoreError> {
+        let mut kind_roots = BTreeSet::new();
+        let mut kinds: BTreeMap<Collection, Vec<KindNode>> = BTreeMap::new();
+        for r in roots {
+            for k in &store.state_at(r)?.kinds {
+                if kind_roots.insert((k.collection, k.root)) {
+                    kinds.entry(k.collection).or_default().push(store.kind_node(k)?);
+                }
+            }
+        }
+        Ok(Kept {
+            roots: roots.iter().copied().collect(),
+            kind_roots,
+            kinds,
+        })
+    }
+
+    /// The distinct non-empty shard roots the kept roots hold at shard `i` of `c`.
+    fn shard_roots(&self, c: Collection, i: u8) -> BTreeSet<NodeHash> {
+        let empty = empty_shard_root(i);
+        self.kinds
+            .get(&c)
+            .into_iter()
+            .flatten()
+            .map(|k| k.shards[i as usize])
+            .filter(|h| *h != empty)
+            .collect()
+    }
+}
+
+/// Remove from `cands` every candidate a kept root references; returns how many were kept.
+pub(super) fn keep_referenced(store: &Store, kept: &Kept, cands: &mut Candidates) -> Result<u64, StoreError> {
+    let before = cands.len();
+    cands.states.retain(|h, _| !kept.roots.contains(h));
+    cands.kinds.retain(|h, (c, _)| !kept.kind_roots.contains(&(*c, *h)));
+    cands
+        .shards
+        .retain(|h, (i, _)| !kept.kinds.values().flatten().any(|k| k.shards[*i as usize] == *h));
+    let mut by_shard: BTreeMap<u8, (Vec<NodeHash>, Vec<ObjectKey>)> = BTreeMap::new();
+    for (h, s) in &cands.subjects {
+        by_shard
+            .entry(crate::model::shard_of(&s.subject))
+            .or_default()
+            .0
+            .push(*h);
+    }
+    for k in cands.objects.keys() {
+        by_shard.entry(k.as_bytes()[1]).or_default().1.push(*k);
+    }
+    let (mut live_subjects, mut live_objects) = (BTreeSet::new(), BTreeSet::new());
+    for (i, (subjects, objects)) in by_shard {
+        check_shard(
+            store,
+            kept,
+            cands,
+            i,
+            (&subjects, &objects),
+            (&mut live_subjects, &mut live_objects),
+        )?;
+    }
+    cands.subjects.retain(|h, _| !live_subjects.contains(h));
+    cands.objects.retain(|k, _| !live_objects.contains(k));
+    Ok((before - cands.len()) as u64)
+}
+
+/// The subject → root entries of one stored shard node, borrowed.
+fn lookup<'a>(view: &'a NodeView<'a>, subject: &str) -> Option<&'a NodeHash> {
+    let NodeView::Shard(s) = view else { return None };
+    s.subjects
+        .binary_search_by(|x| x.subject.cmp(subject))
+        .ok()
+        .map(|at| &s.subjects[at].root)
+}
+
+/// Which subject and object candidates of shard `i` the kept roots hold, into `live`.
+fn check_shard(
+    store: &Store,
+    kept: &Kept,
+    cands: &Candidates,
+    i: u8,
+    (subjects, objects): (&[NodeHash], &[ObjectKey]),
+    (live_subjects, live_objects): (&mut BTreeSet<NodeHash>, &mut BTreeSet<ObjectKey>),
+) -> Result<(), StoreError> {
+    for c in Collection::ALL {
+        let mut need_subjects: Vec<NodeHash> = Vec::new();
+        for h in subjects.iter().filter(|h| !live_subjects.contains(*h)) {
+            if may_hold(store, &cands.subjects[h], c, i)? {
+                need_subjects.push(*h);
+            }
+        }
+        let need_objects: Vec<ObjectKey> = objects
+            .iter()
+            .filter(|k| k.as_bytes()[0] == c.code() && !live_objects.contains(*k))
+            .copied()
+            .collect();
+        if need_subjects.is_empty() && need_objects.is_empty() {
+            continue;
+        }
+        // Subject roots at the candidate objects' places, in every kept shard node.
+        let mut places: Vec<(ObjectKey, NodeHash)> = Vec::new();
+        for h in kept.shard_roots(c, i) {
+            let bytes = store.node_bytes(NodeTag::Shard, &h)?;
+            let view = NodeView::decode(&bytes)
+                .ok_or_else(|| StoreError::Corrupt(format!("Merkle node {h} does not decode")))?;
+            for s in &need_subjects {
+                if lookup(&view, &cands.subjects[s].subject) == Some(s) {
+                    live_subjects.insert(*s);
+                }
+            }
+            for k in &need_objects {
+                for (subject, _) in &cands.objects[k] {
+                    if let Some(root) = lookup(&view, subject) {
+                        places.push((*k, *root));
+                    }
+                }
+            }
+        }
+        live_objects.extend(held_objects(store, places)?);
+    }
+    Ok(())
+}
+
+/// Whether collection `c` can hold subject node `s` at shard `i`: it was found there, or
+/// the store holds its first object under `c` (a root holding the node under `c` holds
+/// its objects under `c`, and roots still referenced are complete).
+fn may_hold(store: &Store, s: &SubjectCandidate, c: Collection, i: u8) -> Result<bool, StoreError> {
+    if s.found_in.contains(&c) {
+        return Ok(true);
+    }
+    store.has_object(&ObjectKey::in_shard(c, i, &s.first_object))
+}
+
+/// The object keys of `places` ((object, subject node) pairs) that the subject node holds,
+/// under any record id. Each subject node is read once.
+fn held_objects(store: &Store, mut places: Vec<(ObjectKey, NodeHash)>) -> Result<BTreeSet<ObjectKey>, StoreError> {
+    places.sort_by_key(|(_, r)| *r);
+    places.dedup();
+    let mut held = BTreeSet::new();
+    let mut leaves: HashMap<NodeHash, BTreeSet<ObjectId>> = HashMap::new();
+    for (key, root) in places {
+        if held.contains(&key) {
+            continue;
+        }
+        let objects = match leaves.entry(root) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let node = store.subject_node(&root)?;
+                e.insert(node.leaves.iter().map(|l| l.object).collect())
+            }
+        };
+        if objects.contains(&key.id()) {
+            held.insert(key);
+        }
+    }
+    Ok(held)
+}
