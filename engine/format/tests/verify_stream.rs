@@ -104,7 +104,7 @@ fn an_index_subject_without_data_is_named() {
 fn a_single_file_collection_is_checked_against_its_index_too() {
     let e = with_index_edit(FINDINGS_INDEX, |d| {
         let recs = subjects(d, "consensus")[PROXY]["records"].as_object_mut().unwrap();
-        let last = recs.keys().last().unwrap().clone();
+        let last = recs.keys().next_back().unwrap().clone();
         recs.remove(&last);
     });
     assert!(
