@@ -10,5 +10,6 @@ pub mod records;
 pub mod signing;
 pub mod validate;
 pub mod verify;
+pub mod verify_archive;
 mod verify_data;
 mod verify_single;

@@ -69,17 +69,17 @@ fn chain(prev: &mut [u8; 32], digest: &[u8; 32]) {
 }
 
 /// What the verifier keeps of one collection's index.
-struct IndexSide {
-    head: CollectionHead,
+pub(super) struct IndexSide {
+    pub head: CollectionHead,
     chains: Vec<[u8; 32]>,
     /// The last subject seen per shard (the index lists a shard's subjects in order).
     last: Vec<Option<String>>,
     /// Entries of one-file-per-subject records whose file the bundle holds.
-    per_subject: BTreeMap<String, IndexSubject>,
+    pub per_subject: BTreeMap<String, IndexSubject>,
 }
 
 impl IndexSide {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             head: CollectionHead::default(),
             chains: vec![[0; 32]; 256],
@@ -87,8 +87,43 @@ impl IndexSide {
             per_subject: BTreeMap::new(),
         }
     }
+
+    /// Add one entry of index file `path` to its shard's chain (entries without records
+    /// are not data); `keep`: the bundle holds a one-file-per-subject file for it.
+    pub fn add(
+        &mut self,
+        path: &str,
+        c: Collection,
+        subject: String,
+        entry: IndexSubject,
+        full: bool,
+        keep: bool,
+    ) -> Result<(), BundleError> {
+        if entry.records.is_empty() {
+            return Ok(());
+        }
+        let s = shard_of(&subject) as usize;
+        if self.last[s].as_ref().is_some_and(|prev| *prev >= subject) {
+            return Err(BundleError::Malformed {
+                path: path.into(),
+                reason: format!(
+                    "{} subject {subject:?} is listed twice or out of order (the subjects of shard {s:02x} are listed in increasing order)",
+                    c.name()
+                ),
+            });
+        }
+        let root = full.then_some(entry.root.as_deref());
+        let recs = entry.records.iter().map(|(id, r)| (id.as_str(), r.hash.as_ref()));
+        chain(&mut self.chains[s], &subject_digest(&subject, root, recs));
+        if keep {
+            self.per_subject.insert(subject.clone(), entry);
+        }
+        self.last[s] = Some(subject);
+        Ok(())
+    }
+
     /// Whether the data side digests record hashes: the index carries them all or none.
-    fn hashed(&self, c: Collection, path: &str) -> Result<bool, BundleError> {
+    pub fn hashed(&self, c: Collection, path: &str) -> Result<bool, BundleError> {
         if self.head.hashed > 0 && self.head.unhashed > 0 {
             return Err(BundleError::Malformed {
                 path: path.into(),
@@ -102,32 +137,159 @@ impl IndexSide {
         }
         Ok(self.head.hashed > 0)
     }
+
+    /// Whether the data's shard `shard` (its sum `data`) is what the index lists.
+    pub fn matches(&self, shard: u8, data: &ShardSum, hashed: bool) -> bool {
+        data.chains[hashed as usize] == self.chains[shard as usize]
+    }
 }
 
-/// A data subject as the shard checks need it.
+/// A data subject as the shard checks need it: its digest without record hashes (`[0]`)
+/// and with them (`[1]`), since which one the index carries is known only from the index.
 pub(super) struct Summary {
     pub subject: String,
     pub root: NodeHash,
     pub records: u64,
-    pub digest: [u8; 32],
+    pub digests: [[u8; 32]; 2],
 }
 
 /// The data side of [`subject_digest`]: `leaves` sorted by id.
-pub(super) fn summarise(subject: String, leaves: &[Leaf], hashed: bool, full: bool) -> Summary {
+pub(super) fn summarise(subject: String, leaves: &[Leaf], full: bool) -> Summary {
     let root = if full {
         subject_root(&subject, leaves)
     } else {
         NodeHash([0; 32])
     };
     let shown = full.then(|| root.to_prefixed());
-    let recs = leaves.iter().map(|l| (l.id.as_str(), hashed.then_some(&l.object)));
-    let digest = subject_digest(&subject, shown.as_deref().map(Some), recs);
+    let digest = |hashed: bool| {
+        let recs = leaves.iter().map(|l| (l.id.as_str(), hashed.then_some(&l.object)));
+        subject_digest(&subject, shown.as_deref().map(Some), recs)
+    };
+    let digests = [digest(false), digest(true)];
     Summary {
         subject,
         root,
         records: leaves.len() as u64,
-        digest,
+        digests,
     }
+}
+
+/// One data shard, checked: its chains (without and with record hashes), root and counts.
+pub(super) struct ShardSum {
+    chains: [[u8; 32]; 2],
+    root: NodeHash,
+    pub records: u64,
+    pub subjects: u64,
+}
+
+impl ShardSum {
+    /// The sum of shard `shard` from its subjects' summaries, sorted by subject.
+    pub fn of(shard: u8, summaries: Vec<Summary>, full: bool) -> Self {
+        let mut chains = [[0u8; 32]; 2];
+        for s in &summaries {
+            chain(&mut chains[0], &s.digests[0]);
+            chain(&mut chains[1], &s.digests[1]);
+        }
+        let records = summaries.iter().map(|s| s.records).sum();
+        let subjects = summaries.len() as u64;
+        let root = if full {
+            let refs: Vec<SubjectRef> = summaries
+                .into_iter()
+                .map(|s| SubjectRef {
+                    subject: s.subject,
+                    root: s.root,
+                    records: s.records,
+                })
+                .collect();
+            shard_root(shard, &refs)
+        } else {
+            NodeHash([0; 32])
+        };
+        Self {
+            chains,
+            root,
+            records,
+            subjects,
+        }
+    }
+
+    /// The sum of the subjects of `shard` (leaves sorted by id).
+    pub fn of_subjects(shard: u8, subjects: &BTreeMap<String, Vec<Leaf>>, full: bool) -> Self {
+        let sums = subjects.iter().map(|(s, l)| summarise(s.clone(), l, full)).collect();
+        Self::of(shard, sums, full)
+    }
+}
+
+/// Collection `c`'s kind node from its 256 shard sums.
+pub(super) fn kind_ref(c: Collection, shards: &[ShardSum], full: bool) -> KindRef {
+    let roots: Vec<NodeHash> = shards.iter().map(|s| s.root).collect();
+    KindRef {
+        collection: c,
+        root: if full { kind_root(c, &roots) } else { NodeHash([0; 32]) },
+        records: shards.iter().map(|s| s.records).sum(),
+        subjects: shards.iter().map(|s| s.subjects).sum(),
+    }
+}
+
+/// Decode one shard file's bytes to its record lines: the one place a shard's bytes become
+/// text (staged and streamed verification both).
+pub(super) fn decode_shard(path: &str, bytes: &[u8]) -> Result<Vec<u8>, BundleError> {
+    decompress(path, bytes)
+}
+
+/// Group a decoded shard's (or single file's) record lines by subject, leaves sorted by id.
+pub(super) fn group_lines(
+    path: &str,
+    c: Collection,
+    shard: Option<u8>,
+    data: &[u8],
+    subjects: &mut BTreeMap<String, Vec<Leaf>>,
+) -> Result<(), BundleError> {
+    parse_lines(path, c, shard, data, &mut |s, leaf, _| {
+        match subjects.get_mut(s) {
+            Some(v) => v.push(leaf),
+            None => {
+                subjects.insert(s.to_string(), vec![leaf]);
+            }
+        }
+        Ok(())
+    })?;
+    for leaves in subjects.values_mut() {
+        leaves.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    Ok(())
+}
+
+/// A full bundle's kind root and count of `k` against the manifest.
+pub(super) fn check_kind(m: &Manifest, k: &KindRef) -> Result<(), BundleError> {
+    let name = k.collection.name();
+    let recorded = m.kind_roots.get(name).map(String::as_str).unwrap_or("missing");
+    if recorded != k.root.to_prefixed() {
+        return Err(root_mismatch(
+            format!("manifest.yaml kindRoots.{name}"),
+            recorded,
+            k.root,
+        ));
+    }
+    let counted = m.counts.get(name).copied().unwrap_or(0);
+    if counted != k.records {
+        return Err(BundleError::DigestMismatch {
+            path: MANIFEST.into(),
+            what: format!("counts.{name}"),
+            expected: counted.to_string(),
+            actual: k.records.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A full bundle's state root from its kinds (in [`Collection::ALL`] order).
+pub(super) fn check_state(m: &Manifest, kinds: &[KindRef]) -> Result<(), BundleError> {
+    let sr = state_root(&m.tenant, kinds);
+    if m.state_root != sr.to_prefixed() {
+        return Err(root_mismatch("manifest.yaml stateRoot".into(), &m.state_root, sr));
+    }
+    Ok(())
 }
 
 /// The bundle being checked and how to read it.
@@ -166,16 +328,13 @@ pub fn check_data(
             let k = ck.collection(c, index_path, side)?;
             total += k.records;
             if ck.full {
-                ck.check_kind(&k)?;
+                check_kind(m, &k)?;
                 kinds.push(k);
             }
         }
     }
     if ck.full {
-        let sr = state_root(&m.tenant, &kinds);
-        if m.state_root != sr.to_prefixed() {
-            return Err(root_mismatch("manifest.yaml stateRoot".into(), &m.state_root, sr));
-        }
+        check_state(m, &kinds)?;
     }
     Ok(total)
 }
@@ -220,7 +379,8 @@ impl Checker<'_> {
             let Some(side) = sides.get_mut(&c) else {
                 return Ok(());
             };
-            self.index_subject(path, c, side, subject, entry)
+            let keep = self.has_per_subject_file(c, &subject);
+            side.add(path, c, subject, entry, self.full, keep)
         })?;
         for (c, h) in head.collections {
             if let Some(side) = sides.get_mut(&c) {
@@ -228,38 +388,6 @@ impl Checker<'_> {
             }
         }
         Ok(sides)
-    }
-
-    /// Add one index entry to its shard's chain (entries without records are not data).
-    fn index_subject(
-        &self,
-        path: &str,
-        c: Collection,
-        side: &mut IndexSide,
-        subject: String,
-        entry: IndexSubject,
-    ) -> Result<(), BundleError> {
-        if entry.records.is_empty() {
-            return Ok(());
-        }
-        let s = shard_of(&subject) as usize;
-        if side.last[s].as_ref().is_some_and(|prev| *prev >= subject) {
-            return Err(BundleError::Malformed {
-                path: path.into(),
-                reason: format!(
-                    "{} subject {subject:?} is listed twice or out of order (the subjects of shard {s:02x} are listed in increasing order)",
-                    c.name()
-                ),
-            });
-        }
-        let root = self.full.then_some(entry.root.as_deref());
-        let recs = entry.records.iter().map(|(id, r)| (id.as_str(), r.hash.as_ref()));
-        chain(&mut side.chains[s], &subject_digest(&subject, root, recs));
-        if self.has_per_subject_file(c, &subject) {
-            side.per_subject.insert(subject.clone(), entry);
-        }
-        side.last[s] = Some(subject);
-        Ok(())
     }
 
     fn has_per_subject_file(&self, c: Collection, subject: &str) -> bool {
@@ -270,11 +398,6 @@ impl Checker<'_> {
             }
             _ => false,
         })
-    }
-
-    /// Decode one shard file to its record lines: the one place a shard's bytes become text.
-    fn decode_shard(&self, path: &str) -> Result<Vec<u8>, BundleError> {
-        decompress(path, &read_plain(self.staged, path, self.open)?)
     }
 
     /// The shard file of `c`'s sharded layout for `shard`, when the bundle holds it.
@@ -332,83 +455,50 @@ impl Checker<'_> {
     ) -> Result<BTreeMap<String, Vec<Leaf>>, BundleError> {
         let mut subjects = loose.unwrap_or_default();
         if let Some(path) = self.shard_file(c, shard) {
-            let data = self.decode_shard(&path)?;
-            parse_lines(&path, c, Some(shard), &data, &mut |s, leaf, _| {
-                match subjects.get_mut(s) {
-                    Some(v) => v.push(leaf),
-                    None => {
-                        subjects.insert(s.to_string(), vec![leaf]);
-                    }
-                }
-                Ok(())
-            })?;
-        }
-        for leaves in subjects.values_mut() {
-            leaves.sort_by(|a, b| a.id.cmp(&b.id));
+            let data = decode_shard(&path, &read_plain(self.staged, &path, self.open)?)?;
+            group_lines(&path, c, Some(shard), &data, &mut subjects)?;
         }
         Ok(subjects)
     }
 
-    /// Check collection `c` shard by shard against its index side; its kind root.
+    /// Check collection `c` shard by shard against its index side; its kind node.
     fn collection(&self, c: Collection, index_path: &str, mut side: IndexSide) -> Result<KindRef, BundleError> {
         let hashed = side.hashed(c, index_path)?;
         let mut loose = self.per_subject_leaves(c, std::mem::take(&mut side.per_subject))?;
-        let mut single = single_summaries(self, c, hashed)?;
-        let (mut roots, mut records, mut subjects) = (Vec::with_capacity(256), 0u64, 0u64);
+        let mut single = single_summaries(self, c)?;
+        let mut shards = Vec::with_capacity(256);
         for shard in 0..=255u8 {
-            let (summaries, data) = match single.as_mut() {
-                Some(buckets) => (std::mem::take(&mut buckets[shard as usize]), None),
+            let (sum, data) = match single.as_mut() {
+                Some(b) => (
+                    ShardSum::of(shard, std::mem::take(&mut b[shard as usize]), self.full),
+                    None,
+                ),
                 None => {
                     let data = self.shard_subjects(c, shard, loose.remove(&shard))?;
-                    let sums = data
-                        .iter()
-                        .map(|(s, l)| summarise(s.clone(), l, hashed, self.full))
-                        .collect();
-                    (sums, Some(data))
+                    (ShardSum::of_subjects(shard, &data, self.full), Some(data))
                 }
             };
-            let mut digest = [0u8; 32];
-            for s in &summaries {
-                chain(&mut digest, &s.digest);
-            }
-            if digest != side.chains[shard as usize] {
+            if !side.matches(shard, &sum, hashed) {
                 let data = match data {
                     Some(d) => d,
                     None => single_subjects(self, c, shard)?,
                 };
                 return Err(self.diagnose(c, index_path, shard, &data));
             }
-            records += summaries.iter().map(|s| s.records).sum::<u64>();
-            subjects += summaries.len() as u64;
-            let refs: Vec<SubjectRef> = summaries
-                .into_iter()
-                .map(|s| SubjectRef {
-                    subject: s.subject,
-                    root: s.root,
-                    records: s.records,
-                })
-                .collect();
-            roots.push(if self.full {
-                shard_root(shard, &refs)
-            } else {
-                NodeHash([0; 32])
-            });
+            shards.push(sum);
         }
-        Ok(KindRef {
-            collection: c,
-            root: if self.full {
-                kind_root(c, &roots)
-            } else {
-                NodeHash([0; 32])
-            },
-            records,
-            subjects,
-        })
+        Ok(kind_ref(c, &shards, self.full))
     }
 
     /// Name what differs in a shard whose chains differ: the index is streamed again and
     /// only this shard's entries of `c` are kept (`data`: the shard's data subjects).
-    fn diagnose(&self, c: Collection, index_path: &str, shard: u8, data: &BTreeMap<String, Vec<Leaf>>) -> BundleError {
+    pub(super) fn diagnose(
+        &self,
+        c: Collection,
+        index_path: &str,
+        shard: u8,
+        data: &BTreeMap<String, Vec<Leaf>>,
+    ) -> BundleError {
         let mut entries: BTreeMap<String, IndexSubject> = BTreeMap::new();
         let streamed = self.stream(index_path, &mut |ic, subject, entry| {
             if ic == c && shard_of(&subject) == shard {
@@ -459,28 +549,5 @@ impl Checker<'_> {
             "{} shard {shard:02x}: the index entries differ from the data",
             c.name()
         ))
-    }
-
-    /// A full bundle's kind root and count of `k` against the manifest.
-    fn check_kind(&self, k: &KindRef) -> Result<(), BundleError> {
-        let name = k.collection.name();
-        let recorded = self.m.kind_roots.get(name).map(String::as_str).unwrap_or("missing");
-        if recorded != k.root.to_prefixed() {
-            return Err(root_mismatch(
-                format!("manifest.yaml kindRoots.{name}"),
-                recorded,
-                k.root,
-            ));
-        }
-        let counted = self.m.counts.get(name).copied().unwrap_or(0);
-        if counted != k.records {
-            return Err(BundleError::DigestMismatch {
-                path: MANIFEST.into(),
-                what: format!("counts.{name}"),
-                expected: counted.to_string(),
-                actual: k.records.to_string(),
-            });
-        }
-        Ok(())
     }
 }

@@ -20,22 +20,33 @@ fn single_path(ck: &Checker<'_>, c: Collection) -> Option<String> {
     })
 }
 
-/// Visit every record line of single file `path`, decompressing it once as a stream.
+/// Visit every record line of single file `path` of the bundle being checked.
 fn for_each_line(
     ck: &Checker<'_>,
     c: Collection,
     path: &str,
     f: &mut dyn FnMut(&str, Leaf) -> Result<(), BundleError>,
 ) -> Result<(), BundleError> {
-    let malformed = |reason: String| BundleError::Malformed {
-        path: path.into(),
-        reason,
-    };
-    let source: Box<dyn Read> = if ck.plain(path) {
+    let mut source: Box<dyn Read> = if ck.plain(path) {
         let p = ck.staged.root.join(path);
         Box::new(std::fs::File::open(p).map_err(|_| BundleError::MissingFile { path: path.into() })?)
     } else {
         Box::new(std::io::Cursor::new(read_plain(ck.staged, path, ck.open)?))
+    };
+    lines_of(path, c, &mut source, f)
+}
+
+/// Visit every record line of single file `path`, read from `source` and decompressed
+/// once, as a stream.
+pub(super) fn lines_of(
+    path: &str,
+    c: Collection,
+    source: &mut dyn Read,
+    f: &mut dyn FnMut(&str, Leaf) -> Result<(), BundleError>,
+) -> Result<(), BundleError> {
+    let malformed = |reason: String| BundleError::Malformed {
+        path: path.into(),
+        reason,
     };
     let dec = zstd::stream::read::Decoder::new(source).map_err(|e| malformed(format!("not zstd: {e}")))?;
     let mut lines = std::io::BufReader::with_capacity(1 << 20, dec.take(MAX_FILE_BYTES + 1));
@@ -61,15 +72,21 @@ fn for_each_line(
 }
 
 /// Groups consecutive lines of one subject into a summary in its shard's bucket.
-struct Grouper {
+pub(super) struct Grouper {
     current: Option<(String, Vec<Leaf>)>,
     buckets: Vec<Vec<Summary>>,
-    hashed: bool,
     full: bool,
 }
 
 impl Grouper {
-    fn push(&mut self, subject: &str, leaf: Leaf) {
+    pub fn new(full: bool) -> Self {
+        Self {
+            current: None,
+            buckets: (0..256).map(|_| Vec::new()).collect(),
+            full,
+        }
+    }
+    pub fn push(&mut self, subject: &str, leaf: Leaf) {
         match &mut self.current {
             Some((s, leaves)) if s == subject => leaves.push(leaf),
             _ => {
@@ -82,48 +99,43 @@ impl Grouper {
         if let Some((s, mut leaves)) = self.current.take() {
             leaves.sort_by(|a, b| a.id.cmp(&b.id));
             let shard = shard_of(&s) as usize;
-            self.buckets[shard].push(summarise(s, &leaves, self.hashed, self.full));
+            self.buckets[shard].push(summarise(s, &leaves, self.full));
         }
+    }
+    /// The summaries of file `path` by shard, each shard's sorted by subject. A subject
+    /// whose lines are not together (the writer sorts the file) is refused.
+    pub fn finish(mut self, path: &str) -> Result<Vec<Vec<Summary>>, BundleError> {
+        self.flush();
+        for bucket in &mut self.buckets {
+            bucket.sort_by(|a, b| a.subject.cmp(&b.subject));
+            if let Some(w) = bucket.windows(2).find(|w| w[0].subject == w[1].subject) {
+                return Err(BundleError::Malformed {
+                    path: path.into(),
+                    reason: format!(
+                        "the lines of subject {:?} are not together (the file is sorted by subject)",
+                        w[0].subject
+                    ),
+                });
+            }
+        }
+        Ok(self.buckets)
     }
 }
 
-/// For a single-file collection, its subjects' summaries by shard, each shard's sorted by
-/// subject; `None` for collections of another layout. A subject whose lines are not
-/// together (the writer sorts the file) is refused.
-pub(super) fn single_summaries(
-    ck: &Checker<'_>,
-    c: Collection,
-    hashed: bool,
-) -> Result<Option<Vec<Vec<Summary>>>, BundleError> {
+/// For a single-file collection, its subjects' summaries by shard ([`Grouper::finish`]);
+/// `None` for collections of another layout.
+pub(super) fn single_summaries(ck: &Checker<'_>, c: Collection) -> Result<Option<Vec<Vec<Summary>>>, BundleError> {
     let Some(path) = single_path(ck, c) else {
         return Ok(None);
     };
-    let mut g = Grouper {
-        current: None,
-        buckets: (0..256).map(|_| Vec::new()).collect(),
-        hashed,
-        full: ck.full,
-    };
+    let mut g = Grouper::new(ck.full);
     if ck.staged.files.contains_key(&path) {
         for_each_line(ck, c, &path, &mut |s, leaf| {
             g.push(s, leaf);
             Ok(())
         })?;
-        g.flush();
     }
-    for bucket in &mut g.buckets {
-        bucket.sort_by(|a, b| a.subject.cmp(&b.subject));
-        if let Some(w) = bucket.windows(2).find(|w| w[0].subject == w[1].subject) {
-            return Err(BundleError::Malformed {
-                path,
-                reason: format!(
-                    "the lines of subject {:?} are not together (the file is sorted by subject)",
-                    w[0].subject
-                ),
-            });
-        }
-    }
-    Ok(Some(g.buckets))
+    g.finish(&path).map(Some)
 }
 
 /// The records of one shard of a single-file collection, by subject (leaves sorted by id),
