@@ -237,7 +237,7 @@ fn tree_leaves(
             return Err(mismatch(format!("{} subject node {missing} is missing", c.name())));
         }
         while let Some((_, c)) = live.get(next).filter(|(r, _)| *r == h) {
-            let node = match Node::decode(&bytes) {
+            let node = match Node::decode(bytes) {
                 Some(Node::Subject(n)) => n,
                 _ => return Err(mismatch(format!("{h} is not a subject node"))),
             };
@@ -298,7 +298,7 @@ fn live_records(
         let c =
             Collection::from_name(cname).ok_or_else(|| mismatch(format!("record key with unknown kind {cname:?}")))?;
         let e: EntryView<'_> =
-            postcard::from_bytes(&v).map_err(|_| mismatch(format!("record {cname}/{id} does not decode")))?;
+            postcard::from_bytes(v).map_err(|_| mismatch(format!("record {cname}/{id} does not decode")))?;
         visit(cname, id, &leaf_digest(c, id, e.subject, &e.object))
     })
 }
