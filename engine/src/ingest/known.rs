@@ -209,7 +209,7 @@ mod tests {
     }
 
     #[test]
-    fn a_digest_sharing_only_the_prefix_of_a_live_one_is_not_known() {
+    fn a_digest_matching_only_part_of_a_live_one_is_not_known() {
         let mut k = KnownDigests::default();
         k.push(Collection::AdvisoriesRaw, "A", Some(digest(1, 1))).unwrap();
         k.push(Collection::AdvisoriesRaw, "B", Some(digest(1, 2))).unwrap();

@@ -181,3 +181,38 @@ impl Run<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::input::FileShape;
+
+    #[test]
+    fn lines_read_again_are_exactly_their_bytes_near_or_far_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        // Two neighbours (one read), then one past the gap (a read of its own).
+        let far = "x".repeat(READ_GAP as usize + 10);
+        let body = format!("{{\"a\":1}}\n{{\"b\":2}}\n{far}\n{{\"c\":3}}\n");
+        std::fs::write(&path, &body).unwrap();
+        let file = InputFile {
+            path: path.clone(),
+            shape: FileShape::JsonLines,
+            name: "in.jsonl".into(),
+        };
+        let line = |text: &str, n: usize| PendingLine {
+            digest: InputDigest([0; 32]),
+            offset: body.find(text).unwrap() as u64,
+            len: text.len(),
+            line: n,
+        };
+        let lines = [line("{\"a\":1}", 1), line("{\"b\":2}", 2), line("{\"c\":3}", 4)];
+        let which: Vec<&PendingLine> = lines.iter().collect();
+        let mut reader = std::fs::File::open(&path).unwrap();
+        let (buf, ranges) = read_again(&file, &mut reader, &which).unwrap();
+        let got: Vec<&[u8]> = ranges.iter().map(|r| &buf[r.clone()]).collect();
+        assert_eq!(got, vec![&b"{\"a\":1}"[..], b"{\"b\":2}", b"{\"c\":3}"]);
+        // The far line was not read along with the others.
+        assert!(buf.len() < far.len());
+    }
+}

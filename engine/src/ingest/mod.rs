@@ -50,7 +50,7 @@ pub const DEFAULT_BATCH_RECORDS: usize = 16_000;
 
 /// Default of [`IngestOptions::batch_bytes`].
 pub const DEFAULT_BATCH_BYTES: u64 = 256 << 20;
-const BLOCK_BYTES: usize = 16 << 20;
+const BLOCK_BYTES: usize = 4 << 20;
 
 #[derive(Clone, Debug)]
 pub struct IngestOptions {
