@@ -1,7 +1,8 @@
 //! The streaming verifier keeps every content check of the whole-index one: the vector
 //! bundle is staged and verified, then one staged file is changed (after the digests were
 //! checked, as a verifier bug or a producer's inconsistent bundle would leave it) and the
-//! content check must refuse it naming the subject and what differs.
+//! content check must refuse it naming the subject and what differs. The one-pass archive
+//! check (`verify_archive`) gives the same counts without staging the data.
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -146,4 +147,50 @@ fn a_record_whose_document_changed_is_a_record_hash_mismatch() {
         matches!(&e, BundleError::DigestMismatch { path, what, .. } if path.starts_with("data/raw/vex/1c.jsonl.zst:") && what == "record hash"),
         "{e}"
     );
+}
+
+#[test]
+fn index_records_with_and_without_hashes_in_one_collection_are_refused() {
+    let e = with_index_edit(VEX_INDEX, |d| {
+        let recs = subjects(d, "vex.normalized")[PROXY]["records"].as_object_mut().unwrap();
+        let first = recs.values_mut().next().unwrap();
+        first["hash"] = format!("blake3:{}", "00".repeat(32)).into();
+    });
+    assert!(
+        matches!(&e, BundleError::Malformed { reason, .. } if reason.contains("vex.normalized") && reason.contains("carry a hash")),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_archive_is_verified_in_one_pass_without_staging_its_data() {
+    use stellamirror_format::bundle::verify_archive::verify_archive;
+    let pem = std::fs::read_to_string(vectors().join("producer.pub.pem")).unwrap();
+    let trust = vec![TrustedKey::from_pem(&pem).unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = vectors().join("vector-full-full.tar.zst");
+    let (streamed, v) = verify_archive(&bundle, &dir.path().join("s"), &trust, &Limits::default())
+        .unwrap()
+        .expect("a plaintext format-3 bundle is streamed");
+    let (staged_bundle, mut staged_v) = staged(&dir.path().join("t"));
+    verify_records(&staged_bundle, &mut staged_v, &|_, b| Ok(b)).unwrap();
+    assert!(v.data_checked);
+    assert_eq!(v.records_checked, staged_v.records_checked);
+    assert!(!streamed.root.join("data").exists(), "no data file was staged");
+    assert!(!streamed.root.join("indexes").exists(), "no index file was staged");
+    assert!(
+        streamed.files.keys().any(|p| p.starts_with("data/")),
+        "every entry was hashed"
+    );
+    // A format-2 bundle is left to the staged path, having read only its manifest.
+    let f2 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/bundles/format-2");
+    let pem2 = std::fs::read_to_string(f2.join("producer.pub.pem")).unwrap();
+    let trust2 = vec![TrustedKey::from_pem(&pem2).unwrap()];
+    let r = verify_archive(
+        &f2.join("v2-full-full.tar.zst"),
+        &dir.path().join("v"),
+        &trust2,
+        &Limits::default(),
+    );
+    assert!(r.unwrap().is_none(), "format 2 is staged");
 }

@@ -57,6 +57,9 @@ pub fn verify_archive(
     }
     let (top, files) = match read {
         Ok(r) => r,
+        // A file whose digest differs is what the staged check refuses first too (the
+        // entries before it passed both checks): no need to stage the bundle for it.
+        Err(e @ BundleError::DigestMismatch { .. }) if file_digest(&e) => return Err(e),
         Err(_) if s.content_failed => return recheck(archive, staging, trust, limits),
         Err(e) => return Err(e),
     };
@@ -77,6 +80,11 @@ pub fn verify_archive(
         }
         Err(_) => recheck(archive, staging, trust, limits),
     }
+}
+
+/// A file's own size or sha256 differs from the listing (not a record's hash).
+fn file_digest(e: &BundleError) -> bool {
+    matches!(e, BundleError::DigestMismatch { what, .. } if what == "sha256" || what == "size")
 }
 
 /// The staged check of `archive`, whose refusal names what the streamed one found.

@@ -334,6 +334,7 @@ pub fn check_data(
         }
     }
     if ck.full {
+        kinds.sort_by_key(|k| Collection::ALL.iter().position(|c| *c == k.collection));
         check_state(m, &kinds)?;
     }
     Ok(total)
