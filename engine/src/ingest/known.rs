@@ -30,6 +30,8 @@ pub struct SourceEntry<'a> {
     pub digest: Option<InputDigest>,
     /// Where this run's input held the document with this entry's digest, if it did.
     pub seen_at: Option<Position>,
+    /// Whether the input held a document with this entry's id that was parsed.
+    pub parsed: bool,
 }
 
 /// The input digests of one source's live records, from one sorted pass over its index,
@@ -46,7 +48,11 @@ pub struct KnownDigests {
     /// All zero with `has_digest[i]` false: the entry's digest is unknown (imports).
     digests: Vec<InputDigest>,
     has_digest: Vec<bool>,
+    /// The entry the table finds for entry i's digest (i itself, but for identical bytes).
+    same_as: Vec<EntryIndex>,
     at: Vec<Position>,
+    /// [`SourceEntry::parsed`], set by [`KnownDigests::note_parsed`].
+    parsed: Vec<bool>,
 }
 
 /// Where a digest's probe starts (its first eight bytes, uniform for SHA-256) and the tag
@@ -111,9 +117,14 @@ impl KnownDigests {
         }
         let size = (with_digest * 2).next_power_of_two();
         self.slots = vec![0; size];
+        self.same_as = (0..self.digests.len() as EntryIndex).collect();
         let mask = size as u64 - 1;
         for i in 0..self.digests.len() {
-            if !self.has_digest[i] || self.find(&self.digests[i]).is_some() {
+            if !self.has_digest[i] {
+                continue;
+            }
+            if let Some(j) = self.find(&self.digests[i]) {
+                self.same_as[i] = j;
                 continue;
             }
             let (home, tag) = home_and_tag(&self.digests[i]);
@@ -135,6 +146,7 @@ impl KnownDigests {
         self.digests.push(digest.unwrap_or(InputDigest([0; 32])));
         self.has_digest.push(digest.is_some());
         self.at.push(NOT_SEEN);
+        self.parsed.push(false);
         Some(())
     }
 
@@ -172,21 +184,43 @@ impl KnownDigests {
         self.at[i as usize] = at;
     }
 
+    fn id(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.id_ends[i - 1] as usize };
+        &self.ids[start..self.id_ends[i] as usize]
+    }
+
+    /// Note that the input held a parsed document with this id (found by binary search:
+    /// entries are in key order, collection name then id).
+    pub fn note_parsed(&mut self, c: Collection, id: &str) {
+        let want = (c.name().as_bytes(), id.as_bytes());
+        let (mut lo, mut hi) = (0, self.collections.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match (self.collections[mid].name().as_bytes(), self.id(mid).as_bytes()).cmp(&want) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    self.parsed[mid] = true;
+                    return;
+                }
+            }
+        }
+    }
+
     /// Every live entry in key order, with where the input held its document.
     pub fn entries(&self) -> impl Iterator<Item = SourceEntry<'_>> + '_ {
         (0..self.collections.len()).map(move |i| {
-            let start = if i == 0 { 0 } else { self.id_ends[i - 1] as usize };
             let digest = self.has_digest[i].then_some(self.digests[i]);
             // Entries with equal digests share the position of the one in the table.
             let seen_at = digest
-                .and_then(|d| self.find(&d))
-                .map(|j| self.at[j as usize])
+                .map(|_| self.at[self.same_as[i] as usize])
                 .filter(|p| *p != NOT_SEEN);
             SourceEntry {
                 collection: self.collections[i],
-                id: &self.ids[start..self.id_ends[i] as usize],
+                id: self.id(i),
                 digest,
                 seen_at,
+                parsed: self.parsed[i],
             }
         })
     }
@@ -223,6 +257,10 @@ mod tests {
         // A live entry whose digest shares its home and tag with another is still found.
         assert_eq!(k.find(&digest(1, 2)), Some(1));
         k.mark(0, 7);
+        k.note_parsed(Collection::AdvisoriesRaw, "C");
+        k.note_parsed(Collection::AdvisoriesRaw, "E");
+        let parsed: Vec<bool> = k.entries().map(|e| e.parsed).collect();
+        assert_eq!(parsed, vec![false, false, true, false]);
         let seen: Vec<_> = k.entries().map(|e| (e.id.to_string(), e.seen_at)).collect();
         // D holds A's bytes: seen where A's were.
         assert_eq!(

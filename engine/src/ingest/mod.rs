@@ -385,6 +385,7 @@ impl Run<'_> {
             content: content_prefix(&doc.primary.bytes),
         };
         let (c, id) = (doc.primary.collection, doc.primary.id.as_str());
+        self.known.note_parsed(c, id);
         if let Some(prev) = self.parsed.seen(c, id) {
             if !self.stands_over(c, id, prev, seen)? {
                 return Ok(());
@@ -452,19 +453,13 @@ impl Run<'_> {
         let mut absent = Vec::new();
         let mut both = Vec::new();
         let live = self.known.len() as u64;
-        let parsed = &self.parsed;
         for e in self.known.entries() {
             let seen_at = e.digest.zip(e.seen_at);
-            let at = if parsed.is_empty() {
-                None
-            } else {
-                parsed.get(e.collection, e.id)
-            };
-            match (at, seen_at) {
-                (Some(_), Some((d, h))) => both.push(((e.collection, e.id.to_string()), d, h)),
-                (Some(_), None) | (None, Some(_)) => {}
-                (None, None) if complete => absent.push((e.collection, e.id.to_string())),
-                (None, None) => {}
+            match (e.parsed, seen_at) {
+                (true, Some((d, h))) => both.push(((e.collection, e.id.to_string()), d, h)),
+                (true, None) | (false, Some(_)) => {}
+                (false, None) if complete => absent.push((e.collection, e.id.to_string())),
+                (false, None) => {}
             }
         }
         for (key, d, h) in both {
