@@ -5,11 +5,8 @@
 //! the documented pre-authentication budget (docs/bundle-format.md, "Limits"): 16 MiB of
 //! manifest, 4 KiB per signature, a zstd window of at most 16 MiB.
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use stellamirror_tests::{
-    bin, export_full, extract, ingest_sample, keypair, openssl_sign, p, pack, sm, tool, Run, TEST_NOW,
-};
+use stellamirror_tests::{export_full, extract, ingest_sample, keypair, measured, openssl_sign, p, pack, sm, tool};
 
 /// Peak RSS allowed for a refused hostile bundle: the binary's own (about 20-30 MiB with
 /// RocksDB open) plus the 16 MiB manifest budget and the 16 MiB zstd window, with room.
@@ -17,58 +14,6 @@ const MAX_RSS_KIB: u64 = 96 << 10;
 /// Bytes written allowed: the store's own files at creation (RocksDB's LOG and OPTIONS),
 /// messages, and for `verify` the manifest's copy in TMPDIR; never the bundle's content.
 const MAX_WRITTEN: u64 = 2 << 20;
-
-struct Measured {
-    run: Run,
-    peak_rss_kib: u64,
-    written: u64,
-}
-
-/// Run `stellamirror --quiet ARGS` under `/usr/bin/time -v` with TMPDIR at `tmp`.
-fn measured(args: &[&str], tmp: &Path) -> Measured {
-    std::fs::create_dir_all(tmp).unwrap();
-    let (out, err) = (tmp.with_extension("stdout"), tmp.with_extension("stderr"));
-    let mut child = Command::new("/usr/bin/time")
-        .arg("-v")
-        .arg(bin())
-        .arg("--quiet")
-        .args(args)
-        .env("STELLAMIRROR_NOW", TEST_NOW)
-        .env("TMPDIR", tmp)
-        .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(&err).unwrap()))
-        .spawn()
-        .expect("/usr/bin/time");
-    // A zombie's /proc/PID/io still holds its totals, including its reaped children's.
-    let proc = PathBuf::from(format!("/proc/{}", child.id()));
-    let written = loop {
-        let stat = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
-        let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
-        if state == Some("Z") {
-            let io = std::fs::read_to_string(proc.join("io")).unwrap();
-            let wchar = io.lines().find_map(|l| l.strip_prefix("wchar: ")).unwrap();
-            break wchar.trim().parse::<u64>().unwrap();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    };
-    let status = child.wait().unwrap();
-    let stderr = std::fs::read_to_string(&err).unwrap();
-    let peak_rss_kib = stderr
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("time -v reports the peak RSS");
-    let run = Run {
-        code: status.code().unwrap_or(-1),
-        stdout: std::fs::read_to_string(&out).unwrap(),
-        stderr,
-    };
-    Measured {
-        run,
-        peak_rss_kib,
-        written,
-    }
-}
 
 /// `import` and `verify` of `bundle` both refused with `code`, within the bounds; the
 /// figures are printed for the record.

@@ -7,6 +7,7 @@ use stellamirror_engine::audit::{AuditSink, Progress, StoreAuditLog};
 use stellamirror_engine::bundle::archive::Limits;
 use stellamirror_engine::bundle::error::BundleError;
 use stellamirror_engine::bundle::signing::{self, SignKey, TrustedKey};
+use stellamirror_engine::bundle::verify_archive::verify_archive;
 use stellamirror_engine::encryption::{BundleSealer, EncryptionMode, Identities, Recipients};
 use stellamirror_engine::export::channel::{self, Channel};
 use stellamirror_engine::export::{self, BaseSpec, EncryptSettings, ExportSettings};
@@ -433,8 +434,21 @@ pub fn verify(a: VerifyArgs, json: bool) -> Result<i32, Failure> {
             f.message = format!("{}: {}", b.display(), f.message);
             f
         };
-        let (staged, v, _) =
-            import::stage_and_verify(b, &staging, &gate.keys, &identities, &Limits::default(), true).map_err(vf)?;
+        // A plaintext archive is checked in one pass without staging its data; any other
+        // bundle (or folder) is staged first.
+        let streamed = match b.is_file() {
+            true => verify_archive(b, &staging, &gate.keys, &Limits::default()).map_err(vf)?,
+            false => None,
+        };
+        let (staged, v) = match streamed {
+            Some(done) => done,
+            None => {
+                let (staged, v, _) =
+                    import::stage_and_verify(b, &staging, &gate.keys, &identities, &Limits::default(), true)
+                        .map_err(vf)?;
+                (staged, v)
+            }
+        };
         // Revoked keys, validity windows and rotation statements (without a store:
         // rotations this mirror applied are not known here).
         let rotation = gate.check(&staged, &v.manifest).map_err(|e| {

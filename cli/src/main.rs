@@ -81,7 +81,8 @@ stellamirror status --store MIRROR --max-age 2d   # monitoring: exit 5 when stal
     Export(cmd_bundle::ExportCmd),
     /// Check bundles (signatures, digests, listing, records, Merkle roots) or a store.
     #[command(
-        after_help = "Example:\n  stellamirror verify OUT/run-1-full.tar.zst OUT/run-2-delta.tar.zst --trust producer.pub.pem\n  stellamirror verify --store MIRROR"
+        after_help = "Example:\n  stellamirror verify OUT/run-1-full.tar.zst OUT/run-2-delta.tar.zst --trust producer.pub.pem\n  stellamirror verify --store MIRROR\n\n\
+A plaintext bundle archive is checked in one pass, in memory that does not grow with the bundle, writing only its small documents to TMPDIR; an encrypted bundle is staged in TMPDIR first (docs/bundle-format.md, \"How verify streams\")."
     )]
     Verify(cmd_bundle::VerifyArgs),
     /// Apply a bundle to a store (in order, atomically; never older than the newest applied).

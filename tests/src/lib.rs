@@ -433,3 +433,57 @@ pub fn age_identity(dir: &Path, name: &str) -> (PathBuf, String) {
     );
     (base, r["recipient"].as_str().expect("recipient").to_string())
 }
+
+/// One measured run of the binary: its result, peak RSS and bytes written.
+pub struct Measured {
+    pub run: Run,
+    pub peak_rss_kib: u64,
+    /// `wchar` of `/proc/PID/io`: every `write` of the process and its children.
+    pub written: u64,
+}
+
+/// Run `stellamirror --quiet ARGS` under `/usr/bin/time -v` with TMPDIR at `tmp`.
+pub fn measured(args: &[&str], tmp: &Path) -> Measured {
+    std::fs::create_dir_all(tmp).unwrap();
+    let (out, err) = (tmp.with_extension("stdout"), tmp.with_extension("stderr"));
+    let mut child = std::process::Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(bin())
+        .arg("--quiet")
+        .args(args)
+        .env("STELLAMIRROR_NOW", TEST_NOW)
+        .env("TMPDIR", tmp)
+        .stdout(std::process::Stdio::from(std::fs::File::create(&out).unwrap()))
+        .stderr(std::process::Stdio::from(std::fs::File::create(&err).unwrap()))
+        .spawn()
+        .expect("/usr/bin/time");
+    // A zombie's /proc/PID/io still holds its totals, including its reaped children's.
+    let proc = PathBuf::from(format!("/proc/{}", child.id()));
+    let written = loop {
+        let stat = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
+        let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+        if state == Some("Z") {
+            let io = std::fs::read_to_string(proc.join("io")).unwrap();
+            let wchar = io.lines().find_map(|l| l.strip_prefix("wchar: ")).unwrap();
+            break wchar.trim().parse::<u64>().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    let peak_rss_kib = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("time -v reports the peak RSS");
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: std::fs::read_to_string(&out).unwrap(),
+        stderr,
+    };
+    Measured {
+        run,
+        peak_rss_kib,
+        written,
+    }
+}

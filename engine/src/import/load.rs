@@ -29,7 +29,7 @@ use crate::bundle::verify::Verified;
 use crate::ids::{FileDigest, NodeHash, ObjectId};
 use crate::model::{Collection, Leaf, Tenant};
 use crate::store::catalog::{applied_key, AppliedExport, ImportHistory};
-use crate::store::{ObjectKey, RecordEntry, Store};
+use crate::store::{ObjectKey, RecordEntry, Store, CF_NODES, CF_RECORDS};
 
 const REMOVED_KINDS: [&str; 5] = ["advisories", "vex", "sboms", "policy", "consensus"];
 const DIFF: &str = "manifest.diff.json";
@@ -534,7 +534,10 @@ impl<'s, 'o> Loader<'s, 'o> {
                     return Err(mismatch(&root));
                 }
                 let extra = entry(root);
-                (root, b.commit(&extra)?)
+                let counts = b.commit(&extra)?;
+                // A delta's plan and `rebuild`'s check read the new tree and records next.
+                self.store.prefetch(&[CF_NODES, CF_RECORDS]);
+                (root, counts)
             }
             Mode::Delta(d) => {
                 let plan = apply::plan(self.store, &tenant, &d.mutation)?;

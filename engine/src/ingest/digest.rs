@@ -24,8 +24,7 @@ use sha2::{Digest, Sha256};
 use super::formats::{KindHint, ParseContext};
 use super::input::{FileShape, InputFile};
 use crate::ids::InputDigest;
-use crate::model::{Collection, Tenant};
-use crate::store::{Store, StoreError, CF_SOURCES};
+use crate::model::Collection;
 
 /// Domain of input digests; includes the parser generation.
 pub const CONTEXT: &str = "stellamirror 2026-12-01 ingest input digest, parsers v2";
@@ -72,7 +71,6 @@ impl FileDigester {
 
 /// Position of a document in the run (walk order), for "the later document wins".
 pub type Position = u64;
-const NOT_SEEN: Position = Position::MAX;
 
 /// Hashes a digest by its first eight bytes: they are uniformly distributed already, and
 /// SipHash over a million 32-byte keys was a visible part of a re-ingest.
@@ -89,12 +87,6 @@ impl Hasher for PrefixHasher {
         b[..n].copy_from_slice(&bytes[..n]);
         self.0 ^= u64::from_le_bytes(b);
     }
-}
-
-/// The input digests of one source's live records, from one sorted pass over its index,
-/// and where in this run's input each was seen again.
-pub struct KnownDigests {
-    seen: HashMap<InputDigest, Position, BuildHasherDefault<PrefixHasher>>,
 }
 
 /// Where each parsed primary record was in the input. Keyed by a 128-bit hash of
@@ -152,89 +144,6 @@ impl ParsedKeys {
 impl Default for ParsedKeys {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// One entry of a source's index, borrowed from the key and value being scanned (the
-/// scan visits every record of the source; allocating per entry was a visible cost).
-pub struct SourceEntry<'a> {
-    pub collection: Collection,
-    pub id: &'a str,
-    pub digest: Option<InputDigest>,
-}
-
-/// Every index entry of `source` in the tenant's live keyspace, in key order.
-pub fn for_each_source_entry(
-    store: &Store,
-    tenant: &Tenant,
-    source: &str,
-    mut f: impl FnMut(SourceEntry<'_>) -> Result<(), super::IngestError>,
-) -> Result<(), super::IngestError> {
-    let prefix = store.keyspace(tenant)?.source_prefix(source);
-    let mut last: Option<(Vec<u8>, Collection)> = None;
-    store.for_each_in_prefix(CF_SOURCES, &prefix, |k, v| {
-        let rest = &k[prefix.len()..];
-        let corrupt = || {
-            StoreError::Corrupt(format!(
-                "source index key {:?} is malformed",
-                String::from_utf8_lossy(rest)
-            ))
-        };
-        let nul = memchr::memchr(0, rest).ok_or_else(corrupt)?;
-        let (cname, id) = (&rest[..nul], &rest[nul + 1..]);
-        // Keys come sorted, so the collection name changes rarely: look it up once per run.
-        let collection = match &last {
-            Some((name, c)) if name.as_slice() == cname => *c,
-            _ => {
-                let c = std::str::from_utf8(cname)
-                    .ok()
-                    .and_then(Collection::from_name)
-                    .ok_or_else(corrupt)?;
-                last = Some((cname.to_vec(), c));
-                c
-            }
-        };
-        let id = std::str::from_utf8(id).map_err(|_| corrupt())?;
-        f(SourceEntry {
-            collection,
-            id,
-            digest: InputDigest::from_slice(v),
-        })
-    })
-}
-
-impl KnownDigests {
-    pub fn load(store: &Store, tenant: &Tenant, source: &str) -> Result<Self, super::IngestError> {
-        let mut seen = HashMap::default();
-        let prefix = store.keyspace(tenant)?.source_prefix(source);
-        store.for_each_in_prefix(CF_SOURCES, &prefix, |_, v| {
-            if let Some(d) = InputDigest::from_slice(v) {
-                seen.insert(d, NOT_SEEN);
-            }
-            Ok::<(), super::IngestError>(())
-        })?;
-        Ok(Self { seen })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
-
-    pub fn contains(&self, d: &InputDigest) -> bool {
-        self.seen.contains_key(d)
-    }
-
-    /// Note that the document at `at` has digest `d` (a known one). The same bytes twice
-    /// keep the later position.
-    pub fn mark(&mut self, d: &InputDigest, at: Position) {
-        if let Some(p) = self.seen.get_mut(d) {
-            *p = at;
-        }
-    }
-
-    /// Where this run's input held the document with digest `d`, if it did.
-    pub fn seen_at(&self, d: &InputDigest) -> Option<Position> {
-        self.seen.get(d).copied().filter(|p| *p != NOT_SEEN)
     }
 }
 

@@ -237,6 +237,8 @@ pub struct RawDoc {
 pub struct Block {
     pub data: Vec<u8>,
     pub docs: Vec<RawDoc>,
+    /// Where `data` starts in the file (JSON Lines; 0 otherwise).
+    pub offset: u64,
 }
 
 impl Block {
@@ -248,7 +250,7 @@ impl Block {
 /// Split `data` (whole lines, the last one possibly without its line break) into
 /// documents: line breaks and a trailing `\r` stripped, blank lines skipped. `first` is
 /// the number of the first line.
-fn split_lines(data: Vec<u8>, first: usize) -> (Block, usize) {
+fn split_lines(data: Vec<u8>, first: usize, offset: u64) -> (Block, usize) {
     let mut docs = Vec::new();
     let mut start = 0;
     let mut line = first;
@@ -267,7 +269,7 @@ fn split_lines(data: Vec<u8>, first: usize) -> (Block, usize) {
         line += 1;
         start = end + 1;
     }
-    (Block { data, docs }, line)
+    (Block { data, docs, offset }, line)
 }
 
 /// Read a file's documents in blocks of about `block_bytes`, so that huge JSONL files
@@ -292,6 +294,7 @@ pub fn for_each_block(
         return f(&Block {
             data,
             docs: vec![RawDoc { line: None, range }],
+            offset: 0,
         });
     }
     let reader = std::fs::File::open(&file.path).map_err(io)?;
@@ -329,6 +332,7 @@ fn for_each_zip_entry(
     let mut block = Block {
         data: Vec::new(),
         docs: Vec::new(),
+        offset: 0,
     };
     for i in 0..archive.len() {
         let mut entry = archive
@@ -377,6 +381,7 @@ fn read_blocks(
 ) {
     let mut carry: Vec<u8> = Vec::new();
     let mut line = 1;
+    let mut offset = 0u64;
     loop {
         let mut data = recycled.try_recv().unwrap_or_default();
         data.clear();
@@ -394,8 +399,10 @@ fn read_blocks(
             carry.extend_from_slice(&data[cut + 1..]);
             data.truncate(cut + 1);
         }
-        let (block, next) = split_lines(data, line);
+        let len = data.len() as u64;
+        let (block, next) = split_lines(data, line, offset);
         line = next;
+        offset += len;
         if tx.send(Ok(block)).is_err() || eof {
             return;
         }
@@ -444,6 +451,11 @@ mod tests {
         };
         let mut out = Vec::new();
         for_each_block(&file, block_bytes, |b| {
+            for d in &b.docs {
+                // Offsets are the documents' places in the file.
+                let at = b.offset as usize + d.range.start;
+                assert_eq!(&body[at..at + d.range.len()], b.bytes(d));
+            }
             out.extend(b.docs.iter().map(|d| (d.line, b.bytes(d).to_vec())));
             Ok(())
         })

@@ -16,6 +16,8 @@ pub mod error;
 pub mod formats;
 pub mod identity;
 pub mod input;
+pub mod known;
+mod lines;
 pub mod openpgp;
 pub mod sidecar;
 
@@ -26,11 +28,12 @@ use rayon::prelude::*;
 use rocksdb::WriteBatch;
 
 use commit::{Chunk, Committer};
-use digest::{FileDigester, KnownDigests, ParsedKeys, Position, Seen};
+use digest::{FileDigester, ParsedKeys, Position, Seen};
 pub use error::{BadInput, BadInputKind, IngestError, InputLocation};
 use formats::{parse_document, DocError, ParseContext, ParsedDoc};
 use identity::{location_of, position, DocVersion};
-use input::{enumerate, for_each_block, InputFile, Selection, SkippedFile};
+use input::{enumerate, for_each_block, FileShape, InputFile, Selection, SkippedFile};
+use known::{EntryIndex, KnownDigests};
 
 use crate::apply::{self, ChangeCounts, Mutation};
 use crate::audit::Progress;
@@ -47,7 +50,7 @@ pub const DEFAULT_BATCH_RECORDS: usize = 16_000;
 
 /// Default of [`IngestOptions::batch_bytes`].
 pub const DEFAULT_BATCH_BYTES: u64 = 256 << 20;
-const BLOCK_BYTES: usize = 16 << 20;
+const BLOCK_BYTES: usize = 4 << 20;
 
 #[derive(Clone, Debug)]
 pub struct IngestOptions {
@@ -237,8 +240,8 @@ fn parse_raw(file: &InputFile, line: Option<usize>, bytes: &[u8], ctx: &ParseCon
 
 /// What reading one document gave.
 enum Outcome {
-    /// Its digest is a live record's: skipped.
-    Unchanged(InputDigest, Position),
+    /// Its digest is a live record's (this entry of the source's index): skipped.
+    Unchanged(EntryIndex, Position),
     Parsed(InputDigest, Result<Parsed, BadInput>, Position),
 }
 
@@ -282,9 +285,14 @@ impl Run<'_> {
         }
     }
 
-    fn read(&mut self, progress: &dyn Progress) -> Result<(), IngestError> {
+    /// Read every input file. `loader` is the source index's load, still running: JSON
+    /// Lines are digested while it runs (`lines`); anything else waits for it.
+    fn read(&mut self, progress: &dyn Progress, mut loader: lines::Loader<'_>) -> Result<(), IngestError> {
         let opts: &IngestOptions = self.opts;
         for (fi, file) in self.files.iter().enumerate() {
+            if file.shape != FileShape::JsonLines {
+                lines::await_known(self, &mut loader)?;
+            }
             let (verified_by, skip) = self.check_integrity(file)?;
             if skip {
                 continue;
@@ -301,8 +309,19 @@ impl Run<'_> {
                 }
             };
             let digester = FileDigester::new(ctx, file);
+            let mut pending = Vec::new();
             for_each_block(file, BLOCK_BYTES, |block| {
                 let n = block.data.len() as u64;
+                if loader.is_some() {
+                    // The index is still loading: digest now, look up once it is there.
+                    lines::digest_block(block, &digester, &mut pending);
+                    progress.advance(n);
+                    if loader.as_ref().is_some_and(|h| h.is_finished()) {
+                        lines::await_known(self, &mut loader)?;
+                        self.take_pending(fi, file, ctx, &digester, std::mem::take(&mut pending), progress)?;
+                    }
+                    return Ok(());
+                }
                 let known = &self.known;
                 let outcomes: Vec<Outcome> = block
                     .docs
@@ -311,8 +330,8 @@ impl Run<'_> {
                         let bytes = block.bytes(d);
                         let digest = digester.digest(bytes);
                         let at = position(fi, d.line);
-                        if known.contains(&digest) {
-                            Outcome::Unchanged(digest, at)
+                        if let Some(i) = known.find(&digest) {
+                            Outcome::Unchanged(i, at)
                         } else {
                             Outcome::Parsed(digest, parse_raw(file, d.line, bytes, ctx), at)
                         }
@@ -325,8 +344,12 @@ impl Run<'_> {
                 progress.documents(self.report.parsed, self.report.unchanged);
                 Ok(())
             })?;
+            if !pending.is_empty() {
+                lines::await_known(self, &mut loader)?;
+                self.take_pending(fi, file, ctx, &digester, pending, progress)?;
+            }
         }
-        Ok(())
+        lines::await_known(self, &mut loader)
     }
 
     fn take(&mut self, o: Outcome) -> Result<(), IngestError> {
@@ -338,8 +361,8 @@ impl Run<'_> {
                 });
                 return Ok(());
             }
-            Outcome::Unchanged(d, at) => {
-                self.known.mark(&d, at);
+            Outcome::Unchanged(i, at) => {
+                self.known.mark(i, at);
                 self.report.unchanged += 1;
                 self.report.documents += 1;
                 return Ok(());
@@ -362,6 +385,7 @@ impl Run<'_> {
             content: content_prefix(&doc.primary.bytes),
         };
         let (c, id) = (doc.primary.collection, doc.primary.id.as_str());
+        self.known.note_parsed(c, id);
         if let Some(prev) = self.parsed.seen(c, id) {
             if !self.stands_over(c, id, prev, seen)? {
                 return Ok(());
@@ -419,7 +443,8 @@ impl Run<'_> {
 
     /// After the input: the `--complete` removals (the source's records neither seen
     /// unchanged nor parsed) and the live records to keep because the input held their
-    /// current version again after a changed one. One sorted pass over the source index.
+    /// current version again after a changed one. One pass over the source's entries
+    /// loaded at the start (`known`), in key order.
     fn resolve(&mut self) -> Result<Vec<(Collection, String)>, IngestError> {
         let complete = self.opts.complete;
         if !complete && (self.known.is_empty() || self.parsed.is_empty()) {
@@ -427,24 +452,16 @@ impl Run<'_> {
         }
         let mut absent = Vec::new();
         let mut both = Vec::new();
-        let mut live = 0u64;
-        let (known, parsed) = (&self.known, &self.parsed);
-        digest::for_each_source_entry(self.store, &self.opts.tenant, &self.opts.source, |e| {
-            live += 1;
-            let seen_at = e.digest.and_then(|d| Some((d, known.seen_at(&d)?)));
-            let at = if parsed.is_empty() {
-                None
-            } else {
-                parsed.get(e.collection, e.id)
-            };
-            match (at, seen_at) {
-                (Some(_), Some((d, h))) => both.push(((e.collection, e.id.to_string()), d, h)),
-                (Some(_), None) | (None, Some(_)) => {}
-                (None, None) if complete => absent.push((e.collection, e.id.to_string())),
-                (None, None) => {}
+        let live = self.known.len() as u64;
+        for e in self.known.entries() {
+            let seen_at = e.digest.zip(e.seen_at);
+            match (e.parsed, seen_at) {
+                (true, Some((d, h))) => both.push(((e.collection, e.id.to_string()), d, h)),
+                (true, None) | (false, Some(_)) => {}
+                (false, None) if complete => absent.push((e.collection, e.id.to_string())),
+                (false, None) => {}
             }
-            Ok(())
-        })?;
+        }
         for (key, d, h) in both {
             if self.live_stands(&key, h)? {
                 self.chunk.restore(self.store, &self.opts.tenant, key, d)?;
@@ -556,12 +573,12 @@ pub fn ingest(
         .map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))
         .sum();
     let previous_root = store.state(tenant)?.root();
-    let known = KnownDigests::load(store, tenant, &opts.source)?;
+    let expect_known = known::source_has_entries(store, tenant, &opts.source)?;
     let mut run = Run {
         store,
         opts,
         files: &files,
-        known,
+        known: KnownDigests::default(),
         parsed: ParsedKeys::new(),
         chunk: Chunk::default(),
         committer: Committer::new(store, tenant, roots.record().into_iter().collect()),
@@ -589,7 +606,12 @@ pub fn ingest(
         },
     };
     progress.phase("parse", total);
-    let read = run.read(progress).and_then(|()| run.resolve());
+    // The source's index loads on its own thread while the first input is digested.
+    let read = std::thread::scope(|scope| {
+        let loader = expect_known.then(|| scope.spawn(|| KnownDigests::load(store, tenant, &opts.source)));
+        run.read(progress, loader)
+    })
+    .and_then(|()| run.resolve());
     progress.finish();
     let Run {
         chunk,

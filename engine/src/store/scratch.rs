@@ -56,12 +56,14 @@ impl Drop for Scratch {
 /// that cannot be removed is left for the next open (it never affects the store's state).
 pub fn sweep(store_dir: &Path) -> Vec<PathBuf> {
     let dir = store_dir.join(STAGING_DIR);
-    let removed: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+    // No `staging/` folder is no reason to skip the options files below.
+    let mut removed: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
-        Err(_) => return Vec::new(),
+        Err(_) => Vec::new(),
     };
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut removed = removed;
+    if !removed.is_empty() || dir.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     // RocksDB writes its options to `OPTIONS-<n>.dbtmp` and renames it; a run killed in
     // between leaves the temporary file, which RocksDB never reads (called under the lock).
     for e in std::fs::read_dir(store_dir).into_iter().flatten().flatten() {
@@ -100,5 +102,17 @@ mod tests {
         assert_eq!(sweep(t.path()), vec![left]);
         assert!(!t.path().join(STAGING_DIR).exists());
         assert!(sweep(t.path()).is_empty());
+    }
+
+    #[test]
+    fn a_killed_runs_options_file_goes_even_without_a_staging_folder() {
+        let t = tempfile::tempdir().unwrap();
+        let tmp = t.path().join("OPTIONS-000007.dbtmp");
+        std::fs::write(&tmp, b"partial").unwrap();
+        std::fs::write(t.path().join("OPTIONS-000005"), b"kept").unwrap();
+        assert!(!t.path().join(STAGING_DIR).exists());
+        assert_eq!(sweep(t.path()), vec![tmp.clone()]);
+        assert!(!tmp.exists());
+        assert!(t.path().join("OPTIONS-000005").exists(), "real options files stay");
     }
 }

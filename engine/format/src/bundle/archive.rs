@@ -307,6 +307,8 @@ pub enum Target {
     Memory,
     /// Write them to this file.
     File(PathBuf),
+    /// Hand them to [`ArchiveVisitor::consume`] as they are read (hashed on the way).
+    Stream,
 }
 
 /// Receives a bundle archive entry by entry (see [`read_archive`]).
@@ -318,6 +320,14 @@ pub trait ArchiveVisitor {
     fn target(&mut self, top: &str, rel: &str, size: u64) -> Result<Target, BundleError>;
     /// The bytes of an entry kept in memory.
     fn complete(&mut self, rel: &str, bytes: Vec<u8>) -> Result<(), BundleError>;
+    /// The bytes of a [`Target::Stream`] entry, as the reader reads them: whatever `r`
+    /// yields is hashed, what the visitor leaves unread is drained, and the entry's size
+    /// and sha256 are checked against the manifest before [`read_archive`] goes on (a digest
+    /// mismatch is reported before the visitor's own refusal of the same entry).
+    fn consume(&mut self, rel: &str, r: &mut dyn Read) -> Result<(), BundleError> {
+        let _ = (rel, r);
+        Ok(())
+    }
 }
 
 /// Stream `archive` into `staging`, refusing unsafe entries. `gate` verifies the
@@ -511,10 +521,20 @@ pub fn read_archive(
             Target::File(p) => Some(p.as_path()),
             _ => None,
         };
-        let (digest, kept) = copy_hashing(&mut e, dest, keep.then_some(size)).map_err(|err| match err {
+        let copy_err = |err: Copy| match err {
             Copy::Read(err) => classify_read_error(&arc_name, err, limits),
             Copy::Write(err) => write_err(dest.unwrap_or(Path::new(&rel)), err, format!("{size} bytes for {rel}")),
-        })?;
+        };
+        let (digest, kept, consumed) = match &target {
+            Target::Stream => {
+                let (d, consumed) = stream_hashing(&mut e, &mut |r| v.consume(&rel, r)).map_err(copy_err)?;
+                (d, None, consumed)
+            }
+            _ => {
+                let (d, kept) = copy_hashing(&mut e, dest, keep.then_some(size)).map_err(copy_err)?;
+                (d, kept, Ok(()))
+            }
+        };
         // export.json is left to the verifier, which checks its signature first (a
         // changed export.json is reported as a bad signature, as for a staged folder).
         if let Some(want) = expected.filter(|d| *d != digest && rel != EXPORT) {
@@ -525,6 +545,7 @@ pub fn read_archive(
                 actual: digest.to_prefixed(),
             });
         }
+        consumed?;
         files.insert(rel.clone(), StagedFile { digest, bytes: size });
         let kept = kept.unwrap_or_default();
         if keep_meta && rel == MANIFEST {
@@ -537,21 +558,29 @@ pub fn read_archive(
         }
         if listed.is_none() {
             if let (Some(m), Some(s)) = (&manifest, &manifest_sig) {
-                let artifacts = v.gate(&GateInput {
-                    manifest: m,
-                    manifest_sig: s,
-                })?;
-                // Every listed file, plus tar headers and padding, plus the signatures.
-                let total: u64 =
-                    artifacts.iter().map(|a| a.bytes + 2048).sum::<u64>() + (4 << 20) + limits.max_manifest_bytes;
-                limit.store(total.min(limits.max_total_bytes), Ordering::Relaxed);
-                listed = Some(artifacts.into_iter().map(|a| (a.path, (a.bytes, a.sha256))).collect());
+                listed = Some(open_gate(v, m, s, limits, &limit)?);
             }
         }
     }
     let top = top.ok_or_else(|| malformed("empty archive".into()))?;
     check_archive_end(ar.into_inner(), &arc_name, limits)?;
     Ok((top, files))
+}
+
+/// Run the visitor's gate on the manifest and its signature; returns the listing (path →
+/// size and digest) and raises the decompressed-byte limit to what it lists.
+fn open_gate(
+    v: &mut dyn ArchiveVisitor,
+    manifest: &[u8],
+    manifest_sig: &[u8],
+    limits: &Limits,
+    limit: &AtomicU64,
+) -> Result<BTreeMap<String, (u64, FileDigest)>, BundleError> {
+    let artifacts = v.gate(&GateInput { manifest, manifest_sig })?;
+    // Every listed file, plus tar headers and padding, plus the signatures.
+    let total: u64 = artifacts.iter().map(|a| a.bytes + 2048).sum::<u64>() + (4 << 20) + limits.max_manifest_bytes;
+    limit.store(total.min(limits.max_total_bytes), Ordering::Relaxed);
+    Ok(artifacts.into_iter().map(|a| (a.path, (a.bytes, a.sha256))).collect())
 }
 
 /// After the tar end: the rest of the frame must be zero padding (reading it to the frame's
@@ -644,6 +673,52 @@ fn copy_hashing(
         o.flush().map_err(Copy::Write)?;
     }
     Ok((FileDigest(h.finalize().into()), kept))
+}
+
+/// Hands an entry's bytes to a consumer while hashing them; a read error of the archive is
+/// kept so that it is reported as the archive's, not as the consumer's refusal.
+struct Hashing<'r, R> {
+    inner: &'r mut R,
+    h: sha2::Sha256,
+    failed: Option<std::io::Error>,
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.h.update(&buf[..n]);
+                Ok(n)
+            }
+            Err(e) => {
+                let shown = std::io::Error::new(e.kind(), e.to_string());
+                self.failed.get_or_insert(e);
+                Err(shown)
+            }
+        }
+    }
+}
+
+/// Run `consume` over an entry's bytes, then drain and hash what it left. Returns the
+/// digest and the consumer's result (an archive read error wins over both).
+fn stream_hashing(
+    r: &mut impl Read,
+    consume: &mut dyn FnMut(&mut dyn Read) -> Result<(), BundleError>,
+) -> Result<(FileDigest, Result<(), BundleError>), Copy> {
+    use sha2::Digest;
+    let mut hr = Hashing {
+        inner: r,
+        h: sha2::Sha256::new(),
+        failed: None,
+    };
+    let consumed = consume(&mut hr);
+    let drained = std::io::copy(&mut hr, &mut std::io::sink());
+    if let Some(e) = hr.failed.take() {
+        return Err(Copy::Read(e));
+    }
+    drained.map_err(Copy::Read)?;
+    Ok((FileDigest(hr.h.finalize().into()), consumed))
 }
 
 /// A bundle already extracted to a folder (`verify DIR`): digests of every file;

@@ -290,12 +290,25 @@ pub fn parse_lines<'d>(
     data: &'d [u8],
     f: LineVisitor<'_, 'd>,
 ) -> Result<(), BundleError> {
+    parse_lines_from(path, 1, c, shard, data, f)
+}
+
+/// [`parse_lines`] of a part of a file whose first line is line `first_line` (a file read
+/// as a stream, a few lines at a time).
+pub fn parse_lines_from<'d>(
+    path: &str,
+    first_line: usize,
+    c: Collection,
+    shard: Option<u8>,
+    data: &'d [u8],
+    f: LineVisitor<'_, 'd>,
+) -> Result<(), BundleError> {
     for (n, line) in data.split(|b| *b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }
         // The line's name, built only for an error (this loop runs once per record).
-        let at = || format!("{path}:{}", n + 1);
+        let at = || format!("{path}:{}", first_line + n);
         let rec: RecordLine<'_> = serde_json::from_slice(line).map_err(|e| BundleError::Malformed {
             path: at(),
             reason: format!("record line does not parse: {e}"),

@@ -311,18 +311,28 @@ pub fn index_counts(
     path: &str,
     collections: &BTreeMap<String, super::records::IndexCollection>,
 ) -> Result<(), BundleError> {
-    let f = Fields(path);
     for (c, ic) in collections {
-        f.check(
-            &format!("collections.{}", shown(c)),
-            Collection::from_name(c).is_some(),
-            || "is not a collection this stellamirror knows".into(),
-        )?;
-        f.check(&format!("collections.{c}.records"), ic.records <= MAX_RECORDS, || {
-            format!("{} records (at most 2^40)", ic.records)
-        })?;
+        index_collection(path, c)?;
+        index_records(path, c, ic.records)?;
     }
     Ok(())
+}
+
+/// An index collection's name is one this stellamirror knows.
+pub fn index_collection(path: &str, name: &str) -> Result<Collection, BundleError> {
+    Collection::from_name(name).ok_or_else(|| {
+        Fields(path).refuse(
+            &format!("collections.{}", shown(name)),
+            "is not a collection this stellamirror knows".into(),
+        )
+    })
+}
+
+/// An index collection's `records` count is within [`MAX_RECORDS`].
+pub fn index_records(path: &str, name: &str, records: u64) -> Result<(), BundleError> {
+    Fields(path).check(&format!("collections.{name}.records"), records <= MAX_RECORDS, || {
+        format!("{records} records (at most 2^40)")
+    })
 }
 
 /// Parse and validate `export.json`.

@@ -1,5 +1,6 @@
 //! Bundle verification: signatures first, then digests and the listing, then (when the
-//! data is readable) every record hash and every Merkle root.
+//! data is readable) every record hash and every Merkle root (`verify_data`, in bounded
+//! memory).
 use std::collections::BTreeMap;
 
 use super::archive::{GateInput, Staged, EXPORT, EXPORT_SIG, MANIFEST, MANIFEST_SIG};
@@ -8,12 +9,10 @@ use super::error::BundleError;
 use super::format::{
     Artifact, DiffManifest, ExportDoc, Manifest, FORMAT_VERSION, FORMAT_VERSION_1, FORMAT_VERSION_2, PROFILE_DELTA,
 };
-use super::layout::INDEX_FILES;
-use super::records::{for_each_record, read_index, IndexFile, Opener};
+use super::records::Opener;
 use super::signing::TrustedKey;
-use crate::ids::{FileDigest, NodeHash};
-use crate::merkle::{empty_shard_root, kind_root, shard_root, state_root, subject_root, KindRef, SubjectRef};
-use crate::model::{parse_time, shard_of, Collection, Leaf};
+use crate::ids::FileDigest;
+use crate::model::parse_time;
 
 /// A verified bundle: its parsed documents.
 #[derive(Debug)]
@@ -253,135 +252,7 @@ pub fn verify_records(staged: &Staged, v: &mut Verified, open: Opener<'_>) -> Re
         let b = super::records::read_plain(staged, "manifest.diff.json", open)?;
         v.diff = Some(super::validate::parse_diff(&b)?);
     }
-    v.records_checked = check_data(staged, &v.manifest, v.diff.as_ref(), open)?;
+    v.records_checked = super::verify_data::check_data(staged, &v.manifest, v.diff.as_ref(), open)?;
     v.data_checked = true;
     Ok(())
-}
-
-fn root_mismatch(what: String, expected: &str, actual: NodeHash) -> BundleError {
-    BundleError::RootMismatch {
-        what,
-        expected: expected.into(),
-        actual: actual.to_prefixed(),
-    }
-}
-
-/// Recompute record hashes, subject, shard, kind and state roots from the data files.
-fn check_data(
-    staged: &Staged,
-    m: &Manifest,
-    diff: Option<&DiffManifest>,
-    open: Opener<'_>,
-) -> Result<u64, BundleError> {
-    let is_delta = diff.is_some();
-    let prefix = if is_delta { "changed/" } else { "" };
-    let mut kinds = Vec::new();
-    let mut total = 0u64;
-    for index_path in INDEX_FILES {
-        let plain = !m.encryption.encrypted_paths.iter().any(|p| p == index_path);
-        let mut index: IndexFile = read_index(staged, index_path, open, plain)?;
-        for c in Collection::ALL
-            .into_iter()
-            .filter(|c| super::layout::index_of(*c) == index_path)
-        {
-            // Taken out of the file's map so that each collection's entries are freed once
-            // it is checked (the advisories index holds two million records at 1M).
-            let owned = index.collections.remove(c.name());
-            let ic = owned.as_ref();
-            let mut subjects: BTreeMap<String, Vec<Leaf>> = BTreeMap::new();
-            for_each_record(staged, prefix, m.format_version, c, ic, open, &mut |s, leaf, _| {
-                subjects.entry(s.to_string()).or_default().push(leaf);
-                Ok(())
-            })?;
-            let mut shards: BTreeMap<u8, Vec<SubjectRef>> = BTreeMap::new();
-            let mut records = 0u64;
-            for (s, mut leaves) in subjects {
-                leaves.sort_by(|a, b| a.id.cmp(&b.id));
-                records += leaves.len() as u64;
-                let root = subject_root(&s, &leaves);
-                let entry = ic
-                    .and_then(|i| i.subjects.get(&s))
-                    .ok_or_else(|| BundleError::Malformed {
-                        path: index_path.into(),
-                        reason: format!("{} subject {s:?} is missing from the index", c.name()),
-                    })?;
-                if entry.records.len() != leaves.len()
-                    || leaves.iter().any(|l| {
-                        entry
-                            .records
-                            .get(&l.id)
-                            .is_none_or(|r| r.hash.is_some_and(|h| h != l.object))
-                    })
-                {
-                    return Err(BundleError::Malformed {
-                        path: index_path.into(),
-                        reason: format!("{} subject {s:?}: index records differ from the data", c.name()),
-                    });
-                }
-                if !is_delta && entry.root.as_deref() != Some(root.to_prefixed().as_str()) {
-                    return Err(root_mismatch(
-                        format!("{index_path} {} subject {s:?}", c.name()),
-                        entry.root.as_deref().unwrap_or("null"),
-                        root,
-                    ));
-                }
-                shards.entry(shard_of(&s)).or_default().push(SubjectRef {
-                    subject: s,
-                    root,
-                    records: leaves.len() as u64,
-                });
-            }
-            let indexed: usize = ic
-                .map(|i| i.subjects.values().filter(|s| !s.records.is_empty()).count())
-                .unwrap_or(0);
-            let found: usize = shards.values().map(Vec::len).sum();
-            if indexed != found {
-                return Err(BundleError::Malformed {
-                    path: index_path.into(),
-                    reason: format!(
-                        "{}: index lists {indexed} subjects with records, data holds {found}",
-                        c.name()
-                    ),
-                });
-            }
-            total += records;
-            if is_delta {
-                continue;
-            }
-            let roots: Vec<NodeHash> = (0..=255u8)
-                .map(|i| shards.get(&i).map_or_else(|| empty_shard_root(i), |s| shard_root(i, s)))
-                .collect();
-            let kr = kind_root(c, &roots);
-            let recorded = m.kind_roots.get(c.name()).map(String::as_str).unwrap_or("missing");
-            if recorded != kr.to_prefixed() {
-                return Err(root_mismatch(
-                    format!("manifest.yaml kindRoots.{}", c.name()),
-                    recorded,
-                    kr,
-                ));
-            }
-            if m.counts.get(c.name()).copied().unwrap_or(0) != records {
-                return Err(BundleError::DigestMismatch {
-                    path: MANIFEST.into(),
-                    what: format!("counts.{}", c.name()),
-                    expected: m.counts.get(c.name()).copied().unwrap_or(0).to_string(),
-                    actual: records.to_string(),
-                });
-            }
-            kinds.push(KindRef {
-                collection: c,
-                root: kr,
-                records,
-                subjects: found as u64,
-            });
-        }
-    }
-    if !is_delta {
-        kinds.sort_by_key(|k| Collection::ALL.iter().position(|c| *c == k.collection));
-        let sr = state_root(&m.tenant, &kinds);
-        if m.state_root != sr.to_prefixed() {
-            return Err(root_mismatch("manifest.yaml stateRoot".into(), &m.state_root, sr));
-        }
-    }
-    Ok(total)
 }
