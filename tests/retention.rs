@@ -542,3 +542,80 @@ fn kept_exports(store: &str) -> Vec<String> {
         .map(|e| e["runId"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// An object key names its collection and shard, not its subject: identical documents
+/// under two subjects of one shard share one object. Collecting the subjects that went
+/// must keep the object the others still hold. 300 copies of one OpenVEX document without
+/// products, half of them removed, put many removed and kept copies in the same shard.
+#[test]
+fn identical_documents_under_two_subjects_survive_the_collection_of_one() {
+    let pr = Producer::new();
+    let store = p(&pr.store);
+    let vex = pr.root.join("vex");
+    std::fs::create_dir_all(&vex).unwrap();
+    let doc = stellamirror_tests::manifest_dir()
+        .join("data/consensus/rancher-2026-07-22/golang__github.com__brancz__kube-rbac-proxy__scan.openvex.json");
+    let doc = std::fs::read(doc).unwrap();
+    // A document without products is its own subject (`vex-document:<path>`): identical
+    // bytes under 300 subjects. The copies of a real one also stage the ingest in chunks.
+    let empty = br#"{"@context":"https://openvex.dev/ns/v0.2.0","@id":"https://example.com/vex/empty","author":"Example Security","timestamp":"2026-01-01T00:00:00Z","version":1,"statements":[]}"#;
+    for i in 0..300 {
+        std::fs::write(vex.join(format!("copy-{i:03}.openvex.json")), &doc).unwrap();
+        std::fs::write(vex.join(format!("empty-{i:03}.openvex.json")), empty).unwrap();
+    }
+    let ingest = |k: usize| {
+        let mut args = vec!["ingest", "--store", store, "--tenant", "acme", "--source", "hub"];
+        args.extend(["--complete", "--allow-mass-removal", "--source-root", p(&vex), p(&vex)]);
+        sm(args).ok();
+        let run = format!("f{k}");
+        let created = hour(k);
+        let mut args = vec![
+            "export",
+            "full",
+            "--store",
+            store,
+            "--tenant",
+            "acme",
+            "--out",
+            p(&pr.out),
+        ];
+        args.extend(["--sign-key", p(&pr.key), "--run-id", &run, "--created-at", &created]);
+        sm(args).ok();
+    };
+    ingest(0);
+    for i in 0..150 {
+        std::fs::remove_file(vex.join(format!("copy-{i:03}.openvex.json"))).unwrap();
+        std::fs::remove_file(vex.join(format!("empty-{i:03}.openvex.json"))).unwrap();
+    }
+    ingest(1);
+    // What no export ever referenced (consensus objects a later chunk of the same run
+    // replaced) is `gc --full`'s; the incremental collection must leave exactly that.
+    let full_dry_run = || {
+        sm(["gc", "--store", store, "--full", "--dry-run", "--json"])
+            .ok()
+            .json()
+    };
+    let never_referenced = full_dry_run()["objectsRemoved"].clone();
+    let r = sm_at(&hour(2), ["prune", "--store", store, "--keep-full", "1", "--json"])
+        .ok()
+        .json();
+    assert_eq!(r["plans"][0]["prune"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["gc"]["mode"], "incremental", "{r}");
+    assert!(r["gc"]["objectsRemoved"].as_u64().unwrap() > 0, "{r}");
+    sm(["verify", "--store", store]).ok();
+    let rerun = pr.root.join("rerun");
+    let mut args = vec![
+        "export",
+        "full",
+        "--store",
+        store,
+        "--tenant",
+        "acme",
+        "--out",
+        p(&rerun),
+    ];
+    args.extend(["--rerun", "f1", "--sign-key", p(&pr.key)]);
+    assert!(sm(args).ok().stdout.contains("identical to the original: true"));
+    let left = full_dry_run();
+    assert_eq!(left["objectsRemoved"], never_referenced, "{left}");
+}

@@ -428,7 +428,13 @@ impl<'a> ObjectWriter<'a> {
         if !self.seen.insert(key) {
             return Ok(());
         }
-        if let Some(sort) = self.sort.as_mut() {
+        // A staged run sorts its objects for the commit, except VEX statements: the
+        // consensus of a later chunk reads the statements of earlier ones from the store
+        // (`consensus::extend`). Written at once they are immutable and unreferenced until
+        // the commit, like the staged Merkle nodes: garbage for `gc --full` if the run is
+        // refused or killed, never a changed state.
+        let statement = key.as_bytes()[0] == Collection::VexNormalized.code();
+        if let Some(sort) = self.sort.as_mut().filter(|_| !statement) {
             return Ok(sort.put(key.as_bytes(), bytes)?);
         }
         self.store.put_object(&mut self.batch, &key, bytes);
@@ -440,8 +446,9 @@ impl<'a> ObjectWriter<'a> {
     }
     fn flush(&mut self) -> Result<(), IngestError> {
         let b = std::mem::take(&mut self.batch);
+        let pending = self.bytes > 0;
         self.bytes = 0;
-        if self.sort.is_none() {
+        if pending {
             self.store.write_unreferenced(b)?;
         }
         Ok(())

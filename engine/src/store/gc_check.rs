@@ -11,8 +11,9 @@
 //! * a subject node when a kept root's shard node (any collection) lists it under its
 //!   subject; a collection that does not hold the subject's first object cannot hold the
 //!   subject node, so only collections that have it are looked in;
-//! * an object when a kept root's subject node at one of the (subject, record id) places
-//!   the diffs saw it at holds it (under any record id of that subject).
+//! * an object when any subject node of a kept root's shard node (of its collection, at
+//!   its shard) holds it: first at the places the diffs saw it at, then in every subject
+//!   node of that shard, because an object key does not name its subject.
 //!
 //! Kept roots' nodes are read once per shard (shard by shard, so memory stays bounded by
 //! one shard's nodes of the kept roots): the cost is the number of shards that hold
@@ -131,8 +132,10 @@ fn check_shard(
         if need_subjects.is_empty() && need_objects.is_empty() {
             continue;
         }
-        // Subject roots at the candidate objects' places, in every kept shard node.
+        // Subject roots at the candidate objects' places, in every kept shard node, and
+        // every subject root those shard nodes list.
         let mut places: Vec<(ObjectKey, NodeHash)> = Vec::new();
+        let mut shard_subjects: BTreeSet<NodeHash> = BTreeSet::new();
         for h in kept.shard_roots(c, i) {
             let bytes = store.node_bytes(NodeTag::Shard, &h)?;
             let view = NodeView::decode(&bytes)
@@ -149,10 +152,45 @@ fn check_shard(
                     }
                 }
             }
+            if let NodeView::Shard(s) = &view {
+                if !need_objects.is_empty() {
+                    shard_subjects.extend(s.subjects.iter().map(|x| x.root));
+                }
+            }
         }
-        live_objects.extend(held_objects(store, places)?);
+        let found = held_objects(store, places)?;
+        let rest: BTreeSet<ObjectKey> = need_objects.iter().filter(|k| !found.contains(*k)).copied().collect();
+        live_objects.extend(found);
+        live_objects.extend(held_anywhere(store, c, i, &shard_subjects, rest)?);
     }
     Ok(())
+}
+
+/// Which of `rest` (objects of collection `c` at shard `i`) any subject node in `roots`
+/// holds. An object key names its collection and shard, not its subject: identical bytes
+/// under two subjects of one shard (two copies of one OpenVEX file, `ingest --subject`)
+/// are one key, so a candidate no diff saw elsewhere may still be held by a subject no
+/// diff touched. Every distinct subject node of the kept shard nodes is read once.
+fn held_anywhere(
+    store: &Store,
+    c: Collection,
+    i: u8,
+    roots: &BTreeSet<NodeHash>,
+    mut rest: BTreeSet<ObjectKey>,
+) -> Result<BTreeSet<ObjectKey>, StoreError> {
+    let mut held = BTreeSet::new();
+    for root in roots {
+        if rest.is_empty() {
+            break;
+        }
+        for l in &store.subject_node(root)?.leaves {
+            let key = ObjectKey::in_shard(c, i, &l.object);
+            if rest.remove(&key) {
+                held.insert(key);
+            }
+        }
+    }
+    Ok(held)
 }
 
 /// Whether collection `c` can hold subject node `s` at shard `i`: it was found there, or
