@@ -365,3 +365,47 @@ fn spdx_tag_value_documents_ingest_with_their_text_kept() {
     let text = std::fs::read_to_string(&file).unwrap();
     assert_eq!(line["doc"]["spdxTagValue"], text);
 }
+
+/// A large input is staged in chunks whose objects wait for the commit; a later chunk's
+/// newer (or older) version of a document staged earlier is still compared by its own
+/// version, and the result equals an ingest in one chunk (it failed with
+/// ERR_STORE_CORRUPT "object … is missing").
+#[test]
+fn versions_of_one_document_supersede_across_staged_chunks() {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let sbom = |serial: &str, version: u32, lib: &str| {
+        format!(
+            r#"{{"bomFormat":"CycloneDX","specVersion":"1.5","serialNumber":"urn:uuid:{serial}","version":{version},"metadata":{{"component":{{"type":"application","name":"app","purl":"pkg:generic/app@1.0"}}}},"components":[{{"type":"library","name":"{lib}","purl":"pkg:npm/{lib}@1.0"}}]}}"#
+        )
+    };
+    let serial = "3e671687-395b-41f5-a30f-a58921a69b79";
+    // Read in name order: the two versions after the other documents, in two chunks.
+    for (name, v) in [("v1", 1), ("v2", 2)] {
+        std::fs::write(
+            input.join(format!("{name}.cdx.json")),
+            sbom(serial, v, &format!("lib{v}")),
+        )
+        .unwrap();
+    }
+    for i in 0..5 {
+        let other = format!("3e671687-395b-41f5-a30f-a58921a69b7{i}");
+        std::fs::write(input.join(format!("f{i}.cdx.json")), sbom(&other, 1, &format!("x{i}"))).unwrap();
+    }
+    let ingest = |store: &str, batch: &str| {
+        let (store, input) = (t.path().join(store), input.clone());
+        let args = ["ingest", "--store", p(&store), "--tenant", "acme", "--source", "s"];
+        let mut args = args.to_vec();
+        args.extend(["--batch-records", batch, p(&input)]);
+        let out = sm(args).ok().stdout;
+        (state_root(&store, "acme"), out)
+    };
+    let (chunked, out) = ingest("chunked", "1");
+    let (whole, _) = ingest("whole", "100000");
+    assert_eq!(chunked, whole, "{out}");
+    // Version 2 stands: the same root as an input without the older version.
+    std::fs::remove_file(input.join("v1.cdx.json")).unwrap();
+    let (latest_only, _) = ingest("latest", "100000");
+    assert_eq!(chunked, latest_only, "{out}");
+}

@@ -163,6 +163,10 @@ pub struct Committer<'a> {
     wrote: bool,
     /// Meta entries written with the commit (the source root, when this run records it).
     extra: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Own version numbers of the documents earlier chunks staged: their objects wait in
+    /// the sort for the commit, so a later version of one of them in a later chunk is
+    /// compared with this number, not with the stored bytes.
+    staged_versions: HashMap<ObjectId, u64>,
 }
 
 impl<'a> Committer<'a> {
@@ -173,6 +177,7 @@ impl<'a> Committer<'a> {
             staged: None,
             wrote: false,
             extra,
+            staged_versions: HashMap::new(),
         }
     }
 
@@ -198,7 +203,9 @@ impl<'a> Committer<'a> {
             return Ok(());
         }
         self.wrote = true;
-        self.write_staged(&mut staged.objects, &plan, &m)
+        self.write_staged(&mut staged.objects, &plan, &m)?;
+        self.staged_versions.extend(m.versions.iter().copied());
+        Ok(())
     }
 
     fn write_staged(&self, objects: &mut Spill, plan: &Plan, m: &Prepared) -> Result<(), IngestError> {
@@ -272,6 +279,8 @@ struct Prepared {
     m: Mutation,
     bytes: HashMap<ObjectId, Vec<u8>>,
     consensus: HashMap<ObjectId, Vec<u8>>,
+    /// (object, own version) of the documents this chunk writes that carry one.
+    versions: Vec<(ObjectId, u64)>,
 }
 
 /// How a chunk's Merkle update is made: now, on this state, or deferred to the end of a
@@ -302,7 +311,9 @@ impl Committer<'_> {
         for ((c, id), e) in m.upserts.iter().filter(|((c, _), _)| c.is_primary()) {
             if let Some(old) = view.record(*c, id)? {
                 let key = (*c, id.clone());
-                if old.object != e.object && stored_is_newer(store, *c, &old, e, origin.get(&key).map(|o| o.0))? {
+                if old.object != e.object
+                    && stored_is_newer(store, &self.staged_versions, *c, &old, e, origin.get(&key).map(|o| o.0))?
+                {
                     older.push(key);
                     continue;
                 }
@@ -326,6 +337,12 @@ impl Committer<'_> {
             }
             m.deletes.insert((c, id));
         }
+        let versions: Vec<(ObjectId, u64)> = m
+            .upserts
+            .iter()
+            .filter(|((c, _), _)| c.is_primary())
+            .filter_map(|(k, e)| origin.get(k).map(|o| (e.object, o.0)))
+            .collect();
         // VEX consensus (crate::consensus, docs/consensus.md): recompute the pairs whose
         // statements this chunk adds, changes or removes.
         let statement_bytes: HashMap<ObjectId, &[u8]> = m
@@ -344,7 +361,15 @@ impl Committer<'_> {
             }
         };
         add_counts(&mut report.counts, &plan);
-        Ok((plan, Prepared { m, bytes, consensus }))
+        Ok((
+            plan,
+            Prepared {
+                m,
+                bytes,
+                consensus,
+                versions,
+            },
+        ))
     }
 }
 
@@ -354,6 +379,7 @@ impl Committer<'_> {
 /// one has a version number (OSV compares by `modified` alone).
 fn stored_is_newer(
     store: &Store,
+    staged: &HashMap<ObjectId, u64>,
     c: Collection,
     old: &RecordEntry,
     new: &RecordEntry,
@@ -365,7 +391,12 @@ fn stored_is_newer(
     let old_version = if version == 0 {
         0
     } else {
-        own_version_of_bytes(&store.object_required(&ObjectKey::new(c, &old.subject, &old.object))?)
+        match store.object(&ObjectKey::new(c, &old.subject, &old.object))? {
+            Some(bytes) => own_version_of_bytes(&bytes),
+            None => *staged
+                .get(&old.object)
+                .ok_or_else(|| StoreError::Corrupt(format!("object {} is missing", old.object)))?,
+        }
     };
     let stored = DocVersion {
         version: old_version,
