@@ -194,109 +194,26 @@ pub(super) fn produce(
         index_version: crate::bundle::format::index_format_version(stamp.format_version),
     };
 
-    // The target view (filtered snapshot) — materialised for full bundles and reset
-    // baselines, only measured for deltas.
-    let jobs = snapshot_units(store, state)?;
-    let full_materialise = matches!(job, Job::Full | Job::Delta { reset: true, .. });
-    let mut outputs: Vec<UnitOutput> = if full_materialise || !filter.selects_all() {
-        jobs.par_iter()
-            .map(|(c, shard, root)| {
-                let input = load_unit(store, *c, *shard, root, &filter)?;
-                if full_materialise {
-                    let mut o = run_unit(&ctx, input)?;
-                    spill_index(&mut o, &staging.0.join(".index-parts"))?;
-                    Ok::<_, ExportError>(o)
-                } else {
-                    Ok(measure_unit(input))
-                }
-            })
-            .collect::<Result<_, _>>()?
-    } else {
-        Vec::new()
-    };
-    let view = if outputs.is_empty() && !full_materialise {
-        View {
-            root: state.root(),
-            kind_roots: state.kinds.iter().map(|k| (k.collection, k.root)).collect(),
-            counts: state.kinds.iter().map(|k| (k.collection, k.records)).collect(),
-        }
-    } else {
-        view_from_units(&s.tenant, &outputs)
-    };
-    if full_materialise && !s.allow_empty && view.counts.values().sum::<u64>() == 0 {
-        return Err(ExportError::Empty {
-            tenant: s.tenant.to_string(),
-            what: if filter.selects_all() {
-                "at all".into()
-            } else {
-                format!(
-                    "matching the selectors {}",
-                    serde_json::to_string(&selectors).unwrap_or_default()
-                )
-            },
-        });
-    }
-    if filter.selects_all() && view.root != state.root() {
-        return Err(ExportError::RootMismatch {
-            computed: view.root,
-            stored: state.root(),
-        });
-    }
+    let (mut outputs, view) = target_view(&ctx, s, &job, state, &filter, &selectors, &staging.0)?;
 
     let mut files: BTreeMap<String, Shipped> = BTreeMap::new();
-    let mut diff_manifest = None;
-    let mut base_ref = None;
-    let mut base_state_root = None;
-    match &job {
-        Job::Full => {}
+    let (diff_manifest, base_ref) = match &job {
+        Job::Full => (None, None),
         Job::Delta {
             base,
             base_state,
             reset,
         } => {
-            let (added, changed, removed, units, removed_lines, known) = if *reset {
-                let mut added = BTreeMap::new();
-                for (c, n) in &view.counts {
-                    if *n > 0 {
-                        added.insert(*c, *n);
-                    }
-                }
-                (
-                    added,
-                    BTreeMap::new(),
-                    BTreeMap::new(),
-                    Vec::new(),
-                    Vec::new(),
-                    SubjectRoots::new(),
-                )
-            } else {
-                delta_sets(store, base_state, state, &filter)?
+            let delta = DeltaJob {
+                base,
+                base_state,
+                reset: *reset,
             };
-            if !*reset {
-                outputs = units
-                    .into_par_iter()
-                    .map(|u| run_unit(&ctx, u))
-                    .collect::<Result<_, _>>()?;
-                fix_delta_index(store, &filter, &mut outputs, &known)?;
-            }
-            let dm = diff_document(base, *reset, &view.root, [&added, &changed, &removed]);
-            files.insert(
-                "manifest.diff.json".into(),
-                Shipped::Doc(serde_json::to_vec_pretty(&dm).expect("json")),
-            );
-            for (path, body) in removed_files(&removed_lines) {
-                files.insert(path, Shipped::Doc(body));
-            }
-            base_ref = Some(BaseRef {
-                export_id: base.run_id.clone(),
-                manifest_digest: base.manifest_digest,
-                state_root: base.state_root.to_prefixed(),
-                reset_baseline: *reset,
-            });
-            base_state_root = Some(base.state_root.to_prefixed());
-            diff_manifest = Some(dm);
+            let (dm, base_ref) = delta_part(&ctx, &delta, state, &filter, &view, &mut outputs, &mut files)?;
+            (Some(dm), Some(base_ref))
         }
-    }
+    };
+    let base_state_root = base_ref.as_ref().map(|b: &BaseRef| b.state_root.clone());
 
     ship_units(&ctx, s.encryption.is_some(), strict, &mut outputs, &view, &mut files)?;
 
@@ -348,6 +265,129 @@ pub(super) fn produce(
         },
         record,
     })
+}
+
+/// The target view (the filtered snapshot): its units materialised for full bundles and
+/// reset baselines (their index parts spilled under `staging`), only measured for deltas;
+/// refused when empty (unless allowed) or, unfiltered, when it disagrees with the store.
+fn target_view(
+    ctx: &UnitContext<'_>,
+    s: &ExportSettings,
+    job: &Job<'_>,
+    state: &StateNode,
+    filter: &Filter,
+    selectors: &Selectors,
+    staging: &Path,
+) -> Result<(Vec<UnitOutput>, View), ExportError> {
+    let jobs = snapshot_units(ctx.store, state)?;
+    let full_materialise = matches!(job, Job::Full | Job::Delta { reset: true, .. });
+    let outputs: Vec<UnitOutput> = if full_materialise || !filter.selects_all() {
+        jobs.par_iter()
+            .map(|(c, shard, root)| {
+                let input = load_unit(ctx.store, *c, *shard, root, filter)?;
+                if full_materialise {
+                    let mut o = run_unit(ctx, input)?;
+                    spill_index(&mut o, &staging.join(".index-parts"))?;
+                    Ok::<_, ExportError>(o)
+                } else {
+                    Ok(measure_unit(input))
+                }
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
+    let view = if outputs.is_empty() && !full_materialise {
+        View {
+            root: state.root(),
+            kind_roots: state.kinds.iter().map(|k| (k.collection, k.root)).collect(),
+            counts: state.kinds.iter().map(|k| (k.collection, k.records)).collect(),
+        }
+    } else {
+        view_from_units(&s.tenant, &outputs)
+    };
+    if full_materialise && !s.allow_empty && view.counts.values().sum::<u64>() == 0 {
+        return Err(ExportError::Empty {
+            tenant: s.tenant.to_string(),
+            what: if filter.selects_all() {
+                "at all".into()
+            } else {
+                format!(
+                    "matching the selectors {}",
+                    serde_json::to_string(selectors).unwrap_or_default()
+                )
+            },
+        });
+    }
+    if filter.selects_all() && view.root != state.root() {
+        return Err(ExportError::RootMismatch {
+            computed: view.root,
+            stored: state.root(),
+        });
+    }
+    Ok((outputs, view))
+}
+
+/// The base a delta is made against (`Job::Delta`, borrowed).
+struct DeltaJob<'a> {
+    base: &'a ExportRecord,
+    base_state: &'a StateNode,
+    reset: bool,
+}
+
+/// A delta's own part: its changed units (replacing `outputs`, unless it is a reset
+/// baseline, which ships the whole view), `manifest.diff.json` and the removed-record
+/// files into `files`; returns the diff document and the base reference.
+fn delta_part(
+    ctx: &UnitContext<'_>,
+    job: &DeltaJob<'_>,
+    state: &StateNode,
+    filter: &Filter,
+    view: &View,
+    outputs: &mut Vec<UnitOutput>,
+    files: &mut BTreeMap<String, Shipped>,
+) -> Result<(DiffManifest, BaseRef), ExportError> {
+    let store = ctx.store;
+    let (added, changed, removed, units, removed_lines, known) = if job.reset {
+        let added: BTreeMap<Collection, u64> = view
+            .counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(c, n)| (*c, *n))
+            .collect();
+        (
+            added,
+            BTreeMap::new(),
+            BTreeMap::new(),
+            Vec::new(),
+            Vec::new(),
+            SubjectRoots::new(),
+        )
+    } else {
+        delta_sets(store, job.base_state, state, filter)?
+    };
+    if !job.reset {
+        *outputs = units
+            .into_par_iter()
+            .map(|u| run_unit(ctx, u))
+            .collect::<Result<_, _>>()?;
+        fix_delta_index(store, filter, outputs, &known)?;
+    }
+    let dm = diff_document(job.base, job.reset, &view.root, [&added, &changed, &removed]);
+    files.insert(
+        "manifest.diff.json".into(),
+        Shipped::Doc(serde_json::to_vec_pretty(&dm).expect("json")),
+    );
+    for (path, body) in removed_files(&removed_lines) {
+        files.insert(path, Shipped::Doc(body));
+    }
+    let base_ref = BaseRef {
+        export_id: job.base.run_id.clone(),
+        manifest_digest: job.base.manifest_digest,
+        state_root: job.base.state_root.to_prefixed(),
+        reset_baseline: job.reset,
+    };
+    Ok((dm, base_ref))
 }
 
 /// The catalog entry of an export `info` describes, written as `bundle` (`bytes`, manifest
