@@ -255,12 +255,22 @@ fn a_slow_download_holds_its_place_under_max_concurrency() {
     let version = std::fs::canonicalize(out.join("acme/current")).unwrap();
     std::fs::write(version.join("osv/big.zip"), vec![7u8; 32 << 20]).unwrap();
     let s = Server::start(&out, &["--tenant", "acme", "--max-concurrency", "1"]);
+    let partial = t.path().join("big.part");
     let mut slow = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "--limit-rate", "8M"])
+        .args(["-s", "--limit-rate", "8M", "-o"])
+        .arg(&partial)
         .arg(format!("{}/osv/big.zip", s.url))
         .spawn()
         .expect("curl");
-    std::thread::sleep(Duration::from_millis(700));
+    // The download holds the place once its body flows (a fixed sleep raced a slow start).
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the slow download never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let quick = |max: &str| {
         let o = Command::new("curl")
             .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", max])
