@@ -12,16 +12,15 @@
 //!   subject; a collection that does not hold the subject's first object cannot hold the
 //!   subject node, so only collections that have it are looked in;
 //! * an object when any subject node of a kept root's shard node (of its collection, at
-//!   its shard) holds it: first at the places the diffs saw it at, then in every subject
-//!   node of that shard, because an object key does not name its subject.
+//!   its shard) holds it, because an object key does not name its subject.
 //!
 //! Kept roots' nodes are read once per shard (shard by shard, so memory stays bounded by
 //! one shard's nodes of the kept roots): the cost is the number of shards that hold
 //! candidates times the kept roots' distinct shard nodes there.
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::diff::{Candidates, SubjectCandidate};
-use crate::ids::{NodeHash, ObjectId};
+use crate::ids::NodeHash;
 use crate::merkle::{empty_shard_root, KindNode, NodeView};
 use crate::model::Collection;
 use crate::store::{NodeTag, ObjectKey, Store, StoreError};
@@ -80,7 +79,7 @@ pub(super) fn keep_referenced(store: &Store, kept: &Kept, cands: &mut Candidates
             .0
             .push(*h);
     }
-    for k in cands.objects.keys() {
+    for k in &cands.objects {
         by_shard.entry(k.as_bytes()[1]).or_default().1.push(*k);
     }
     let (mut live_subjects, mut live_objects) = (BTreeSet::new(), BTreeSet::new());
@@ -95,7 +94,7 @@ pub(super) fn keep_referenced(store: &Store, kept: &Kept, cands: &mut Candidates
         )?;
     }
     cands.subjects.retain(|h, _| !live_subjects.contains(h));
-    cands.objects.retain(|k, _| !live_objects.contains(k));
+    cands.objects.retain(|k| !live_objects.contains(k));
     Ok((before - cands.len()) as u64)
 }
 
@@ -132,9 +131,7 @@ fn check_shard(
         if need_subjects.is_empty() && need_objects.is_empty() {
             continue;
         }
-        // Subject roots at the candidate objects' places, in every kept shard node, and
-        // every subject root those shard nodes list.
-        let mut places: Vec<(ObjectKey, NodeHash)> = Vec::new();
+        // Every subject root the kept shard nodes list.
         let mut shard_subjects: BTreeSet<NodeHash> = BTreeSet::new();
         for h in kept.shard_roots(c, i) {
             let bytes = store.node_bytes(NodeTag::Shard, &h)?;
@@ -145,32 +142,23 @@ fn check_shard(
                     live_subjects.insert(*s);
                 }
             }
-            for k in &need_objects {
-                for (subject, _) in &cands.objects[k] {
-                    if let Some(root) = lookup(&view, subject) {
-                        places.push((*k, *root));
-                    }
-                }
-            }
             if let NodeView::Shard(s) = &view {
                 if !need_objects.is_empty() {
                     shard_subjects.extend(s.subjects.iter().map(|x| x.root));
                 }
             }
         }
-        let found = held_objects(store, places)?;
-        let rest: BTreeSet<ObjectKey> = need_objects.iter().filter(|k| !found.contains(*k)).copied().collect();
-        live_objects.extend(found);
-        live_objects.extend(held_anywhere(store, c, i, &shard_subjects, rest)?);
+        let need: BTreeSet<ObjectKey> = need_objects.into_iter().collect();
+        live_objects.extend(held_anywhere(store, c, i, &shard_subjects, need)?);
     }
     Ok(())
 }
 
 /// Which of `rest` (objects of collection `c` at shard `i`) any subject node in `roots`
-/// holds. An object key names its collection and shard, not its subject: identical bytes
-/// under two subjects of one shard (two copies of one OpenVEX file, `ingest --subject`)
-/// are one key, so a candidate no diff saw elsewhere may still be held by a subject no
-/// diff touched. Every distinct subject node of the kept shard nodes is read once.
+/// holds. An object key names its collection and shard, not its subject: an object that
+/// moved to another subject or record id, or identical bytes under two subjects of one
+/// shard (copies of an OpenVEX file without products, `ingest --subject`), are found
+/// only by looking in every subject node. Each distinct one is read once.
 fn held_anywhere(
     store: &Store,
     c: Collection,
@@ -201,29 +189,4 @@ fn may_hold(store: &Store, s: &SubjectCandidate, c: Collection, i: u8) -> Result
         return Ok(true);
     }
     store.has_object(&ObjectKey::in_shard(c, i, &s.first_object))
-}
-
-/// The object keys of `places` ((object, subject node) pairs) that the subject node holds,
-/// under any record id. Each subject node is read once.
-fn held_objects(store: &Store, mut places: Vec<(ObjectKey, NodeHash)>) -> Result<BTreeSet<ObjectKey>, StoreError> {
-    places.sort_by_key(|(_, r)| *r);
-    places.dedup();
-    let mut held = BTreeSet::new();
-    let mut leaves: HashMap<NodeHash, BTreeSet<ObjectId>> = HashMap::new();
-    for (key, root) in places {
-        if held.contains(&key) {
-            continue;
-        }
-        let objects = match leaves.entry(root) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let node = store.subject_node(&root)?;
-                e.insert(node.leaves.iter().map(|l| l.object).collect())
-            }
-        };
-        if objects.contains(&key.id()) {
-            held.insert(key);
-        }
-    }
-    Ok(held)
 }

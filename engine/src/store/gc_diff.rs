@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ids::{NodeHash, ObjectId};
 use crate::merkle::{empty_shard_root, KindNode, Node, ShardNode, StateNode, SubjectNode, SubjectRef};
-use crate::model::{Collection, Leaf};
+use crate::model::Collection;
 use crate::store::{node_key, NodeTag, ObjectKey, Store, StoreError, CF_NODES};
 
 /// A subject node found in an old root: its subject, stored size, the collections it was
@@ -40,8 +40,8 @@ pub(super) struct Candidates {
     /// Shard nodes: shard byte and stored size.
     pub shards: BTreeMap<NodeHash, (u8, usize)>,
     pub subjects: BTreeMap<NodeHash, SubjectCandidate>,
-    /// Objects and every (subject, record id) the diffs saw them at, old or new side.
-    pub objects: BTreeMap<ObjectKey, BTreeSet<(String, String)>>,
+    /// Objects the old side holds and the new side does not hold as they were.
+    pub objects: BTreeSet<ObjectKey>,
 }
 
 impl Candidates {
@@ -177,38 +177,20 @@ fn diff_shard(
     .into_iter()
     .map(|s| (s.subject.clone(), s))
     .collect();
-    // Objects this shard's changed subjects hold on the new side: an object that moved to
-    // another subject or record id of the shard is checked at its new place too.
-    let mut new_side: BTreeMap<ObjectId, Vec<(String, String)>> = BTreeMap::new();
-    let mut found: Vec<ObjectKey> = Vec::new();
-    let old_names: BTreeSet<&str> = old_shard.subjects.iter().map(|s| s.subject.as_str()).collect();
+    // Where a candidate object may still be held (it moved to another subject or record
+    // id, or identical bytes sit under another subject) is the reference check's question:
+    // it looks in every subject node of the kept shard (`gc_check`).
     for s in &old_shard.subjects {
         let counterpart = new_subjects.get(&s.subject);
         if counterpart.is_some_and(|x| x.root == s.root) {
             continue;
         }
-        let new_leaves = diff_subject(store, c, i, s, counterpart, out, &mut found)?;
-        for l in new_leaves {
-            new_side.entry(l.object).or_default().push((s.subject.clone(), l.id));
-        }
-    }
-    for (name, s) in &new_subjects {
-        if !old_names.contains(name.as_str()) {
-            for l in subject_at(store, &s.root)?.map(|(x, _)| x.leaves).unwrap_or_default() {
-                new_side.entry(l.object).or_default().push((name.clone(), l.id));
-            }
-        }
-    }
-    for key in found {
-        if let Some(places) = new_side.get(&key.id()) {
-            out.objects.entry(key).or_default().extend(places.iter().cloned());
-        }
+        diff_subject(store, c, i, s, counterpart, out)?;
     }
     Ok(())
 }
 
-/// List the subject node and the leaves the new side does not hold as they were; returns
-/// the new side's leaves.
+/// List the subject node and the leaves the new side does not hold as they were.
 fn diff_subject(
     store: &Store,
     c: Collection,
@@ -216,17 +198,16 @@ fn diff_subject(
     old: &SubjectRef,
     new: Option<&SubjectRef>,
     out: &mut Candidates,
-    found: &mut Vec<ObjectKey>,
-) -> Result<Vec<Leaf>, StoreError> {
+) -> Result<(), StoreError> {
     let Some((old_node, n)) = subject_at(store, &old.root)? else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     let new_leaves = match new {
         Some(r) => subject_at(store, &r.root)?.map(|(s, _)| s.leaves).unwrap_or_default(),
         None => Vec::new(),
     };
     let Some(first) = old_node.leaves.first() else {
-        return Ok(new_leaves);
+        return Ok(());
     };
     let entry = out.subjects.entry(old.root).or_insert_with(|| SubjectCandidate {
         subject: old.subject.clone(),
@@ -240,12 +221,7 @@ fn diff_subject(
         if new_side.get(l.id.as_str()) == Some(&&l.object) {
             continue;
         }
-        let key = ObjectKey::in_shard(c, i, &l.object);
-        out.objects
-            .entry(key)
-            .or_default()
-            .insert((old.subject.clone(), l.id.clone()));
-        found.push(key);
+        out.objects.insert(ObjectKey::in_shard(c, i, &l.object));
     }
-    Ok(new_leaves)
+    Ok(())
 }

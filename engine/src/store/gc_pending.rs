@@ -239,7 +239,7 @@ fn sweep(
 ) -> Result<(), StoreError> {
     // Objects: only those still stored (a killed collection may have deleted some).
     let mut objects: Vec<ObjectKey> = Vec::new();
-    let keys: Vec<ObjectKey> = c.objects.keys().copied().collect();
+    let keys: Vec<ObjectKey> = c.objects.iter().copied().collect();
     for chunk in keys.chunks(SWEEP_BATCH_KEYS) {
         for (k, v) in chunk.iter().zip(store.objects(chunk)?) {
             if let Some(v) = v {
